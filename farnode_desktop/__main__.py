@@ -1,0 +1,3 @@
+from farnode_desktop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""The app's settings: typed, validated, saved atomically; a corrupt file is kept aside and reported.
+
+Secrets never live here: the wallet's key is in the OS keyring, the settings hold its address only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from farnode_desktop.core.atomic import atomic_write_json, quarantine
+from farnode_desktop.core.errors import SettingsError
+
+SCHEMA_VERSION = 1
+
+LOCAL_SWARM = "local"
+PUBLIC_SWARM = "public"
+CUSTOM_SWARM = "custom"
+
+
+@dataclass
+class NetworkSettings:
+    """Which FarMesh network the node joins and what it serves."""
+
+    swarm: str = LOCAL_SWARM  # local | public | custom
+    model: str = ""  # empty: the embedded demo model (local swarm) ; else a hub id or a local path
+    initial_peers: list[str] = field(default_factory=list)  # custom swarm: multiaddrs with /p2p/<peer id>
+    dht_prefix: str = ""  # empty: derived by the engine from the model name
+    port: int = 31337  # TCP port of the server (0: pick a free one)
+    host: str = "127.0.0.1"  # listen address; 0.0.0.0 for a public swarm
+    public_name: str = ""  # empty: the payout wallet address, when there is one
+    num_blocks: int = 0  # 0: sized automatically
+    quantization: str = "auto"  # auto | nf4 | int8 | none
+    device: str = "auto"  # auto | cpu | cuda
+    num_handlers: int = 2
+    # Local demo swarm: rate of the built-in client traffic (requests per minute; 0 turns it off).
+    demo_traffic_per_minute: float = 12.0
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.swarm not in (LOCAL_SWARM, PUBLIC_SWARM, CUSTOM_SWARM):
+            problems.append(f"network.swarm must be local, public or custom, not {self.swarm!r}")
+        if not (0 <= self.port <= 65535):
+            problems.append(f"network.port must be between 0 and 65535, not {self.port}")
+        if self.num_blocks < 0:
+            problems.append("network.num_blocks must not be negative")
+        if self.quantization not in ("auto", "nf4", "int8", "none"):
+            problems.append(f"network.quantization must be auto, nf4, int8 or none, not {self.quantization!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"network.device must be auto, cpu or cuda, not {self.device!r}")
+        if self.swarm == CUSTOM_SWARM and not self.initial_peers:
+            problems.append("network.initial_peers is empty: a custom network needs at least one peer address")
+        for p in self.initial_peers:
+            if "/p2p/" not in p:
+                problems.append(f"peer address {p!r} has no /p2p/<peer id> part")
+        if not (1 <= self.num_handlers <= 64):
+            problems.append("network.num_handlers must be between 1 and 64")
+        if self.demo_traffic_per_minute < 0:
+            problems.append("network.demo_traffic_per_minute must not be negative")
+        return problems
+
+
+@dataclass
+class GpuSettings:
+    contributing: list[str] = field(default_factory=list)  # GPU UUIDs the user lets contribute; empty: all eligible
+    reserve_vram_mib: int = 1024  # VRAM left free for the desktop and games
+
+    def validate(self) -> list[str]:
+        return [] if self.reserve_vram_mib >= 0 else ["gpus.reserve_vram_mib must not be negative"]
+
+
+@dataclass
+class WalletSettings:
+    address: str = ""  # checksummed payout address; the key is only in the OS keyring
+
+    def validate(self) -> list[str]:
+        return []
+
+
+@dataclass
+class ChainSettings:
+    rpc_url: str = ""
+    chain_id: int = 0
+    token_address: str = ""
+    payout_senders: list[str] = field(default_factory=list)
+    confirmations: int = 12
+    reward_per_1k_tokens: float = 0.0  # in reward-token units, for the unpaid estimate
+    start_block: int = 0
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.confirmations < 0:
+            problems.append("chain.confirmations must not be negative")
+        if self.reward_per_1k_tokens < 0:
+            problems.append("chain.reward_per_1k_tokens must not be negative")
+        return problems
+
+
+@dataclass
+class Settings:
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    gpus: GpuSettings = field(default_factory=GpuSettings)
+    wallet: WalletSettings = field(default_factory=WalletSettings)
+    chain: ChainSettings = field(default_factory=ChainSettings)
+
+    def validate(self) -> list[str]:
+        problems: list[str] = []
+        for f in dataclasses.fields(self):
+            problems += getattr(self, f.name).validate()
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+
+def _coerce(section_cls: type, raw: Any, section: str, problems: list[str]) -> Any:
+    default = section_cls()
+    if not isinstance(raw, dict):
+        problems.append(f"section {section!r} is not an object; defaults used")
+        return default
+    hints = get_type_hints(section_cls)
+    kwargs = {}
+    for f in dataclasses.fields(section_cls):
+        if f.name not in raw:
+            continue
+        value, want = raw[f.name], hints[f.name]
+        origin = getattr(want, "__origin__", want)
+        ok = (
+            (origin is list and isinstance(value, list) and all(isinstance(x, str) for x in value))
+            or (want is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (want is int and isinstance(value, int) and not isinstance(value, bool))
+            or (want is str and isinstance(value, str))
+            or (want is bool and isinstance(value, bool))
+        )
+        if ok:
+            kwargs[f.name] = float(value) if want is float else value
+        else:
+            problems.append(f"{section}.{f.name} has an invalid value {value!r}; the default is used")
+    return section_cls(**kwargs)
+
+
+class SettingsStore:
+    """Loads and saves :class:`Settings` at one path.
+
+    ``load()`` never raises for a bad file: it keeps the file aside, falls back to defaults where needed, and
+    lists what happened in ``self.warnings`` so the app can tell the user.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.warnings: list[str] = []
+
+    def load(self) -> Settings:
+        self.warnings = []
+        if not self.path.exists():
+            return Settings()
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError("the top level is not an object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            aside = quarantine(self.path)
+            self.warnings.append(
+                f"The settings file was damaged ({exc}). It was kept as {aside.name} and default settings "
+                "are used; re-enter your settings or restore them from that file."
+            )
+            return Settings()
+        problems: list[str] = []
+        hints = get_type_hints(Settings)
+        kwargs = {f.name: _coerce(hints[f.name], raw.get(f.name, {}), f.name, problems)
+                  for f in dataclasses.fields(Settings)}
+        settings = Settings(**kwargs)
+        invalid = settings.validate()
+        if invalid:
+            # Reset the invalid sections one by one so valid ones are kept.
+            for f in dataclasses.fields(Settings):
+                if getattr(settings, f.name).validate():
+                    setattr(settings, f.name, hints[f.name]())
+            problems += [p + "; that section's defaults are used" for p in invalid]
+        if problems:
+            aside = self.path.with_name(f"{self.path.name}.invalid-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.copy2(self.path, aside)
+            self.warnings.append(
+                "Some settings were not valid and were reset (the original file was kept as "
+                f"{aside.name}): " + "; ".join(problems)
+            )
+        return settings
+
+    def save(self, settings: Settings) -> None:
+        problems = settings.validate()
+        if problems:
+            raise SettingsError("These settings are not valid: " + "; ".join(problems)
+                                + ". Correct them and save again.")
+        atomic_write_json(self.path, settings.to_dict())

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The README's second command: install and start everything the tests need, then run the whole suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k engine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/system-deps.sh
+# The engine's own environment, exactly as the app sets it up for a user (idempotent).
+.venv/bin/farnode-desktop engine setup
+.venv/bin/ruff check farnode_desktop tests benchmarks scripts packaging
+
+mkdir -p test-artifacts
+cleanup() { for p in ${BG_PIDS:-}; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+# A real X display with a real system tray, unless one is already there.
+if [ -z "${DISPLAY:-}" ]; then
+  for n in $(seq 90 120); do [ -e "/tmp/.X11-unix/X$n" ] || break; done
+  Xvfb ":$n" -screen 0 1280x800x24 -nolisten tcp >test-artifacts/xvfb.log 2>&1 &
+  BG_PIDS="$!"
+  export DISPLAY=":$n"
+  for _ in $(seq 50); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.1; done
+  trayer --edge top --align right --widthtype request --height 24 >test-artifacts/trayer.log 2>&1 &
+  BG_PIDS="$BG_PIDS $!"
+fi
+# A real Secret Service keyring on a private D-Bus session bus, then the suite.
+exec 3>&1
+dbus-run-session -- bash -c '
+  eval "$(printf farnode-test | gnome-keyring-daemon --unlock --components=secrets)"
+  export GNOME_KEYRING_CONTROL
+  .venv/bin/python -m pytest "$@"
+' bash "$@"

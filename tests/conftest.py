@@ -1,0 +1,36 @@
+"""Fixtures shared by every test area. Area-specific fixtures live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from farnode_desktop.core.paths import AppPaths
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture
+def farnode_home(tmp_path, monkeypatch) -> Path:
+    """A private FARNODE_HOME: config, data, logs and cache of the app under a temporary folder."""
+    home = tmp_path / "farnode-home"
+    monkeypatch.setenv("FARNODE_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def app_paths(farnode_home) -> AppPaths:
+    return AppPaths.default().ensure()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY"))
