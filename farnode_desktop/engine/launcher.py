@@ -1,0 +1,387 @@
+"""Runs one FarMesh block server inside the engine environment and reports to the app.
+
+Usage (by the app's supervisor, never by hand): ``python -m farnode_desktop.engine.launcher --event-fd N``
+with the server's configuration as the first line of standard input (JSON). Later lines on standard input
+are commands (``stop``). End of file on standard input means the app is gone: the server is stopped
+cleanly (blocks announced offline) and every process of this node's process group is gone afterwards.
+
+The server is Petals' own ``run_server`` (``farmesh`` when installed), unchanged. The launcher only:
+- bridges the hivemind re-export gap (compat.py),
+- wraps a few engine functions to emit lifecycle events (measuring, loading block i of n, joining, online,
+  rebalancing) and installs a connection-handler subclass that counts sessions, steps and tokens,
+- turns failures into categories the app can explain.
+
+Exit codes: 0 stopped cleanly, 2 bad configuration, 3 a start failure a retry will not fix, 1 a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import typing
+
+if __package__ in (None, ""):  # run as a file (frozen app or tests): make the sibling imports work
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from farnode_desktop.engine.channel import PROTOCOL, Counters, EventWriter  # noqa: E402
+
+EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_START_FAILED = 0, 1, 2, 3
+STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
+
+
+class Launcher:
+    def __init__(self, writer: EventWriter, config: dict):
+        self.w = writer
+        self.config = config
+        self.counters = Counters(writer)
+        self.stop_requested = threading.Event()
+        self.server = None
+        self.engine = None
+        self.pid = os.getpid()
+
+    # ---------------------------------------------------------------- control: stdin, signals, watchdog
+    def watch_control(self, fd: int) -> None:
+        """A thread: ``stop`` or end of file on the control pipe (the app's end of stdin) asks for a clean
+        stop. It reads the raw descriptor: a thread blocked inside ``sys.stdin`` would hold its buffer lock,
+        and multiprocessing's forked children (the DHT, the handlers) close ``sys.stdin`` at start and would
+        wait on that lock forever."""
+        why, buf = "the app is gone (its control pipe closed)", b""
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            if b"stop\n" in buf or buf.strip() == b"stop":
+                why = "the app asked to stop"
+                break
+        self.request_stop(why)
+
+    def request_stop(self, why: str) -> None:
+        if os.getpid() != self.pid:  # a forked server process inherited the SIGTERM handler: just exit
+            os._exit(128 + signal.SIGTERM)
+        if self.stop_requested.is_set():
+            return
+        self.stop_requested.set()
+        self.w.emit("state", state="stopping", reason=why)
+        os.kill(os.getpid(), signal.SIGINT)  # Petals' clean path: KeyboardInterrupt -> server.shutdown()
+        threading.Thread(target=self._deadline, daemon=True, name="farnode-stop-deadline").start()
+
+    def _deadline(self) -> None:
+        time.sleep(STOP_GRACE_S)
+        self.w.emit("failed", category="stop_timeout",
+                    message=f"the server did not stop within {STOP_GRACE_S:.0f} s; its processes were killed")
+        kill_process_group_except_self()
+        os._exit(EXIT_CRASH)
+
+    # ---------------------------------------------------------------- engine hooks
+    def install_hooks(self) -> None:
+        from farnode_desktop.engine.compat import import_engine
+
+        engine = self.engine = import_engine()
+        name = engine.__name__
+        srv = importlib.import_module(f"{name}.server.server")
+        handler_mod = importlib.import_module(f"{name}.server.handler")
+        throughput_mod = importlib.import_module(f"{name}.server.throughput")
+        cli = importlib.import_module(f"{name}.cli.run_server")
+        w, counters, launcher = self.w, self.counters, self
+
+        if self.config.get("local_network"):
+            # A private swarm on loopback: the network is not the bottleneck and no public speed test
+            # (speedtest.net) or version check (PyPI) is wanted.
+            def loopback_rps(config, **_kw):
+                return 10e9 / (config.hidden_size * 16)  # 10 Gbit/s in tokens/s, as Petals counts them
+
+            throughput_mod.measure_network_rps = loopback_rps
+            cli.validate_version = lambda: None
+
+        orig_throughput = srv.get_server_throughput
+
+        def get_server_throughput(*args, **kwargs):
+            launcher.emit_peer()
+            w.emit("state", state="measuring_throughput")
+            info = orig_throughput(*args, **kwargs)
+            w.emit("throughput", **{k: info.get(k) for k in
+                                    ("throughput", "inference_rps", "forward_rps", "network_rps")})
+            return info
+
+        srv.get_server_throughput = get_server_throughput
+
+        loading = {"blocks": [], "n": 0}
+        orig_load = srv.load_pretrained_block
+
+        def load_pretrained_block(model_name, block_index, *args, **kwargs):
+            loading["n"] += 1
+            w.emit("state", state="loading_blocks", block=block_index, index=loading["n"],
+                   total=len(loading["blocks"]))
+            return orig_load(model_name, block_index, *args, **kwargs)
+
+        srv.load_pretrained_block = load_pretrained_block
+
+        container_cls = srv.ModuleContainer
+        orig_create = container_cls.create.__func__
+
+        def create(cls, *args, block_indices, **kwargs):
+            loading["blocks"], loading["n"] = list(block_indices), 0
+            w.emit("state", state="joining", blocks=list(block_indices))
+            container = orig_create(cls, *args, block_indices=block_indices, **kwargs)
+            w.emit("blocks", blocks=list(block_indices), total_blocks=kwargs["block_config"].num_hidden_layers,
+                   dht_prefix=kwargs.get("dht_prefix"))
+            w.emit("state", state="online")
+            return container
+
+        container_cls.create = classmethod(create)
+
+        server_cls = srv.Server
+        orig_should = server_cls._should_choose_other_blocks
+
+        def _should_choose_other_blocks(self):
+            move = orig_should(self)
+            if move:
+                w.emit("state", state="rebalancing")
+            return move
+
+        server_cls._should_choose_other_blocks = _should_choose_other_blocks
+
+        class FarServer(server_cls):
+            def __init__(self, *args, **kwargs):
+                launcher.server = self
+                try:
+                    super().__init__(*args, **kwargs)
+                except BaseException:
+                    # Interrupted or failed half-way: the DHT (and its p2pd) may already run.
+                    dht = getattr(self, "dht", None)
+                    if dht is not None:
+                        try:
+                            dht.shutdown()
+                        except Exception:
+                            pass
+                    raise
+                launcher.emit_peer()
+
+        cli.Server = FarServer
+
+        base_handler = srv.TransformerConnectionHandler
+
+        class TransformerConnectionHandler(base_handler):  # same name: hivemind derives protocol ids from it
+            async def rpc_inference(self, requests, context):
+                counters.add(inference_sessions=1)
+                async for response in super().rpc_inference(requests, context):
+                    yield response
+
+            async def _iterate_inference_steps(self, first_request, *args, **kwargs):
+                async for request, metadata in super()._iterate_inference_steps(first_request, *args, **kwargs):
+                    counters.add(inference_steps=1, inference_tokens=_tokens_in(request))
+                    yield request, metadata
+
+        # hivemind registers rpc_* methods by their type hints: give the override the base's, resolved.
+        TransformerConnectionHandler.rpc_inference.__annotations__ = dict(typing.get_type_hints(base_handler.rpc_inference))
+        srv.TransformerConnectionHandler = TransformerConnectionHandler
+
+        orig_fwd, orig_bwd = handler_mod.run_rpc_forward, handler_mod.run_rpc_backward
+
+        async def run_rpc_forward(*flat_tensors, **kwargs):
+            counters.add(forward_requests=1, forward_tokens=_tokens_of(flat_tensors))
+            return await orig_fwd(*flat_tensors, **kwargs)
+
+        async def run_rpc_backward(*flat_tensors, **kwargs):
+            counters.add(backward_requests=1, backward_tokens=_tokens_of(flat_tensors))
+            return await orig_bwd(*flat_tensors, **kwargs)
+
+        handler_mod.run_rpc_forward, handler_mod.run_rpc_backward = run_rpc_forward, run_rpc_backward
+
+    def emit_peer(self) -> None:
+        dht = getattr(self.server, "dht", None)
+        if dht is None or getattr(self, "_peer_sent", False):
+            return
+        self._peer_sent = True
+        self.w.emit("peer", peer_id=str(dht.peer_id), addrs=[str(a) for a in dht.get_visible_maddrs()])
+
+    # ---------------------------------------------------------------- run
+    def argv(self) -> list[str]:
+        c = self.config
+        argv = [c["model"]]
+        if c.get("dht_prefix"):
+            argv += ["--dht_prefix", c["dht_prefix"]]
+        if c.get("new_swarm"):
+            argv += ["--new_swarm"]
+        elif c.get("initial_peers"):
+            argv += ["--initial_peers", *c["initial_peers"]]
+        host = c.get("host", "0.0.0.0")
+        argv += ["--host_maddrs", f"/ip4/{host}/tcp/{int(c.get('port', 0))}"]
+        if c.get("announce_maddrs"):
+            argv += ["--announce_maddrs", *c["announce_maddrs"]]
+        for key in ("public_name", "num_blocks", "block_indices", "device", "torch_dtype", "quant_type",
+                    "num_handlers", "identity_path", "cache_dir", "max_disk_space", "throughput",
+                    "update_period", "attn_cache_tokens", "inference_max_length", "mean_balance_check_period",
+                    "balance_quality"):
+            value = c.get(key)
+            if value not in (None, ""):
+                argv += [f"--{key}", str(value)]
+        argv += [str(a) for a in c.get("extra_args", [])]
+        return argv
+
+    def run(self) -> int:
+        import platform
+
+        self.w.emit("hello", pid=os.getpid(), protocol=PROTOCOL, python=platform.python_version())
+        self.w.emit("state", state="starting")
+        problem = preflight(self.config)
+        if problem:
+            self.w.emit("failed", **problem)
+            return EXIT_START_FAILED
+        try:
+            self.install_hooks()
+            import torch
+
+            self.w.emit("engine", engine=self.engine.__name__,
+                        engine_version=getattr(self.engine, "__version__", "?"), torch_version=torch.__version__,
+                        cuda=torch.cuda.is_available())
+            cli = importlib.import_module(f"{self.engine.__name__}.cli.run_server")
+            sys.argv = ["run_server", *self.argv()]
+            cli.main()  # returns after a clean stop (KeyboardInterrupt is handled inside)
+        except KeyboardInterrupt:
+            pass  # stopped before the server was up; FarServer already shut its DHT down
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                self.w.emit("failed", category="config", message=f"the engine rejected its arguments ({exc.code})")
+                return EXIT_CONFIG
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the app with a category
+            category, message = classify(exc)
+            self.w.emit("failed", category=category, message=message,
+                        detail="".join(traceback.format_exception(exc))[-3000:])
+            return EXIT_START_FAILED if category in ("port_in_use", "model", "config", "oom_at_load") else EXIT_CRASH
+        self.counters.flush()
+        return EXIT_OK
+
+
+def _tokens_in(request) -> int:
+    """Tokens in one inference step: the hidden states are batch x new tokens x hidden."""
+    if not request.tensors:
+        return 0
+    size = list(request.tensors[0].size)
+    return int(size[0] * size[1]) if len(size) >= 2 else int(size[0]) if size else 0
+
+
+def _tokens_of(flat_tensors) -> int:
+    if not flat_tensors:
+        return 0
+    shape = tuple(flat_tensors[0].shape)
+    return int(shape[0] * shape[1]) if len(shape) >= 2 else 0
+
+
+def preflight(config: dict) -> dict | None:
+    """Checks that need no engine: a clear failure before seconds of imports."""
+    import socket
+
+    model = config.get("model", "")
+    if not model:
+        return {"category": "config", "message": "no model was given"}
+    looks_local = model.startswith(("/", ".", "~")) or os.sep in model and not model.count("/") == 1
+    if looks_local and not os.path.isdir(os.path.expanduser(model)):
+        return {"category": "model", "message": f"the model folder {model} does not exist"}
+    if os.path.isdir(model) and not os.path.isfile(os.path.join(model, "config.json")):
+        return {"category": "model", "message": f"the model folder {model} has no config.json"}
+    port = int(config.get("port", 0))
+    if port:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((config.get("host", "0.0.0.0"), port))
+        except OSError as exc:
+            return {"category": "port_in_use", "message": f"port {port} is already in use ({exc.strerror})"}
+        finally:
+            s.close()
+    return None
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    text = f"{type(exc).__name__}: {exc}"
+    low = text.lower()
+    if "address already in use" in low:
+        return "port_in_use", text
+    if "bootstrap" in low or "initial_peers responded" in low:
+        return "bootstrap", text
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in low:
+        return "oom_at_load", text
+    if isinstance(exc, OSError) and ("config.json" in low or "huggingface" in low or "repo" in low
+                                     or "not a valid model identifier" in low or "no such file" in low):
+        return "model", text
+    if isinstance(exc, (ValueError, TypeError)) and "config" in low:
+        return "model", text
+    if isinstance(exc, ModuleNotFoundError):
+        return "engine_missing", text
+    return "crash", text
+
+
+def kill_process_group_except_self() -> None:
+    """SIGKILL every other process in this process group (handlers, the DHT process and its p2pd)."""
+    me, pgid = os.getpid(), os.getpgid(0)
+    if pgid != me:  # not a process-group leader (run by hand): the group is not ours to clean
+        return
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.getpgid(int(entry)) == pgid:
+                os.kill(int(entry), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _read_line(fd: int) -> str:
+    """The first line of the control pipe, read byte by byte so nothing after it is consumed."""
+    out = bytearray()
+    while True:
+        b = os.read(fd, 1)
+        if not b or b == b"\n":
+            return out.decode("utf-8", "replace")
+        out += b
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="farnode-engine-launcher")
+    ap.add_argument("--event-fd", type=int, required=True,
+                    help="file descriptor to write events to (1: standard output; logs then go to stderr)")
+    args = ap.parse_args(argv)
+    fd = args.event_fd
+    if fd == 1:  # events own stdout; anything else printing to stdout goes to the log instead
+        fd = os.dup(1)
+        os.dup2(2, 1)
+    writer = EventWriter(fd)
+    control_fd = os.dup(0)
+    line = _read_line(control_fd)
+    try:
+        config = json.loads(line)
+        assert isinstance(config, dict)
+    except (ValueError, AssertionError):
+        writer.emit("failed", category="config", message="the launcher got no valid configuration on stdin")
+        return EXIT_CONFIG
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # nothing else reads the control pipe
+    os.close(devnull)
+    launcher = Launcher(writer, config)
+    # SIGINT may arrive ignored (inherited from a shell's background job): Petals' clean stop needs it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: launcher.request_stop("SIGTERM"))
+    threading.Thread(target=launcher.watch_control, args=(control_fd,), daemon=True,
+                     name="farnode-control").start()
+    code = launcher.run()
+    writer.emit("state", state="stopped")
+    kill_process_group_except_self()  # nothing of this node outlives it, even after a failed shutdown
+    writer.emit("exit", code=code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

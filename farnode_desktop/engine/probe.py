@@ -1,0 +1,41 @@
+"""Imports the engine the way the launcher does and prints what it found as one JSON line.
+
+Run by the app in the engine environment to verify it (``python -m farnode_desktop.engine.probe``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def main() -> int:
+    from farnode_desktop.engine.compat import import_engine
+
+    engine = import_engine()
+    import importlib
+
+    import torch
+
+    importlib.import_module(f"{engine.__name__}.server.server")  # the whole server stack imports
+    importlib.import_module(f"{engine.__name__}.cli.run_server")
+    import hivemind
+
+    print(json.dumps({
+        "engine": engine.__name__,
+        "engine_version": getattr(engine, "__version__", "?"),
+        "hivemind_version": hivemind.__version__,
+        "torch_version": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "python": sys.version.split()[0],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Real client traffic for the local demo swarm: a FarMesh/Petals client that checks every answer.
+
+Run by the app in the engine environment: ``python -m farnode_desktop.engine.traffic --event-fd N`` with a
+JSON configuration as the first line of stdin (model, initial_peers, dht_prefix, rate_per_minute,
+max_new_tokens, prompt_len, count, seed, forward_every). It loads the same model locally, sends greedy
+generations (and now and then a plain forward pass) through the swarm at the configured rate, and compares:
+generated tokens must be identical, forward outputs within float tolerance. Events (JSON lines, see
+channel.py): ``ready``, ``request`` (kind, ok, tokens_sent, new_tokens, latency_s), ``mismatch``, ``error``,
+``done``. ``tokens_sent`` is counted inside the client at the point where each inference step leaves for a
+server, so the app can check it against what the server counted. Stops on ``stop`` or end of stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from farnode_desktop.engine.channel import EventWriter  # noqa: E402
+
+
+def _control(fd: int, stop: threading.Event) -> None:
+    buf = b""
+    while not stop.is_set():
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+        if b"stop" in buf:
+            break
+    stop.set()
+
+
+def run(w: EventWriter, cfg: dict, stop: threading.Event) -> int:
+    from farnode_desktop.engine.compat import import_engine
+
+    engine = import_engine()
+    import importlib
+
+    import torch
+
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    from transformers import AutoModelForCausalLM
+
+    sent = {"tokens": 0}
+    session_mod = importlib.import_module(f"{engine.__name__}.client.inference_session")
+    server_session = session_mod._ServerInferenceSession
+    orig_step = server_session.step
+
+    def step(self, inputs, *args, **kwargs):
+        out = orig_step(self, inputs, *args, **kwargs)
+        # Petals checks that the output has the shape of what this step sent (the whole history on a
+        # session's first step with this server, the new tokens after): batch x tokens x hidden.
+        sent["tokens"] += int(out.shape[0]) * int(out.shape[1])
+        return out
+
+    server_session.step = step
+
+    model_path = cfg["model"]
+    local = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch.float32)
+    local.eval()
+    remote = engine.AutoDistributedModelForCausalLM.from_pretrained(
+        model_path, initial_peers=list(cfg["initial_peers"]), dht_prefix=cfg.get("dht_prefix"),
+        torch_dtype=torch.float32,
+    )
+    remote.eval()
+    w.emit("ready")
+    rate = float(cfg.get("rate_per_minute", 12.0))
+    interval = 60.0 / rate if rate > 0 else 0.0
+    count = int(cfg.get("count", 0))
+    max_new = int(cfg.get("max_new_tokens", 16))
+    prompt_len = int(cfg.get("prompt_len", 8))
+    forward_every = int(cfg.get("forward_every", 0))
+    vocab = int(local.config.vocab_size)
+    gen = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
+    n = 0
+    next_at = time.monotonic()
+    while not stop.is_set() and (count == 0 or n < count):
+        wait = next_at - time.monotonic()
+        if wait > 0 and stop.wait(wait):
+            break
+        next_at = max(next_at + interval, time.monotonic())
+        n += 1
+        ids = torch.randint(3, vocab, (1, prompt_len), generator=gen)
+        kind = "forward" if forward_every and n % forward_every == 0 else "generate"
+        t0 = time.perf_counter()
+        before = sent["tokens"]
+        try:
+            with torch.inference_mode():
+                if kind == "generate":
+                    got = remote.generate(ids, max_new_tokens=max_new, do_sample=False)
+                    latency = time.perf_counter() - t0
+                    want = local.generate(ids, max_new_tokens=max_new, do_sample=False)
+                    ok = bool(torch.equal(got, want))
+                    new_tokens = int(got.shape[1] - ids.shape[1])
+                    tokens_sent = sent["tokens"] - before
+                else:
+                    got = remote(ids).logits
+                    latency = time.perf_counter() - t0
+                    want = local(ids).logits
+                    ok = bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
+                    new_tokens = 0
+                    tokens_sent = int(ids.numel())
+        except Exception as exc:  # noqa: BLE001 - the app shows it; the generator keeps going
+            w.emit("error", n=n, kind=kind, message=f"{type(exc).__name__}: {exc}",
+                   detail=traceback.format_exc()[-1500:])
+            continue
+        w.emit("request", n=n, kind=kind, ok=ok, tokens_sent=tokens_sent, new_tokens=new_tokens,
+               prompt_tokens=prompt_len, latency_s=round(latency, 4))
+        if not ok:
+            w.emit("mismatch", n=n, kind=kind, prompt=ids.tolist(), got=got.tolist() if kind == "generate" else None,
+                   want=want.tolist() if kind == "generate" else None)
+    w.emit("done", requests=n)
+    try:
+        remote.transformer.h.sequence_manager.shutdown()
+    except Exception:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="farnode-traffic")
+    ap.add_argument("--event-fd", type=int, required=True)
+    args = ap.parse_args(argv)
+    w = EventWriter(args.event_fd)
+    control = os.dup(0)
+    line = bytearray()
+    while (b := os.read(control, 1)) not in (b"", b"\n"):
+        line += b
+    try:
+        cfg = json.loads(line)
+    except ValueError:
+        w.emit("error", message="no valid configuration on stdin")
+        return 2
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    stop = threading.Event()
+    threading.Thread(target=_control, args=(control, stop), daemon=True).start()
+    try:
+        return run(w, cfg, stop)
+    except Exception as exc:  # noqa: BLE001
+        w.emit("error", message=f"{type(exc).__name__}: {exc}", detail=traceback.format_exc()[-2000:], fatal=True)
+        return 1
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # the client's DHT threads must not keep the process alive
