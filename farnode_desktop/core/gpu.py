@@ -21,7 +21,7 @@ import psutil
 
 from farnode_desktop.core.contracts import GpuTelemetry
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.nvml import GpuLostError, Nvml, NvmlUnavailable, default_nvml
+from farnode_desktop.core.nvml import CLOSED, GpuLostError, Nvml, NvmlUnavailable, default_nvml
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,12 @@ def _read_gpu(nvml: Nvml, index: int, *, with_processes: bool) -> GpuInfo:
         uuid = nvml.get("nvmlDeviceGetUUID", handle) or f"index-{index}"
     except GpuLostError:
         return GpuInfo(index=index, uuid=f"index-{index}", name="lost GPU", lost=True)
+    except NvmlUnavailable as exc:
+        if exc.reason == CLOSED:
+            raise
+        # one GPU this user/container may not open: listed, with nothing readable, so it is never used
+        log.info("GPU %d cannot be opened: %s", index, exc.detail or exc.message)
+        return GpuInfo(index=index, uuid=f"index-{index}", name="NVIDIA GPU (cannot be opened)")
     name = nvml.get("nvmlDeviceGetName", handle) or "NVIDIA GPU"
     try:
         mem = nvml.get("nvmlDeviceGetMemoryInfo", handle)
@@ -202,6 +208,13 @@ def read_inventory(nvml: Nvml | None = None, *, with_processes: bool = True,
     return GpuInventory(time=now, driver_version=driver, cuda_version=cuda, gpus=gpus)
 
 
+def publish_inventory(bus: EventBus, nvml: Nvml | None = None) -> GpuInventory:
+    """Read the inventory and publish it on ``gpu.inventory`` (call from a worker thread, not the GUI's)."""
+    inv = read_inventory(nvml)
+    bus.publish(TOPIC_INVENTORY, inv)
+    return inv
+
+
 # -- telemetry ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -210,6 +223,7 @@ class _Device:
     uuid: str
     handle: object
     lost: bool = False
+    inaccessible: bool = False  # could not be opened (permissions): published with every field None
     skip: set[str] = field(default_factory=set)  # fields NVML said are NotSupported: never asked again
 
 
@@ -249,6 +263,10 @@ class TelemetrySampler:
                 devices.append(_Device(index=i, uuid=str(uuid), handle=h))
             except GpuLostError:
                 devices.append(_Device(index=i, uuid=f"index-{i}", handle=None, lost=True))
+            except NvmlUnavailable as exc:
+                if exc.reason == CLOSED:
+                    raise
+                devices.append(_Device(index=i, uuid=f"index-{i}", handle=None, inaccessible=True))
         return devices
 
     def _read(self, dev: _Device, name: str, *args: object) -> object:
@@ -260,8 +278,8 @@ class TelemetrySampler:
         return value
 
     def _sample_device(self, dev: _Device, now: float, temp_sensor: int, clock_sm: int) -> GpuTelemetry:
-        if dev.lost:
-            return GpuTelemetry(time=now, index=dev.index, uuid=dev.uuid, lost=True)
+        if dev.lost or dev.inaccessible:
+            return GpuTelemetry(time=now, index=dev.index, uuid=dev.uuid, lost=dev.lost)
         try:
             util = self._read(dev, "nvmlDeviceGetUtilizationRates")
             mem = self._read(dev, "nvmlDeviceGetMemoryInfo")

@@ -119,10 +119,13 @@ def cli_gpus(*, nvml: Nvml | None = None, settings: Settings | None = None, mode
         bus = EventBus()
         lock = threading.Lock()
 
+        printed = [0]
+
         def on_sample(_topic: str, snap) -> None:
             with lock:
                 for s in snap:
                     print(format_telemetry(s), file=out)
+                printed[0] += 1
                 out.flush()
 
         sub = bus.subscribe(TOPIC_TELEMETRY, on_sample)
@@ -135,6 +138,8 @@ def cli_gpus(*, nvml: Nvml | None = None, settings: Settings | None = None, mode
             sub.close()
         if sampler.error is not None:
             print(f"telemetry stopped: {sampler.error.message}", file=out)
+        elif not printed[0]:  # a very busy machine: show at least one sample
+            on_sample(TOPIC_TELEMETRY, sampler.sample_once())
 
     spec, why = (model, "") if model is not None else _model_for(settings)
     print("\nRecommendation" + (f" {why}" if why else "") + ":", file=out)

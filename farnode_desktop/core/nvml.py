@@ -46,6 +46,7 @@ DRIVER_NOT_LOADED = "driver_not_loaded"  # library present, kernel driver not lo
 DRIVER_MISMATCH = "driver_mismatch"  # driver updated without a reboot
 NO_PERMISSION = "no_permission"
 INIT_FAILED = "init_failed"
+CLOSED = "closed"  # the app is exiting: NVML was shut down for good
 
 _DRIVER_URL = "https://www.nvidia.com/Download/index.aspx"
 
@@ -120,6 +121,7 @@ class Nvml:
         self._codes: dict[str, int] = {}
         self._atexit_registered = False
         self._unavailable: NvmlUnavailable | None = None
+        self._final = False  # set at interpreter exit: no re-initialisation after that
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def _load_module(self) -> Any:
@@ -141,6 +143,9 @@ class Nvml:
         with self._lock:
             if self._lib is not None:
                 return self._lib
+            if self._final:
+                raise NvmlUnavailable("The app is shutting down; GPU information is no longer read.",
+                                      reason=CLOSED, title="GPU monitoring stopped")
             mod = self._load_module()
             self._codes = {
                 "uninitialized": getattr(mod, "NVML_ERROR_UNINITIALIZED", _ERR_UNINITIALIZED),
@@ -162,7 +167,7 @@ class Nvml:
             self._unavailable = None
             self._fns = {}
             if not self._atexit_registered:
-                atexit.register(self.close)
+                atexit.register(self._close_at_exit)
                 self._atexit_registered = True
             return mod
 
@@ -177,13 +182,19 @@ class Nvml:
             self._handles.clear()
             self._fns.clear()
             if self._atexit_registered:
-                atexit.unregister(self.close)
+                atexit.unregister(self._close_at_exit)
                 self._atexit_registered = False
             if lib is not None:
                 try:
                     lib.nvmlShutdown()
                 except Exception as exc:  # shutting down must never fail the app
                     log.debug("nvmlShutdown failed: %r", exc)
+
+    def _close_at_exit(self) -> None:
+        """At interpreter exit: shut down and refuse to initialise again (a daemon thread still sampling
+        then gets NvmlUnavailable and ends instead of re-opening NVML)."""
+        self._final = True
+        self.close()
 
     def __enter__(self) -> Nvml:
         self.ensure()

@@ -35,7 +35,7 @@ def test_two_gpus_inventory_telemetry_and_recommendation(make_nvml):
     assert "x16 (max x16)" in text and "xn/a (max x16)" in text
     assert "Live telemetry" in text
     rows = [ln.split() for ln in text.splitlines() if ln.strip().startswith(("0 ", "1 "))]
-    assert len(rows) >= 4 and any(r[0] == "1" and r[6] == "n/a" for r in rows)  # fan n/a on GPU 1
+    assert len(rows) >= 2 and any(r[0] == "1" and r[6] == "n/a" for r in rows)  # fan n/a on GPU 1
     assert "Recommendation for meta-llama/Llama-2-70b-hf" in text
     assert "[serves] RTX 3060:" in text and "server gpu-1: port 31338" in text
 

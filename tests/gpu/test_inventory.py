@@ -107,3 +107,38 @@ def test_helpers():
     assert cuda_version_str(12040) == "12.4" and cuda_version_str(13000) == "13.0"
     assert cuda_version_str(None) is None and cuda_version_str(0) is None
     assert normalize_uuid(" GPU-AbC ") == "abc" == normalize_uuid("abc")
+
+
+def test_one_gpu_that_cannot_be_opened_does_not_hide_the_others(make_nvml, settings):
+    from farnode_desktop.core.gpu import TelemetrySampler
+    from farnode_desktop.core.sizing import REFERENCE_MODELS, recommend
+    from tests.gpu.fake_pynvml import NVML_ERROR_NO_PERMISSION, NVMLError
+
+    fake = FakePynvml(two_gpus())
+    orig = fake.nvmlDeviceGetHandleByIndex
+
+    def handle(i):
+        if i == 0:
+            raise NVMLError(NVML_ERROR_NO_PERMISSION)
+        return orig(i)
+
+    fake.nvmlDeviceGetHandleByIndex = handle
+    nvml = make_nvml(fake)
+    inv = read_inventory(nvml)
+    assert inv.none_reason == "" and inv.gpus[0].name == "NVIDIA GPU (cannot be opened)"
+    assert inv.gpus[1].uuid == UUID_B and inv.gpus[1].memory_free_mib is not None
+    rec = recommend(inv, settings, REFERENCE_MODELS["meta-llama/Llama-2-70b-hf"])
+    assert [p.node_id for p in rec.plans] == ["gpu-1"] and "cannot be read" in rec.sizings[0].reason
+    a, b = TelemetrySampler(None, nvml).sample_once()
+    assert not a.lost and a.gpu_util_pct is None and b.gpu_util_pct == 7.0
+
+
+def test_publish_inventory(make_nvml):
+    from farnode_desktop.core.events import EventBus
+    from farnode_desktop.core.gpu import TOPIC_INVENTORY, publish_inventory
+
+    bus = EventBus()
+    got = []
+    bus.subscribe(TOPIC_INVENTORY, lambda t, p: got.append(p))
+    inv = publish_inventory(bus, make_nvml(FakePynvml(two_gpus())))
+    assert got == [inv] and len(inv.gpus) == 2

@@ -34,9 +34,15 @@ def test_close_is_registered_at_exit_and_unregistered(make_nvml, monkeypatch):
     monkeypatch.setattr(nvml_mod.atexit, "unregister", registered.remove)
     n = make_nvml(FakePynvml())
     n.ensure()
-    assert registered == [n.close]
+    assert registered == [n._close_at_exit]
     n.close()
     assert registered == []
+    n.ensure()
+    registered[0]()  # what the interpreter does at exit
+    assert not n.initialized and registered == []
+    with pytest.raises(NvmlUnavailable) as ei:
+        n.ensure()  # no re-initialisation after exit began
+    assert ei.value.reason == nvml_mod.CLOSED
 
 
 def test_missing_library_is_one_clear_error(make_nvml):
