@@ -234,7 +234,7 @@ class ServerPlan:
     node_id: str  # "gpu-<index>"
     gpu_index: int
     gpu_uuid: str
-    env: dict[str, str]  # overrides for the server's environment
+    env: dict[str, str] = field(hash=False)  # overrides for the server's environment
     port: int
     num_blocks: int
     quantization: str

@@ -210,7 +210,7 @@ class FakePynvml:
 
     def nvmlDeviceGetMemoryInfo(self, h, version=None):
         g = self._dev(h, "nvmlDeviceGetMemoryInfo")
-        used = g.used_mib * MIB + sum(p.used_bytes or 0 for p in g.processes if not p.graphics)
+        used = g.used_mib * MIB + sum(p.used_bytes or 0 for p in g.processes)
         total = g.total_mib * MIB
         return SimpleNamespace(total=total, used=used, free=max(0, total - used))
 

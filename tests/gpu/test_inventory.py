@@ -86,7 +86,7 @@ def test_processes_with_names_and_memory(make_nvml):
     assert mine.name and "python" in mine.name.lower()
     other = by_pid[2**22 + 7]
     assert other.used_mib is None and other.name is None and other.kind == "graphics"
-    assert g.memory_used_mib == 300 + 2048
+    assert g.memory_used_mib == 300 + 2048 + 100
 
 
 def test_lost_gpu_in_inventory_is_a_state(make_nvml):

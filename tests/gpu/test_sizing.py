@@ -252,6 +252,7 @@ def test_plan_servers_with_one_gpu_excluded(make_nvml):
     assert plan.env["CUDA_VISIBLE_DEVICES"] == UUID_B
     assert any("RTX 3060" in n and "not selected" in n for n in rec.notes)
     assert plan_servers(inv, st, LLAMA2_70B) == [plan]
+    assert len({plan, plan}) == 1  # plans are hashable values
 
 
 def test_selected_gpu_that_is_gone_is_noted(make_nvml):
