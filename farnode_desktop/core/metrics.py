@@ -175,8 +175,8 @@ def _migrate_v1_to_v2(conn: sqlite3.Connection) -> None:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1_to_v2}
 
 
-def _prepare_schema(conn: sqlite3.Connection) -> None:
-    """Create or migrate the schema to :data:`SCHEMA_VERSION`, each step in its own transaction."""
+def _check_not_newer(conn: sqlite3.Connection) -> int:
+    """The schema version of the file; refuse one written by a newer app."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise MetricsStoreError(
@@ -185,6 +185,12 @@ def _prepare_schema(conn: sqlite3.Connection) -> None:
             "to see the old one.",
             detail=f"user_version={version}",
         )
+    return version
+
+
+def _prepare_schema(conn: sqlite3.Connection) -> None:
+    """Create or migrate the schema to :data:`SCHEMA_VERSION`, each step in its own transaction."""
+    version = _check_not_newer(conn)
     if version == 0:
         tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
         if tables:
@@ -270,8 +276,18 @@ class MetricsStore:
         return self._open()
 
     def _open(self) -> sqlite3.Connection:
+        # Check the header before SQLite touches the file: it would tidy up (delete) a -wal next to a file
+        # that is not a database, and that -wal must be kept aside with it.
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(16)
+        except FileNotFoundError:
+            header = b""
+        if header and header != b"SQLite format 3\x00":
+            raise sqlite3.DatabaseError("file is not a database")
         conn = _connect(self.path)
         try:
+            _check_not_newer(conn)  # before anything changes the file
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 log.warning("metrics database is in %s mode, not WAL", mode)
