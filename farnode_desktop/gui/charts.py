@@ -81,11 +81,17 @@ class Line:
 
 
 def _arrays(buckets: list[Bucket]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t, mean, min, max) arrays of a query result (done on the pool thread)."""
     if not buckets:
         empty = np.empty(0)
         return empty, empty, empty, empty
-    a = np.asarray(buckets, dtype=float)
+    a = np.fromiter((v for b in buckets for v in b), dtype=float, count=4 * len(buckets)).reshape(-1, 4)
     return a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+
+
+def _band(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A vertical min-max stroke per bucket, drawn as one curve with ``connect="pairs"``."""
+    return np.repeat(t, 2), np.column_stack((lo, hi)).ravel()
 
 
 def _fmt(v: float) -> str:
@@ -140,8 +146,7 @@ class TimeSeriesChart(QWidget):
             line.setVisible(False)
             self.plot.addItem(line, ignoreBounds=True)
         self._mouse_proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
-        self._curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem, pg.PlotDataItem]] = {}
-        self._fills: dict[str, pg.FillBetweenItem] = {}
+        self._curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}  # mean line, min-max band
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -232,7 +237,7 @@ class TimeSeriesChart(QWidget):
         start, end = window
         out: dict[str, Any] = {"window": window}
         for line in lines:
-            out[line.series] = self.store.query(line.series, start, end, max_points)
+            out[line.series] = _arrays(self.store.query(line.series, start, end, max_points))
         return out
 
     def _failed(self, generation: int, message: str) -> None:
@@ -253,20 +258,20 @@ class TimeSeriesChart(QWidget):
         wanted = {line.series for line in self._lines}
         for series in list(self._curves):
             if series not in wanted:
-                mean_c = self._curves[series][0]
-                for item in (*self._curves.pop(series), self._fills.pop(series)):
-                    self.plot.removeItem(item)
+                mean_c, band_c = self._curves.pop(series)
+                self.plot.removeItem(mean_c)
+                self.plot.removeItem(band_c)
                 self.legend.removeItem(mean_c)
+        empty = (np.empty(0),) * 4
         for line in self._lines:
-            t, mean, lo, hi = _arrays(result.get(line.series, []))
+            t, mean, lo, hi = result.get(line.series, empty)
             self._data[line.series] = (t, mean, lo, hi)
             curves = self._curves.get(line.series)
             if curves is None:
                 curves = self._make_curves(line)
-            mean_c, lo_c, hi_c = curves
+            mean_c, band_c = curves
             mean_c.setData(t, mean)
-            lo_c.setData(t, lo)
-            hi_c.setData(t, hi)
+            band_c.setData(*_band(t, lo, hi))
         start, end = result["window"]
         self.plot.setXRange(start, end, padding=0)
         self.plot.enableAutoRange(axis="y")
@@ -275,24 +280,18 @@ class TimeSeriesChart(QWidget):
     def _after_result(self, result: dict[str, Any]) -> None:
         """Hook: draw anything else the result holds."""
 
-    def _make_curves(self, line: Line) -> tuple[pg.PlotDataItem, ...]:
-        color = pg.mkColor(line.color)
+    def _make_curves(self, line: Line) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
         band = pg.mkColor(line.color)
-        band.setAlpha(50)
-        lo = pg.PlotDataItem(pen=pg.mkPen(band, width=1))
-        hi = pg.PlotDataItem(pen=pg.mkPen(band, width=1))
-        mean = pg.PlotDataItem(pen=pg.mkPen(color, width=2), name=line.label)
-        for item in (lo, hi, mean):
+        band.setAlpha(80)
+        band_c = pg.PlotDataItem(pen=pg.mkPen(band, width=1), connect="pairs")  # wide translucent pens paint 20x slower
+        mean_c = pg.PlotDataItem(pen=pg.mkPen(pg.mkColor(line.color), width=2), name=line.label)
+        for item in (band_c, mean_c):
             item.setDownsampling(auto=True, method="peak")
             item.setClipToView(True)
             item.setSkipFiniteCheck(True)
-        self.plot.addItem(lo)
-        self.plot.addItem(hi)
-        fill = pg.FillBetweenItem(lo, hi, brush=pg.mkBrush(band))
-        self.plot.addItem(fill)
-        self.plot.addItem(mean)  # named: the legend picks it up
-        self._fills[line.series] = fill
-        self._curves[line.series] = (mean, lo, hi)
+        self.plot.addItem(band_c)
+        self.plot.addItem(mean_c)  # named: the legend picks it up
+        self._curves[line.series] = (mean_c, band_c)
         return self._curves[line.series]
 
     # ---- hover read-out ----------------------------------------------------------------------------

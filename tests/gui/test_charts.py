@@ -73,6 +73,9 @@ def _loaded(qtbot, chart, series):
 
 
 def _shot(chart, artifacts_dir, name):
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()  # let the read-out label re-layout before the picture
     path = artifacts_dir / name
     assert chart.grab().save(str(path))
     assert path.stat().st_size > 5000

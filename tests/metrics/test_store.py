@@ -146,6 +146,9 @@ def test_query_picks_the_table_that_fits(store, clock):
     q = store.query("s", NOW - 3 * 86400, NOW, 72)
     assert len(q) == 72 and q[1].t - q[0].t == 3600
     assert all(b.min == 0 and b.max == 6 for b in q)
+    # A range whose hours still give at least half the points asked for reads the hour table.
+    q = store.query("s", NOW - 3 * 86400, NOW, 100)
+    assert len(q) == 72 and q[1].t - q[0].t == 3600
 
 
 def test_bad_queries_and_names_give_clear_errors(store):
