@@ -1,0 +1,448 @@
+"""Live charts of the metrics history (pyqtgraph): throughput, GPU telemetry, earnings.
+
+Each chart is a plain QWidget that takes a :class:`~farnode_desktop.core.metrics.MetricsStore` and can sit
+in any page. It offers the ranges 1 h / 24 h / 7 d / 30 d / all, a date axis, a crosshair with a read-out
+of the bucket under the mouse, and refreshes once a second while visible. The database query runs on a
+thread pool; only ``setData`` runs on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from farnode_desktop.core.metrics import Bucket, MetricsStore
+
+log = logging.getLogger(__name__)
+
+#: Range choices: label -> seconds (None = everything stored).
+RANGES: dict[str, float | None] = {"1 h": 3600, "24 h": 86400, "7 d": 7 * 86400, "30 d": 30 * 86400, "All": None}
+REFRESH_MS = 1000
+COLORS = ("#2e86de", "#e67e22", "#27ae60", "#c0392b", "#8e44ad", "#16a085", "#d35400", "#7f8c8d")
+
+_pool: QThreadPool | None = None
+
+
+def query_pool() -> QThreadPool:
+    """The thread pool the charts query on (two threads: queries are short and SQLite-bound)."""
+    global _pool
+    if _pool is None:
+        _pool = QThreadPool()
+        _pool.setMaxThreadCount(2)
+    return _pool
+
+
+class _TaskSignals(QObject):
+    done = Signal(int, object)
+    failed = Signal(int, str)
+
+
+class _QueryTask(QRunnable):
+    """Runs ``fn()`` on the pool and hands its result to the GUI thread through a queued signal."""
+
+    def __init__(self, fn: Callable[[], Any], generation: int) -> None:
+        super().__init__()
+        self.fn, self.generation = fn, generation
+        self.signals = _TaskSignals()
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except Exception as exc:  # shown in the chart's status line, never lost silently
+            log.exception("chart query failed")
+            try:
+                self.signals.failed.emit(self.generation, getattr(exc, "message", str(exc)))
+            except RuntimeError:
+                pass
+            return
+        try:
+            self.signals.done.emit(self.generation, result)
+        except RuntimeError:  # the chart was deleted meanwhile
+            pass
+
+
+@dataclass(frozen=True)
+class Line:
+    """One plotted series: store name, legend label, unit shown in the read-out, colour."""
+
+    series: str
+    label: str
+    unit: str
+    color: str
+
+
+def _arrays(buckets: list[Bucket]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t, mean, min, max) arrays of a query result (done on the pool thread)."""
+    if not buckets:
+        empty = np.empty(0)
+        return empty, empty, empty, empty
+    a = np.fromiter((v for b in buckets for v in b), dtype=float, count=4 * len(buckets)).reshape(-1, 4)
+    return a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+
+
+def _band(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A vertical min-max stroke per bucket, drawn as one curve with ``connect="pairs"``."""
+    return np.repeat(t, 2), np.column_stack((lo, hi)).ravel()
+
+
+def _fmt(v: float) -> str:
+    if not math.isfinite(v):
+        return "n/a"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}"
+
+
+class TimeSeriesChart(QWidget):
+    """A chart of mean lines with a min-max band per series; subclasses say which series to show."""
+
+    title = "Chart"
+
+    def __init__(self, store: MetricsStore, parent: QWidget | None = None, *, live: bool = True,
+                 clock: Callable[[], float] = time.time, pool: QThreadPool | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.clock = clock
+        self.pool = pool or query_pool()
+        self._generation = 0
+        self._in_flight = False
+        self._data: dict[str, tuple[np.ndarray, ...]] = {}
+        self._lines: list[Line] = []
+        self.last_error = ""
+
+        self.range_box = QComboBox()
+        self.range_box.addItems(list(RANGES))
+        self.range_box.setCurrentText("1 h")
+        self.range_box.currentTextChanged.connect(self._range_changed)
+        self.readout = QLabel(" ")
+        self.readout.setMinimumWidth(200)
+        self.readout.setWordWrap(True)
+        header = QHBoxLayout()
+        title = QLabel(f"<b>{self.title}</b>")
+        header.addWidget(title)
+        self._add_controls(header)
+        header.addStretch(1)
+        header.addWidget(self.range_box)
+
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")},
+                                         background=None)
+        self.plot = self.plot_widget.getPlotItem()
+        self._setup_plot(self.plot)
+        self.legend = self.plot.addLegend(offset=(10, 5))
+        self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=pg.QtCore.Qt.DashLine))
+        self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#888", style=pg.QtCore.Qt.DashLine))
+        for line in (self.vline, self.hline):
+            line.setVisible(False)
+            self.plot.addItem(line, ignoreBounds=True)
+        self._mouse_proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
+        self._curves: dict[str, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}  # mean line, min-max band
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(header)
+        layout.addWidget(self.plot_widget, 1)
+        layout.addWidget(self._extra_widget() or QWidget(), 0)
+        layout.addWidget(self.readout)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self._live = live
+
+    # ---- hooks for subclasses --------------------------------------------------------------------
+
+    def _add_controls(self, header: QHBoxLayout) -> None:
+        """Add widgets to the header row (left of the range box)."""
+
+    def _extra_widget(self) -> QWidget | None:
+        """A widget shown under the main plot (e.g. daily bars)."""
+        return None
+
+    def lines(self) -> list[Line]:
+        """The series to plot; called on the GUI thread before each query."""
+        raise NotImplementedError
+
+    def _setup_plot(self, plot: pg.PlotItem) -> None:
+        plot.showGrid(x=True, y=True, alpha=0.25)
+        plot.setDownsampling(auto=True, mode="peak")
+        plot.setClipToView(True)
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.getAxis("left").setWidth(64)  # room for "20,000" before the first layout pass
+        unit = self.unit()
+        if unit:
+            plot.setLabel("left", unit)
+
+    def unit(self) -> str:
+        """The y axis unit, if all lines share one."""
+        units = {line.unit for line in self.lines()}
+        return units.pop() if len(units) == 1 else ""
+
+    # ---- range and refresh -----------------------------------------------------------------------
+
+    @property
+    def range_seconds(self) -> float | None:
+        return RANGES[self.range_box.currentText()]
+
+    def set_range(self, label: str) -> None:
+        """Pick one of :data:`RANGES` by its label."""
+        if label not in RANGES:
+            raise ValueError(f"unknown range {label!r}")
+        self.range_box.setCurrentText(label)
+
+    def _range_changed(self, _label: str) -> None:
+        self._in_flight = False  # a stale answer is ignored by its generation
+        self.refresh()
+
+    def max_points(self) -> int:
+        return int(min(2000, max(200, self.plot_widget.width())))
+
+    def time_window(self, lines: list[Line], span: float | None) -> tuple[float, float]:
+        """(start, end) epoch seconds for a range of ``span`` seconds; for None (all) from the oldest
+        value stored. Reads the database: call it off the GUI thread."""
+        end = self.clock()
+        if span is not None:
+            return end - span, end
+        firsts = [t for t in (self.store.first_time(line.series) for line in lines) if t is not None]
+        return (min(firsts), end) if firsts else (end - 3600, end)
+
+    def refresh(self) -> None:
+        """Query the store off the GUI thread; the result is drawn when it arrives. A refresh while one is
+        still running is skipped (the next tick catches up)."""
+        if self._in_flight:
+            return
+        self._lines = self.lines()
+        self._generation += 1
+        self._in_flight = True
+        lines, max_points, span = list(self._lines), self.max_points(), self.range_seconds
+        task = _QueryTask(lambda: self._query(lines, max_points, span), self._generation)
+        task.signals.done.connect(self._apply)
+        task.signals.failed.connect(self._failed)
+        self.pool.start(task)
+
+    def _query(self, lines: list[Line], max_points: int, span: float | None) -> dict[str, Any]:
+        """Runs on the pool: everything the chart needs from the database."""
+        window = self.time_window(lines, span)
+        start, end = window
+        out: dict[str, Any] = {"window": window}
+        for line in lines:
+            out[line.series] = _arrays(self.store.query(line.series, start, end, max_points))
+        return out
+
+    def _failed(self, generation: int, message: str) -> None:
+        if generation == self._generation:
+            self._in_flight = False
+        self.last_error = message
+        self.readout.setText(f"Could not read the history: {message}")
+
+    def _apply(self, generation: int, result: dict[str, Any]) -> None:
+        if generation != self._generation:
+            return
+        self._in_flight = False
+        self.last_error = ""
+        self.set_result(result)
+
+    def set_result(self, result: dict[str, Any]) -> None:
+        """Draw a query result (GUI thread). Public so benchmarks can time it."""
+        wanted = {line.series for line in self._lines}
+        for series in list(self._curves):
+            if series not in wanted:
+                mean_c, band_c = self._curves.pop(series)
+                self.plot.removeItem(mean_c)
+                self.plot.removeItem(band_c)
+                self.legend.removeItem(mean_c)
+        empty = (np.empty(0),) * 4
+        for line in self._lines:
+            t, mean, lo, hi = result.get(line.series, empty)
+            self._data[line.series] = (t, mean, lo, hi)
+            curves = self._curves.get(line.series)
+            if curves is None:
+                curves = self._make_curves(line)
+            mean_c, band_c = curves
+            mean_c.setData(t, mean)
+            band_c.setData(*_band(t, lo, hi))
+        start, end = result["window"]
+        self.plot.setXRange(start, end, padding=0)
+        self.plot.enableAutoRange(axis="y")
+        self._after_result(result)
+
+    def _after_result(self, result: dict[str, Any]) -> None:
+        """Hook: draw anything else the result holds."""
+
+    def _make_curves(self, line: Line) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
+        band = pg.mkColor(line.color)
+        band.setAlpha(80)
+        band_c = pg.PlotDataItem(pen=pg.mkPen(band, width=1), connect="pairs")  # wide translucent pens paint 20x slower
+        mean_c = pg.PlotDataItem(pen=pg.mkPen(pg.mkColor(line.color), width=2), name=line.label)
+        for item in (band_c, mean_c):
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+            item.setSkipFiniteCheck(True)
+        self.plot.addItem(band_c)
+        self.plot.addItem(mean_c)  # named: the legend picks it up
+        self._curves[line.series] = (mean_c, band_c)
+        return self._curves[line.series]
+
+    # ---- hover read-out ----------------------------------------------------------------------------
+
+    def _mouse_moved(self, event: tuple) -> None:
+        pos = event[0]
+        if not self.plot.sceneBoundingRect().contains(pos):
+            return
+        point = self.plot.vb.mapSceneToView(pos)
+        self.show_readout_at(point.x(), point.y())
+
+    def show_readout_at(self, x: float, y: float | None = None) -> str:
+        """Move the crosshair to time ``x`` (epoch s) and show each series' bucket nearest to it."""
+        self.vline.setPos(x)
+        self.vline.setVisible(True)
+        if y is not None:
+            self.hline.setPos(y)
+            self.hline.setVisible(True)
+        parts = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(x))]
+        for line in self._lines:
+            t, mean, lo, hi = self._data.get(line.series, (np.empty(0),) * 4)
+            if not len(t):
+                parts.append(f"{line.label}: n/a")
+                continue
+            i = int(np.clip(np.searchsorted(t, x), 1, len(t) - 1)) if len(t) > 1 else 0
+            if len(t) > 1 and abs(t[i - 1] - x) <= abs(t[i] - x):
+                i -= 1
+            parts.append(f"{line.label}: {_fmt(mean[i])} {line.unit} (min {_fmt(lo[i])}, max {_fmt(hi[i])})")
+        text = "  ·  ".join(parts)
+        self.readout.setText(text)
+        return text
+
+    # ---- live updates while visible ----------------------------------------------------------------
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if self._live:
+            self.timer.start()
+        self.refresh()
+
+    def hideEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        self.timer.stop()
+        super().hideEvent(event)
+
+    def data(self, series: str) -> tuple[np.ndarray, ...]:
+        """What is drawn for ``series``: (t, mean, min, max) arrays."""
+        return self._data.get(series, (np.empty(0),) * 4)
+
+
+class ThroughputChart(TimeSeriesChart):
+    """Tokens served per second (inference, forward) and the throughput the node announces."""
+
+    title = "Throughput"
+
+    def lines(self) -> list[Line]:
+        return [
+            Line("tokens_inference_per_s", "Inference", "tok/s", COLORS[0]),
+            Line("tokens_forward_per_s", "Forward", "tok/s", COLORS[1]),
+            Line("reported_throughput", "Announced", "tok/s", COLORS[7]),
+        ]
+
+
+GPU_METRICS: dict[str, tuple[str, str]] = {
+    "Utilization": ("util", "%"),
+    "Memory used": ("mem_used", "MiB"),
+    "Temperature": ("temp", "°C"),
+    "Power": ("power", "W"),
+}
+
+
+class GpuChart(TimeSeriesChart):
+    """One line per GPU for the chosen measure (utilization, memory, temperature, power)."""
+
+    title = "GPU"
+
+    def _add_controls(self, header: QHBoxLayout) -> None:
+        self.metric_box = QComboBox()
+        self.metric_box.addItems(list(GPU_METRICS))
+        self.metric_box.currentTextChanged.connect(self._range_changed)
+        header.addWidget(self.metric_box)
+        self._gpu_series: list[str] = []
+
+    def set_metric(self, label: str) -> None:
+        self.metric_box.setCurrentText(label)
+
+    def unit(self) -> str:
+        return GPU_METRICS[self.metric_box.currentText()][1]
+
+    def _range_changed(self, label: str) -> None:
+        self.plot.setLabel("left", self.unit())
+        super()._range_changed(label)
+
+    def lines(self) -> list[Line]:
+        suffix, unit = GPU_METRICS[self.metric_box.currentText()]
+        indexes = sorted({int(name[3:].split(".", 1)[0]) for name in self._gpu_series
+                          if name.split(".", 1)[0][3:].isdigit()})
+        return [Line(f"gpu{i}.{suffix}", f"GPU {i}", unit, COLORS[i % len(COLORS)]) for i in indexes]
+
+    def _query(self, lines: list[Line], max_points: int, span: float | None) -> dict[str, Any]:
+        # Discover GPUs on the pool thread too; the next refresh plots newly seen ones.
+        names = self.store.series_names("gpu")
+        out = super()._query(lines, max_points, span)
+        out["gpu_series"] = names
+        return out
+
+    def _after_result(self, result: dict[str, Any]) -> None:
+        names = result.get("gpu_series", [])
+        if names != self._gpu_series:
+            self._gpu_series = names
+            self._in_flight = False
+            QTimer.singleShot(0, self.refresh)
+
+
+class EarningsChart(TimeSeriesChart):
+    """Cumulative earnings (paid, paid + estimated) and per-day bars of what was earned each day."""
+
+    title = "Earnings"
+
+    def _extra_widget(self) -> QWidget:
+        self.bars_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")},
+                                          background=None)
+        self.bars_plot = self.bars_widget.getPlotItem()
+        self.bars_plot.showGrid(x=False, y=True, alpha=0.25)
+        self.bars_plot.setMouseEnabled(x=False, y=False)
+        self.bars_plot.hideButtons()
+        self.bars_plot.setLabel("left", "earned per day")
+        self.bars_plot.getAxis("left").setWidth(64)
+        self.bars_widget.setMaximumHeight(140)
+        self.bars = pg.BarGraphItem(x0=[], x1=[], height=[], brush=pg.mkBrush(COLORS[2]), pen=pg.mkPen(None))
+        self.bars_plot.addItem(self.bars)
+        self.daily: list[tuple[float, float]] = []
+        return self.bars_widget
+
+    def lines(self) -> list[Line]:
+        return [
+            Line("earnings.total", "Earned (paid + estimated)", "", COLORS[2]),
+            Line("earnings.paid", "Paid", "", COLORS[0]),
+        ]
+
+    def _query(self, lines: list[Line], max_points: int, span: float | None) -> dict[str, Any]:
+        out = super()._query(lines, max_points, span)
+        start, end = out["window"]
+        days = max(7, min(3650, int(math.ceil((end - start) / 86400)) + 1))
+        out["daily"] = self.store.daily_totals("earnings.total", days, how="increase")
+        return out
+
+    def _after_result(self, result: dict[str, Any]) -> None:
+        self.daily = result.get("daily", [])
+        if self.daily:
+            x0 = np.array([d for d, _ in self.daily]) + 3600
+            self.bars.setOpts(x0=x0, x1=x0 + 86400 - 7200, height=np.array([v for _, v in self.daily]))
+            self.bars_plot.setXRange(x0[0] - 3600, x0[-1] + 86400, padding=0)
+        else:
+            self.bars.setOpts(x0=[], x1=[], height=[])

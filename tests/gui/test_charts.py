@@ -1,0 +1,176 @@
+"""Chart widgets drawing real data from a real metrics store (offscreen Qt)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from farnode_desktop.core.metrics import MetricsStore
+from farnode_desktop.gui.charts import EarningsChart, GpuChart, ThroughputChart, query_pool
+
+NOW = 1_772_452_800.0  # 2026-03-02 12:00 UTC
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fill(store: MetricsStore, clock: Clock) -> None:
+    """30 days every 5 minutes, then the last 2 hours every second, written as time goes by."""
+    for day in range(30, 0, -1):
+        clock.now = NOW - day * 86400
+        rows = []
+        for t in range(int(clock.now), int(clock.now) + 86400, 300):
+            load = 0.5 + 0.5 * math.sin(t / 40_000)
+            rows += [("tokens_inference_per_s", t, 400 * load), ("tokens_forward_per_s", t, 120 * load),
+                     ("reported_throughput", t, 600.0),
+                     ("gpu0.util", t, 90 * load), ("gpu1.util", t, 40 * load),
+                     ("gpu0.temp", t, 50 + 25 * load), ("gpu1.temp", t, 45 + 10 * load),
+                     ("earnings.paid", t, 3.5 * ((t - NOW + 30 * 86400) // (7 * 86400))),
+                     ("earnings.total", t, 0.4 * (days := (t - NOW + 30 * 86400) / 86400) + 0.01 * days ** 2)]
+        store.record_many(rows)
+        store.flush()
+    clock.now = NOW - 7200
+    rows = []
+    for t in range(int(NOW) - 7200, int(NOW)):
+        wave = 0.5 + 0.5 * math.sin(t / 300)
+        rows += [("tokens_inference_per_s", t, 350 + 150 * wave + (t % 7) * 10),
+                 ("tokens_forward_per_s", t, 100 * wave), ("reported_throughput", t, 600.0),
+                 ("gpu0.util", t, 60 + 35 * wave), ("gpu1.util", t, 30 * wave),
+                 ("gpu0.temp", t, 60 + 15 * wave), ("gpu1.temp", t, 50 + 5 * wave)]
+    store.record_many(rows)
+    clock.now = NOW
+    store.flush()
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    clock = Clock()
+    store = MetricsStore(tmp_path_factory.mktemp("charts") / "metrics.sqlite3", clock=clock)
+    _fill(store, clock)
+    yield store, clock
+    query_pool().waitForDone(10_000)
+    store.close()
+
+
+def _show(qtbot, chart):
+    qtbot.addWidget(chart)
+    chart.resize(900, 420)
+    chart.show()
+    qtbot.waitExposed(chart)
+    return chart
+
+
+def _loaded(qtbot, chart, series):
+    qtbot.waitUntil(lambda: not chart._in_flight and len(chart.data(series)[0]) > 0, timeout=10_000)
+
+
+def _shot(chart, artifacts_dir, name):
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()  # let the read-out label re-layout before the picture
+    path = artifacts_dir / name
+    assert chart.grab().save(str(path))
+    assert path.stat().st_size > 5000
+    return path
+
+
+def test_throughput_chart_draws_store_data_and_hover(qtbot, filled, artifacts_dir):
+    store, clock = filled
+    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+    _loaded(qtbot, chart, "tokens_inference_per_s")
+    t, mean, lo, hi = chart.data("tokens_inference_per_s")
+    expected = store.query("tokens_inference_per_s", NOW - 3600, NOW, chart.max_points())
+    assert len(t) == len(expected) > 100
+    assert np.allclose(t, [b.t for b in expected]) and np.allclose(mean, [b.mean for b in expected])
+    assert np.all(lo <= mean) and np.all(mean <= hi) and np.any(lo < hi)
+    b = expected[len(expected) // 2]
+    text = chart.show_readout_at(b.t + 0.1, b.mean)
+    assert f"Inference: {b.mean:.1f} tok/s" in text and f"max {b.max:.1f}" in text
+    assert chart.vline.isVisible() and chart.vline.value() == pytest.approx(b.t + 0.1)
+    assert chart.readout.text() == text
+    _shot(chart, artifacts_dir, "chart-throughput-1h.png")
+
+    chart.set_range("30 d")
+    qtbot.waitUntil(lambda: not chart._in_flight and chart.data("tokens_inference_per_s")[0][0] < NOW - 20 * 86400,
+                    timeout=10_000)
+    t = chart.data("tokens_inference_per_s")[0]
+    assert len(t) <= chart.max_points() and t[1] - t[0] >= 60
+    _shot(chart, artifacts_dir, "chart-throughput-30d.png")
+    chart.set_range("All")
+    qtbot.waitUntil(lambda: not chart._in_flight and chart.data("tokens_inference_per_s")[0][0] <= NOW - 30 * 86400,
+                    timeout=10_000)
+
+
+def test_gpu_chart_discovers_gpus_and_switches_measure(qtbot, filled, artifacts_dir):
+    store, clock = filled
+    chart = _show(qtbot, GpuChart(store, clock=clock, live=False))
+    chart.set_range("24 h")
+    _loaded(qtbot, chart, "gpu1.util")
+    assert [line.label for line in chart.lines()] == ["GPU 0", "GPU 1"]
+    items_before = len(chart.plot.items)
+    chart.set_metric("Temperature")
+    _loaded(qtbot, chart, "gpu0.temp")
+    assert len(chart.plot.items) == items_before  # the utilization lines and bands are gone
+    assert len(chart.legend.items) == 2
+    assert "°C" in chart.show_readout_at(NOW - 600)
+    _shot(chart, artifacts_dir, "chart-gpu-temp-24h.png")
+
+
+def test_earnings_chart_line_and_daily_bars(qtbot, filled, artifacts_dir):
+    store, clock = filled
+    chart = _show(qtbot, EarningsChart(store, clock=clock, live=False))
+    chart.set_range("30 d")
+    _loaded(qtbot, chart, "earnings.total")
+    qtbot.waitUntil(lambda: len(chart.daily) >= 30, timeout=10_000)
+    days = store.daily_totals("earnings.total", len(chart.daily), how="increase")
+    assert chart.daily == days and sum(v for _, v in days) > 5
+    heights = chart.bars.opts["height"]
+    assert np.allclose(heights, [v for _, v in days])
+    _shot(chart, artifacts_dir, "chart-earnings-30d.png")
+
+
+def test_live_update_off_the_gui_thread(qtbot, filled, monkeypatch):
+    store, clock = filled
+    threads = []
+    real_query = store.query
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real_query(*args, **kwargs)
+
+    monkeypatch.setattr(store, "query", spy)
+    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=True))
+    _loaded(qtbot, chart, "tokens_inference_per_s")
+    assert chart.timer.isActive() and chart.timer.interval() == 1000
+    # A new sample arrives a few seconds later; the 1 Hz refresh shows it without anyone asking.
+    clock.now = NOW + 5
+    store.record("tokens_inference_per_s", NOW + 3, 9999.0)
+    store.flush()
+    qtbot.waitUntil(lambda: chart.data("tokens_inference_per_s")[3][-1] == 9999.0, timeout=5000)
+    assert threads and threading.main_thread() not in threads
+    chart.hide()
+    assert not chart.timer.isActive()
+    clock.now = NOW
+
+
+def test_a_failing_query_is_shown_not_lost(qtbot, filled, monkeypatch):
+    store, clock = filled
+    from farnode_desktop.core.metrics import MetricsStoreError
+
+    def broken(*_a, **_k):
+        raise MetricsStoreError("The metrics history could not be read (disk I/O error).")
+
+    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+    _loaded(qtbot, chart, "tokens_inference_per_s")
+    monkeypatch.setattr(store, "query", broken)
+    chart.refresh()
+    qtbot.waitUntil(lambda: "Could not read the history" in chart.readout.text(), timeout=5000)
+    assert "disk I/O error" in chart.last_error and not chart._in_flight
