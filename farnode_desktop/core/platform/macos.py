@@ -7,6 +7,7 @@ import plistlib
 import re
 import shutil
 import subprocess
+import xml.parsers.expat
 from pathlib import Path
 
 from farnode_desktop.core.atomic import atomic_write_bytes
@@ -72,7 +73,7 @@ class MacLaunchAgent(Autostart):
     def _load(self) -> dict | None:
         try:
             data = plistlib.loads(self.path.read_bytes())
-        except (OSError, plistlib.InvalidFileException, ValueError):
+        except (OSError, plistlib.InvalidFileException, ValueError, xml.parsers.expat.ExpatError):
             return None
         return data if isinstance(data, dict) else None
 
