@@ -27,6 +27,7 @@ Times are epoch seconds (``time.time()`` scale), durations seconds, temperatures
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import time
@@ -105,7 +106,9 @@ class Decision:
     reasons: tuple[str, ...]  # human-readable, for the tray tooltip, dashboard and events
     codes: tuple[str, ...]  # machine-readable reason codes of the pause reasons that apply (empty when free)
     changed: bool  # ``run`` differs from the previous decision
-    earliest_change_at: float  # epoch s before which ``run`` will not change automatically (now: no hold)
+    # Epoch s before which ``run`` will not change by itself: the end of a minimum run/pause time or of a
+    # manual pause (math.inf: paused until the user resumes); ``time`` when nothing holds it.
+    earliest_change_at: float
     drain_s: float = 0.0  # on a change to paused: how long the node may finish open sessions (s)
     pending: bool = False  # the policies want the other state, but a minimum run/pause time holds this one
 
@@ -255,19 +258,21 @@ class PolicyEngine:
         self._running_power_w: float | None = None
         self._last_codes: tuple[str, ...] = ()
         self._windows: list[tuple[int, int]] = []
-        self.settings = settings
         self.update_settings(settings)
+        self._bypass_hold = False
 
     # -- user actions -------------------------------------------------------------------------------------
     def update_settings(self, settings: PolicySettings) -> None:
-        """Use new settings from the next tick on; the change acts at once (no minimum time holds it)."""
+        """Use new (validated) settings from the next tick on. A real change acts at once: no minimum time
+        holds it. Saving unchanged settings changes nothing."""
         windows: list[tuple[int, int]] = []
         for w in settings.schedule:
             windows += parse_window(w)
-        self.settings, self._windows = settings, windows
+        if settings != getattr(self, "settings", None):
+            self._bypass_hold = True
+        self.settings, self._windows = copy.deepcopy(settings), windows  # a copy: callers may mutate theirs
         if not settings.temperature_pause:
             self._hot = False
-        self._bypass_hold = True
 
     def manual_pause(self, duration_s: float | None) -> None:
         """Pause now, for ``duration_s`` seconds or, with ``None``, until :meth:`manual_resume`."""
@@ -294,8 +299,8 @@ class PolicyEngine:
         return self._run
 
     # -- the tick -----------------------------------------------------------------------------------------
-    def _at(self, t: float) -> str:
-        return self._local_time(t).strftime("%H:%M")
+    def _at(self, t: float, seconds: bool = False) -> str:
+        return self._local_time(t).strftime("%H:%M:%S" if seconds else "%H:%M")
 
     def _pause_reasons(self, obs: Observation) -> list[tuple[str, str]]:
         s, now = self.settings, obs.now
@@ -390,10 +395,12 @@ class PolicyEngine:
             else:
                 pending = True
         earliest = max(now, hold_until)
+        if not self._run and MANUAL in codes and self._manual_until is not None:
+            earliest = max(earliest, self._manual_until)  # math.inf: until the user resumes
 
         texts: list[str]
         if self._run and pending:  # the policies ask for a pause, the minimum run time holds it off
-            texts = [f"Pausing at {self._at(hold_until)} (minimum run time): {t}" for _, t in reasons]
+            texts = [f"Pausing at {self._at(hold_until, True)} (minimum run time): {t}" for _, t in reasons]
         elif self._run and changed:
             was = ", ".join(_LABELS[c] for c in prev_codes) or "no pause reason"
             texts = ["Resumed by you" if manual_resume and MANUAL in prev_codes
@@ -401,7 +408,7 @@ class PolicyEngine:
         elif self._run:
             texts = ["Contributing: no policy asks for a pause"]
         elif pending:  # paused; the policies would resume, the minimum pause time holds it off
-            texts = [f"Resuming at {self._at(hold_until)} (minimum pause time)"]
+            texts = [f"Resuming at {self._at(hold_until, True)} (minimum pause time)"]
         else:
             texts = [t for _, t in reasons]
         drain = 0.0

@@ -17,6 +17,7 @@ callback only delays the next tick. GPU temperature and power come from the ``gp
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -131,8 +132,8 @@ class PolicyRunner:
 
     def tick_once(self) -> Decision:
         """Observe, decide, and act on a change (the thread calls this; tests may call it directly)."""
+        obs = self.observe()  # outside the lock: a slow provider never blocks a manual action
         with self._lock:
-            obs = self.observe()
             d = self._engine.tick(obs)
             prev, self._last = self._last, d
         if d.changed:
@@ -157,7 +158,7 @@ class PolicyRunner:
             time=d.time, node_id=self._node_id, kind="resume" if d.run else "pause",
             message=message if d.run else f"Paused: {message}",
             data={"reasons": list(d.reasons), "codes": list(d.codes), "drain_s": d.drain_s,
-                  "earliest_change_at": d.earliest_change_at}))
+                  "earliest_change_at": None if math.isinf(d.earliest_change_at) else d.earliest_change_at}))
 
     # -- observations -------------------------------------------------------------------------------------
     def _on_telemetry(self, _topic: str, payload: Any) -> None:

@@ -193,7 +193,7 @@ SCENARIOS: dict[str, tuple[PolicySettings, list[S]]] = {
         S(0, False, True, (P.STEAM_GAME,), obs=dict(steam_game="570")),  # no hold at startup
         S(120, True, True, earliest_in=60),
         S(10, True, False, (P.STEAM_GAME,), obs=dict(steam_game="570"), pending=True, earliest_in=50,
-          text="Pausing at 12:03 (minimum run time)"),
+          text="Pausing at 12:03:00 (minimum run time)"),
         S(49, True, False, (P.STEAM_GAME,), obs=dict(steam_game="570"), pending=True, earliest_in=1),
         S(1, False, True, (P.STEAM_GAME,), obs=dict(steam_game="570"), pending=False, earliest_in=120),
     ]),
@@ -208,7 +208,7 @@ SCENARIOS: dict[str, tuple[PolicySettings, list[S]]] = {
     ]),
     "minimum pause time holds a resume off": (on(pause_for_steam_games=True, min_pause_s=120), [
         S(0, False, True, (P.STEAM_GAME,), obs=dict(steam_game="570")),
-        S(5, False, False, pending=True, earliest_in=115, text="Resuming at 12:02 (minimum pause time)"),
+        S(5, False, False, pending=True, earliest_in=115, text="Resuming at 12:02:00 (minimum pause time)"),
         S(114, False, False, pending=True),
         S(1, True, True),
     ]),
@@ -241,6 +241,15 @@ SCENARIOS: dict[str, tuple[PolicySettings, list[S]]] = {
     "a settings change acts at once": (on(idle_only=True, min_pause_s=3600), [
         S(0, False, True, (P.NOT_IDLE,), obs=dict(idle_s=0.0)),
         S(5, True, True, obs=dict(idle_s=0.0), do=("settings", {"idle_only": False})),
+    ]),
+    "saving unchanged settings does not lift a hold": (on(idle_only=True, min_pause_s=3600), [
+        S(0, False, True, (P.NOT_IDLE,), obs=dict(idle_s=0.0)),
+        S(5, False, False, obs=dict(idle_s=9999.0), do=("settings", {}), pending=True, earliest_in=3595),
+    ]),
+    "earliest change of a manual pause is its end": (on(min_pause_s=60), [
+        S(0, False, True, (P.MANUAL,), do=("pause", 900.0), earliest_in=900),
+        S(100, False, False, (P.MANUAL,), earliest_in=800),
+        S(0, False, False, (P.MANUAL,), do=("pause", None), earliest_in=math.inf),
     ]),
 }
 

@@ -170,6 +170,7 @@ def test_failures_are_contained(caplog):
     d = runner.tick_once()
     assert not d.run and sup.calls[0][0] == "pause"
     assert [e.kind for e in rec.events] == ["error", "pause"]
+    assert rec.events[1].data["earliest_change_at"] is None  # paused until resumed: no end
     assert "the server did not answer" in rec.events[0].message
 
 
