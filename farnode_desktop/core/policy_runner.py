@@ -58,6 +58,20 @@ class PolicyInputs:
     process_names_interval_s: float = 3.0  # the process list is read at most this often
     telemetry_max_age_s: float = 10.0  # older GPU samples count as "not available"
 
+    @classmethod
+    def for_this_system(cls, *, gpu_processes: Callable[[], Iterable[GpuProcess]] | None = None,
+                        own_pids: Callable[[], Iterable[int]] = _no_pids,
+                        earnings_per_hour: Callable[[], float | None] | None = None,
+                        contributing_gpus: Callable[[], Iterable[str]] | None = None) -> PolicyInputs:
+        """This OS's idle time, process list and Steam detection, plus the app's own providers."""
+        from farnode_desktop.core import platform
+        from farnode_desktop.core.platform.processes import running_process_names
+
+        return cls(idle=platform.idle_time_provider(), gpu_processes=gpu_processes, own_pids=own_pids,
+                   process_names=lambda: running_process_names(own_pids()),
+                   steam=platform.steam_detector(exclude_pids=own_pids),
+                   earnings_per_hour=earnings_per_hour, contributing_gpus=contributing_gpus)
+
 
 class PolicyRunner:
     """Owns the engine; every method is thread-safe. ``clock`` gives epoch seconds."""

@@ -254,3 +254,13 @@ def test_idle_only_with_the_real_x11_idle_time(xvfb):
     move(300)
     assert not runner.tick_once().run
     assert [c[0] for c in sup.calls] == ["pause", "resume", "pause"]
+
+
+def test_inputs_for_this_system():
+    own = [os.getpid() + 1]
+    inputs = PolicyInputs.for_this_system(own_pids=lambda: own)
+    runner, sup, *_ = make(replace(QUIET, pause_for_steam_games=True, pause_for_programs=True,
+                                   programs=["no-such-program-xyz"]), inputs, clock=time.time)
+    obs = runner.observe()
+    assert obs.steam_game is None and obs.running_programs == ()
+    assert runner.tick_once().run and sup.calls == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from farnode_desktop.core.platform.base import (
@@ -69,7 +70,8 @@ def foreground_provider() -> ForegroundProvider:
     return XdotoolForeground()
 
 
-def steam_detector() -> SteamDetector:
+def steam_detector(exclude_pids: Callable[[], Iterable[int]] = tuple) -> SteamDetector:
+    """The running-Steam-game detector; ``exclude_pids`` gives the node's own processes (never a game)."""
     if sys.platform == "win32":
         from farnode_desktop.core.platform.windows import WindowsSteam
 
@@ -77,7 +79,7 @@ def steam_detector() -> SteamDetector:
     if sys.platform.startswith("linux"):
         from farnode_desktop.core.platform.linux import ProcSteamDetector
 
-        return ProcSteamDetector()
+        return ProcSteamDetector(exclude_pids=exclude_pids)
     return NoSteam()
 
 
