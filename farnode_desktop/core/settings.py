@@ -101,12 +101,79 @@ class ChainSettings:
         return problems
 
 
+# Processes that use a little GPU memory on every desktop; never a reason to pause.
+DEFAULT_GPU_PROGRAM_IGNORE = ["Xorg", "Xwayland", "gnome-shell", "kwin_x11", "kwin_wayland", "plasmashell",
+                              "dwm.exe", "explorer.exe", "csrss.exe", "WindowServer"]
+
+
+@dataclass
+class PolicySettings:
+    """When the node contributes (see core.policies) and how the app starts. Durations in seconds."""
+
+    pause_for_gpu_programs: bool = True  # another process uses the GPU above a threshold
+    gpu_program_min_mem_mib: int = 1024  # 0: memory is not a criterion
+    gpu_program_min_util_pct: float = 30.0  # 0: utilisation is not a criterion
+    gpu_program_ignore: list[str] = field(default_factory=lambda: list(DEFAULT_GPU_PROGRAM_IGNORE))
+    pause_for_programs: bool = False  # one of ``programs`` (executable names) is running
+    programs: list[str] = field(default_factory=list)
+    pause_for_steam_games: bool = True
+    idle_only: bool = False  # run only when the user has been idle ``idle_minutes``
+    idle_minutes: float = 10.0
+    schedule_enabled: bool = False  # run only inside the weekly windows of ``schedule``
+    schedule: list[str] = field(default_factory=list)  # e.g. "mon-fri 22:00-07:00", "weekends 00:00-24:00"
+    temperature_pause: bool = True  # pause at temperature_high_c, resume below temperature_low_c (°C)
+    temperature_high_c: float = 85.0
+    temperature_low_c: float = 75.0
+    profit_pause: bool = False  # pause when earnings/h < power x electricity price
+    electricity_price_per_kwh: float = 0.0  # in the currency of the earnings estimate
+    min_run_s: float = 60.0
+    min_pause_s: float = 120.0
+    drain_s: float = 20.0  # on a pause: wait up to this long for open inference sessions to finish
+    start_at_login: bool = False
+    start_minimized: bool = True  # when started at login: straight to the tray
+
+    def validate(self) -> list[str]:
+        from farnode_desktop.core.policies import ScheduleError, parse_window
+
+        problems = []
+        if self.gpu_program_min_mem_mib < 0:
+            problems.append("policies.gpu_program_min_mem_mib must not be negative")
+        if not (0 <= self.gpu_program_min_util_pct <= 100):
+            problems.append("policies.gpu_program_min_util_pct must be between 0 and 100")
+        if self.pause_for_gpu_programs and self.gpu_program_min_mem_mib == 0 and self.gpu_program_min_util_pct == 0:
+            problems.append("policies: pausing for GPU programs needs a memory or a utilisation threshold above 0")
+        if self.pause_for_programs and not any(p.strip() for p in self.programs):
+            problems.append("policies.programs is empty: list the programs to pause for, or turn it off")
+        if not (0 < self.idle_minutes <= 24 * 60):
+            problems.append("policies.idle_minutes must be more than 0 and at most 1440")
+        for w in self.schedule:
+            try:
+                parse_window(w)
+            except ScheduleError as exc:
+                problems.append(f"policies.schedule: {exc}")
+        if self.schedule_enabled and not self.schedule:
+            problems.append("policies.schedule is empty: add a window such as 'mon-fri 22:00-07:00' or turn "
+                            "the schedule off")
+        if not (20 <= self.temperature_low_c < self.temperature_high_c <= 120):
+            problems.append("policies: the resume temperature must be below the pause temperature, both "
+                            "between 20 and 120 °C")
+        if not (0 <= self.electricity_price_per_kwh < 1e6):
+            problems.append("policies.electricity_price_per_kwh must not be negative")
+        for name in ("min_run_s", "min_pause_s"):
+            if not (0 <= getattr(self, name) <= 86400):
+                problems.append(f"policies.{name} must be between 0 and 86400 seconds")
+        if not (0 <= self.drain_s <= 600):
+            problems.append("policies.drain_s must be between 0 and 600 seconds")
+        return problems
+
+
 @dataclass
 class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     gpus: GpuSettings = field(default_factory=GpuSettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
     chain: ChainSettings = field(default_factory=ChainSettings)
+    policies: PolicySettings = field(default_factory=PolicySettings)
 
     def validate(self) -> list[str]:
         problems: list[str] = []
