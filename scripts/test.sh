@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/system-deps.sh
-# The engine's own environment, exactly as the app sets it up for a user (idempotent).
-.venv/bin/farnode-desktop engine setup
+# The engine's own environment, set up exactly as the app does it for a user (idempotent), in .engine/ so
+# that every test's private data folder shares it.
+export FARNODE_ENGINE_ROOT="$PWD/.engine"
+.venv/bin/farnode-desktop engine setup --variant cpu
 .venv/bin/ruff check farnode_desktop tests benchmarks scripts packaging
 
 mkdir -p test-artifacts

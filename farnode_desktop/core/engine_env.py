@@ -282,11 +282,12 @@ def choose_variant(paths: AppPaths, requested: str = "auto") -> str:
     """``cpu`` or ``cuda``: the requested one, else what the machine's NVIDIA driver supports."""
     if requested in VARIANTS:
         return requested
-    try:
-        from farnode_desktop.core import sizing  # owned by the GPU module (NVML)
+    from farnode_desktop.core.gpu import read_inventory
+    from farnode_desktop.core.sizing import choose_variant as choose_for_inventory
 
-        return sizing.recommended_engine_variant()
-    except Exception:
+    try:
+        return choose_for_inventory(read_inventory(with_processes=False)).variant
+    except Exception:  # no usable NVML: the CPU build always works
         return "cpu"
 
 

@@ -41,7 +41,9 @@ class AppPaths:
 
     @property
     def engine_root(self) -> Path:
-        return self.data_dir / "engine"
+        """Engine environments. ``FARNODE_ENGINE_ROOT`` shares one between data folders (the test suite)."""
+        shared = os.environ.get("FARNODE_ENGINE_ROOT")
+        return Path(shared).expanduser().resolve() if shared else self.data_dir / "engine"
 
     @property
     def models_dir(self) -> Path:
