@@ -156,4 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
+    from farnode_desktop.engine.launcher import kill_process_group_except_self
+
+    kill_process_group_except_self()  # the client's own p2pd
     os._exit(code)  # the client's DHT threads must not keep the process alive
