@@ -96,6 +96,8 @@ def frozen_main(argv: list[str] | None = None) -> int:
     the engine's interpreter on the bundled engine source (stdin, stdout, stderr and open descriptors
     such as ``--event-fd N`` are inherited)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bundle-check"]:
+        return bundle_check()
     if argv and argv[0] in ("launcher", "traffic"):
         from farnode_desktop.core.errors import FarNodeError
 
@@ -112,3 +114,35 @@ def frozen_main(argv: list[str] | None = None) -> int:
     from farnode_desktop.cli import main
 
     return main(argv)
+
+
+def bundle_check() -> int:
+    """``farnode-desktop bundle-check``: import every app module of the bundle and draw a chart offscreen,
+    so a Qt module or library left out by the spec's exclusions shows up at build time, not at a user's.
+    Prints ``bundle-check ok: N modules`` and returns 0, or names what failed and returns 1."""
+    import importlib
+    import pkgutil
+    import traceback
+
+    import farnode_desktop
+
+    failed, count = [], 0
+    for info in pkgutil.walk_packages(farnode_desktop.__path__, "farnode_desktop."):
+        if info.name.startswith("farnode_desktop.engine"):
+            continue  # runs in the engine's interpreter, not here
+        try:
+            importlib.import_module(info.name)
+            count += 1
+        except Exception:
+            failed.append(f"{info.name}: {traceback.format_exc(limit=2).strip().splitlines()[-1]}")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    try:
+        gui = importlib.import_module("farnode_desktop.gui.bundle_check")
+        gui.draw_chart()
+    except Exception:
+        failed.append("Qt/pyqtgraph chart: " + traceback.format_exc(limit=3).strip().splitlines()[-1])
+    for line in failed:
+        print(f"bundle-check FAILED {line}", file=sys.stderr)
+    if not failed:
+        print(f"bundle-check ok: {count} modules, chart drawn")
+    return 1 if failed else 0
