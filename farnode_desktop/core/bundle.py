@@ -57,6 +57,23 @@ def engine_files(root: Path | None = None) -> list[Path]:
     return sorted(out)
 
 
+DIGEST_FILE = "source-digest.txt"  # in the bundle's top folder, written by the spec
+
+
+def source_digest(repo: Path) -> str:
+    """SHA-256 over what a bundle is built from (the package, the spec, the entry point), to tell whether a
+    bundle in dist/ is current. The spec computes it before the analysis, so an edit during a build makes
+    the bundle stale."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [p for p in (repo / "farnode_desktop").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files += [repo / "packaging" / "farnode.spec", repo / "packaging" / "farnode_entry.py"]
+    for p in sorted(files):
+        h.update(p.relative_to(repo).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def resources_dir() -> Path:
     """The app's resources (icons, ...): ``farnode_desktop/resources`` in a checkout and in the bundle."""
     frozen = bundle_dir()
@@ -128,8 +145,8 @@ def bundle_check() -> int:
 
     failed, count = [], 0
     for info in pkgutil.walk_packages(farnode_desktop.__path__, "farnode_desktop."):
-        if info.name.startswith("farnode_desktop.engine"):
-            continue  # runs in the engine's interpreter, not here
+        if info.name.startswith("farnode_desktop.engine") or info.name.endswith("__main__"):
+            continue  # the engine side runs in the engine's interpreter; __main__ would run the CLI
         try:
             importlib.import_module(info.name)
             count += 1

@@ -1,5 +1,5 @@
-"""The frozen Linux app (PyInstaller one-folder bundle), built here or reused from dist/ when it is newer than
-its sources, then run for real: version, contents, its own import/Qt check, the engine launcher re-exec,
+"""The frozen Linux app (PyInstaller one-folder bundle), built here or reused from dist/ when it was built from
+exactly these sources (source-digest.txt), then run for real: version, contents, its own import/Qt check, the engine launcher re-exec,
 and the headless node on the local swarm until ONLINE, then a clean stop that leaves no process behind.
 
 Skipped only when PyInstaller is not installed. The engine tests need the shared engine environment
@@ -23,7 +23,7 @@ pytest.importorskip("PyInstaller", reason="PyInstaller is not installed (pip ins
 import psutil  # noqa: E402
 
 from farnode_desktop import APP_NAME, __version__  # noqa: E402
-from farnode_desktop.core.bundle import ENGINE_SRC_DIR, engine_files  # noqa: E402
+from farnode_desktop.core.bundle import DIGEST_FILE, ENGINE_SRC_DIR, engine_files, source_digest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist" / "farnode-desktop"
@@ -31,16 +31,11 @@ EXE = DIST / "farnode-desktop"
 SIZE_TARGET = 200e6  # bytes
 
 
-def _newest_source() -> float:
-    files = [REPO / "pyproject.toml", *(REPO / "packaging").glob("farnode*")]
-    files += [p for p in (REPO / "farnode_desktop").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    return max(p.stat().st_mtime for p in files)
-
-
 @pytest.fixture(scope="module")
 def bundle() -> Path:
-    if EXE.exists() and EXE.stat().st_mtime > _newest_source():
-        return DIST
+    stamp = DIST / DIGEST_FILE
+    if EXE.exists() and stamp.is_file() and stamp.read_text().strip() == source_digest(REPO):
+        return DIST  # built from exactly these sources
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
                            "--distpath", str(REPO / "dist"), "--workpath", str(REPO / "build" / "pyinstaller"),
