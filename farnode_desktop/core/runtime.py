@@ -72,7 +72,9 @@ class StopStrategy:
     """How to stop an engine process cleanly, in order:
 
     1. write ``stdin_line`` on its stdin (the launcher's control pipe) when set;
-    2. send ``signal`` to its host pid when set (native only: SIGINT is Petals' clean path);
+    2. send ``signal`` to its host pid when set (native only: SIGINT is Petals' clean path). A runtime
+       sets one of the two, never both: the launcher turns "stop" into a SIGINT to itself, and a second
+       SIGINT aborts Petals' clean shutdown;
     3. wait up to ``grace_s`` seconds;
     4. run ``fallback`` commands (e.g. a SIGINT inside WSL, ``docker stop``), wait ``fallback_grace_s``;
     5. kill: the host process group (``kill_group``) or the host process, then ``kill_commands``.
@@ -179,7 +181,9 @@ class NativeRuntime(EngineRuntime):
                          events_on_stdout=event_fd is None)
 
     def stop_strategy(self, engine_pid=None, node_id="main") -> StopStrategy:
-        return StopStrategy(stdin_line=STOP_LINE, signal=int(signal.SIGINT), kill_group=True)
+        # One SIGINT only: the launcher turns a stdin "stop" into a SIGINT to itself, and a second SIGINT
+        # aborts Petals' clean shutdown.
+        return StopStrategy(stdin_line=None, signal=int(signal.SIGINT), kill_group=True)
 
 
 # ---------------------------------------------------------------------------------------------- choice
