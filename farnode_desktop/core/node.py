@@ -59,8 +59,12 @@ class NodeController:
         self._sub = self.bus.subscribe("node.state", self._on_state)
 
     def _make_supervisor(self, node_id: str) -> Supervisor:
+        from farnode_desktop.core.runtime import make_runtime
+
+        runtime = make_runtime(self.settings.network.runtime, engine=self.engine, paths=self.paths,
+                               variant=self.engine.variant)
         return Supervisor(self.engine, self.bus, node_id=node_id, log_dir=self.paths.log_dir,
-                          run_dir=self.paths.run_dir, policy=self.restart_policy)
+                          run_dir=self.paths.run_dir, policy=self.restart_policy, runtime=runtime)
 
     # ------------------------------------------------------------------ state
     @property
