@@ -104,17 +104,18 @@ class NodeController:
             self._paused_reason = ""
             if self.supervisor.state.state in (C.HELD, C.FAILED):
                 self.supervisor.reset_hold()
-            self.supervisor._set_state(C.PROVISIONING) if self.supervisor.state.state == C.STOPPED else None
+            if self.supervisor.state.state == C.STOPPED:
+                self.supervisor.set_state(C.PROVISIONING)
         try:
             self.prepare(progress)
         except Exception as exc:
             message = getattr(exc, "message", str(exc))
-            self.supervisor._set_state(C.FAILED, message=message, category="engine_missing")
+            self.supervisor.set_state(C.FAILED, message=message, category="engine_missing")
             raise
         specs = self.server_specs()
         with self._lock:
             if not self._user_wants_running:
-                self.supervisor._set_state(C.STOPPED)
+                self.supervisor.set_state(C.STOPPED)
                 return self.supervisor.state
         return self._start_specs(specs)
 

@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from farnode_desktop.core import contracts as C
@@ -128,6 +128,7 @@ class Supervisor:
         self._blocks: tuple[int, ...] = ()
         self._total_blocks = 0
         self._throughput: dict = {}
+        self._online_since = 0.0  # when the current run last came online (epoch s); 0 when not online
         self._rate_window: collections.deque[tuple[float, int, int]] = collections.deque(maxlen=16)
         self._ticker: threading.Thread | None = None
         self._ticker_stop = threading.Event()
@@ -244,7 +245,7 @@ class Supervisor:
         return C.NodeStats(
             time=now, node_id=self.node_id, run_id=run.run_id if run else "", state=self._state.state,
             peer_id=self._peer.get("peer_id", ""), blocks=self._blocks, total_blocks=self._total_blocks,
-            uptime_s=(now - run.started) if run and self._state.state == C.ONLINE else 0.0,
+            uptime_s=(now - self._online_since) if run and self._online_since else 0.0,
             reported_throughput=float(self._throughput.get("throughput") or 0.0),
             inference_rps=float(self._throughput.get("inference_rps") or 0.0),
             forward_rps=float(self._throughput.get("forward_rps") or 0.0),
@@ -442,8 +443,17 @@ class Supervisor:
                 return
 
     # ------------------------------------------------------------------ helpers
+    def set_state(self, state: str, *, message: str = "", category: str = "") -> None:
+        """Publish a state the supervisor does not see itself (the controller's provisioning step)."""
+        self._set_state(state, message=message, category=category)
+
     def _set_state(self, state: str, *, message: str = "", category: str = "") -> None:
-        self._state = C.NodeState(self.node_id, state, message, category, time.time())
+        now = time.time()
+        if state == C.ONLINE and self._state.state != C.ONLINE:
+            self._online_since = now
+        elif state != C.ONLINE:
+            self._online_since = 0.0
+        self._state = C.NodeState(self.node_id, state, message, category, now)
         self.bus.publish("node.state", self._state)
 
     def _emit_event(self, kind: str, message: str, **data) -> None:
@@ -513,6 +523,3 @@ class Supervisor:
         self._remove_pid_file()
         return len(victims)
 
-
-def replace_state(state: C.NodeState, **kw) -> C.NodeState:  # pragma: no cover - convenience for callers
-    return replace(state, **kw)
