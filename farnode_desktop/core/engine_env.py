@@ -56,6 +56,11 @@ class Requirement:
         return f"{self.name}=={self.version}"
 
 
+def lock_path(variant: str) -> Path:
+    """The shipped lock of a variant."""
+    return LOCKS_DIR / f"{variant}.txt"
+
+
 def read_lock(path: Path) -> list[Requirement]:
     reqs = []
     for line in path.read_text().splitlines():
