@@ -26,6 +26,8 @@ from farnode_desktop.core.keystore import KeyringUnavailableError
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import SettingsStore
 from farnode_desktop.core.wallet import WalletManager
+
+pytestmark = pytest.mark.keyring
 paths = AppPaths.default().ensure()
 w = WalletManager(SettingsStore(paths.settings_file))
 out = {"backend": type(keyring.get_keyring()).__module__ + "." + type(keyring.get_keyring()).__name__}
