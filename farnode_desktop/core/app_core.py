@@ -164,7 +164,12 @@ class AppCore:
         self.last_error = None
         self.policies.manual_resume()  # Start ends a manual pause
         self.policies.tick_once()
-        state = self.node.start(progress)
+        try:
+            state = self.node.start(progress)
+        except Exception:
+            if self.node.state.state == C.PROVISIONING:  # failed before the server started: back to Stopped
+                self.node.stop()
+            raise
         decision = self.policies.last_decision
         if decision is not None and not decision.run:  # another policy holds the node paused
             self.node.pause("; ".join(decision.reasons))
@@ -263,7 +268,7 @@ class AppCore:
                 log.warning("GPU sizing failed: %s", exc)
             for g in inv.gpus:
                 elig.setdefault(g.uuid, (not g.lost, "lost: restart the computer" if g.lost else
-                                         "can serve (how many blocks is decided when the node starts)"))
+                                         "the number of blocks is decided when the node starts"))
         return GpuReport(inv, elig, tuple(self.settings.gpus.contributing))
 
     def today(self, now: float | None = None) -> TodaySummary:

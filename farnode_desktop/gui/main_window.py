@@ -40,7 +40,7 @@ class MainWindow(QMainWindow):
         self.sidebar = QListWidget()
         self.sidebar.setFixedWidth(150)
         self.sidebar.setIconSize(QSize(18, 18))
-        self.sidebar.setStyleSheet("QListWidget { border: none; font-size: 11pt; } "
+        self.sidebar.setStyleSheet("QListWidget { border: none; font-size: 11pt; outline: 0; } "
                                    "QListWidget::item { padding: 8px 10px; }")
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {}

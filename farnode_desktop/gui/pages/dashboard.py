@@ -95,6 +95,7 @@ class DashboardPage(QWidget):
         self._today_timer.timeout.connect(self.refresh_today)
         self._today_timer.start()
         self._today_busy = False
+        self._today_again = False
         self.set_state(core.state)
         QTimer.singleShot(0, self.refresh_today)
 
@@ -159,17 +160,25 @@ class DashboardPage(QWidget):
 
     # ------------------------------------------------------------------ today's totals
     def refresh_today(self) -> None:
-        if self._today_busy or self.core.closed:
+        if self.core.closed:
             return
+        if self._today_busy:
+            self._today_again = True  # data changed while a query ran: query once more after it
+            return
+        self._today_again = False
         self._today_busy = True
         self.tasks.run(self.core.today, self._apply_today, self._today_failed)
 
     def _today_failed(self, exc: BaseException, _tb: str) -> None:
         self._today_busy = False
+        if self._today_again:
+            self.refresh_today()
         self.card_tokens.set("–", getattr(exc, "message", str(exc))[:80])
 
     def _apply_today(self, t: TodaySummary) -> None:
         self._today_busy = False
+        if self._today_again:
+            self.refresh_today()
         self.last_today = t
         self.card_tokens.set(fmt_count(t.tokens), f"since midnight, as of {time.strftime('%H:%M:%S')}")
         self.card_requests.set(fmt_count(t.requests), "inference sessions and forward passes")
