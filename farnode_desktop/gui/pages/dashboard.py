@@ -111,15 +111,16 @@ class DashboardPage(QWidget):
         self._state = state
         lk = look(C.STOPPING if self._stopping else state.state)
         self.state_label.setText(f"<span style='color:{lk.color}'>●</span> {lk.words}")
-        detail = state.message if state.state not in (C.FAILED, C.HELD) else ""
-        if state.state == C.STOPPED and not detail:
-            detail = ("Press Start to lend this computer to the network." if self.core.node.is_local is False else
-                      "Press Start to run a node on the local demo swarm (a private FarMesh network on this "
-                      "computer).")
-        if state.state == C.PAUSED and not detail:
-            detail = "Paused."
-        if state.state == C.PAUSED:
+        if state.state in (C.FAILED, C.HELD):
+            detail = ""
+        elif state.state == C.PAUSED:
             detail = f"{state.message or 'Paused'}. The node re-joins by itself when the reason ends."
+        elif state.state == C.STOPPED:
+            detail = state.message or ("Press Start to run a node on the local demo swarm (a private FarMesh "
+                                       "network on this computer)." if self.core.node.is_local else
+                                       "Press Start to lend this computer to the FarMesh network.")
+        else:
+            detail = state.message
         self.detail_label.setText(detail)
         running = state.state in C.ACTIVE_STATES or state.state in (C.RESTARTING, C.PAUSED)
         self.toggle.setText("Stop contributing" if running or state.state == C.STOPPING else "Start contributing")
@@ -127,6 +128,11 @@ class DashboardPage(QWidget):
         color = "#c0392b" if running else "#27ae60"
         self.toggle.setStyleSheet(f"QPushButton {{ background: {color}; color: white; border-radius: 8px; "
                                   "padding: 8px 18px; } QPushButton:disabled { background: #95a5a6; }")
+        if state.state not in C.ACTIVE_STATES:  # no server: nothing is served right now
+            self.card_rate.set("0.0")
+            self.card_blocks.set("–", "not serving")
+            self.card_peer.set("–", "not connected")
+            self.copy_peer.setVisible(False)
         if state.state in (C.FAILED, C.HELD):
             self.error.show_message(look(state.state).words, state.message or "The node stopped.")
         elif state.state in (C.ONLINE, C.STARTING):
