@@ -154,6 +154,13 @@ class AppCore:
     def state(self) -> C.NodeState:
         return self.node.state
 
+    def resolve_state(self, state: C.NodeState) -> C.NodeState:
+        """The state to show for a ``node.state`` event: the controller's current view of that node (a
+        server stopped for a pause reads as PAUSED even when its STOPPED event arrives late)."""
+        if state.node_id == self.node.supervisor.node_id:
+            return self.node.state
+        return state
+
     def is_running(self) -> bool:
         """The user has the node contributing (or starting, or paused by a policy)."""
         return self.node.state.state in RUNNING_STATES

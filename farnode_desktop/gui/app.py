@@ -90,7 +90,7 @@ class GuiApp(QObject):
     def __init__(self, core: AppCore, *, use_tray: bool | None = None, extra_pages=None) -> None:
         super().__init__()
         self.core = core
-        self.bridge = BusBridge(core.bus, self)
+        self.bridge = BusBridge(core.bus, self, resolve_state=core.resolve_state)
         self.tasks = TaskRunner(self, default_error=self._show_error)
         self.window = MainWindow(core, self.bridge, self.tasks, extra_pages=extra_pages)
         self.gui_state = GuiState(core.paths.config_dir / "gui-state.json")
@@ -212,17 +212,15 @@ class GuiApp(QObject):
         st = self.core.state
         geo = self.tray.geometry() if self.tray is not None else None
         chart = self.window.dashboard.chart
-        try:
-            points = int(sum(len(chart.data(line.series)[0]) for line in chart.lines()))
-        except Exception:
-            points = 0
+        points = {line.series: int(len(chart.data(line.series)[0])) for line in chart.lines()}
         data = {
             "pid": os.getpid(), "time": time.time(), "state": st.state, "words": look(st.state).words,
             "message": st.message, "title": self.window.windowTitle(), "window_visible": self.window.isVisible(),
             "tray": [geo.x(), geo.y(), geo.width(), geo.height()] if geo is not None else None,
             "tray_tooltip": self.tray.icon.toolTip() if self.tray is not None else None,
             "tray_menu": [a.text() for a in self.tray.menu.actions() if a.text()] if self.tray is not None else None,
-            "chart_points": points, "first_paint": self.first_paint_time, "quitting": self.quitting,
+            "chart_points": sum(points.values()),
+            "chart_served_points": points.get("tokens_inference_per_s", 0) + points.get("tokens_forward_per_s", 0), "first_paint": self.first_paint_time, "quitting": self.quitting,
             "quit_done": quit_done, "node_pids": self.core.node.node_pids(),
         }
         try:

@@ -39,8 +39,12 @@ class BusBridge(QObject):
     decision = Signal(object)  # policies.Decision
     earnings = Signal(object)  # EarningsSnapshot
 
-    def __init__(self, bus: EventBus, parent: QObject | None = None) -> None:
+    def __init__(self, bus: EventBus, parent: QObject | None = None, *,
+                 resolve_state: Callable[[Any], Any] | None = None) -> None:
+        """``resolve_state`` maps a ``node.state`` payload to the state to show (the node controller's view,
+        which knows about pauses; events from different threads may arrive out of order)."""
         super().__init__(parent)
+        self._resolve_state = resolve_state
         self._map = {"node.state": self.state, "node.stats": self.stats, "node.event": self.node_event,
                      "node.log": self.log_line, "gpu.telemetry": self.telemetry, "gpu.inventory": self.inventory,
                      "engine.progress": self.progress, "policy.decision": self.decision,
@@ -49,6 +53,8 @@ class BusBridge(QObject):
 
     def _relay(self, topic: str, payload: Any) -> None:  # runs on the publisher's thread
         try:
+            if topic == "node.state" and self._resolve_state is not None:
+                payload = self._resolve_state(payload)
             sig = self._map.get(topic)
             if sig is not None:
                 sig.emit(payload if topic != "node.log" else str(payload))

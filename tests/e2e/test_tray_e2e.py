@@ -22,6 +22,7 @@ from farnode_desktop.core.settings import Settings
 
 pytestmark = [pytest.mark.display, pytest.mark.engine]
 REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS_DIR = REPO / "test-artifacts"
 TOOLS = ("Xvfb", "trayer", "xdotool", "import", "xdpyinfo")
 
 
@@ -38,6 +39,7 @@ def _has_tray(display: str) -> bool:
 @pytest.fixture(scope="module")
 def tray_display():
     """DISPLAY of an X server with a system tray: the current one if it has trayer, else a private one."""
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (scripts/system-deps.sh installs them)")
@@ -52,15 +54,17 @@ def tray_display():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     env = dict(os.environ, DISPLAY=display)
     try:
-        deadline = time.time() + 10
+        deadline = time.time() + 30
         while _run("xdpyinfo", env=env).returncode != 0:
             assert time.time() < deadline, "Xvfb did not start"
             time.sleep(0.1)
+        assert procs[0].poll() is None, f"Xvfb {display} exited ({procs[0].returncode})"
+        trayer_log = open(ARTIFACTS_DIR / "e2e-trayer.log", "w")
         procs.append(subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-                                       "--height", "24"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-        deadline = time.time() + 10
+                                       "--height", "24"], env=env, stdout=trayer_log, stderr=subprocess.STDOUT))
+        deadline = time.time() + 30
         while not _has_tray(display):
+            assert procs[1].poll() is None, f"trayer exited ({procs[1].returncode}), see e2e-trayer.log"
             assert time.time() < deadline, "trayer did not start"
             time.sleep(0.1)
         yield display
@@ -166,7 +170,8 @@ def test_tray_start_pause_resume_stop_quit(tray_display, tmp_path, artifacts_dir
         assert st["title"] == "FarNode: Online: contributing" and "tokens/s" in st["tray_tooltip"]
         node_procs = [psutil.Process(p) for p in st["node_pids"]]
         node_procs += [c for p in node_procs for c in p.children(recursive=True)]
-        app.wait(lambda s: s["chart_points"] > 0, 120, "points on the chart")
+        app.wait(lambda s: s["chart_served_points"] > 0, 180, "served tokens on the chart")
+        time.sleep(1.5)
         app.screenshot("e2e-online.png")
 
         app.tray_menu(2)  # Pause for 1 hour
