@@ -212,7 +212,7 @@ class GuiApp(QObject):
         st = self.core.state
         geo = self.tray.geometry() if self.tray is not None else None
         chart = self.window.dashboard.chart
-        points = {line.series: int(len(chart.data(line.series)[0])) for line in chart.lines()}
+        points = {line.series: int(len(chart.data(line.series)[0])) for line in chart.lines()} if chart else {}
         data = {
             "pid": os.getpid(), "time": time.time(), "state": st.state, "words": look(st.state).words,
             "message": st.message, "title": self.window.windowTitle(), "window_visible": self.window.isVisible(),

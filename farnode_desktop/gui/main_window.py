@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QSize, Signal
+from PySide6.QtCore import QEvent, QSize, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -106,7 +106,16 @@ class MainWindow(QMainWindow):
             self._painted = True
             QApplication.instance().removeEventFilter(self)
             self.first_painted.emit()
+            QTimer.singleShot(0, self.attach_charts)
         return False
+
+    def attach_charts(self) -> None:
+        """Charts come after the first paint (their library takes most of the start-up time)."""
+        self.dashboard.attach_chart()
+        for page in self.pages.values():
+            attach = getattr(page, "attach_chart", None)
+            if attach is not None and page is not self.dashboard:
+                attach()
 
     def closeEvent(self, e: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         e.ignore()

@@ -40,6 +40,7 @@ def gui(qtbot, core):
     qtbot.addWidget(g.window)
     g.window.show()
     qtbot.waitExposed(g.window)
+    qtbot.waitUntil(lambda: g.window.dashboard.chart is not None, timeout=10_000)  # built after the 1st paint
     yield g
     if not g.quitting:
         with qtbot.waitSignal(g.quitted, timeout=60_000):

@@ -48,7 +48,6 @@ def test_dashboard_stopped_then_events_from_a_worker_thread(qtbot, gui, artifact
     gui.bridge.stats.connect(lambda _s: seen_threads.append(QThread.currentThread()))
 
     def publish():
-        gui.core.bus.publish("node.state", C.NodeState("main", C.ONLINE, time=time.time()))
         gui.core.bus.publish("node.stats", _stats())
 
     t = threading.Thread(target=publish)
@@ -56,6 +55,10 @@ def test_dashboard_stopped_then_events_from_a_worker_thread(qtbot, gui, artifact
     t.join()
     qtbot.waitUntil(lambda: dash.card_rate.value.text() == "44.5", timeout=5000)
     assert seen_threads and all(th is QApplication.instance().thread() for th in seen_threads)
+    # node.state events show the controller's view (a stale event cannot override it): drive the views
+    online = C.NodeState("main", C.ONLINE, time=time.time())
+    dash.set_state(online)
+    gui.window.set_state(online)
     assert "Online" in dash.state_label.text()
     assert dash.toggle.text() == "Stop contributing"
     assert dash.card_blocks.value.text() == "4" and "0–3 of 8" in dash.card_blocks.note.text()
@@ -66,8 +69,8 @@ def test_dashboard_stopped_then_events_from_a_worker_thread(qtbot, gui, artifact
 def test_dashboard_failed_state_says_what_to_do(qtbot, gui, artifacts_dir):
     msg = ("Port 31337 is already used by another program (or by a FarNode node that is still running). "
            "Close that program, or choose another port in Settings > Network.")
-    gui.core.bus.publish("node.state", C.NodeState("main", C.FAILED, msg, "port_in_use", time.time()))
     dash = gui.window.dashboard
+    dash.set_state(C.NodeState("main", C.FAILED, msg, "port_in_use", time.time()))
     qtbot.waitUntil(lambda: dash.error.isVisible(), timeout=5000)
     assert "choose another port" in dash.error.text.text()
     assert dash.toggle.text() == "Start contributing" and dash.toggle.isEnabled()

@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVB
 from farnode_desktop.core import contracts as C
 from farnode_desktop.core.app_core import AppCore, TodaySummary
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
-from farnode_desktop.gui.charts import ThroughputChart
 from farnode_desktop.gui.look import fmt_count, fmt_rate, look
 from farnode_desktop.gui.widgets import Notice, StatCard
 
@@ -77,15 +76,20 @@ class DashboardPage(QWidget):
         self.card_peer.layout().addWidget(self.copy_peer)
         self.copy_peer.setVisible(False)
 
-        self.chart = ThroughputChart(core.store)
-        self.chart.setMinimumHeight(240)
+        # The chart (pyqtgraph: ~0.7 s to import) is built right after the window's first paint.
+        self.chart = None
+        self.chart_slot = QVBoxLayout()
+        self._chart_placeholder = QLabel("Loading the chart…")
+        self._chart_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._chart_placeholder.setMinimumHeight(240)
+        self.chart_slot.addWidget(self._chart_placeholder)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(18, 14, 18, 14)
         layout.addLayout(top)
         layout.addWidget(self.error)
         layout.addLayout(grid)
-        layout.addWidget(self.chart, 1)
+        layout.addLayout(self.chart_slot, 1)
 
         bridge.state.connect(self.set_state)
         bridge.stats.connect(self.set_stats)
@@ -98,6 +102,33 @@ class DashboardPage(QWidget):
         self._today_again = False
         self.set_state(core.state)
         QTimer.singleShot(0, self.refresh_today)
+
+    def attach_chart(self) -> None:
+        """Build the live tokens/s chart (imports pyqtgraph). Its refresh follows its range: one refresh
+        per pixel of time at most (1 h over ~800 px: every ~4.5 s), never faster than 1 Hz."""
+        if self.chart is not None:
+            return
+        from farnode_desktop.gui.charts import ThroughputChart
+
+        self.chart = ThroughputChart(self.core.store)
+        self.chart.setMinimumHeight(240)
+        self.chart_slot.replaceWidget(self._chart_placeholder, self.chart)
+        self._chart_placeholder.deleteLater()
+        self.chart.range_box.currentTextChanged.connect(lambda _t: self._tune_chart_refresh())
+        self._tune_chart_refresh()
+        if self.isVisible():
+            self.chart.show()
+
+    def _tune_chart_refresh(self) -> None:
+        if self.chart is None:
+            return
+        span = self.chart.range_seconds or 30 * 86400.0
+        width = max(200, self.chart.plot_widget.width())
+        self.chart.timer.setInterval(int(min(60_000, max(1000, 1000 * span / width))))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._tune_chart_refresh()
 
     # ------------------------------------------------------------------ state
     def set_stopping(self, on: bool) -> None:
