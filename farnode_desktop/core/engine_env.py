@@ -55,8 +55,7 @@ class Requirement:
         return f"{self.name}=={self.version}"
 
 
-def read_lock(variant: str) -> list[Requirement]:
-    path = LOCKS_DIR / f"{variant}.txt"
+def read_lock(path: Path) -> list[Requirement]:
     reqs = []
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -67,8 +66,8 @@ def read_lock(variant: str) -> list[Requirement]:
     return reqs
 
 
-def lock_digest(variant: str) -> str:
-    return hashlib.sha256((LOCKS_DIR / f"{variant}.txt").read_bytes()).hexdigest()[:16]
+def lock_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def base_python() -> str:
@@ -88,7 +87,7 @@ def base_python() -> str:
 class EngineEnv:
     """One variant's environment under ``paths.engine_root``."""
 
-    def __init__(self, paths: AppPaths, variant: str = "cpu"):
+    def __init__(self, paths: AppPaths, variant: str = "cpu", *, lock_file: Path | None = None):
         if variant not in VARIANTS:
             raise EngineEnvError(f"Unknown engine variant {variant!r}; use one of {', '.join(VARIANTS)}.")
         self.paths = paths
@@ -96,6 +95,7 @@ class EngineEnv:
         self.root = paths.engine_root / f"{variant}-v{LOCK_VERSION}"
         self.venv = self.root / "venv"
         self.marker = self.root / "ready.json"
+        self.lock_file = lock_file or LOCKS_DIR / f"{variant}.txt"
 
     # ------------------------------------------------------------------ locating
     @property
@@ -122,7 +122,7 @@ class EngineEnv:
     def missing(self) -> list[Requirement]:
         have = self.installed()
         out = []
-        for r in read_lock(self.variant):
+        for r in read_lock(self.lock_file):
             v = have.get(_norm(r.name))
             if v is None or (v != r.version and v.split("+")[0] != r.version):
                 out.append(r)
@@ -130,7 +130,7 @@ class EngineEnv:
 
     def status(self) -> dict:
         marker = self._read_marker()
-        ready = bool(marker) and marker.get("lock") == lock_digest(self.variant) and self.python.exists()
+        ready = bool(marker) and marker.get("lock") == lock_digest(self.lock_file) and self.python.exists()
         return {
             "variant": self.variant,
             "path": str(self.venv),
@@ -150,8 +150,10 @@ class EngineEnv:
             return None
 
     # ------------------------------------------------------------------ setting up
-    def ensure(self, progress: ProgressFn | None = None, *, cancel: Callable[[], bool] | None = None) -> dict:
-        """Create/repair the environment, install what the lock lacks, verify it. Returns the probe."""
+    def ensure(self, progress: ProgressFn | None = None, *, cancel: Callable[[], bool] | None = None,
+               verify: bool = True) -> dict:
+        """Create/repair the environment, install what the lock lacks, verify it. Returns the probe
+        (``{}`` when ``verify`` is False)."""
         report = progress or (lambda p: None)
         if self.is_ready() and not self.missing():
             probe = self._read_marker()["probe"]
@@ -161,7 +163,7 @@ class EngineEnv:
         report(EngineProgress(0.0, "creating the engine environment"))
         self._create_venv()
         todo = self.missing()
-        lock = read_lock(self.variant)
+        lock = read_lock(self.lock_file)
         weights = {r.name: (40.0 if r.name == "torch" else 1.0) for r in lock}
         total = sum(weights.values())
         done = total - sum(weights[r.name] for r in todo)
@@ -173,9 +175,12 @@ class EngineEnv:
                                   f"installing {req.name} {req.version} ({i}/{len(todo)})"))
             self._pip_install(req)
             done += weights[req.name]
+        if not verify:
+            report(EngineProgress(100.0, "packages installed", done=True))
+            return {}
         report(EngineProgress(96.0, "verifying the engine"))
         probe = self.verify()
-        atomic_write_json(self.marker, {"lock": lock_digest(self.variant), "variant": self.variant,
+        atomic_write_json(self.marker, {"lock": lock_digest(self.lock_file), "variant": self.variant,
                                         "verified_at": time.time(), "probe": probe})
         report(EngineProgress(100.0, "engine ready", done=True))
         return probe

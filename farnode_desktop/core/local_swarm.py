@@ -80,10 +80,14 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
             cfg["dht_prefix"] = net.dht_prefix
         if net.swarm != PUBLIC_SWARM:
             cfg["initial_peers"] = list(net.initial_peers)
-    if net.num_blocks:
+    if local:
+        # The only server of a private swarm serves every block; fixed indices also skip Petals' random
+        # 0-5 s block-selection delay, which only matters when many servers start at once.
+        cfg["block_indices"] = f"0:{net.num_blocks or _num_layers(Path(model))}"
+    elif net.num_blocks:
         cfg["num_blocks"] = net.num_blocks
-    elif local or device == "cpu":
-        cfg["num_blocks"] = _num_layers(Path(model)) if Path(model).is_dir() else 1
+    elif device == "cpu":
+        cfg["num_blocks"] = 1
     if net.quantization != "auto" and not local:
         cfg["quant_type"] = net.quantization
     return cfg

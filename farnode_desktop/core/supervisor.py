@@ -337,7 +337,7 @@ class Supervisor:
             failure = run.failure or {}
             category = failure.get("category", "")
             detail = failure.get("message", "")
-            if not run.got_hello:
+            if not run.got_hello and code >= 0:  # it exited by itself before saying hello: no usable engine
                 category, detail = "engine_missing", f"the engine exited with code {code} before it started"
             if code in (EXIT_CONFIG, EXIT_START_FAILED) or category == "engine_missing":
                 self._fail(category or "config", detail)

@@ -261,7 +261,8 @@ class Launcher:
             category, message = classify(exc)
             self.w.emit("failed", category=category, message=message,
                         detail="".join(traceback.format_exception(exc))[-3000:])
-            return EXIT_START_FAILED if category in ("port_in_use", "model", "config", "oom_at_load") else EXIT_CRASH
+            return EXIT_START_FAILED if category in ("port_in_use", "model", "config", "oom_at_load",
+                                                     "engine_missing") else EXIT_CRASH
         self.counters.flush()
         return EXIT_OK
 

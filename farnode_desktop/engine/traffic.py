@@ -13,6 +13,7 @@ server, so the app can check it against what the server counted. Stops on ``stop
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -75,6 +76,11 @@ def run(w: EventWriter, cfg: dict, stop: threading.Event) -> int:
     )
     remote.eval()
     w.emit("ready")
+    # Petals' client closes a forgotten _ServerInferenceSession in __del__ by running a coroutine on its
+    # RemoteExpertWorker event loop and waiting for it. If the cyclic garbage collector happens to run on
+    # that loop's own thread, the wait never ends (seen here: the 5th back-to-back generation hung). So the
+    # collector runs only here, on the main thread, between requests.
+    gc.disable()
     rate = float(cfg.get("rate_per_minute", 12.0))
     interval = 60.0 / rate if rate > 0 else 0.0
     count = int(cfg.get("count", 0))
@@ -91,6 +97,7 @@ def run(w: EventWriter, cfg: dict, stop: threading.Event) -> int:
             break
         next_at = max(next_at + interval, time.monotonic())
         n += 1
+        gc.collect()
         ids = torch.randint(3, vocab, (1, prompt_len), generator=gen)
         kind = "forward" if forward_every and n % forward_every == 0 else "generate"
         t0 = time.perf_counter()
@@ -156,4 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
+    from farnode_desktop.engine.launcher import kill_process_group_except_self
+
+    kill_process_group_except_self()  # the client's own p2pd
     os._exit(code)  # the client's DHT threads must not keep the process alive

@@ -1,0 +1,166 @@
+"""What running the server through FarNode costs, against Petals' own ``run_server`` started bare.
+
+Same engine environment, same demo model, same arguments, same client load (a real FarMesh client sending
+greedy generations back to back), alternating runs. Prints time-to-online and client-side throughput of each
+and their ratios. Targets: the app costs under 3 % throughput and under 1 s of start-up.
+
+The bare server runs through the smallest possible wrapper: the hivemind re-export bridge (without it this
+Petals cannot import hivemind 1.1.12 at all) and no PyPI version check (the app skips it on the local swarm
+too). Both read the same cached throughput measurement, so neither measures it during the runs.
+
+Usage: python benchmarks/engine_overhead.py [--rounds 3] [--requests 40]
+(FARNODE_ENGINE_ROOT may point at a ready engine environment; otherwise the default one is used/set up.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from farnode_desktop.core import contracts as C  # noqa: E402
+from farnode_desktop.core.engine_env import PACKAGE_ROOT, EngineEnv, engine_subprocess_env  # noqa: E402
+from farnode_desktop.core.events import EventBus  # noqa: E402
+from farnode_desktop.core.local_swarm import TrafficGenerator, ensure_demo_model, launcher_config  # noqa: E402
+from farnode_desktop.core.paths import AppPaths  # noqa: E402
+from farnode_desktop.core.settings import Settings  # noqa: E402
+from farnode_desktop.core.supervisor import Supervisor  # noqa: E402
+
+BARE = (
+    "import sys, runpy\n"
+    "from farnode_desktop.engine.compat import bridge_hivemind\n"
+    "bridge_hivemind()\n"
+    "import petals.cli.run_server as rs\n"
+    "rs.validate_version = lambda: None\n"
+    "sys.argv = ['run_server'] + sys.argv[1:]\n"
+    "rs.main()\n"
+)
+
+
+def bare_argv(cfg: dict) -> list[str]:
+    argv = [cfg["model"], "--dht_prefix", cfg["dht_prefix"], "--new_swarm", "--host_maddrs",
+            f"/ip4/127.0.0.1/tcp/{cfg['port']}"]
+    for key in ("device", "torch_dtype", "quant_type", "num_handlers", "block_indices", "cache_dir",
+                "identity_path", "update_period"):
+        argv += [f"--{key}", str(cfg[key])]
+    return argv
+
+
+class BareServer:
+    def __init__(self, engine: EngineEnv, cfg: dict):
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen([str(engine.python), "-c", BARE, *bare_argv(cfg)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=engine_subprocess_env(),
+                                     cwd=str(PACKAGE_ROOT.parent), start_new_session=True)
+        self.online_s: float | None = None
+        self.addrs: list[str] = []
+        self.started = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            m = re.search(r"Running a server on \[(.*)\]", line)
+            if m:
+                self.addrs = [a.strip(" '\"") for a in m.group(1).split(",")]
+            if line.rstrip().endswith("[INFO] Started") and self.online_s is None:
+                self.online_s = time.perf_counter() - self.t0
+                self.started.set()
+
+    def stop(self) -> None:
+        self.proc.send_signal(2)
+        try:
+            self.proc.wait(30)
+        finally:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+def client_load(engine, bus, log_dir, model, addrs, dht_prefix, requests) -> float:
+    """Tokens/s the client got (tokens sent to the server / time spent waiting on the server)."""
+    lat: list[tuple[int, float]] = []
+    sub = bus.subscribe("traffic.request", lambda _t, ev: lat.append((ev["tokens_sent"], ev["latency_s"])))
+    gen = TrafficGenerator(engine, bus, log_dir)
+    gen.start(model=model, initial_peers=addrs, dht_prefix=dht_prefix, rate_per_minute=0, count=requests,
+              forward_every=0, max_new_tokens=16, prompt_len=8)
+    ok = gen.wait_for(lambda s: s.requests + s.errors >= requests, 600)
+    gen.stop()
+    sub.close()
+    if not ok or gen.stats.mismatches or gen.stats.errors:
+        raise SystemExit(f"client load failed: {gen.stats}")
+    warm = lat[2:]  # the first requests include route discovery
+    return sum(t for t, _ in warm) / sum(s for _, s in warm)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=40)
+    args = ap.parse_args()
+    home = tempfile.mkdtemp(prefix="farnode-bench-")
+    os.environ["FARNODE_HOME"] = home
+    paths = AppPaths.default().ensure()
+    engine = EngineEnv(paths, "cpu")
+    print("engine:", engine.ensure()["engine_version"], "at", engine.venv, flush=True)
+    model = ensure_demo_model(paths, engine)
+    settings = Settings()
+    settings.network.port = 31390
+    cfg = launcher_config(settings, paths, model_path=model)
+    bus = EventBus()
+    results: dict[str, dict[str, list[float]]] = {m: {"online": [], "tps": []} for m in ("app", "bare")}
+
+    # Warm-up: measure and cache the throughput once (both modes then read the same cache entry).
+    sup = Supervisor(engine, bus, log_dir=paths.log_dir, run_dir=paths.run_dir)
+    sup.start(cfg)
+    assert sup.wait_for(C.ONLINE, 300).state == C.ONLINE, sup.state
+    sup.stop()
+
+    for r in range(args.rounds):
+        for mode in (("app", "bare") if r % 2 == 0 else ("bare", "app")):
+            if mode == "app":
+                t0 = time.perf_counter()
+                sup.start(cfg)
+                st = sup.wait_for({C.ONLINE, C.FAILED, C.HELD}, 300)
+                online = time.perf_counter() - t0
+                assert st.state == C.ONLINE, st
+                addrs = sup.peer["addrs"]
+                tps = client_load(engine, bus, paths.log_dir, model, addrs, cfg["dht_prefix"], args.requests)
+                sup.stop()
+            else:
+                bare = BareServer(engine, cfg)
+                assert bare.started.wait(300), "bare server did not start"
+                online = bare.online_s
+                tps = client_load(engine, bus, paths.log_dir, model, bare.addrs, cfg["dht_prefix"], args.requests)
+                bare.stop()
+            results[mode]["online"].append(online)
+            results[mode]["tps"].append(tps)
+            print(f"round {r + 1} {mode:4}: online after {online:6.2f} s, client throughput {tps:8.1f} tokens/s",
+                  flush=True)
+    sup.close()
+
+    med = {m: {k: statistics.median(v) for k, v in d.items()} for m, d in results.items()}
+    ratio = med["app"]["tps"] / med["bare"]["tps"]
+    delta = med["app"]["online"] - med["bare"]["online"]
+    print()
+    print(f"{'':22}{'app':>12}{'bare':>12}{'app/bare':>10}")
+    print(f"{'time to online (s)':22}{med['app']['online']:12.2f}{med['bare']['online']:12.2f}"
+          f"{med['app']['online'] / med['bare']['online']:10.3f}")
+    print(f"{'throughput (tokens/s)':22}{med['app']['tps']:12.1f}{med['bare']['tps']:12.1f}{ratio:10.3f}")
+    print(f"\nthroughput cost of the app: {100 * (1 - ratio):+.2f} % (target < 3 %)")
+    print(f"start-up cost of the app:   {delta:+.2f} s (target < 1 s)")
+    print(f"(medians of {args.rounds} alternating rounds, {args.requests} requests each, on {os.cpu_count()} CPUs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
