@@ -326,3 +326,11 @@ def test_single_instance_socket(qtbot, app_paths):
     qtbot.waitUntil(lambda: bool(received) and not t.is_alive(), timeout=5000)
     assert result == [True] and received[0].startswith(b"show")
     server.close()
+
+
+def test_without_a_tray_closing_the_window_quits(qtbot, gui):
+    assert gui.tray is None
+    with qtbot.waitSignal(gui.quitted, timeout=30_000):
+        gui.window.close()
+    assert gui.core.closed and not gui.window.isVisible()
+    assert gui.window.windowTitle() == "FarNode: Stopping…"
