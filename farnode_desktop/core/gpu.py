@@ -363,3 +363,18 @@ class TelemetrySampler:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+def processes_for_policies(nvml: Nvml | None = None) -> list:
+    """Every process using a GPU, as the policy engine sees them (:class:`policies.GpuProcess`): pid, name,
+    GPU memory in MiB (None where the driver cannot tell, e.g. Windows WDDM); per-process utilisation is not
+    read (None). Empty when there is no NVIDIA driver or GPU."""
+    from farnode_desktop.core.policies import GpuProcess as PolicyGpuProcess
+
+    inventory = read_inventory(nvml, with_processes=True)
+    out = []
+    for gpu in inventory.gpus:
+        for p in gpu.processes:
+            out.append(PolicyGpuProcess(pid=p.pid, name=p.name or f"pid {p.pid}", gpu_mem_mib=p.used_mib,
+                                        gpu_util_pct=None))
+    return out

@@ -64,7 +64,7 @@ class _Run:
     stop_requested: bool = False
 
 
-COUNTER_FIELDS = ("inference_sessions", "inference_steps", "inference_tokens", "forward_requests",
+COUNTER_FIELDS = ("inference_sessions", "inference_sessions_closed", "inference_steps", "inference_tokens", "forward_requests",
                   "forward_tokens", "backward_requests", "backward_tokens")
 
 
@@ -194,6 +194,7 @@ class Supervisor:
         run = self._run
         now = time.time()
         counters = dict(run.counters) if run else dict.fromkeys(COUNTER_FIELDS, 0)
+        counters.pop("inference_sessions_closed")
         inf_rate = fwd_rate = 0.0
         if len(self._rate_window) >= 2:
             t0, i0, f0 = self._rate_window[0]
@@ -211,6 +212,13 @@ class Supervisor:
             inference_tokens_per_s=max(inf_rate, 0.0), forward_tokens_per_s=max(fwd_rate, 0.0),
             **counters,
         )
+
+    def open_sessions(self) -> int:
+        """Inference sessions open on the server right now (opened minus finished)."""
+        run = self._run
+        if run is None:
+            return 0
+        return max(run.counters["inference_sessions"] - run.counters["inference_sessions_closed"], 0)
 
     def wait_for(self, states: set[str] | str, timeout: float) -> C.NodeState:
         """Block until the state is one of ``states`` (tests, headless start-up). Returns the state."""

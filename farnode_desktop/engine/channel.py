@@ -11,6 +11,7 @@ pipe without interleaving. Kinds (protocol version 1):
 - ``throughput`` throughput (reported, tokens/s), inference_rps, forward_rps, network_rps
 - ``blocks``    blocks (indices served), total_blocks, dht_prefix
 - ``counters``  pid and deltas since the last flush from that process: inference_sessions,
+                inference_sessions_closed,
                 inference_steps, inference_tokens, forward_requests, forward_tokens, backward_requests,
                 backward_tokens
 - ``failed``    category (port_in_use, bootstrap, model, oom, config, crash), message, detail
@@ -62,8 +63,8 @@ class Counters:
     in whichever process counts first.
     """
 
-    FIELDS = ("inference_sessions", "inference_steps", "inference_tokens", "forward_requests",
-              "forward_tokens", "backward_requests", "backward_tokens")
+    FIELDS = ("inference_sessions", "inference_sessions_closed", "inference_steps", "inference_tokens",
+              "forward_requests", "forward_tokens", "backward_requests", "backward_tokens")
 
     def __init__(self, writer: EventWriter, interval: float = 0.25):
         self.writer = writer

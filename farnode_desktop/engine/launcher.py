@@ -177,8 +177,11 @@ class Launcher:
         class TransformerConnectionHandler(base_handler):  # same name: hivemind derives protocol ids from it
             async def rpc_inference(self, requests, context):
                 counters.add(inference_sessions=1)
-                async for response in super().rpc_inference(requests, context):
-                    yield response
+                try:
+                    async for response in super().rpc_inference(requests, context):
+                        yield response
+                finally:
+                    counters.add(inference_sessions_closed=1)
 
             async def _iterate_inference_steps(self, first_request, *args, **kwargs):
                 async for request, metadata in super()._iterate_inference_steps(first_request, *args, **kwargs):

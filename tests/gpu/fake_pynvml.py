@@ -40,6 +40,14 @@ NVML_TEMPERATURE_GPU = 0
 NVML_CLOCK_SM = 1
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie holds no GPU memory
+    except OSError:
+        return False
+
+
 class NVMLError(Exception):
     """Same construction as pynvml's: ``NVMLError(code)`` returns the subclass for that code."""
 
@@ -114,7 +122,8 @@ class FakePynvml:
 
     def __init__(self, gpus: list[FakeGpu] | None = None, *, driver_version: str = "580.95.05",
                  cuda_version: int = 13000, library_missing: bool = False, driver_not_loaded: bool = False,
-                 bytes_strings: bool = True, missing_functions: set[str] | None = None):
+                 bytes_strings: bool = True, missing_functions: set[str] | None = None,
+                 live_only: bool = False):
         self.gpus = list(gpus) if gpus is not None else [FakeGpu()]
         self.driver_version = driver_version
         self.cuda_version = cuda_version
@@ -122,6 +131,7 @@ class FakePynvml:
         self.driver_not_loaded = driver_not_loaded
         self.bytes_strings = bytes_strings
         self.missing_functions = set(missing_functions or ())
+        self.live_only = live_only  # like the driver: list only processes that are still running
         self.init_count = 0
         self.shutdown_count = 0
         self.calls: dict[str, int] = {}
@@ -239,7 +249,7 @@ class FakePynvml:
         g = self._dev(h, fn)
         return [SimpleNamespace(pid=p.pid, usedGpuMemory=p.used_bytes, gpuInstanceId=0xFFFFFFFF,
                                 computeInstanceId=0xFFFFFFFF)
-                for p in g.processes if p.graphics == graphics]
+                for p in g.processes if p.graphics == graphics and (not self.live_only or _alive(p.pid))]
 
     def nvmlDeviceGetComputeRunningProcesses(self, h):
         return self._procs(h, "nvmlDeviceGetComputeRunningProcesses", False)
