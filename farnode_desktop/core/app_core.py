@@ -155,11 +155,13 @@ class AppCore:
         return self.node.state
 
     def resolve_state(self, state: C.NodeState) -> C.NodeState:
-        """The state to show for a ``node.state`` event: the controller's current view of that node (a
-        server stopped for a pause reads as PAUSED even when its STOPPED event arrives late)."""
-        if state.node_id == self.node.supervisor.node_id:
-            return self.node.state
-        return state
+        """The state to show for a ``node.state`` event: the controller's current view (its first server;
+        a server stopped for a pause reads as PAUSED even when its STOPPED event arrives late)."""
+        return self.node.state
+
+    def resolve_stats(self, _stats: C.NodeStats) -> C.NodeStats:
+        """The stats to show for a ``node.stats`` event: summed over every server (one per GPU)."""
+        return self.node.stats()
 
     def is_running(self) -> bool:
         """The user has the node contributing (or starting, or paused by a policy)."""

@@ -90,7 +90,8 @@ class GuiApp(QObject):
     def __init__(self, core: AppCore, *, use_tray: bool | None = None, extra_pages=None) -> None:
         super().__init__()
         self.core = core
-        self.bridge = BusBridge(core.bus, self, resolve_state=core.resolve_state)
+        self.bridge = BusBridge(core.bus, self, resolve_state=core.resolve_state,
+                                resolve_stats=core.resolve_stats)
         self.tasks = TaskRunner(self, default_error=self._show_error)
         self.window = MainWindow(core, self.bridge, self.tasks, extra_pages=extra_pages)
         self.gui_state = GuiState(core.paths.config_dir / "gui-state.json")

@@ -40,11 +40,14 @@ class BusBridge(QObject):
     earnings = Signal(object)  # EarningsSnapshot
 
     def __init__(self, bus: EventBus, parent: QObject | None = None, *,
-                 resolve_state: Callable[[Any], Any] | None = None) -> None:
+                 resolve_state: Callable[[Any], Any] | None = None,
+                 resolve_stats: Callable[[Any], Any] | None = None) -> None:
         """``resolve_state`` maps a ``node.state`` payload to the state to show (the node controller's view,
-        which knows about pauses; events from different threads may arrive out of order)."""
+        which knows about pauses; events from different threads may arrive out of order). ``resolve_stats``
+        maps a ``node.stats`` payload to the stats to show (summed over the servers of several GPUs)."""
         super().__init__(parent)
         self._resolve_state = resolve_state
+        self._resolve_stats = resolve_stats
         self._map = {"node.state": self.state, "node.stats": self.stats, "node.event": self.node_event,
                      "node.log": self.log_line, "gpu.telemetry": self.telemetry, "gpu.inventory": self.inventory,
                      "engine.progress": self.progress, "policy.decision": self.decision,
@@ -55,6 +58,8 @@ class BusBridge(QObject):
         try:
             if topic == "node.state" and self._resolve_state is not None:
                 payload = self._resolve_state(payload)
+            elif topic == "node.stats" and self._resolve_stats is not None:
+                payload = self._resolve_stats(payload)
             sig = self._map.get(topic)
             if sig is not None:
                 sig.emit(payload if topic != "node.log" else str(payload))

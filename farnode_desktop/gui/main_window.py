@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("FarNode: Stopping…")
 
     def set_state(self, state: C.NodeState) -> None:
-        if state.node_id != "main" or self._stopping:
+        if self._stopping:
             return
         self.setWindowTitle(f"FarNode: {look(state.state).words}")
 

@@ -90,8 +90,6 @@ class Tray(QObject):
         self._update()
 
     def set_state(self, state: C.NodeState) -> None:
-        if state.node_id != "main":
-            return
         prev, self.state = self.state, state
         if state.state in (C.FAILED, C.HELD) and prev.state != state.state:
             self.notify(f"FarNode: {look(state.state).words}", state.message or "The node stopped.", error=True)
@@ -104,11 +102,10 @@ class Tray(QObject):
         self._update()
 
     def _on_stats(self, s: C.NodeStats) -> None:
-        if s.node_id == "main":
-            rate = s.inference_tokens_per_s + s.forward_tokens_per_s
-            if abs(rate - self.rate) >= 0.05:
-                self.rate = rate
-                self._update()
+        rate = s.inference_tokens_per_s + s.forward_tokens_per_s
+        if abs(rate - self.rate) >= 0.05:
+            self.rate = rate
+            self._update()
 
     def _on_decision(self, d: Decision) -> None:
         if not d.run and "manual" in " ".join(d.codes) and math.isfinite(d.earliest_change_at):

@@ -44,21 +44,24 @@ def test_dashboard_stopped_then_events_from_a_worker_thread(qtbot, gui, artifact
     shot(gui.window, artifacts_dir, "gui-dashboard-stopped.png")
 
     # Events come from the core's threads; the bridge queues them to the GUI thread.
-    seen_threads = []
-    gui.bridge.stats.connect(lambda _s: seen_threads.append(QThread.currentThread()))
+    from farnode_desktop.gui.bridge import BusBridge
 
-    def publish():
-        gui.core.bus.publish("node.stats", _stats())
-
-    t = threading.Thread(target=publish)
+    raw = BusBridge(gui.core.bus)  # no resolvers: the payload as published
+    seen = []
+    raw.stats.connect(lambda s: seen.append((s, QThread.currentThread())))
+    t = threading.Thread(target=lambda: gui.core.bus.publish("node.stats", _stats()))
     t.start()
     t.join()
-    qtbot.waitUntil(lambda: dash.card_rate.value.text() == "44.5", timeout=5000)
-    assert seen_threads and all(th is QApplication.instance().thread() for th in seen_threads)
-    # node.state events show the controller's view (a stale event cannot override it): drive the views
+    qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+    assert seen[0][0].inference_tokens_per_s == 41.5 and seen[0][1] is QApplication.instance().thread()
+    raw.close()
+    # The app's bridge shows the controller's view (summed over servers; states that a late event
+    # cannot override): drive the views with an online node's values.
     online = C.NodeState("main", C.ONLINE, time=time.time())
     dash.set_state(online)
     gui.window.set_state(online)
+    dash.set_stats(_stats())
+    assert dash.card_rate.value.text() == "44.5"
     assert "Online" in dash.state_label.text()
     assert dash.toggle.text() == "Stop contributing"
     assert dash.card_blocks.value.text() == "4" and "0–3 of 8" in dash.card_blocks.note.text()

@@ -137,8 +137,6 @@ class DashboardPage(QWidget):
         self.set_state(self._state)
 
     def set_state(self, state: C.NodeState) -> None:
-        if state.node_id != "main" and state.node_id != self._state.node_id:
-            return
         self._state = state
         lk = look(C.STOPPING if self._stopping else state.state)
         self.state_label.setText(f"<span style='color:{lk.color}'>●</span> {lk.words}")
@@ -174,8 +172,6 @@ class DashboardPage(QWidget):
             self.detail_label.setText(f"Engine set-up {p.percent:.0f}%: {p.step}")
 
     def set_stats(self, s: C.NodeStats) -> None:
-        if s.node_id != "main":
-            return
         self._stats = s
         rate = s.inference_tokens_per_s + s.forward_tokens_per_s
         self.card_rate.set(fmt_rate(rate))
