@@ -4,7 +4,7 @@
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PKGS="xvfb xauth trayer libxcb-cursor0 libegl1 libgl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1
+APT_PKGS="binutils xvfb xauth trayer libxcb-cursor0 libegl1 libgl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1
   libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-image0 libxcb-render-util0 libxcb-xkb1 libfontconfig1
   libdbus-1-3 x11-utils xdotool imagemagick gnome-keyring dbus dbus-x11 fonts-dejavu-core libnotify-bin libxss1"
 missing=""

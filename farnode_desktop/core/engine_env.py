@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from farnode_desktop.core.atomic import atomic_write_json
+from farnode_desktop.core.bundle import engine_package_root
 from farnode_desktop.core.contracts import EngineProgress
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
 from farnode_desktop.core.paths import AppPaths
@@ -35,7 +36,7 @@ LOCK_VERSION = 1
 VARIANTS = ("cpu", "cuda")
 # Disk needed to set up each variant (bytes), checked before anything is written.
 NEEDED_BYTES = {"cpu": 2_500_000_000, "cuda": 8_000_000_000}
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # farnode_desktop/
+PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (bundled data when frozen)
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
 
 ProgressFn = Callable[[EngineProgress], None]

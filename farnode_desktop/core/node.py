@@ -59,8 +59,12 @@ class NodeController:
         self._sub = self.bus.subscribe("node.state", self._on_state)
 
     def _make_supervisor(self, node_id: str) -> Supervisor:
+        from farnode_desktop.core.runtime import make_runtime
+
+        runtime = make_runtime(self.settings.network.runtime, engine=self.engine, paths=self.paths,
+                               variant=self.engine.variant)
         return Supervisor(self.engine, self.bus, node_id=node_id, log_dir=self.paths.log_dir,
-                          run_dir=self.paths.run_dir, policy=self.restart_policy)
+                          run_dir=self.paths.run_dir, policy=self.restart_policy, runtime=runtime)
 
     # ------------------------------------------------------------------ state
     @property
@@ -100,17 +104,18 @@ class NodeController:
             self._paused_reason = ""
             if self.supervisor.state.state in (C.HELD, C.FAILED):
                 self.supervisor.reset_hold()
-            self.supervisor._set_state(C.PROVISIONING) if self.supervisor.state.state == C.STOPPED else None
+            if self.supervisor.state.state == C.STOPPED:
+                self.supervisor.set_state(C.PROVISIONING)
         try:
             self.prepare(progress)
         except Exception as exc:
             message = getattr(exc, "message", str(exc))
-            self.supervisor._set_state(C.FAILED, message=message, category="engine_missing")
+            self.supervisor.set_state(C.FAILED, message=message, category="engine_missing")
             raise
         specs = self.server_specs()
         with self._lock:
             if not self._user_wants_running:
-                self.supervisor._set_state(C.STOPPED)
+                self.supervisor.set_state(C.STOPPED)
                 return self.supervisor.state
         return self._start_specs(specs)
 

@@ -40,6 +40,8 @@ class NetworkSettings:
     num_handlers: int = 2
     # Local demo swarm: rate of the built-in client traffic (requests per minute; 0 turns it off).
     demo_traffic_per_minute: float = 12.0
+    runtime: str = "auto"  # where the engine runs: auto | native | wsl2 | docker (see core/runtime.py)
+    docker_image: str = ""  # docker runtime: empty = Petals' image learningathome/petals:main
 
     def validate(self) -> list[str]:
         problems = []
@@ -62,6 +64,10 @@ class NetworkSettings:
             problems.append("network.num_handlers must be between 1 and 64")
         if self.demo_traffic_per_minute < 0:
             problems.append("network.demo_traffic_per_minute must not be negative")
+        if self.runtime not in ("auto", "native", "wsl2", "docker"):
+            problems.append(f"network.runtime must be auto, native, wsl2 or docker, not {self.runtime!r}")
+        if self.docker_image and (any(c.isspace() for c in self.docker_image) or self.docker_image.startswith("-")):
+            problems.append(f"network.docker_image {self.docker_image!r} is not an image name")
         return problems
 
 
@@ -168,12 +174,28 @@ class PolicySettings:
 
 
 @dataclass
+class UpdateSettings:
+    update_url: str = ""  # JSON {version, url, notes} telling the newest version; empty: never check
+
+    def validate(self) -> list[str]:
+        from urllib.parse import urlsplit
+
+        if not self.update_url:
+            return []
+        parts = urlsplit(self.update_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return [f"updates.update_url must be an http(s) address, not {self.update_url!r}"]
+        return []
+
+
+@dataclass
 class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     gpus: GpuSettings = field(default_factory=GpuSettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
     chain: ChainSettings = field(default_factory=ChainSettings)
     policies: PolicySettings = field(default_factory=PolicySettings)
+    updates: UpdateSettings = field(default_factory=UpdateSettings)
 
     def validate(self) -> list[str]:
         problems: list[str] = []

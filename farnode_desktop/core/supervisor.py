@@ -23,13 +23,15 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from farnode_desktop.core import contracts as C
 from farnode_desktop.core.atomic import atomic_write_json
-from farnode_desktop.core.engine_env import PACKAGE_ROOT, EngineEnv, engine_subprocess_env
+from farnode_desktop.core.bundle import engine_source_root
+from farnode_desktop.core.engine_env import EngineEnv
 from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.runtime import EngineRuntime, NativeRuntime
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,13 @@ class _Run:
     proc: subprocess.Popen
     run_id: str
     started: float
-    event_fd: int
+    event_source: object  # a readable binary file: the event pipe, or the process's stdout
+    log_source: object  # its log: stdout (events on a pipe) or stderr (events on stdout)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_FIELDS, 0))
     failure: dict | None = None
     got_hello: bool = False
     stop_requested: bool = False
+    engine_pid: int | None = None  # the launcher's pid as it sees itself (differs under WSL2/Docker)
 
 
 COUNTER_FIELDS = ("inference_sessions", "inference_sessions_closed", "inference_steps", "inference_tokens", "forward_requests",
@@ -99,8 +103,11 @@ class Supervisor:
     :meth:`stop` (bounded by its timeout)."""
 
     def __init__(self, engine: EngineEnv, bus: EventBus, *, node_id: str = "main", log_dir: Path,
-                 run_dir: Path, policy: RestartPolicy | None = None, stop_timeout_s: float = 30.0):
+                 run_dir: Path, policy: RestartPolicy | None = None, stop_timeout_s: float = 30.0,
+                 runtime: EngineRuntime | None = None):
         self.engine = engine
+        # Where the engine runs: this machine's engine venv (native), WSL2 or Docker (core/runtime.py).
+        self.runtime = runtime or NativeRuntime(engine.python, engine_source_root())
         self.bus = bus
         self.node_id = node_id
         self.policy = policy or RestartPolicy()
@@ -121,6 +128,7 @@ class Supervisor:
         self._blocks: tuple[int, ...] = ()
         self._total_blocks = 0
         self._throughput: dict = {}
+        self._online_since = 0.0  # when the current run last came online (epoch s); 0 when not online
         self._rate_window: collections.deque[tuple[float, int, int]] = collections.deque(maxlen=16)
         self._ticker: threading.Thread | None = None
         self._ticker_stop = threading.Event()
@@ -167,21 +175,54 @@ class Supervisor:
                 return self._state
             run.stop_requested = True
             self._set_state(C.STOPPING)
-        try:
-            run.proc.send_signal(signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        try:
-            run.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._logger.warning("the server did not stop in %.0f s; killing its process group", timeout)
-        self._kill_group(run.proc.pid)
-        run.proc.wait()
+        self._stop_run(run, timeout)
         # The waiter thread finishes the bookkeeping; wait for it so callers see STOPPED.
         deadline = time.time() + 10
         while self._run is run and time.time() < deadline:
             time.sleep(0.02)
         return self._state
+
+    def _stop_run(self, run: _Run, timeout: float) -> None:
+        """The runtime's clean stop (SIGINT natively: blocks announced offline), then harder steps."""
+        strategy = self.runtime.stop_strategy(run.engine_pid, self.node_id)
+        if strategy.stdin_line:
+            try:
+                run.proc.stdin.write(strategy.stdin_line)
+                run.proc.stdin.flush()
+            except OSError:
+                pass
+        if strategy.signal is not None:
+            try:
+                run.proc.send_signal(strategy.signal)
+            except ProcessLookupError:
+                pass
+        if not self._wait(run, min(timeout, strategy.grace_s)) and strategy.fallback:
+            for cmd in strategy.fallback:
+                self._run_quietly(cmd)
+            self._wait(run, strategy.fallback_grace_s)
+        if run.proc.poll() is None:
+            self._logger.warning("the server did not stop in time; killing it")
+        if strategy.kill_group:
+            self._kill_group(run.proc.pid)
+        elif run.proc.poll() is None:
+            run.proc.kill()
+        for cmd in strategy.kill_commands:
+            self._run_quietly(cmd)
+        run.proc.wait()
+
+    @staticmethod
+    def _wait(run: _Run, timeout: float) -> bool:
+        try:
+            run.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _run_quietly(self, cmd) -> None:
+        try:
+            subprocess.run(list(cmd), capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._logger.warning("stop command %s failed: %s", cmd[0], exc)
 
     def reset_hold(self) -> None:
         """Leave the HELD/FAILED state (the user acknowledged the message)."""
@@ -204,7 +245,7 @@ class Supervisor:
         return C.NodeStats(
             time=now, node_id=self.node_id, run_id=run.run_id if run else "", state=self._state.state,
             peer_id=self._peer.get("peer_id", ""), blocks=self._blocks, total_blocks=self._total_blocks,
-            uptime_s=(now - run.started) if run and self._state.state == C.ONLINE else 0.0,
+            uptime_s=(now - self._online_since) if run and self._online_since else 0.0,
             reported_throughput=float(self._throughput.get("throughput") or 0.0),
             inference_rps=float(self._throughput.get("inference_rps") or 0.0),
             forward_rps=float(self._throughput.get("forward_rps") or 0.0),
@@ -233,33 +274,36 @@ class Supervisor:
     # ------------------------------------------------------------------ spawning
     def _spawn(self) -> C.NodeState:
         self.cleanup_leftovers()
-        if not self.engine.python.exists():
+        native = isinstance(self.runtime, NativeRuntime)
+        if native and not self.engine.python.exists():
             return self._fail("engine_missing", "")
         self._set_state(C.STARTING)
-        r_fd, w_fd = os.pipe()
-        env = engine_subprocess_env(self._env_extra)
-        cmd = [str(self.engine.python), "-m", "farnode_desktop.engine.launcher", "--event-fd", str(w_fd)]
+        r_fd, w_fd = os.pipe() if native else (None, None)
+        spec = self.runtime.spawn_spec("farnode_desktop.engine.launcher", [], self._env_extra, w_fd,
+                                       ports=[int(self._config.get("port") or 0)], node_id=self.node_id)
         try:
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(w_fd,), start_new_session=True, env=env, cwd=str(PACKAGE_ROOT.parent),
-            )
+            proc = subprocess.Popen(spec.argv, **spec.popen_kwargs())
         except OSError as exc:
-            os.close(r_fd)
-            os.close(w_fd)
+            for fd in (r_fd, w_fd):
+                if fd is not None:
+                    os.close(fd)
             return self._fail("engine_missing", str(exc))
-        finally:
-            try:
-                os.close(w_fd)
-            except OSError:
-                pass
-        run = _Run(proc=proc, run_id=uuid.uuid4().hex[:12], started=time.time(), event_fd=r_fd)
+        if w_fd is not None:
+            os.close(w_fd)
+        if spec.events_on_stdout:
+            events, logs = proc.stdout, proc.stderr
+            if r_fd is not None:
+                os.close(r_fd)
+        else:
+            events, logs = os.fdopen(r_fd, "rb", buffering=0), proc.stdout
+        run = _Run(proc=proc, run_id=uuid.uuid4().hex[:12], started=time.time(), event_source=events,
+                   log_source=logs)
         self._run = run
         self._peer, self._blocks, self._total_blocks, self._throughput = {}, (), 0, {}
         self._rate_window.clear()
         self._write_pid_file(proc.pid)
         try:
-            proc.stdin.write((json.dumps(self._config) + "\n").encode())
+            proc.stdin.write((json.dumps(self.runtime.translate_config(self._config)) + "\n").encode())
             proc.stdin.flush()  # stdin stays open: it is the launcher's control pipe
         except OSError:
             pass
@@ -278,10 +322,10 @@ class Supervisor:
 
     # ------------------------------------------------------------------ threads
     def _read_events(self, run: _Run) -> None:
-        with os.fdopen(run.event_fd, "rb", buffering=0) as pipe:
+        with run.event_source as pipe:
             buf = b""
             while True:
-                chunk = pipe.read(65536)
+                chunk = pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536)
                 if not chunk:
                     break
                 buf += chunk
@@ -297,6 +341,7 @@ class Supervisor:
         kind = ev.get("e")
         if kind == "hello":
             run.got_hello = True
+            run.engine_pid = ev.get("pid")
         elif kind == "state":
             state = _LAUNCHER_STATES.get(ev.get("state", ""))
             if state and not (run.stop_requested and state != C.STOPPING) and self._run is run:
@@ -322,7 +367,7 @@ class Supervisor:
             self._logger.error("engine reported a failure: %s: %s", ev.get("category"), ev.get("message"))
 
     def _read_log(self, run: _Run) -> None:
-        for raw in iter(run.proc.stdout.readline, b""):
+        for raw in iter(run.log_source.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
             if not line:
                 continue
@@ -398,8 +443,17 @@ class Supervisor:
                 return
 
     # ------------------------------------------------------------------ helpers
+    def set_state(self, state: str, *, message: str = "", category: str = "") -> None:
+        """Publish a state the supervisor does not see itself (the controller's provisioning step)."""
+        self._set_state(state, message=message, category=category)
+
     def _set_state(self, state: str, *, message: str = "", category: str = "") -> None:
-        self._state = C.NodeState(self.node_id, state, message, category, time.time())
+        now = time.time()
+        if state == C.ONLINE and self._state.state != C.ONLINE:
+            self._online_since = now
+        elif state != C.ONLINE:
+            self._online_since = 0.0
+        self._state = C.NodeState(self.node_id, state, message, category, now)
         self.bus.publish("node.state", self._state)
 
     def _emit_event(self, kind: str, message: str, **data) -> None:
@@ -469,6 +523,3 @@ class Supervisor:
         self._remove_pid_file()
         return len(victims)
 
-
-def replace_state(state: C.NodeState, **kw) -> C.NodeState:  # pragma: no cover - convenience for callers
-    return replace(state, **kw)

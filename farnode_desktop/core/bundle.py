@@ -1,0 +1,165 @@
+"""Where the engine-side source lives, in a source checkout and in the frozen (PyInstaller) app.
+
+The engine's interpreter runs ``python -m farnode_desktop.engine.*`` with ``PYTHONPATH`` set to the folder
+that contains ``farnode_desktop/``. In a source checkout that is the repository; in the frozen app the
+modules are inside the executable's archive, so the spec (``packaging/farnode.spec``) also copies the
+engine-side files as plain data into ``<bundle>/engine_src/farnode_desktop/``:
+``__init__.py``, ``engine/*.py`` and ``engine/locks/*.txt``. That folder holds nothing else, so the engine's
+interpreter never picks up the GUI bundle's compiled extensions through ``PYTHONPATH``.
+
+Also the frozen app's extra entry point: ``farnode-desktop launcher ...`` runs the engine launcher in the
+engine's own interpreter (see :func:`frozen_main`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ENGINE_SRC_DIR = "engine_src"  # inside the bundle (sys._MEIPASS)
+# The files the engine needs, relative to the folder that contains farnode_desktop/ (globs).
+ENGINE_FILES = ("farnode_desktop/__init__.py", "farnode_desktop/engine/*.py", "farnode_desktop/engine/locks/*.txt")
+
+
+def is_frozen() -> bool:
+    return bool(getattr(sys, "frozen", False))
+
+
+def bundle_dir() -> Path | None:
+    """The frozen app's data folder (PyInstaller's ``sys._MEIPASS``); None when running from source."""
+    meipass = getattr(sys, "_MEIPASS", None)
+    return Path(meipass) if is_frozen() and meipass else None
+
+
+def engine_source_root() -> Path:
+    """The folder to put on the engine's ``PYTHONPATH`` (it contains ``farnode_desktop/``)."""
+    frozen = bundle_dir()
+    if frozen is not None:
+        return frozen / ENGINE_SRC_DIR
+    return Path(__file__).resolve().parent.parent.parent
+
+
+def engine_package_root() -> Path:
+    """``farnode_desktop/`` as the engine sees it (``engine/launcher.py``, ``engine/locks/*.txt`` below it)."""
+    return engine_source_root() / "farnode_desktop"
+
+
+def engine_files(root: Path | None = None) -> list[Path]:
+    """Every engine-side file under ``root`` (default: :func:`engine_source_root`), relative to it, sorted.
+
+    Used by the spec to collect them and by the runtimes that copy them elsewhere (WSL2, Docker)."""
+    base = root or engine_source_root()
+    out: set[Path] = set()
+    for pattern in ENGINE_FILES:
+        out.update(p.relative_to(base) for p in base.glob(pattern) if p.is_file())
+    return sorted(out)
+
+
+DIGEST_FILE = "source-digest.txt"  # in the bundle's top folder, written by the spec
+
+
+def source_digest(repo: Path) -> str:
+    """SHA-256 over what a bundle is built from (the package, the spec, the entry point), to tell whether a
+    bundle in dist/ is current. The spec computes it before the analysis, so an edit during a build makes
+    the bundle stale."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [p for p in (repo / "farnode_desktop").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files += [repo / "packaging" / "farnode.spec", repo / "packaging" / "farnode_entry.py"]
+    for p in sorted(files):
+        h.update(p.relative_to(repo).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def resources_dir() -> Path:
+    """The app's resources (icons, ...): ``farnode_desktop/resources`` in a checkout and in the bundle."""
+    frozen = bundle_dir()
+    if frozen is not None:
+        return frozen / "farnode_desktop" / "resources"
+    return Path(__file__).resolve().parent.parent / "resources"
+
+
+def _pick_engine():
+    from farnode_desktop.core.engine_env import VARIANTS, EngineEnv
+    from farnode_desktop.core.errors import EngineEnvError
+    from farnode_desktop.core.paths import AppPaths
+
+    paths = AppPaths.default()
+    wanted = os.environ.get("FARNODE_ENGINE_VARIANT", "")
+    order = [wanted] if wanted else list(reversed(VARIANTS))  # cuda first when both are ready
+    for variant in order:
+        env = EngineEnv(paths, variant)
+        if env.python.exists():
+            return env
+    raise EngineEnvError("The engine environment is not set up. Run `farnode-desktop engine setup` first.",
+                         title="Engine not installed")
+
+
+def launcher_command(module: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run ``python -m <module> <args>`` in the engine's interpreter."""
+    from farnode_desktop.core.engine_env import engine_subprocess_env
+
+    if not module.startswith("farnode_desktop.engine."):
+        raise ValueError(f"not an engine module: {module!r}")
+    engine = _pick_engine()
+    return [str(engine.python), "-m", module, *args], engine_subprocess_env()
+
+
+def frozen_main(argv: list[str] | None = None) -> int:
+    """Entry point of the frozen executable: the app's CLI, plus ``launcher`` / ``traffic`` which re-exec
+    the engine's interpreter on the bundled engine source (stdin, stdout, stderr and open descriptors
+    such as ``--event-fd N`` are inherited)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bundle-check"]:
+        return bundle_check()
+    if argv and argv[0] in ("launcher", "traffic"):
+        from farnode_desktop.core.errors import FarNodeError
+
+        try:
+            cmd, env = launcher_command(f"farnode_desktop.engine.{argv[0]}", argv[1:])
+        except FarNodeError as exc:
+            print(f"{exc.title}: {exc.message}", file=sys.stderr)
+            return 2
+        if os.name == "nt":  # no exec on Windows: run it and pass its exit code on
+            return subprocess.call(cmd, env=env, cwd=str(engine_source_root()))
+        os.chdir(engine_source_root())
+        # Descriptors passed to us (``--event-fd N``: pass_fds made them inheritable) stay open across exec.
+        os.execve(cmd[0], cmd, env)
+    from farnode_desktop.cli import main
+
+    return main(argv)
+
+
+def bundle_check() -> int:
+    """``farnode-desktop bundle-check``: import every app module of the bundle and draw a chart offscreen,
+    so a Qt module or library left out by the spec's exclusions shows up at build time, not at a user's.
+    Prints ``bundle-check ok: N modules`` and returns 0, or names what failed and returns 1."""
+    import importlib
+    import pkgutil
+    import traceback
+
+    import farnode_desktop
+
+    failed, count = [], 0
+    for info in pkgutil.walk_packages(farnode_desktop.__path__, "farnode_desktop."):
+        if info.name.startswith("farnode_desktop.engine") or info.name.endswith("__main__"):
+            continue  # the engine side runs in the engine's interpreter; __main__ would run the CLI
+        try:
+            importlib.import_module(info.name)
+            count += 1
+        except Exception:
+            failed.append(f"{info.name}: {traceback.format_exc(limit=2).strip().splitlines()[-1]}")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    try:
+        gui = importlib.import_module("farnode_desktop.gui.bundle_check")
+        gui.draw_chart()
+    except Exception:
+        failed.append("Qt/pyqtgraph chart: " + traceback.format_exc(limit=3).strip().splitlines()[-1])
+    for line in failed:
+        print(f"bundle-check FAILED {line}", file=sys.stderr)
+    if not failed:
+        print(f"bundle-check ok: {count} modules, chart drawn")
+    return 1 if failed else 0
