@@ -40,7 +40,7 @@ class MainWindow(QMainWindow):
         self.sidebar = QListWidget()
         self.sidebar.setFixedWidth(150)
         self.sidebar.setIconSize(QSize(18, 18))
-        self.sidebar.setStyleSheet("QListWidget { border: none; font-size: 11pt; outline: 0; } "
+        self.sidebar.setStyleSheet("QListWidget { border: none; font-size: 11pt; outline: 0; background: palette(base); } "
                                    "QListWidget::item { padding: 8px 10px; }")
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {}
@@ -116,6 +116,12 @@ class MainWindow(QMainWindow):
             attach = getattr(page, "attach_chart", None)
             if attach is not None and page is not self.dashboard:
                 attach()
+
+    def changeEvent(self, e: QEvent) -> None:  # noqa: N802 (Qt API)
+        """Light/dark switch at run time: style sheets resolve palette() once, so re-apply them."""
+        if e.type() == QEvent.Type.PaletteChange:
+            self.sidebar.setStyleSheet(self.sidebar.styleSheet())
+        super().changeEvent(e)
 
     def closeEvent(self, e: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         e.ignore()

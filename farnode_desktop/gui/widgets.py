@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+
+def dim(label: QLabel) -> QLabel:
+    """Secondary text: the palette's placeholder colour, which follows light/dark palette changes."""
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    return label
 
 
 class StatCard(QFrame):
@@ -17,7 +24,7 @@ class StatCard(QFrame):
         layout.setContentsMargins(12, 8, 12, 8)
         layout.setSpacing(2)
         self.caption = QLabel(caption)
-        self.caption.setStyleSheet("color: palette(placeholder-text);")
+        dim(self.caption)
         self.value = QLabel(value)
         f = self.value.font()
         f.setPointSizeF(f.pointSizeF() * 1.6)
@@ -25,7 +32,7 @@ class StatCard(QFrame):
         self.value.setFont(f)
         self.value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.note = QLabel(note)
-        self.note.setStyleSheet("color: palette(placeholder-text);")
+        dim(self.note)
         self.note.setWordWrap(True)
         layout.addWidget(self.caption)
         layout.addWidget(self.value)
@@ -51,7 +58,7 @@ def page_header(title: str, subtitle: str = "") -> QWidget:
     if subtitle:
         s = QLabel(subtitle)
         s.setWordWrap(True)
-        s.setStyleSheet("color: palette(placeholder-text);")
+        dim(s)
         layout.addWidget(s)
     return w
 

@@ -337,3 +337,25 @@ def test_without_a_tray_closing_the_window_quits(qtbot, gui):
         gui.window.close()
     assert gui.core.closed and not gui.window.isVisible()
     assert gui.window.windowTitle() == "FarNode: Stopping…"
+
+
+def test_dark_palette_screenshot(qtbot, gui, artifacts_dir):
+    """The dark palette (what apply_theme uses when the OS is dark): text stays readable."""
+    from PySide6.QtGui import QPalette
+
+    from farnode_desktop.gui.look import _dark_palette
+
+    app = QApplication.instance()
+    old = app.palette()
+    try:
+        app.setPalette(_dark_palette())
+        gui.window.dashboard.set_stats(_stats(reported_throughput=2894.9))
+        qtbot.wait(200)
+        pal = gui.window.palette()
+        assert pal.color(QPalette.ColorRole.Window).lightness() < 80
+        assert pal.color(QPalette.ColorRole.WindowText).lightness() > 200
+        shot(gui.window, artifacts_dir, "gui-dashboard-dark.png")
+        gui.window.show_page("Settings")
+        shot(gui.window, artifacts_dir, "gui-settings-dark.png")
+    finally:
+        app.setPalette(old)

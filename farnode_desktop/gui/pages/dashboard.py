@@ -12,7 +12,7 @@ from farnode_desktop.core import contracts as C
 from farnode_desktop.core.app_core import AppCore, TodaySummary
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.look import fmt_count, fmt_rate, look
-from farnode_desktop.gui.widgets import Notice, StatCard
+from farnode_desktop.gui.widgets import Notice, StatCard, dim
 
 TODAY_REFRESH_MS = 5000
 
@@ -39,7 +39,7 @@ class DashboardPage(QWidget):
         self.state_label.setFont(f)
         self.detail_label = QLabel()
         self.detail_label.setWordWrap(True)
-        self.detail_label.setStyleSheet("color: palette(placeholder-text);")
+        dim(self.detail_label)
         col.addWidget(self.state_label)
         col.addWidget(self.detail_label)
         top.addLayout(col, 1)
@@ -110,7 +110,16 @@ class DashboardPage(QWidget):
             return
         from farnode_desktop.gui.charts import ThroughputChart
 
-        self.chart = ThroughputChart(self.core.store)
+        class ServedChart(ThroughputChart):
+            """Tokens served per second; the announced capacity (often 100x larger, which would flatten
+            the served lines) is shown as a number on the tokens/s card instead."""
+
+            title = "Tokens served per second"
+
+            def lines(self):
+                return [ln for ln in super().lines() if ln.series != "reported_throughput"]
+
+        self.chart = ServedChart(self.core.store)
         self.chart.setMinimumHeight(240)
         self.chart_slot.replaceWidget(self._chart_placeholder, self.chart)
         self._chart_placeholder.deleteLater()
@@ -174,7 +183,8 @@ class DashboardPage(QWidget):
     def set_stats(self, s: C.NodeStats) -> None:
         self._stats = s
         rate = s.inference_tokens_per_s + s.forward_tokens_per_s
-        self.card_rate.set(fmt_rate(rate))
+        self.card_rate.set(fmt_rate(rate), f"capacity announced: {fmt_rate(s.reported_throughput)} tok/s"
+                           if s.reported_throughput else "served right now")
         if s.blocks:
             self.card_blocks.set(f"{len(s.blocks)}", f"blocks {s.blocks[0]}–{s.blocks[-1]} of {s.total_blocks}")
         else:

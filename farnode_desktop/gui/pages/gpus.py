@@ -19,7 +19,7 @@ from farnode_desktop.core.app_core import AppCore, GpuReport
 from farnode_desktop.core.gpu import GpuInfo
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
-from farnode_desktop.gui.widgets import Notice, page_header
+from farnode_desktop.gui.widgets import Notice, dim, page_header
 
 
 def _na(v: float | None, fmt: str) -> str:
@@ -35,7 +35,7 @@ class GpuCard(QFrame):
         name = QLabel(f"<b>GPU {gpu.index}: {gpu.name}</b>")
         mem = _na(gpu.memory_total_mib, "{:,.0f} MiB")
         info = QLabel(f"{mem} memory · compute capability {gpu.cc_str}")
-        info.setStyleSheet("color: palette(placeholder-text);")
+        dim(info)
         self.live = QLabel("waiting for telemetry…")
         self.eligible = QLabel(("✔ can serve: " if eligible else "✖ cannot serve: ") + reason)
         self.eligible.setWordWrap(True)
