@@ -359,3 +359,22 @@ def test_dark_palette_screenshot(qtbot, gui, artifacts_dir):
         shot(gui.window, artifacts_dir, "gui-settings-dark.png")
     finally:
         app.setPalette(old)
+
+
+def test_with_a_tray_closing_the_window_keeps_running_and_says_so_once(qtbot, core):
+    from farnode_desktop.gui.app import GuiApp
+
+    g = GuiApp(core, use_tray=True)  # the icon object exists offscreen, even where no tray shows it
+    try:
+        g.window.show()
+        qtbot.waitExposed(g.window)
+        g.window.close()
+        assert not g.window.isVisible() and not g.quitting and not core.closed
+        state = json.loads((core.paths.config_dir / "gui-state.json").read_text())
+        assert state["tray_hint_shown"] is True
+        g.tray.open_window.emit()  # a click on the icon
+        assert g.window.isVisible()
+    finally:
+        with qtbot.waitSignal(g.quitted, timeout=30_000):
+            g.tray.quit.emit()
+    assert core.closed
