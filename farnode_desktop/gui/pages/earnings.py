@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
-from farnode_desktop.gui.widgets import Notice, StatCard, page_header
+from farnode_desktop.gui.widgets import Notice, StatCard, dim, page_header
 
 
 def fmt_tokens(v: Decimal | float | None) -> str:
@@ -59,7 +59,7 @@ class EarningsPage(QWidget):
             grid.addWidget(c, 0, i)
         layout.addLayout(grid)
         self.status = QLabel("")
-        self.status.setStyleSheet("color: palette(placeholder-text);")
+        dim(self.status)
         layout.addWidget(self.status)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Time", "Amount", "Status", "Transaction"])
