@@ -28,6 +28,7 @@ from typing import Any
 
 from farnode_desktop import APP_NAME, __version__
 from farnode_desktop.core import contracts as C
+from farnode_desktop.core.earnings_runner import EarningsRunner
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.gpu import GpuInventory, TelemetrySampler, read_inventory
 from farnode_desktop.core.metrics import MetricsStore
@@ -38,6 +39,7 @@ from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.policies import Decision, PolicyEngine
 from farnode_desktop.core.policy_runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
+from farnode_desktop.core.wallet import NewWallet, WalletManager
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,8 @@ class AppCore:
     """The app's running parts. Thread-safe where noted; built on any thread, closed once."""
 
     def __init__(self, paths: AppPaths, *, bus: EventBus | None = None, nvml: Nvml | None = None,
-                 policy_inputs: PolicyInputs | None = None, node: NodeController | None = None) -> None:
+                 policy_inputs: PolicyInputs | None = None, node: NodeController | None = None,
+                 keystore: Any = None, earnings_interval_s: float = 60.0) -> None:
         self.paths = paths.ensure()
         self.first_run = not paths.settings_file.exists()
         self.bus = bus or EventBus()
@@ -105,6 +108,9 @@ class AppCore:
         inputs = policy_inputs if policy_inputs is not None else self._default_policy_inputs()
         self.policies = PolicyRunner(PolicyEngine(self.node.settings.policies), self.bus,
                                      pause=self._policy_pause, resume=self._policy_resume, inputs=inputs)
+        self.wallet = WalletManager(self.node.store, keystore)
+        self.earnings = EarningsRunner(self.paths.data_dir, self.bus, lambda: self.node.settings,
+                                       self.store.tokens_served_between, interval_s=earnings_interval_s)
         self._closed = False
         self._close_lock = threading.Lock()
         self.last_error: C.NodeState | None = None
@@ -123,6 +129,7 @@ class AppCore:
         """Start the background samplers (telemetry 1 Hz, policies 1 Hz). Returns at once."""
         self.telemetry.start()
         self.policies.start()
+        self.earnings.start()
 
     def close(self) -> None:
         """Stop the node (blocks up to its stop timeout), the samplers, and flush the metrics. Idempotent."""
@@ -133,6 +140,7 @@ class AppCore:
         self._sub.close()
         self.policies.stop()
         self.telemetry.stop()
+        self.earnings.stop()
         try:
             self.node.stop()
         finally:
@@ -235,6 +243,8 @@ class AppCore:
         old = self.node.settings
         self.node.save_settings(settings)
         self.policies.update_settings(settings.policies)
+        if (old.chain, old.wallet) != (settings.chain, settings.wallet):
+            self.earnings.sync_now()
         if (old.policies.start_at_login, old.policies.start_minimized) != (
                 settings.policies.start_at_login, settings.policies.start_minimized) or self.first_run:
             from farnode_desktop.core.platform import apply_start_at_login
@@ -258,6 +268,45 @@ class AppCore:
         new = replace(self.settings, gpus=replace(self.settings.gpus, contributing=chosen))
         self.save_settings(new)
         return new
+
+    # ------------------------------------------------------------------ wallet (BLOCKING: the keyring)
+    def _wallet_changed(self) -> None:
+        """The wallet manager saved the settings file itself: take its address, keep everything else."""
+        address = self.node.store.load().wallet.address
+        self.node.settings = replace(self.node.settings, wallet=replace(self.node.settings.wallet,
+                                                                        address=address))
+        self.earnings.sync_now()
+
+    def wallet_info(self) -> tuple[str, bool]:
+        """(payout address or "", whether the keyring holds its key). Reads the keyring."""
+        address = self.settings.wallet.address
+        return address, bool(address) and self.wallet.has_key()
+
+    def wallet_create(self) -> NewWallet:
+        """A new wallet; its phrase is in the result only (show it once, then drop it)."""
+        new = self.wallet.create()
+        self._wallet_changed()
+        return new
+
+    def wallet_import_key(self, key: str) -> str:
+        address = self.wallet.import_private_key(key)
+        self._wallet_changed()
+        return address
+
+    def wallet_import_phrase(self, phrase: str) -> str:
+        address = self.wallet.import_phrase(phrase)
+        self._wallet_changed()
+        return address
+
+    def wallet_export_key(self) -> str:
+        """The private key; call only after the user explicitly confirmed."""
+        return self.wallet.export_private_key(confirm=True)
+
+    def wallet_remove(self) -> str:
+        """Remove the wallet; call only after the user explicitly confirmed."""
+        address = self.wallet.remove(confirm=True)
+        self._wallet_changed()
+        return address
 
     # ------------------------------------------------------------------ reads (may block: off the GUI thread)
     def gpu_report(self) -> GpuReport:

@@ -87,13 +87,13 @@ class GuiApp(QObject):
 
     quitted = Signal()
 
-    def __init__(self, core: AppCore, *, use_tray: bool | None = None, extra_pages=None) -> None:
+    def __init__(self, core: AppCore, *, use_tray: bool | None = None) -> None:
         super().__init__()
         self.core = core
         self.bridge = BusBridge(core.bus, self, resolve_state=core.resolve_state,
                                 resolve_stats=core.resolve_stats)
         self.tasks = TaskRunner(self, default_error=self._show_error)
-        self.window = MainWindow(core, self.bridge, self.tasks, extra_pages=extra_pages)
+        self.window = MainWindow(core, self.bridge, self.tasks, extra_pages=_optional_pages())
         self.gui_state = GuiState(core.paths.config_dir / "gui-state.json")
         self.tray: Tray | None = None
         if use_tray if use_tray is not None else Tray.available():
@@ -104,6 +104,7 @@ class GuiApp(QObject):
             self.tray.open_window.connect(self.window.bring_forward)
             self.tray.quit.connect(self.quit)
             self.tray.show()
+            self.window.dashboard.today_updated.connect(lambda t: self.tray.set_earnings_today(t.earnings))
         self.window.dashboard.toggle_requested.connect(self.toggle_node)
         self.window.close_requested.connect(self._window_closed)
         self.quitting = False
@@ -112,6 +113,8 @@ class GuiApp(QObject):
         self.window.first_painted.connect(self._on_first_paint)
         self._test_file = os.environ.get("FARNODE_TEST_STATE_FILE")
         self.bridge.state.connect(self._on_state)
+        self.bridge.earnings.connect(self._on_earnings)
+        self._payouts_seen: int | None = None
         if self._test_file:
             self._hook_timer = QTimer(self)
             self._hook_timer.setInterval(1000)
@@ -160,6 +163,16 @@ class GuiApp(QObject):
     def _on_state(self, state: C.NodeState) -> None:
         if self._test_file:
             self.write_test_state()
+
+    def _on_earnings(self, snap) -> None:
+        """A tray notification when a new confirmed payout arrived (not for those already known)."""
+        count = getattr(snap, "payout_count", None)
+        if count is None:
+            return
+        if self._payouts_seen is not None and count > self._payouts_seen and self.tray is not None:
+            self.tray.notify("FarNode: payout received",
+                             f"{count - self._payouts_seen} new payout(s); paid in all: {snap.paid_total:,.4f}")
+        self._payouts_seen = count
 
     # ------------------------------------------------------------------ window, quit
     def show_window(self, minimized: bool) -> None:
@@ -255,8 +268,7 @@ def run_gui(minimized: bool = False) -> int:
     if not server.listen(key):
         log.warning("single-instance socket %s: %s", key, server.errorString())
 
-    extra_pages = _optional_pages()
-    gui = GuiApp(core, extra_pages=extra_pages)
+    gui = GuiApp(core)
 
     def on_connection() -> None:
         sock = server.nextPendingConnection()
@@ -297,12 +309,8 @@ def run_gui(minimized: bool = False) -> int:
 
 
 def _optional_pages() -> list:
-    """Pages whose core modules may be missing in this build (wallet, earnings)."""
-    pages = []
-    try:
-        from farnode_desktop.gui.pages import earnings, wallet
+    """The Earnings and Wallet pages (between GPUs and Settings)."""
+    from farnode_desktop.gui.pages.earnings import EarningsPage
+    from farnode_desktop.gui.pages.wallet import WalletPage
 
-        pages += [("Earnings", earnings.EarningsPage), ("Wallet", wallet.WalletPage)]
-    except ImportError as exc:
-        log.info("wallet/earnings pages not available: %s", exc)
-    return pages
+    return [("Earnings", EarningsPage), ("Wallet", WalletPage)]

@@ -134,6 +134,21 @@ class EngineStep(QWizardPage):
         show_error(self, exc, tb)
 
 
+class WalletStep(QWizardPage):
+    """The Wallet page itself, inside the wizard: create, import, or skip."""
+
+    def __init__(self, core: AppCore, tasks: TaskRunner, bridge: BusBridge) -> None:
+        super().__init__()
+        from farnode_desktop.gui.pages.wallet import WalletPage
+
+        self.setTitle("Payout wallet")
+        self.setSubTitle("Rewards are paid to a wallet whose key stays in your system's keyring. Create one, "
+                         "import yours, or skip this and do it later on the Wallet page.")
+        self.page = WalletPage(core, bridge, tasks, header=False)
+        self.page.layout().setContentsMargins(0, 0, 0, 0)
+        QVBoxLayout(self).addWidget(self.page)
+
+
 class FinishStep(QWizardPage):
     def __init__(self) -> None:
         super().__init__()
@@ -162,13 +177,13 @@ class FirstRunWizard(QWizard):
         self.customButtonClicked.connect(lambda _b: self.next())
         self.gpu_step = GpuStep(core, tasks)
         self.network_step = NetworkStep(core)
-        self.wallet_step = wallet_step
+        self.wallet_step = wallet_step if wallet_step is not None else WalletStep(core, tasks, bridge)
         self.engine_step = EngineStep(core, tasks, bridge)
         self.finish_step = FinishStep()
-        for p in (self.gpu_step, self.network_step, wallet_step, self.engine_step, self.finish_step):
+        for p in (self.gpu_step, self.network_step, self.wallet_step, self.engine_step, self.finish_step):
             if p is not None:
                 self.addPage(p)
-        self.resize(640, 460)
+        self.resize(760, 520)
         self.finished.connect(self._finished)
 
     def _finished(self, result: int) -> None:

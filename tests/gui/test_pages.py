@@ -264,6 +264,11 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     wiz.network_step.public.setChecked(True)
     shot(wiz, artifacts_dir, "gui-first-run-network.png")
     wiz.next()
+    assert wiz.currentPage() is wiz.wallet_step
+    qtbot.waitUntil(lambda: wiz.wallet_step.page.empty.isVisible(), timeout=10_000)
+    shot(wiz, artifacts_dir, "gui-first-run-wallet.png")
+    wiz.next()  # skip the wallet
+    assert wiz.currentPage() is wiz.engine_step
     qtbot.waitUntil(lambda: "Checking" not in wiz.engine_step.status.text(), timeout=10_000)
     shot(wiz, artifacts_dir, "gui-first-run-engine.png")
     wiz.next()  # skip the engine

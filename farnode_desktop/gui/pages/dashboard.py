@@ -21,6 +21,7 @@ class DashboardPage(QWidget):
     """``toggle_requested`` is emitted by the big button; the main window decides start or stop."""
 
     toggle_requested = Signal()
+    today_updated = Signal(object)  # TodaySummary
     open_logs = Signal()
 
     def __init__(self, core: AppCore, bridge: BusBridge, tasks: TaskRunner, parent: QWidget | None = None) -> None:
@@ -223,9 +224,10 @@ class DashboardPage(QWidget):
         if self._today_again:
             self.refresh_today()
         self.last_today = t
+        self.today_updated.emit(t)
         self.card_tokens.set(fmt_count(t.tokens), f"since midnight, as of {time.strftime('%H:%M:%S')}")
         self.card_requests.set(fmt_count(t.requests), "inference sessions and forward passes")
         if t.earnings is not None:
-            self.card_earnings.set(f"{t.earnings:,.4f}", "reward tokens (paid + estimated)")
+            self.card_earnings.set(f"{t.earnings:,.4f}", "reward tokens, paid + ESTIMATED unpaid")
         elif self.core.settings.wallet.address:
             self.card_earnings.set("–", "no earnings data yet")

@@ -137,6 +137,26 @@ class SettingsPage(QWidget):
         f.addRow(self.schedule_on, self.schedule)
         col.addWidget(lim)
 
+        # -- earnings (chain)
+        chain = QGroupBox("Earnings (chain)")
+        f = QFormLayout(chain)
+        self.rpc = QLineEdit()
+        self.rpc.setPlaceholderText("https://… or http://127.0.0.1:8545")
+        self.chain_id = _spin(0, 2_000_000_000, special="not set")
+        self.token = QLineEdit()
+        self.token.setPlaceholderText("0x… reward token (ERC-20) address")
+        self.senders = QLineEdit()
+        self.senders.setPlaceholderText("0x… payout sender address(es), comma separated")
+        self.confirmations = _spin(0, 10_000, " blocks")
+        self.rate = _dspin(0, 1e9, " per 1,000 tokens", 6)
+        f.addRow("RPC URL", self.rpc)
+        f.addRow("Chain id", self.chain_id)
+        f.addRow("Reward token", self.token)
+        f.addRow("Payout senders", self.senders)
+        f.addRow("Confirmations", self.confirmations)
+        f.addRow("Estimate rate", self.rate)
+        col.addWidget(chain)
+
         # -- start-up
         start = QGroupBox("Start-up")
         v = QVBoxLayout(start)
@@ -207,6 +227,13 @@ class SettingsPage(QWidget):
         self.temp_low.setValue(p.temperature_low_c)
         self.schedule_on.setChecked(p.schedule_enabled)
         self.schedule.setPlainText("\n".join(p.schedule))
+        c = s.chain
+        self.rpc.setText(c.rpc_url)
+        self.chain_id.setValue(c.chain_id)
+        self.token.setText(c.token_address)
+        self.senders.setText(", ".join(c.payout_senders))
+        self.confirmations.setValue(c.confirmations)
+        self.rate.setValue(c.reward_per_1k_tokens)
         self.at_login.setChecked(p.start_at_login)
         self.minimized.setChecked(p.start_minimized)
         self._swarm_changed()
@@ -234,7 +261,12 @@ class SettingsPage(QWidget):
                       temperature_low_c=self.temp_low.value(), schedule_enabled=self.schedule_on.isChecked(),
                       schedule=_lines(self.schedule.toPlainText()), start_at_login=self.at_login.isChecked(),
                       start_minimized=self.minimized.isChecked())
-        return replace(s, network=net, gpus=replace(s.gpus, reserve_vram_mib=self.reserve.value()), policies=pol)
+        chain = replace(s.chain, rpc_url=self.rpc.text().strip(), chain_id=self.chain_id.value(),
+                        token_address=self.token.text().strip(),
+                        payout_senders=[x.strip() for x in self.senders.text().split(",") if x.strip()],
+                        confirmations=self.confirmations.value(), reward_per_1k_tokens=self.rate.value())
+        return replace(s, network=net, gpus=replace(s.gpus, reserve_vram_mib=self.reserve.value()), policies=pol,
+                       chain=chain)
 
     def save(self) -> bool:
         try:
