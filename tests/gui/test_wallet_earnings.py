@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 from eth_account import Account
-from farnode_desktop.core.keystore import Keystore
 from PySide6.QtWidgets import QMessageBox
 
 from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.keystore import Keystore
 from farnode_desktop.core.policy_runner import PolicyInputs
 from farnode_desktop.gui.errors import OPEN_DIALOGS
 from farnode_desktop.gui.pages.wallet import SecretDialog
