@@ -39,7 +39,6 @@ from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.policies import Decision, PolicyEngine
 from farnode_desktop.core.policy_runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
-from farnode_desktop.core.wallet import NewWallet, WalletManager
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,13 @@ class GpuReport:
     inventory: GpuInventory
     eligibility: dict[str, tuple[bool, str]]  # uuid -> (eligible, plain reason)
     contributing: tuple[str, ...]  # settings.gpus.contributing (empty: every eligible GPU)
+
+
+@dataclass(frozen=True)
+class WalletInfo:
+    address: str  # checksummed payout address, "" when there is no wallet
+    has_key: bool  # the OS keyring holds its key
+    qr_png: bytes  # QR code of the address (PNG), b"" without a wallet
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,8 @@ class AppCore:
         inputs = policy_inputs if policy_inputs is not None else self._default_policy_inputs()
         self.policies = PolicyRunner(PolicyEngine(self.node.settings.policies), self.bus,
                                      pause=self._policy_pause, resume=self._policy_resume, inputs=inputs)
-        self.wallet = WalletManager(self.node.store, keystore)
+        self._keystore = keystore
+        self._wallet: Any = None  # WalletManager, built on first use (eth-account takes ~1 s to import)
         self.earnings = EarningsRunner(self.paths.data_dir, self.bus, lambda: self.node.settings,
                                        self.store.tokens_served_between, interval_s=earnings_interval_s)
         self._closed = False
@@ -277,13 +284,28 @@ class AppCore:
                                                                         address=address))
         self.earnings.sync_now()
 
-    def wallet_info(self) -> tuple[str, bool]:
-        """(payout address or "", whether the keyring holds its key). Reads the keyring."""
-        address = self.settings.wallet.address
-        return address, bool(address) and self.wallet.has_key()
+    @property
+    def wallet(self) -> Any:
+        """The :class:`~farnode_desktop.core.wallet.WalletManager` (imported on first use, off the GUI
+        thread: eth-account takes about a second to import)."""
+        if self._wallet is None:
+            from farnode_desktop.core.wallet import WalletManager
 
-    def wallet_create(self) -> NewWallet:
-        """A new wallet; its phrase is in the result only (show it once, then drop it)."""
+            self._wallet = WalletManager(self.node.store, self._keystore)
+        return self._wallet
+
+    def wallet_info(self) -> WalletInfo:
+        """The payout address ("" when none), whether the keyring holds its key, and its QR code (PNG).
+        Reads the keyring."""
+        address = self.settings.wallet.address
+        if not address:
+            return WalletInfo("", False, b"")
+        from farnode_desktop.core.wallet import address_qr
+
+        return WalletInfo(address, self.wallet.has_key(), address_qr(address, scale=6))
+
+    def wallet_create(self) -> Any:
+        """A new wallet (``NewWallet``); its phrase is in the result only (show it once, then drop it)."""
         new = self.wallet.create()
         self._wallet_changed()
         return new

@@ -13,8 +13,8 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from farnode_desktop.core.earnings import EarningsSnapshot, EarningsSync, Payout, earnings_db_path
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.settings import Settings
 
@@ -24,21 +24,29 @@ log = logging.getLogger(__name__)
 class EarningsRunner:
     def __init__(self, data_dir: Path, bus: EventBus, settings: Callable[[], Settings],
                  tokens_served_between: Callable[[float, float], float], *, interval_s: float = 60.0) -> None:
-        self.db_path = earnings_db_path(data_dir)
+        self.db_path = Path(data_dir) / "earnings.sqlite3"  # earnings.earnings_db_path, without its import
         self.bus = bus
         self._settings = settings
         self._tokens = tokens_served_between
         self.interval_s = interval_s
-        self._sync: EarningsSync | None = None
+        self._sync: Any = None  # EarningsSync (web3 takes ~1.5 s to import: only when needed, off the GUI)
         self._key: tuple | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.latest: EarningsSnapshot | None = None
+        self.latest: Any = None  # the last EarningsSnapshot
 
-    def _current(self) -> EarningsSync:
+    def configured(self) -> bool:
+        """Wallet and chain are set: there is something to sync (otherwise nothing is imported)."""
+        s = self._settings()
+        c = s.chain
+        return bool(s.wallet.address and c.rpc_url and c.chain_id and c.token_address and c.payout_senders)
+
+    def _current(self) -> Any:
         """The syncer for the current settings (rebuilt when the wallet or chain settings changed)."""
+        from farnode_desktop.core.earnings import EarningsSync
+
         s = self._settings()
         key = (s.wallet.address, dataclasses.astuple(s.chain))
         with self._lock:
@@ -48,17 +56,17 @@ class EarningsRunner:
                 self._key = key
             return self._sync
 
-    def sync_once(self) -> EarningsSnapshot:
+    def sync_once(self) -> Any:
         """Sync now on this thread (RPC calls: seconds). Publishes and returns the snapshot."""
         snap = self._current().sync_once()
         self.latest = snap
         return snap
 
-    def snapshot(self) -> EarningsSnapshot:
+    def snapshot(self) -> Any:
         """The stored state without RPC calls (milliseconds)."""
         return self._current().snapshot()
 
-    def payouts(self) -> list[Payout]:
+    def payouts(self) -> list:
         return self._current().payouts()
 
     def export_csv(self, path: Path) -> int:
@@ -84,7 +92,8 @@ class EarningsRunner:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.sync_once()
+                if self.configured():  # the Earnings page asks itself (and says what is missing) otherwise
+                    self.sync_once()
             except Exception:  # a bug must not end earnings for the session; the next round retries
                 log.exception("earnings sync failed")
             self._wake.wait(self.interval_s)

@@ -156,14 +156,22 @@ class WalletPage(QWidget):
         self.export_button.clicked.connect(self.export_key)
         self.remove_button.clicked.connect(self.remove_wallet)
         self.last_dialog: QDialog | None = None
-        self.refresh()
+        self.empty.hide()
+        self.full.hide()
+        self._loaded = False
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if not self._loaded:
+            self._loaded = True
+            self.refresh()
 
     # ------------------------------------------------------------------ state
     def refresh(self) -> None:
         self.tasks.run(self.core.wallet_info, self._show, self._error)
 
-    def _show(self, info: tuple[str, bool]) -> None:
-        address, has_key = info
+    def _show(self, info) -> None:
+        address, has_key = info.address, info.has_key
         self.empty.setVisible(not address)
         self.full.setVisible(bool(address))
         self._busy(False)
@@ -176,10 +184,8 @@ class WalletPage(QWidget):
                                "payouts still arrive, but you cannot sign or export. Import the wallet again "
                                "to fix it.</span>")
         self.export_button.setEnabled(has_key)
-        from farnode_desktop.core.wallet import address_qr
-
         pm = QPixmap()
-        pm.loadFromData(address_qr(address, scale=6))
+        pm.loadFromData(info.qr_png)
         self.qr.setPixmap(pm)
         self.qr.setToolTip(address)
 
