@@ -40,6 +40,9 @@ PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
 
 ProgressFn = Callable[[EngineProgress], None]
+# Environment variable names that must never reach an engine process (wallet secrets by any usual name).
+SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE|WALLET_?(KEY|SECRET)|SECRET",
+                           re.I)
 
 
 def _norm(name: str) -> str:
@@ -54,6 +57,11 @@ class Requirement:
     @property
     def spec(self) -> str:
         return f"{self.name}=={self.version}"
+
+
+def lock_path(variant: str) -> Path:
+    """The shipped lock of a variant."""
+    return LOCKS_DIR / f"{variant}.txt"
 
 
 def read_lock(path: Path) -> list[Requirement]:
@@ -273,8 +281,8 @@ def engine_subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]
     interpreter (the GUI venv's PYTHONPATH/PYTHONHOME, Qt variables), and puts this package's folder on
     PYTHONPATH so ``python -m farnode_desktop.engine.*`` works in the engine venv.
     """
-    drop_prefixes = ("PYTHON", "QT_", "VIRTUAL_ENV", "FARNODE_SECRET", "PYSIDE")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
+    drop_prefixes = ("PYTHON", "QT_", "VIRTUAL_ENV", "PYSIDE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes) and not SECRET_ENV_RE.search(k)}
     env["PYTHONPATH"] = str(PACKAGE_ROOT.parent)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONWARNINGS"] = "ignore::FutureWarning,ignore::UserWarning"

@@ -158,16 +158,11 @@ class TrafficGenerator:
         self._threads = [t]
 
     def _read(self, fd: int) -> None:
+        from farnode_desktop.core.supervisor import read_events
+
         with os.fdopen(fd, "rb", buffering=0) as pipe:
-            buf = b""
-            while chunk := pipe.read(65536):
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    try:
-                        self._on_event(json.loads(line))
-                    except ValueError:
-                        continue
+            for ev in read_events(pipe, log):
+                self._on_event(ev)
 
     def _on_event(self, ev: dict) -> None:
         kind = ev.get("e")

@@ -195,7 +195,7 @@ class Wsl2Runtime(EngineRuntime):
 
     def parse_status(self, outputs: list[tuple[int, str]]) -> RuntimeStatus:
         """``outputs``: (exit code, decoded output) of :meth:`status_steps`, in order; fewer is fine."""
-        from farnode_desktop.core.engine_env import lock_digest
+        from farnode_desktop.core.engine_env import lock_digest, lock_path
 
         rc, text = outputs[0]
         st = parse_wsl_status(text, rc)
@@ -215,7 +215,7 @@ class Wsl2Runtime(EngineRuntime):
         ready = False
         if len(outputs) > 2 and outputs[2][0] == 0:
             try:
-                ready = json.loads(outputs[2][1].strip().splitlines()[-1]).get("lock") == lock_digest(self.variant)
+                ready = json.loads(outputs[2][1].strip().splitlines()[-1]).get("lock") == lock_digest(lock_path(self.variant))
             except (ValueError, IndexError, AttributeError):
                 ready = False
         return RuntimeStatus(True, engine_ready=ready, details=details,
@@ -225,7 +225,7 @@ class Wsl2Runtime(EngineRuntime):
     def setup_steps(self, variant: str | None = None, *, distros: list[WslDistro] | None = None) -> list[SetupStep]:
         """The whole set-up, given the distributions found (``parse_wsl_list``); resumable: pip skips what
         is installed at the locked version, the venv and the distribution are reused."""
-        from farnode_desktop.core.engine_env import lock_digest, read_lock
+        from farnode_desktop.core.engine_env import lock_digest, lock_path, read_lock
 
         variant = variant or self.variant
         steps: list[SetupStep] = []
@@ -254,7 +254,7 @@ class Wsl2Runtime(EngineRuntime):
         steps.append(SetupStep("creating the engine environment in WSL", self.sh(
             f"{q(self.python)} -c 'import sys' 2>/dev/null || (rm -rf {q(str(self.venv))} && "
             f"python3 -m venv {q(str(self.venv))})"), timeout_s=600))
-        lock = read_lock(variant)
+        lock = read_lock(lock_path(variant))
         for req, weight in zip(lock, step_weights(lock), strict=True):
             cmd = [self.python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                    "--progress-bar", "off", "-q"]
@@ -266,7 +266,7 @@ class Wsl2Runtime(EngineRuntime):
         steps.append(SetupStep("verifying the engine", self.wsl_cmd(
             "env", *probe_env, self.python, "-m", "farnode_desktop.engine.probe", cwd=str(WSL_SRC)), weight=2,
             timeout_s=600))
-        marker = json.dumps({"lock": lock_digest(variant), "variant": variant}).encode()
+        marker = json.dumps({"lock": lock_digest(lock_path(variant)), "variant": variant}).encode()
         steps.append(SetupStep("marking the engine ready", self.sh(
             f"cat > {q(str(self.engine_dir / 'ready.json'))}"), input=marker, timeout_s=60))
         return steps

@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,29 @@ class _Run:
 
 COUNTER_FIELDS = ("inference_sessions", "inference_sessions_closed", "inference_steps", "inference_tokens", "forward_requests",
                   "forward_tokens", "backward_requests", "backward_tokens")
+
+
+def read_events(stream, logger: logging.Logger | None = None) -> Iterator[dict]:
+    """The JSON-line events an engine process writes (see ``farnode_desktop/engine/channel.py``), until the
+    stream ends. A line that is not a JSON object is logged and skipped."""
+    buf = b""
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not chunk:
+            return
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                ev = None
+            if isinstance(ev, dict):
+                yield ev
+            elif logger is not None:
+                logger.warning("unreadable event from the engine: %r", line[:200])
 
 
 def failure_message(category: str, config: dict, detail: str = "", log_path: Path | None = None) -> str:
@@ -323,19 +347,8 @@ class Supervisor:
     # ------------------------------------------------------------------ threads
     def _read_events(self, run: _Run) -> None:
         with run.event_source as pipe:
-            buf = b""
-            while True:
-                chunk = pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line:
-                        try:
-                            self._on_event(run, json.loads(line))
-                        except ValueError:
-                            self._logger.warning("unreadable event from the engine: %r", line[:200])
+            for ev in read_events(pipe, self._logger):
+                self._on_event(run, ev)
 
     def _on_event(self, run: _Run, ev: dict) -> None:
         kind = ev.get("e")

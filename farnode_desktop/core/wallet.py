@@ -28,6 +28,7 @@ from eth_account.messages import encode_defunct
 from eth_utils import is_checksum_address, to_checksum_address
 
 from farnode_desktop import APP_ID
+from farnode_desktop.core.engine_env import SECRET_ENV_RE
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.keystore import Keystore
 from farnode_desktop.core.settings import Settings, SettingsStore
@@ -42,8 +43,6 @@ _PATH_RE = re.compile(r"^m(/[0-9]{1,10}'?)+$")
 _HEX_KEY_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{64}$")
 _ADDRESS_RE = re.compile(r"^0[xX][0-9a-fA-F]{40}$")
 _PEER_ID_RE = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{20,128}$")  # libp2p peer ids are base58btc
-# Environment variable names that must never reach the engine process.
-_SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE|WALLET_?(KEY|SECRET)", re.I)
 
 T = TypeVar("T")
 
@@ -395,7 +394,7 @@ def engine_public_name(settings: Settings) -> str:
 def engine_environment(base: Mapping[str, str], settings: Settings) -> dict[str, str]:
     """The environment for the engine process: ``base`` without anything that could carry a wallet secret,
     plus ``FARNODE_PUBLIC_NAME`` (the address). The key itself is never read here."""
-    env = {k: v for k, v in base.items() if not _SECRET_ENV_RE.search(k)}
+    env = {k: v for k, v in base.items() if not SECRET_ENV_RE.search(k)}
     name = engine_public_name(settings)
     if name:
         env["FARNODE_PUBLIC_NAME"] = name

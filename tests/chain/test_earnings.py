@@ -16,6 +16,8 @@ from farnode_desktop.core.settings import ChainSettings
 
 from .conftest import DECIMALS, ServedTokens, deploy, free_port, start_anvil
 
+pytestmark = pytest.mark.chain
+
 
 def make_sync(chain, wallet, tmp_path, *, url=None, confirmations=2, start=None, senders=None, client=None,
               **kw) -> EarningsSync:

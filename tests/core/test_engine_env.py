@@ -19,7 +19,7 @@ def tiny(app_paths, tmp_path, monkeypatch):
 
 def test_the_shipped_locks_pin_every_package():
     for variant in engine_env.VARIANTS:
-        reqs = read_lock(engine_env.LOCKS_DIR / f"{variant}.txt")
+        reqs = read_lock(engine_env.lock_path(variant))
         names = [r.name.lower() for r in reqs]
         assert {"torch", "petals", "hivemind", "transformers", "bitsandbytes"} <= set(names)
         assert all(r.version for r in reqs) and len(names) == len(set(names))

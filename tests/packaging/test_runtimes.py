@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from farnode_desktop.core.bundle import engine_source_root
-from farnode_desktop.core.engine_env import LOCK_VERSION, lock_digest, read_lock
+from farnode_desktop.core.engine_env import LOCK_VERSION, lock_digest, lock_path, read_lock
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.runtime import (
     STOP_LINE,
@@ -217,14 +217,14 @@ def test_wsl_setup_installs_a_distro_when_there_is_none(wsl):
     assert labels.index("copying the engine files into WSL") < labels.index("creating the engine environment in WSL")
     copy = steps[labels.index("copying the engine files into WSL")].argv
     assert copy[-3:-1] == ("sh", "-c") and "'/mnt/c/Program Files/FarNode Desktop/_internal/engine_src/farnode_desktop'" in copy[-1]
-    lock = read_lock("cuda")
+    lock = read_lock(lock_path("cuda"))
     pips = [s for s in steps if s.label.startswith("installing ") and "==" in s.argv[-1]]
     assert [s.argv[-1] for s in pips] == [r.spec for r in lock]
     torch = next(s for s in pips if s.argv[-1].startswith("torch=="))
     assert "--no-deps" not in torch.argv and torch.weight == 40.0
     assert all("--no-deps" in s.argv for s in pips if s is not torch)
     assert "farnode_desktop.engine.probe" in steps[-2].argv
-    assert json.loads(steps[-1].input) == {"lock": lock_digest("cuda"), "variant": "cuda"}
+    assert json.loads(steps[-1].input) == {"lock": lock_digest(lock_path("cuda")), "variant": "cuda"}
     assert not any(s.check for s in steps)
 
 
@@ -241,7 +241,7 @@ def test_wsl_setup_reuses_and_converts_distros(wsl):
 def test_wsl_status_parsing(wsl):
     ok = (0, fixture_text("wsl_status_ok.utf16bom"))
     table = (0, fixture_text("wsl_list_v.utf16bom"))
-    marker = (0, json.dumps({"lock": lock_digest("cuda"), "variant": "cuda"}) + "\n")
+    marker = (0, json.dumps({"lock": lock_digest(lock_path("cuda")), "variant": "cuda"}) + "\n")
     st = wsl.parse_status([ok, table, marker])
     assert st.available and st.engine_ready and st.details["distro"] == "Ubuntu-22.04"
     st = wsl.parse_status([ok, table, (0, '{"lock": "old"}')])

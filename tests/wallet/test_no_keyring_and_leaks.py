@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from eth_account import Account
 
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import SettingsStore
 from farnode_desktop.core.wallet import WalletManager, engine_environment, engine_public_name
 
+pytestmark = pytest.mark.keyring
 REPO = Path(__file__).resolve().parents[2]
 Account.enable_unaudited_hdwallet_features()
 
@@ -26,6 +28,7 @@ from farnode_desktop.core.keystore import KeyringUnavailableError
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import SettingsStore
 from farnode_desktop.core.wallet import WalletManager
+
 paths = AppPaths.default().ensure()
 w = WalletManager(SettingsStore(paths.settings_file))
 out = {"backend": type(keyring.get_keyring()).__module__ + "." + type(keyring.get_keyring()).__name__}

@@ -18,6 +18,8 @@ from farnode_desktop.core.wallet import (
     verify_node_binding,
 )
 
+pytestmark = pytest.mark.keyring
+
 Account.enable_unaudited_hdwallet_features()
 PEER = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
 # A published BIP-39 test vector ("abandon" x11 + "about"): its first Ethereum address is well known.
