@@ -5,3 +5,66 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+from farnode_desktop.core.app_core import AppCore  # noqa: E402
+from farnode_desktop.core.engine_env import EngineEnv  # noqa: E402
+from farnode_desktop.core.policy_runner import PolicyInputs  # noqa: E402
+
+
+def engine_ready(paths) -> bool:
+    """The shared engine environment (FARNODE_ENGINE_ROOT, set by scripts/test.sh) is set up."""
+    return EngineEnv(paths, "cpu").is_ready()
+
+
+@pytest.fixture
+def core(app_paths):
+    """A real AppCore on a private data folder. Policies see no OS inputs (no idle/Steam/process scans),
+    so only the manual pause and the settings act; NVML is the real one (no driver here: no GPU)."""
+    c = AppCore(app_paths, policy_inputs=PolicyInputs())
+    c.start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def gui(qtbot, core):
+    """The app's controller and main window (no tray: offscreen has none), shown at 1060x720."""
+    from farnode_desktop.gui.app import GuiApp
+    from farnode_desktop.gui.errors import OPEN_DIALOGS
+
+    g = GuiApp(core, use_tray=False)
+    qtbot.addWidget(g.window)
+    g.window.show()
+    qtbot.waitExposed(g.window)
+    qtbot.waitUntil(lambda: g.window.dashboard.chart is not None, timeout=10_000)  # built after the 1st paint
+    yield g
+    if not g.quitting:
+        with qtbot.waitSignal(g.quitted, timeout=60_000):
+            g.quit()
+    g.tasks.wait(10_000)
+    for d in list(OPEN_DIALOGS):
+        d.close()
+
+
+def settle(qtbot, ms: int = 300) -> None:
+    qtbot.wait(ms)
+
+
+def shot(widget, artifacts_dir, name: str) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    assert widget.grab().save(str(artifacts_dir / name))
+
+
+def wait_until(pred, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()

@@ -1,0 +1,316 @@
+"""The desktop app: single instance, the core, the main window, the tray, first run and a clean quit.
+
+``run_gui(minimized)`` is what ``farnode-desktop gui`` calls. A second launch finds the first through a
+local socket, asks it to show its window, and exits 0.
+
+Test hook: with ``FARNODE_TEST_STATE_FILE`` set, the app writes a small JSON file (state, window title,
+tray icon geometry, chart points, time of the first paint) whenever the state changes and once a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtNetwork import QLocalServer, QLocalSocket
+from PySide6.QtWidgets import QApplication
+
+from farnode_desktop import APP_NAME
+from farnode_desktop.core import contracts as C
+from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.atomic import atomic_write_json
+from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+from farnode_desktop.gui.errors import show_error
+from farnode_desktop.gui.look import apply_theme, look
+from farnode_desktop.gui.main_window import MainWindow
+from farnode_desktop.gui.tray import Tray
+
+log = logging.getLogger(__name__)
+
+PAUSE_HOUR_S = 3600.0
+
+
+def instance_key(paths: AppPaths) -> str:
+    """The local socket name: one instance per user and data folder."""
+    user = os.environ.get("USER") or os.environ.get("USERNAME") or str(os.getuid() if hasattr(os, "getuid") else 0)
+    digest = hashlib.sha1(f"{user}:{paths.config_dir}".encode()).hexdigest()[:12]
+    return f"farnode-desktop-{digest}"
+
+
+def signal_running_instance(key: str, timeout_ms: int = 800) -> bool:
+    """Ask an already running instance to show its window. True if one answered."""
+    sock = QLocalSocket()
+    sock.connectToServer(key)
+    if not sock.waitForConnected(timeout_ms):
+        return False
+    sock.write(b"show\n")
+    sock.flush()
+    sock.waitForBytesWritten(timeout_ms)
+    sock.disconnectFromServer()
+    return True
+
+
+class GuiState:
+    """Small GUI-only facts kept between runs (not settings): tray hint shown, node left contributing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            data = json.loads(path.read_text())
+            self.data = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            self.data = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: object) -> None:
+        if self.data.get(key) != value:
+            self.data[key] = value
+            try:
+                atomic_write_json(self.path, self.data)
+            except OSError as exc:
+                log.warning("could not save %s: %s", self.path, exc)
+
+
+class GuiApp(QObject):
+    """Wires the core to the window and the tray; owns start/stop/pause and the quit sequence."""
+
+    quitted = Signal()
+
+    def __init__(self, core: AppCore, *, use_tray: bool | None = None) -> None:
+        super().__init__()
+        self.core = core
+        self.bridge = BusBridge(core.bus, self, resolve_state=core.resolve_state,
+                                resolve_stats=core.resolve_stats)
+        self.tasks = TaskRunner(self, default_error=self._show_error)
+        self.window = MainWindow(core, self.bridge, self.tasks, extra_pages=_optional_pages())
+        self.gui_state = GuiState(core.paths.config_dir / "gui-state.json")
+        self.tray: Tray | None = None
+        if use_tray if use_tray is not None else Tray.available():
+            self.tray = Tray(self.bridge, self)
+            self.tray.toggle.connect(self.toggle_node)
+            self.tray.pause_hour.connect(lambda: self.pause_for(PAUSE_HOUR_S))
+            self.tray.resume.connect(self.resume_now)
+            self.tray.open_window.connect(self.window.bring_forward)
+            self.tray.quit.connect(self.quit)
+            self.tray.show()
+            self.window.dashboard.today_updated.connect(lambda t: self.tray.set_earnings_today(t.earnings))
+        self.window.dashboard.toggle_requested.connect(self.toggle_node)
+        self.window.close_requested.connect(self._window_closed)
+        self.quitting = False
+        self.busy = False  # a start or stop is under way
+        self.first_paint_time: float | None = None
+        self.window.first_painted.connect(self._on_first_paint)
+        self._test_file = os.environ.get("FARNODE_TEST_STATE_FILE")
+        self.bridge.state.connect(self._on_state)
+        self.bridge.earnings.connect(self._on_earnings)
+        self._payouts_seen: int | None = None
+        if self._test_file:
+            self._hook_timer = QTimer(self)
+            self._hook_timer.setInterval(1000)
+            self._hook_timer.timeout.connect(self.write_test_state)
+            self._hook_timer.start()
+
+    # ------------------------------------------------------------------ actions
+    def toggle_node(self) -> None:
+        if self.quitting or self.busy:
+            return
+        if self.core.is_running():
+            self.stop_node()
+        else:
+            self.start_node()
+
+    def start_node(self) -> None:
+        self.busy = True
+        self.gui_state.set("contributing", True)
+        self.tasks.run(self.core.start_node, self._done, self._start_failed)
+
+    def stop_node(self) -> None:
+        self.busy = True
+        self.gui_state.set("contributing", False)
+        self.tasks.run(self.core.stop_node, self._done, self._start_failed)
+
+    def pause_for(self, seconds: float | None) -> None:
+        self.core.pause_for(seconds)
+
+    def resume_now(self) -> None:
+        self.core.resume_now()
+
+    def _done(self, _state: object) -> None:
+        self.busy = False
+
+    def _start_failed(self, exc: BaseException, tb: str) -> None:
+        self.busy = False
+        self._show_error(exc, tb)
+
+    def _show_error(self, exc: BaseException, tb: str) -> None:
+        parent = self.window if self.window.isVisible() else None
+        show_error(parent, exc, tb)
+        if self.tray is not None and not self.window.isVisible():
+            self.tray.notify(getattr(exc, "title", "FarNode error"),
+                             getattr(exc, "message", "Something went wrong. Open FarNode for details."), error=True)
+
+    def _on_state(self, state: C.NodeState) -> None:
+        if self._test_file:
+            self.write_test_state()
+
+    def _on_earnings(self, snap) -> None:
+        """A tray notification when a new confirmed payout arrived (not for those already known)."""
+        count = getattr(snap, "payout_count", None)
+        if count is None:
+            return
+        if self._payouts_seen is not None and count > self._payouts_seen and self.tray is not None:
+            self.tray.notify("FarNode: payout received",
+                             f"{count - self._payouts_seen} new payout(s); paid in all: {snap.paid_total:,.4f}")
+        self._payouts_seen = count
+
+    # ------------------------------------------------------------------ window, quit
+    def show_window(self, minimized: bool) -> None:
+        if minimized and self.tray is not None:
+            return
+        self.window.show()
+
+    def _window_closed(self) -> None:
+        if self.tray is not None and not self.quitting:
+            self.window.hide()
+            if not self.gui_state.get("tray_hint_shown"):
+                self.tray.notify(APP_NAME, "FarNode keeps running in the tray. Use Quit in the tray menu to "
+                                           "stop it and close the app.")
+                self.gui_state.set("tray_hint_shown", True)
+        else:
+            self.quit()
+
+    def quit(self) -> None:
+        """Stop the node off the GUI thread (the window and the tray say "Stopping…"), then leave."""
+        if self.quitting:
+            return
+        self.quitting = True
+        self.window.set_stopping()
+        if self.tray is not None:
+            self.tray.set_stopping()
+        if self._test_file:
+            self.write_test_state()
+        self.tasks.run(self.core.close, lambda _r: self._finish(), lambda e, tb: self._finish(e, tb))
+
+    def _finish(self, exc: BaseException | None = None, tb: str = "") -> None:
+        if exc is not None:
+            log.error("closing the core failed:\n%s", tb)
+        self.bridge.close()
+        if self.tray is not None:
+            self.tray.hide()
+        self.window._stopping = True
+        self.window.hide()
+        if self._test_file:
+            self.write_test_state(quit_done=True)
+        self.quitted.emit()
+
+    # ------------------------------------------------------------------ test hook
+    def _on_first_paint(self) -> None:
+        self.first_paint_time = time.time()
+        if self._test_file:
+            self.write_test_state()
+
+    def write_test_state(self, quit_done: bool = False) -> None:
+        if not self._test_file:
+            return
+        st = self.core.state
+        geo = self.tray.geometry() if self.tray is not None else None
+        chart = self.window.dashboard.chart
+        points = {line.series: int(len(chart.data(line.series)[0])) for line in chart.lines()} if chart else {}
+        data = {
+            "pid": os.getpid(), "time": time.time(), "state": st.state, "words": look(st.state).words,
+            "message": st.message, "title": self.window.windowTitle(), "window_visible": self.window.isVisible(),
+            "tray": [geo.x(), geo.y(), geo.width(), geo.height()] if geo is not None else None,
+            "tray_tooltip": self.tray.icon.toolTip() if self.tray is not None else None,
+            "tray_menu": [a.text() for a in self.tray.menu.actions() if a.text()] if self.tray is not None else None,
+            "chart_points": sum(points.values()),
+            "chart_served_points": points.get("tokens_inference_per_s", 0) + points.get("tokens_forward_per_s", 0), "first_paint": self.first_paint_time, "quitting": self.quitting,
+            "quit_done": quit_done, "node_pids": self.core.node.node_pids(),
+        }
+        try:
+            atomic_write_json(Path(self._test_file), data)
+        except OSError as exc:
+            log.warning("test state file: %s", exc)
+
+
+def run_gui(minimized: bool = False) -> int:
+    """Open the app (or bring the running one forward). Returns the process exit code."""
+    QApplication.setApplicationName(APP_NAME)
+    QApplication.setDesktopFileName("farnode-desktop")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setQuitOnLastWindowClosed(False)
+    paths = AppPaths.default()
+    key = instance_key(paths)
+    if signal_running_instance(key):
+        print(f"{APP_NAME} is already running: its window was brought forward.", flush=True)
+        return 0
+    apply_theme(app)
+    try:
+        core = AppCore(paths)
+    except FarNodeError as exc:
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, exc.title, exc.message)
+        return 2
+    server = QLocalServer()
+    QLocalServer.removeServer(key)  # a stale socket of a killed instance
+    server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+    if not server.listen(key):
+        log.warning("single-instance socket %s: %s", key, server.errorString())
+
+    gui = GuiApp(core)
+
+    def on_connection() -> None:
+        sock = server.nextPendingConnection()
+        if sock is None:
+            return
+        sock.readyRead.connect(lambda: (sock.readAll(), gui.window.bring_forward()))
+        sock.disconnected.connect(sock.deleteLater)
+
+    server.newConnection.connect(on_connection)
+    gui.quitted.connect(app.quit)
+    core.start()
+
+    for warning in core.node.settings_warnings:
+        show_error(None, FarNodeError(warning, title="Settings were reset"))
+
+    if core.first_run:
+        from farnode_desktop.gui.first_run import FirstRunWizard
+
+        wizard = FirstRunWizard(core, gui.tasks, gui.bridge)
+        gui.window.show()
+        wizard.finished_setup.connect(lambda start: gui.start_node() if start else None)
+        wizard.open()
+    else:
+        gui.show_window(minimized)
+        if gui.gui_state.get("contributing"):
+            gui.start_node()  # the node was contributing when the app last closed
+
+    # Ctrl-C / SIGTERM quit cleanly; a timer lets Python's signal handlers run inside Qt's loop.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: QTimer.singleShot(0, gui.quit))
+    tick = QTimer()
+    tick.start(500)
+    tick.timeout.connect(lambda: None)
+    code = app.exec()
+    server.close()
+    gui.tasks.wait(5000)
+    return code
+
+
+def _optional_pages() -> list:
+    """The Earnings and Wallet pages (between GPUs and Settings)."""
+    from farnode_desktop.gui.pages.earnings import EarningsPage
+    from farnode_desktop.gui.pages.wallet import WalletPage
+
+    return [("Earnings", EarningsPage), ("Wallet", WalletPage)]

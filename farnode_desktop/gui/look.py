@@ -1,0 +1,152 @@
+"""How states look: plain words, colours, tray icons (drawn with QPainter), and the light/dark palette."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QGuiApplication, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
+from PySide6.QtWidgets import QApplication
+
+from farnode_desktop.core import contracts as C
+
+# Tray/icon kinds, one icon each.
+ICON_STOPPED, ICON_STARTING, ICON_ONLINE, ICON_PAUSED, ICON_ERROR = "stopped", "starting", "online", "paused", "error"
+
+COLORS = {ICON_STOPPED: "#7f8c8d", ICON_STARTING: "#e0a100", ICON_ONLINE: "#27ae60", ICON_PAUSED: "#2e86de",
+          ICON_ERROR: "#d63031"}
+
+
+@dataclass(frozen=True)
+class StateLook:
+    words: str  # what the user reads ("Online: contributing")
+    icon: str  # one of the ICON_* kinds
+    busy: bool  # a transition is under way (the toggle waits)
+
+    @property
+    def color(self) -> str:
+        return COLORS[self.icon]
+
+
+_LOOKS = {
+    C.STOPPED: StateLook("Stopped", ICON_STOPPED, False),
+    C.PROVISIONING: StateLook("Setting up the engine…", ICON_STARTING, True),
+    C.STARTING: StateLook("Starting…", ICON_STARTING, True),
+    C.MEASURING: StateLook("Starting: measuring speed…", ICON_STARTING, True),
+    C.LOADING: StateLook("Starting: loading blocks…", ICON_STARTING, True),
+    C.JOINING: StateLook("Starting: joining the network…", ICON_STARTING, True),
+    C.ONLINE: StateLook("Online: contributing", ICON_ONLINE, False),
+    C.REBALANCING: StateLook("Online: moving to other blocks", ICON_ONLINE, False),
+    C.STOPPING: StateLook("Stopping…", ICON_STARTING, True),
+    C.RESTARTING: StateLook("Restarting after a crash…", ICON_STARTING, True),
+    C.HELD: StateLook("On hold after crashes", ICON_ERROR, False),
+    C.FAILED: StateLook("Could not start", ICON_ERROR, False),
+    C.PAUSED: StateLook("Paused", ICON_PAUSED, False),
+}
+
+
+def look(state: str) -> StateLook:
+    return _LOOKS.get(state, StateLook(state.replace("_", " ").capitalize(), ICON_STARTING, True))
+
+
+def state_icon(kind: str, size: int = 64) -> QIcon:
+    """The icon for a state kind: a coloured rounded chip with a white glyph (square, dots, tick, bars, !)."""
+    icon = QIcon()
+    for s in (16, 22, 24, 32, 48, size):
+        icon.addPixmap(state_pixmap(kind, s))
+    return icon
+
+
+def state_pixmap(kind: str, size: int) -> QPixmap:
+    pm = QPixmap(size, size)
+    pm.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    m = size * 0.06
+    r = QRectF(m, m, size - 2 * m, size - 2 * m)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(QBrush(QColor(COLORS.get(kind, COLORS[ICON_STOPPED]))))
+    p.drawRoundedRect(r, size * 0.22, size * 0.22)
+    white = QColor("white")
+    c = r.center()
+    u = size / 16.0
+    if kind == ICON_STOPPED:
+        p.setBrush(white)
+        p.drawRect(QRectF(c.x() - 3 * u, c.y() - 3 * u, 6 * u, 6 * u))
+    elif kind == ICON_STARTING:
+        p.setBrush(white)
+        for dx in (-4, 0, 4):
+            p.drawEllipse(QPointF(c.x() + dx * u, c.y()), 1.5 * u, 1.5 * u)
+    elif kind == ICON_ONLINE:
+        pen = QPen(white, 2.2 * u, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin)
+        p.setPen(pen)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawPolyline(QPolygonF([QPointF(c.x() - 4 * u, c.y()), QPointF(c.x() - 1 * u, c.y() + 3 * u),
+                                  QPointF(c.x() + 4.5 * u, c.y() - 3.5 * u)]))
+    elif kind == ICON_PAUSED:
+        p.setBrush(white)
+        p.drawRect(QRectF(c.x() - 3.5 * u, c.y() - 4 * u, 2.5 * u, 8 * u))
+        p.drawRect(QRectF(c.x() + 1 * u, c.y() - 4 * u, 2.5 * u, 8 * u))
+    else:
+        p.setBrush(white)
+        p.drawRoundedRect(QRectF(c.x() - 1.2 * u, c.y() - 5 * u, 2.4 * u, 6.5 * u), u, u)
+        p.drawEllipse(QPointF(c.x(), c.y() + 3.8 * u), 1.3 * u, 1.3 * u)
+    p.end()
+    return pm
+
+
+def is_dark() -> bool:
+    hints = QGuiApplication.styleHints()
+    scheme = getattr(hints, "colorScheme", None)
+    if scheme is not None and scheme() == Qt.ColorScheme.Dark:
+        return True
+    return QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+
+def apply_theme(app: QApplication) -> None:
+    """Fusion style with a palette that follows the OS light/dark setting (re-applied when it changes)."""
+    app.setStyle("Fusion")
+
+    def update(*_args: object) -> None:
+        app.setPalette(_dark_palette() if _os_dark() else app.style().standardPalette())
+
+    update()
+    hints = QGuiApplication.styleHints()
+    if hasattr(hints, "colorSchemeChanged"):
+        hints.colorSchemeChanged.connect(update)
+
+
+def _os_dark() -> bool:
+    hints = QGuiApplication.styleHints()
+    scheme = getattr(hints, "colorScheme", None)
+    return scheme is not None and scheme() == Qt.ColorScheme.Dark
+
+
+def _dark_palette() -> QPalette:
+    pal = QPalette()
+    base, window, text = QColor("#1e1f22"), QColor("#2b2d31"), QColor("#e6e6e6")
+    for role, color in ((QPalette.ColorRole.Window, window), (QPalette.ColorRole.WindowText, text),
+                        (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, window),
+                        (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, window),
+                        (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.ToolTipBase, base),
+                        (QPalette.ColorRole.ToolTipText, text), (QPalette.ColorRole.Highlight, QColor("#2e86de")),
+                        (QPalette.ColorRole.HighlightedText, QColor("white")),
+                        (QPalette.ColorRole.PlaceholderText, QColor("#8a8a8a")),
+                        (QPalette.ColorRole.Link, QColor("#5dade2"))):
+        pal.setColor(role, color)
+    pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#777"))
+    pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#777"))
+    return pal
+
+
+def fmt_count(v: float) -> str:
+    """1234567 -> '1.23 M', 45678 -> '45.7 k'; plain integers below 10,000."""
+    v = float(v)
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g} {unit}" if unit != "k" else f"{v / 1e3:.1f} k"
+    return f"{v:,.0f}"
+
+
+def fmt_rate(v: float) -> str:
+    return f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"

@@ -1,0 +1,233 @@
+"""Dashboard: the Start/Stop toggle, the node's state in plain words, live numbers and the tokens/s chart."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from farnode_desktop.core import contracts as C
+from farnode_desktop.core.app_core import AppCore, TodaySummary
+from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+from farnode_desktop.gui.look import fmt_count, fmt_rate, look
+from farnode_desktop.gui.widgets import Notice, StatCard, dim
+
+TODAY_REFRESH_MS = 5000
+
+
+class DashboardPage(QWidget):
+    """``toggle_requested`` is emitted by the big button; the main window decides start or stop."""
+
+    toggle_requested = Signal()
+    today_updated = Signal(object)  # TodaySummary
+    open_logs = Signal()
+
+    def __init__(self, core: AppCore, bridge: BusBridge, tasks: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.core, self.tasks = core, tasks
+        self._state = core.state
+        self._stats: C.NodeStats | None = None
+        self._stopping = False
+
+        top = QHBoxLayout()
+        col = QVBoxLayout()
+        self.state_label = QLabel()
+        f = self.state_label.font()
+        f.setPointSizeF(f.pointSizeF() * 1.7)
+        f.setBold(True)
+        self.state_label.setFont(f)
+        self.detail_label = QLabel()
+        self.detail_label.setWordWrap(True)
+        dim(self.detail_label)
+        col.addWidget(self.state_label)
+        col.addWidget(self.detail_label)
+        top.addLayout(col, 1)
+        self.toggle = QPushButton()
+        self.toggle.setMinimumSize(220, 56)
+        tf = self.toggle.font()
+        tf.setPointSizeF(tf.pointSizeF() * 1.25)
+        tf.setBold(True)
+        self.toggle.setFont(tf)
+        self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.toggle.clicked.connect(self.toggle_requested)
+        top.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignVCenter)
+
+        self.error = Notice()
+        self.error_logs = self.error.add_button("Open logs")
+        self.error_logs.clicked.connect(self.open_logs)
+        self.error_dismiss = self.error.add_button("Dismiss")
+        self.error_dismiss.clicked.connect(self.error.hide)
+
+        grid = QGridLayout()
+        grid.setSpacing(8)
+        self.card_rate = StatCard("Tokens per second", "0.0", "served right now")
+        self.card_blocks = StatCard("Blocks served", "–", "")
+        self.card_peer = StatCard("Peer", "–", "")
+        self.card_tokens = StatCard("Tokens served today", "0", "")
+        self.card_requests = StatCard("Requests today", "0", "")
+        self.card_earnings = StatCard("Earnings today", "–", "set up a wallet to earn")
+        for i, card in enumerate((self.card_rate, self.card_blocks, self.card_peer, self.card_tokens,
+                                  self.card_requests, self.card_earnings)):
+            grid.addWidget(card, i // 3, i % 3)
+        self.copy_peer = QPushButton("Copy peer id")
+        self.copy_peer.setFlat(True)
+        self.copy_peer.clicked.connect(self._copy_peer)
+        self.card_peer.layout().addWidget(self.copy_peer)
+        self.copy_peer.setVisible(False)
+
+        # The chart (pyqtgraph: ~0.7 s to import) is built right after the window's first paint.
+        self.chart = None
+        self.chart_slot = QVBoxLayout()
+        self._chart_placeholder = QLabel("Loading the chart…")
+        self._chart_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._chart_placeholder.setMinimumHeight(240)
+        self.chart_slot.addWidget(self._chart_placeholder)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 14, 18, 14)
+        layout.addLayout(top)
+        layout.addWidget(self.error)
+        layout.addLayout(grid)
+        layout.addLayout(self.chart_slot, 1)
+
+        bridge.state.connect(self.set_state)
+        bridge.stats.connect(self.set_stats)
+        bridge.progress.connect(self._on_progress)
+        self._today_timer = QTimer(self)
+        self._today_timer.setInterval(TODAY_REFRESH_MS)
+        self._today_timer.timeout.connect(self.refresh_today)
+        self._today_timer.start()
+        self._today_busy = False
+        self._today_again = False
+        self.set_state(core.state)
+        QTimer.singleShot(0, self.refresh_today)
+
+    def attach_chart(self) -> None:
+        """Build the live tokens/s chart (imports pyqtgraph). Its refresh follows its range: one refresh
+        per pixel of time at most (1 h over ~800 px: every ~4.5 s), never faster than 1 Hz."""
+        if self.chart is not None:
+            return
+        from farnode_desktop.gui.charts import ThroughputChart
+
+        class ServedChart(ThroughputChart):
+            """Tokens served per second; the announced capacity (often 100x larger, which would flatten
+            the served lines) is shown as a number on the tokens/s card instead."""
+
+            title = "Tokens served per second"
+
+            def lines(self):
+                return [ln for ln in super().lines() if ln.series != "reported_throughput"]
+
+        self.chart = ServedChart(self.core.store)
+        self.chart.setMinimumHeight(240)
+        self.chart_slot.replaceWidget(self._chart_placeholder, self.chart)
+        self._chart_placeholder.deleteLater()
+        self.chart.range_box.currentTextChanged.connect(lambda _t: self._tune_chart_refresh())
+        self._tune_chart_refresh()
+        if self.isVisible():
+            self.chart.show()
+
+    def _tune_chart_refresh(self) -> None:
+        if self.chart is None:
+            return
+        span = self.chart.range_seconds or 30 * 86400.0
+        width = max(200, self.chart.plot_widget.width())
+        self.chart.timer.setInterval(int(min(60_000, max(1000, 1000 * span / width))))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._tune_chart_refresh()
+
+    # ------------------------------------------------------------------ state
+    def set_stopping(self, on: bool) -> None:
+        """Quit in progress: the toggle is disabled and the state says Stopping."""
+        self._stopping = on
+        self.set_state(self._state)
+
+    def set_state(self, state: C.NodeState) -> None:
+        self._state = state
+        lk = look(C.STOPPING if self._stopping else state.state)
+        self.state_label.setText(f"<span style='color:{lk.color}'>●</span> {lk.words}")
+        if state.state in (C.FAILED, C.HELD):
+            detail = ""
+        elif state.state == C.PAUSED:
+            detail = f"{state.message or 'Paused'}. The node re-joins by itself when the reason ends."
+        elif state.state == C.STOPPED:
+            detail = state.message or ("Press Start to run a node on the local demo swarm (a private FarMesh "
+                                       "network on this computer)." if self.core.node.is_local else
+                                       "Press Start to lend this computer to the FarMesh network.")
+        else:
+            detail = state.message
+        self.detail_label.setText(detail)
+        running = state.state in C.ACTIVE_STATES or state.state in (C.RESTARTING, C.PAUSED)
+        self.toggle.setText("Stop contributing" if running or state.state == C.STOPPING else "Start contributing")
+        self.toggle.setEnabled(not self._stopping and state.state != C.STOPPING)
+        color = "#c0392b" if running else "#27ae60"
+        self.toggle.setStyleSheet(f"QPushButton {{ background: {color}; color: white; border-radius: 8px; "
+                                  "padding: 8px 18px; } QPushButton:disabled { background: #95a5a6; }")
+        if state.state not in C.ACTIVE_STATES:  # no server: nothing is served right now
+            self.card_rate.set("0.0")
+            self.card_blocks.set("–", "not serving")
+            self.card_peer.set("–", "not connected")
+            self.copy_peer.setVisible(False)
+        if state.state in (C.FAILED, C.HELD):
+            self.error.show_message(look(state.state).words, state.message or "The node stopped.")
+        elif state.state in (C.ONLINE, C.STARTING):
+            self.error.hide()
+
+    def _on_progress(self, p: C.EngineProgress) -> None:
+        if self._state.state == C.PROVISIONING and not p.done:
+            self.detail_label.setText(f"Engine set-up {p.percent:.0f}%: {p.step}")
+
+    def set_stats(self, s: C.NodeStats) -> None:
+        self._stats = s
+        rate = s.inference_tokens_per_s + s.forward_tokens_per_s
+        self.card_rate.set(fmt_rate(rate), f"capacity announced: {fmt_rate(s.reported_throughput)} tok/s"
+                           if s.reported_throughput else "served right now")
+        if s.blocks:
+            self.card_blocks.set(f"{len(s.blocks)}", f"blocks {s.blocks[0]}–{s.blocks[-1]} of {s.total_blocks}")
+        else:
+            self.card_blocks.set("–", "none yet" if s.state in C.ACTIVE_STATES else "not serving")
+        if s.peer_id:
+            self.card_peer.set(f"…{s.peer_id[-8:]}", f"peer id {s.peer_id[:12]}…")
+            self.card_peer.setToolTip(s.peer_id)
+            self.copy_peer.setVisible(True)
+        else:
+            self.card_peer.set("–", "not connected")
+            self.copy_peer.setVisible(False)
+
+    def _copy_peer(self) -> None:
+        if self._stats and self._stats.peer_id:
+            QGuiApplication.clipboard().setText(self._stats.peer_id)
+
+    # ------------------------------------------------------------------ today's totals
+    def refresh_today(self) -> None:
+        if self.core.closed:
+            return
+        if self._today_busy:
+            self._today_again = True  # data changed while a query ran: query once more after it
+            return
+        self._today_again = False
+        self._today_busy = True
+        self.tasks.run(self.core.today, self._apply_today, self._today_failed)
+
+    def _today_failed(self, exc: BaseException, _tb: str) -> None:
+        self._today_busy = False
+        if self._today_again:
+            self.refresh_today()
+        self.card_tokens.set("–", getattr(exc, "message", str(exc))[:80])
+
+    def _apply_today(self, t: TodaySummary) -> None:
+        self._today_busy = False
+        if self._today_again:
+            self.refresh_today()
+        self.last_today = t
+        self.today_updated.emit(t)
+        self.card_tokens.set(fmt_count(t.tokens), f"since midnight, as of {time.strftime('%H:%M:%S')}")
+        self.card_requests.set(fmt_count(t.requests), "inference sessions and forward passes")
+        if t.earnings is not None:
+            self.card_earnings.set(f"{t.earnings:,.4f}", "reward tokens, paid + ESTIMATED unpaid")
+        elif self.core.settings.wallet.address:
+            self.card_earnings.set("–", "no earnings data yet")

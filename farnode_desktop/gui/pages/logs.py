@@ -1,0 +1,110 @@
+"""Logs: the node's server log live (``node.log`` events) after the tail of its log file; a filter; and a
+"Copy diagnostics" button that bundles settings, versions and the last lines with secrets redacted."""
+
+from __future__ import annotations
+
+import collections
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+from farnode_desktop.gui.errors import show_error
+from farnode_desktop.gui.widgets import page_header
+
+MAX_LINES = 5000
+FLUSH_MS = 300  # new lines are appended in batches (a chatty server must not cost a repaint per line)
+
+
+class LogsPage(QWidget):
+    def __init__(self, core: AppCore, bridge: BusBridge, tasks: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.core, self.tasks = core, tasks
+        self.lines: collections.deque[str] = collections.deque(maxlen=MAX_LINES)
+        self._pending: list[str] = []
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 14, 18, 14)
+        layout.addWidget(page_header("Logs", f"The node's server log ({core.log_path()})."))
+        bar = QHBoxLayout()
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter: show only lines containing…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._rerender)
+        self.copy_button = QPushButton("Copy diagnostics")
+        self.copy_button.setToolTip("Copies versions, settings and the last log lines for a bug report. "
+                                    "Never includes your wallet key or recovery phrase.")
+        self.copy_button.clicked.connect(self.copy_diagnostics)
+        bar.addWidget(self.filter, 1)
+        bar.addWidget(self.copy_button)
+        layout.addLayout(bar)
+        self.view = QPlainTextEdit()
+        self.view.setReadOnly(True)
+        self.view.setMaximumBlockCount(MAX_LINES)
+        self.view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        layout.addWidget(self.view, 1)
+        self.status = QLabel("")
+        layout.addWidget(self.status)
+        bridge.log_line.connect(self._on_line)
+        self._timer = QTimer(self)
+        self._timer.setInterval(FLUSH_MS)
+        self._timer.timeout.connect(self._flush)
+        self._timer.start()
+        self.last_diagnostics = ""
+        tasks.run(core.log_tail, self._loaded_tail, lambda e, tb: self.status.setText(f"Log file: {e}"))
+
+    def _loaded_tail(self, old: list[str]) -> None:
+        self.lines.extendleft(reversed(old[-(MAX_LINES - len(self.lines)):]) if old else [])
+        self._rerender()
+
+    def _on_line(self, line: str) -> None:
+        self._pending.append(line)
+
+    def _matches(self, line: str) -> bool:
+        f = self.filter.text().strip().lower()
+        return not f or f in line.lower()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        new, self._pending = self._pending, []
+        self.lines.extend(new)
+        shown = [ln for ln in new if self._matches(ln)]
+        if shown:
+            bar = self.view.verticalScrollBar()
+            at_end = bar.value() >= bar.maximum() - 2
+            self.view.appendPlainText("\n".join(shown))
+            if at_end:
+                bar.setValue(bar.maximum())
+
+    def _rerender(self) -> None:
+        self.view.setPlainText("\n".join(ln for ln in self.lines if self._matches(ln)))
+        self.view.verticalScrollBar().setValue(self.view.verticalScrollBar().maximum())
+
+    def visible_text(self) -> str:
+        return self.view.toPlainText()
+
+    def copy_diagnostics(self) -> None:
+        self.copy_button.setEnabled(False)
+        lines = list(self.lines)[-300:]
+        self.tasks.run(lambda: self.core.diagnostics(lines if lines else None), self._copied, self._failed)
+
+    def _copied(self, text: str) -> None:
+        self.copy_button.setEnabled(True)
+        self.last_diagnostics = text
+        QGuiApplication.clipboard().setText(text)
+        self.status.setText(f"Diagnostics copied to the clipboard ({len(text):,} characters, secrets removed).")
+
+    def _failed(self, exc: BaseException, tb: str) -> None:
+        self.copy_button.setEnabled(True)
+        show_error(self, exc, tb)

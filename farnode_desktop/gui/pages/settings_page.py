@@ -1,0 +1,318 @@
+"""Settings: network and model, GPUs and blocks, limits (pause policies), start at login, engine repair."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from farnode_desktop.core import contracts as C
+from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
+from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+from farnode_desktop.gui.errors import show_error
+from farnode_desktop.gui.widgets import page_header
+
+SWARMS = [(LOCAL_SWARM, "Local demo swarm (on this computer)"), (PUBLIC_SWARM, "Public FarMesh network"),
+          (CUSTOM_SWARM, "Custom network (initial peers)")]
+
+
+def _lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _spin(lo: int, hi: int, suffix: str = "", special: str = "") -> QSpinBox:
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    if suffix:
+        s.setSuffix(suffix)
+    if special:
+        s.setSpecialValueText(special)
+    return s
+
+
+def _dspin(lo: float, hi: float, suffix: str = "", decimals: int = 1) -> QDoubleSpinBox:
+    s = QDoubleSpinBox()
+    s.setRange(lo, hi)
+    s.setDecimals(decimals)
+    if suffix:
+        s.setSuffix(suffix)
+    return s
+
+
+class SettingsPage(QWidget):
+    def __init__(self, core: AppCore, bridge: BusBridge, tasks: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.core, self.tasks = core, tasks
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(18, 14, 18, 14)
+        outer.addWidget(page_header("Settings", "Network changes apply the next time the node starts."))
+        body = QWidget()
+        col = QVBoxLayout(body)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(body)
+        outer.addWidget(scroll, 1)
+
+        # -- network
+        net = QGroupBox("Network and model")
+        f = QFormLayout(net)
+        self.swarm = QComboBox()
+        for key, label in SWARMS:
+            self.swarm.addItem(label, key)
+        self.swarm.currentIndexChanged.connect(self._swarm_changed)
+        self.model = QLineEdit()
+        self.model.setPlaceholderText("the demo model on the local swarm; a model id or folder otherwise")
+        self.peers = QPlainTextEdit()
+        self.peers.setPlaceholderText("/ip4/203.0.113.5/tcp/31337/p2p/Qm…  (one per line)")
+        self.peers.setFixedHeight(64)
+        self.port = _spin(0, 65535, special="pick a free port")
+        self.public_name = QLineEdit()
+        self.public_name.setPlaceholderText("empty: your wallet address")
+        self.traffic = _dspin(0, 600, " requests/min")
+        f.addRow("Network", self.swarm)
+        f.addRow("Model", self.model)
+        f.addRow("Initial peers", self.peers)
+        f.addRow("Port", self.port)
+        f.addRow("Public name", self.public_name)
+        f.addRow("Demo traffic", self.traffic)
+        col.addWidget(net)
+
+        # -- GPUs
+        gpu = QGroupBox("GPUs and blocks")
+        f = QFormLayout(gpu)
+        self.blocks = _spin(0, 1000, special="automatic")
+        self.quant = QComboBox()
+        self.quant.addItems(["auto", "nf4", "int8", "none"])
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cuda", "cpu"])
+        self.reserve = _spin(0, 1 << 20, " MiB")
+        f.addRow("Blocks to serve", self.blocks)
+        f.addRow("Quantization", self.quant)
+        f.addRow("Device", self.device)
+        f.addRow("Keep free for games", self.reserve)
+        col.addWidget(gpu)
+
+        # -- limits
+        lim = QGroupBox("When to contribute")
+        f = QFormLayout(lim)
+        self.steam = QCheckBox("Pause while a Steam game runs")
+        self.gpu_programs = QCheckBox("Pause while another program uses the GPU")
+        self.programs_on = QCheckBox("Pause while one of these programs runs:")
+        self.programs = QLineEdit()
+        self.programs.setPlaceholderText("e.g. blender, obs64.exe (comma separated)")
+        self.idle_only = QCheckBox("Only when I have been idle for")
+        self.idle_minutes = _dspin(1, 1440, " min", 0)
+        self.temp_on = QCheckBox("Pause when the GPU is hotter than")
+        self.temp_high = _dspin(20, 120, " °C", 0)
+        self.temp_low = _dspin(20, 120, " °C", 0)
+        self.schedule_on = QCheckBox("Only inside these weekly windows:")
+        self.schedule = QPlainTextEdit()
+        self.schedule.setPlaceholderText("mon-fri 22:00-07:00\nweekends 00:00-24:00")
+        self.schedule.setFixedHeight(56)
+        f.addRow(self.steam)
+        f.addRow(self.gpu_programs)
+        f.addRow(self.programs_on, self.programs)
+        f.addRow(self.idle_only, self.idle_minutes)
+        f.addRow(self.temp_on, self.temp_high)
+        f.addRow("…and resume below", self.temp_low)
+        f.addRow(self.schedule_on, self.schedule)
+        col.addWidget(lim)
+
+        # -- earnings (chain)
+        chain = QGroupBox("Earnings (chain)")
+        f = QFormLayout(chain)
+        self.rpc = QLineEdit()
+        self.rpc.setPlaceholderText("https://… or http://127.0.0.1:8545")
+        self.chain_id = _spin(0, 2_000_000_000, special="not set")
+        self.token = QLineEdit()
+        self.token.setPlaceholderText("0x… reward token (ERC-20) address")
+        self.senders = QLineEdit()
+        self.senders.setPlaceholderText("0x… payout sender address(es), comma separated")
+        self.confirmations = _spin(0, 10_000, " blocks")
+        self.rate = _dspin(0, 1e9, " per 1,000 tokens", 6)
+        f.addRow("RPC URL", self.rpc)
+        f.addRow("Chain id", self.chain_id)
+        f.addRow("Reward token", self.token)
+        f.addRow("Payout senders", self.senders)
+        f.addRow("Confirmations", self.confirmations)
+        f.addRow("Estimate rate", self.rate)
+        col.addWidget(chain)
+
+        # -- start-up
+        start = QGroupBox("Start-up")
+        v = QVBoxLayout(start)
+        self.at_login = QCheckBox("Start FarNode when I log in")
+        self.minimized = QCheckBox("…straight to the tray")
+        v.addWidget(self.at_login)
+        v.addWidget(self.minimized)
+        col.addWidget(start)
+
+        # -- engine
+        eng = QGroupBox("Engine")
+        v = QVBoxLayout(eng)
+        self.engine_status = QLabel("Checking the engine…")
+        self.engine_status.setWordWrap(True)
+        self.repair = QPushButton("Set up / repair the engine")
+        self.repair.clicked.connect(self.repair_engine)
+        self.engine_bar = QProgressBar()
+        self.engine_bar.setRange(0, 100)
+        self.engine_bar.hide()
+        self.engine_step = QLabel("")
+        v.addWidget(self.engine_status)
+        row = QHBoxLayout()
+        row.addWidget(self.repair)
+        row.addWidget(self.engine_bar, 1)
+        v.addLayout(row)
+        v.addWidget(self.engine_step)
+        col.addWidget(eng)
+        col.addStretch(1)
+
+        buttons = QHBoxLayout()
+        self.saved_label = QLabel("")
+        self.revert_button = QPushButton("Revert")
+        self.revert_button.clicked.connect(self.load)
+        self.save_button = QPushButton("Save")
+        self.save_button.setDefault(True)
+        self.save_button.clicked.connect(self.save)
+        buttons.addWidget(self.saved_label, 1)
+        buttons.addWidget(self.revert_button)
+        buttons.addWidget(self.save_button)
+        outer.addLayout(buttons)
+        bridge.progress.connect(self._on_progress)
+        self.load()
+        self.refresh_engine()
+
+    # ------------------------------------------------------------------ form <-> settings
+    def load(self) -> None:
+        s = self.core.settings
+        n, p = s.network, s.policies
+        self.swarm.setCurrentIndex(max(0, [k for k, _ in SWARMS].index(n.swarm) if n.swarm in
+                                       [k for k, _ in SWARMS] else 0))
+        self.model.setText(n.model)
+        self.peers.setPlainText("\n".join(n.initial_peers))
+        self.port.setValue(n.port)
+        self.public_name.setText(n.public_name)
+        self.traffic.setValue(n.demo_traffic_per_minute)
+        self.blocks.setValue(n.num_blocks)
+        self.quant.setCurrentText(n.quantization)
+        self.device.setCurrentText(n.device)
+        self.reserve.setValue(s.gpus.reserve_vram_mib)
+        self.steam.setChecked(p.pause_for_steam_games)
+        self.gpu_programs.setChecked(p.pause_for_gpu_programs)
+        self.programs_on.setChecked(p.pause_for_programs)
+        self.programs.setText(", ".join(p.programs))
+        self.idle_only.setChecked(p.idle_only)
+        self.idle_minutes.setValue(p.idle_minutes)
+        self.temp_on.setChecked(p.temperature_pause)
+        self.temp_high.setValue(p.temperature_high_c)
+        self.temp_low.setValue(p.temperature_low_c)
+        self.schedule_on.setChecked(p.schedule_enabled)
+        self.schedule.setPlainText("\n".join(p.schedule))
+        c = s.chain
+        self.rpc.setText(c.rpc_url)
+        self.chain_id.setValue(c.chain_id)
+        self.token.setText(c.token_address)
+        self.senders.setText(", ".join(c.payout_senders))
+        self.confirmations.setValue(c.confirmations)
+        self.rate.setValue(c.reward_per_1k_tokens)
+        self.at_login.setChecked(p.start_at_login)
+        self.minimized.setChecked(p.start_minimized)
+        self._swarm_changed()
+        self.saved_label.setText("")
+
+    def _swarm_changed(self) -> None:
+        key = self.swarm.currentData()
+        self.peers.setEnabled(key == CUSTOM_SWARM)
+        self.traffic.setEnabled(key == LOCAL_SWARM)
+        self.model.setEnabled(key != LOCAL_SWARM)
+
+    def form_settings(self) -> Settings:
+        s = self.core.settings
+        net = replace(s.network, swarm=self.swarm.currentData(), model=self.model.text().strip(),
+                      initial_peers=_lines(self.peers.toPlainText()), port=self.port.value(),
+                      public_name=self.public_name.text().strip(), demo_traffic_per_minute=self.traffic.value(),
+                      num_blocks=self.blocks.value(), quantization=self.quant.currentText(),
+                      device=self.device.currentText())
+        pol = replace(s.policies, pause_for_steam_games=self.steam.isChecked(),
+                      pause_for_gpu_programs=self.gpu_programs.isChecked(),
+                      pause_for_programs=self.programs_on.isChecked(),
+                      programs=[x.strip() for x in self.programs.text().split(",") if x.strip()],
+                      idle_only=self.idle_only.isChecked(), idle_minutes=self.idle_minutes.value(),
+                      temperature_pause=self.temp_on.isChecked(), temperature_high_c=self.temp_high.value(),
+                      temperature_low_c=self.temp_low.value(), schedule_enabled=self.schedule_on.isChecked(),
+                      schedule=_lines(self.schedule.toPlainText()), start_at_login=self.at_login.isChecked(),
+                      start_minimized=self.minimized.isChecked())
+        chain = replace(s.chain, rpc_url=self.rpc.text().strip(), chain_id=self.chain_id.value(),
+                        token_address=self.token.text().strip(),
+                        payout_senders=[x.strip() for x in self.senders.text().split(",") if x.strip()],
+                        confirmations=self.confirmations.value(), reward_per_1k_tokens=self.rate.value())
+        return replace(s, network=net, gpus=replace(s.gpus, reserve_vram_mib=self.reserve.value()), policies=pol,
+                       chain=chain)
+
+    def save(self) -> bool:
+        try:
+            self.core.save_settings(self.form_settings())
+        except Exception as exc:
+            self.saved_label.setText("<span style='color:#d63031'>Not saved: see the message.</span>")
+            show_error(self, exc)
+            return False
+        running = self.core.is_running()
+        self.saved_label.setText("Saved." + (" Network changes apply when the node next starts." if running else ""))
+        return True
+
+    # ------------------------------------------------------------------ engine
+    def refresh_engine(self) -> None:
+        self.tasks.run(self.core.engine_status, self._engine_status,
+                       lambda e, tb: self.engine_status.setText(f"Could not read the engine status: {e}"))
+
+    def _engine_status(self, st: dict) -> None:
+        if st.get("ready"):
+            probe = st.get("probe") or {}
+            extra = f" (torch {probe.get('torch')})" if isinstance(probe, dict) and probe.get("torch") else ""
+            self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {st.get('variant')} "
+                                       f"engine{extra} in {st.get('path')}.")
+        else:
+            self.engine_status.setText(f"<span style='color:#e0a100'>Not set up</span>: the {st.get('variant')} "
+                                       f"engine will be installed in {st.get('path')} (about 2.5 GB; minutes).")
+
+    def repair_engine(self) -> None:
+        self.repair.setEnabled(False)
+        self.engine_bar.setValue(0)
+        self.engine_bar.show()
+        self.tasks.run(lambda: self.core.repair_engine(lambda p: self.core.bus.publish("engine.progress", p)),
+                       self._repaired, self._repair_failed)
+
+    def _on_progress(self, p: C.EngineProgress) -> None:
+        self.engine_bar.show()
+        self.engine_bar.setValue(int(p.percent))
+        self.engine_step.setText(p.step)
+
+    def _repaired(self, _probe: dict) -> None:
+        self.repair.setEnabled(True)
+        self.engine_step.setText("The engine is ready.")
+        self.refresh_engine()
+
+    def _repair_failed(self, exc: BaseException, tb: str) -> None:
+        self.repair.setEnabled(True)
+        self.engine_step.setText("Set-up stopped: see the message.")
+        show_error(self, exc, tb)
+        self.refresh_engine()

@@ -1,0 +1,97 @@
+"""Small building blocks shared by the pages: stat cards, page headers, notice boxes."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+
+def dim(label: QLabel) -> QLabel:
+    """Secondary text: the palette's placeholder colour, which follows light/dark palette changes."""
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    return label
+
+
+class StatCard(QFrame):
+    """A caption over a big value, with an optional small note under it."""
+
+    def __init__(self, caption: str, value: str = "–", note: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("statCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(2)
+        self.caption = QLabel(caption)
+        dim(self.caption)
+        self.value = QLabel(value)
+        f = self.value.font()
+        f.setPointSizeF(f.pointSizeF() * 1.6)
+        f.setBold(True)
+        self.value.setFont(f)
+        self.value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note = QLabel(note)
+        dim(self.note)
+        self.note.setWordWrap(True)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.value)
+        layout.addWidget(self.note)
+
+    def set(self, value: str, note: str | None = None) -> None:
+        if self.value.text() != value:
+            self.value.setText(value)
+        if note is not None and self.note.text() != note:
+            self.note.setText(note)
+
+
+def page_header(title: str, subtitle: str = "") -> QWidget:
+    w = QWidget()
+    layout = QVBoxLayout(w)
+    layout.setContentsMargins(0, 0, 0, 6)
+    t = QLabel(title)
+    f = t.font()
+    f.setPointSizeF(f.pointSizeF() * 1.5)
+    f.setBold(True)
+    t.setFont(f)
+    layout.addWidget(t)
+    if subtitle:
+        s = QLabel(subtitle)
+        s.setWordWrap(True)
+        dim(s)
+        layout.addWidget(s)
+    return w
+
+
+class Notice(QFrame):
+    """A coloured box with a message and optional action buttons (errors, warnings, hints)."""
+
+    def __init__(self, color: str = "#d63031", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("notice")
+        self.setStyleSheet(f"QFrame#notice {{ border: 1px solid {color}; border-left: 5px solid {color}; "
+                           "border-radius: 4px; }")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+        col = QVBoxLayout()
+        self.title = QLabel()
+        self.title.setStyleSheet(f"font-weight: bold; color: {color};")
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        col.addWidget(self.title)
+        col.addWidget(self.text)
+        layout.addLayout(col, 1)
+        self.buttons = QVBoxLayout()
+        layout.addLayout(self.buttons)
+        self.hide()
+
+    def add_button(self, text: str) -> QPushButton:
+        b = QPushButton(text)
+        self.buttons.addWidget(b)
+        return b
+
+    def show_message(self, title: str, text: str) -> None:
+        self.title.setText(title)
+        self.text.setText(text)
+        self.show()

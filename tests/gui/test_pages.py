@@ -1,0 +1,385 @@
+"""Each page of the main window, driven by a real AppCore on a private data folder (offscreen Qt)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from PySide6.QtCore import QThread
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from farnode_desktop.core import contracts as C
+from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.nvml import Nvml
+from farnode_desktop.core.policy_runner import PolicyInputs
+from farnode_desktop.gui.errors import OPEN_DIALOGS, ReportDialog, show_error
+from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
+from tests.gui.conftest import shot
+
+
+@pytest.fixture(autouse=True)
+def _private_xdg(tmp_path, monkeypatch):
+    """Start-at-login entries go to a private XDG config folder."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def _stats(**kw) -> C.NodeStats:
+    base = dict(time=time.time(), node_id="main", run_id="r1", state=C.ONLINE, peer_id="12D3KooWAbCdEfGhIjKlMnOp",
+                blocks=(0, 1, 2, 3), total_blocks=8, uptime_s=30.0, inference_tokens=1200,
+                inference_tokens_per_s=41.5, forward_tokens_per_s=3.0)
+    base.update(kw)
+    return C.NodeStats(**base)
+
+
+# ---------------------------------------------------------------------------------------------- dashboard
+
+def test_dashboard_stopped_then_events_from_a_worker_thread(qtbot, gui, artifacts_dir):
+    dash = gui.window.dashboard
+    assert "Stopped" in dash.state_label.text()
+    assert dash.toggle.text() == "Start contributing"
+    assert gui.window.windowTitle() == "FarNode: Stopped"
+    shot(gui.window, artifacts_dir, "gui-dashboard-stopped.png")
+
+    # Events come from the core's threads; the bridge queues them to the GUI thread.
+    from farnode_desktop.gui.bridge import BusBridge
+
+    raw = BusBridge(gui.core.bus)  # no resolvers: the payload as published
+    seen = []
+    raw.stats.connect(lambda s: seen.append((s, QThread.currentThread())))
+    t = threading.Thread(target=lambda: gui.core.bus.publish("node.stats", _stats()))
+    t.start()
+    t.join()
+    qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+    assert seen[0][0].inference_tokens_per_s == 41.5 and seen[0][1] is QApplication.instance().thread()
+    raw.close()
+    # The app's bridge shows the controller's view (summed over servers; states that a late event
+    # cannot override): drive the views with an online node's values.
+    online = C.NodeState("main", C.ONLINE, time=time.time())
+    dash.set_state(online)
+    gui.window.set_state(online)
+    dash.set_stats(_stats())
+    assert dash.card_rate.value.text() == "44.5"
+    assert "Online" in dash.state_label.text()
+    assert dash.toggle.text() == "Stop contributing"
+    assert dash.card_blocks.value.text() == "4" and "0–3 of 8" in dash.card_blocks.note.text()
+    assert dash.card_peer.value.text().endswith("IjKlMnOp"[-8:])
+    assert gui.window.windowTitle() == "FarNode: Online: contributing"
+
+
+def test_dashboard_failed_state_says_what_to_do(qtbot, gui, artifacts_dir):
+    msg = ("Port 31337 is already used by another program (or by a FarNode node that is still running). "
+           "Close that program, or choose another port in Settings > Network.")
+    dash = gui.window.dashboard
+    dash.set_state(C.NodeState("main", C.FAILED, msg, "port_in_use", time.time()))
+    qtbot.waitUntil(lambda: dash.error.isVisible(), timeout=5000)
+    assert "choose another port" in dash.error.text.text()
+    assert dash.toggle.text() == "Start contributing" and dash.toggle.isEnabled()
+    shot(gui.window, artifacts_dir, "gui-dashboard-failed.png")
+    dash.error_logs.click()
+    assert gui.window.stack.currentWidget() is gui.window.logs
+
+
+def test_dashboard_today_totals_from_the_metrics_store(qtbot, gui):
+    now = time.time()
+    gui.core.store.record_many([("tokens_inference_per_s", now - 5, 700.0), ("tokens_forward_per_s", now - 4, 34.0),
+                                ("requests", now - 4, 3.0)], add=True)
+    gui.core.store.flush()
+    gui.window.dashboard.refresh_today()
+    qtbot.waitUntil(lambda: gui.window.dashboard.card_tokens.value.text() == "734", timeout=5000)
+    assert gui.window.dashboard.card_requests.value.text() == "3"
+
+
+# ---------------------------------------------------------------------------------------------- GPUs
+
+def test_gpus_page_without_a_driver_says_so(qtbot, gui, artifacts_dir):
+    gui.window.show_page("GPUs")
+    page = gui.window.pages["GPUs"]
+    qtbot.waitUntil(lambda: page.report is not None, timeout=10_000)
+    assert not page.report.inventory.gpus  # this machine has no NVIDIA driver
+    assert page.none_notice.isVisible()
+    assert page.report.inventory.error in page.none_notice.text.text()
+    assert "CPU" in page.none_notice.text.text()
+    shot(gui.window, artifacts_dir, "gui-gpus-none.png")
+
+
+def test_gpus_page_cards_telemetry_and_contribute_switch(qtbot, app_paths, artifacts_dir):
+    from farnode_desktop.gui.app import GuiApp
+
+    a = FakeGpu(name="NVIDIA GeForce RTX 3060", uuid="GPU-aaaa", total_mib=12288, temperature_c=61)
+    b = FakeGpu(name="NVIDIA GeForce RTX 4090", uuid="GPU-bbbb", total_mib=24564, cc=(8, 9))
+    nvml = Nvml(module=FakePynvml([a, b]))
+    core = AppCore(app_paths, nvml=nvml, policy_inputs=PolicyInputs())
+    core.start()
+    g = GuiApp(core, use_tray=False)
+    try:
+        g.window.show()
+        g.window.show_page("GPUs")
+        page = g.window.pages["GPUs"]
+        qtbot.waitUntil(lambda: len(page.cards) == 2, timeout=10_000)
+        qtbot.waitUntil(lambda: "61 °C" in page.cards["GPU-aaaa"].live.text(), timeout=5000)
+        card = page.cards["GPU-bbbb"]
+        assert card.contribute.isChecked() == card.contribute.isEnabled()
+        shot(g.window, artifacts_dir, "gui-gpus-two.png")
+        if card.contribute.isEnabled():
+            card.contribute.setChecked(False)
+            saved = json.loads(app_paths.settings_file.read_text())
+            assert saved["gpus"]["contributing"] == ["GPU-aaaa"] or not page.cards["GPU-aaaa"].contribute.isEnabled()
+    finally:
+        with qtbot.waitSignal(g.quitted, timeout=30_000):
+            g.quit()
+        nvml.close()
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+def test_settings_page_rejects_bad_input_and_saves_good_input(qtbot, gui, artifacts_dir):
+    page = gui.window.settings_page
+    gui.window.show_page("Settings")
+    shot(gui.window, artifacts_dir, "gui-settings.png")
+    page.swarm.setCurrentIndex(2)  # custom network ...
+    page.peers.setPlainText("not-an-address")  # ... with a peer address without /p2p/
+    page.port.setValue(40123)
+    assert page.save() is False
+    box = next(d for d in OPEN_DIALOGS if isinstance(d, QMessageBox))
+    assert box.windowTitle() == "Settings problem" and "/p2p/" in box.text()
+    assert not gui.core.paths.settings_file.exists()  # nothing half-saved
+    box.close()
+    page.peers.setPlainText("/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWExample")
+    page.steam.setChecked(False)
+    page.schedule_on.setChecked(True)
+    page.schedule.setPlainText("mon-fri 22:00-07:00")
+    assert page.save() is True
+    saved = json.loads(gui.core.paths.settings_file.read_text())
+    assert saved["network"]["swarm"] == "custom" and saved["network"]["port"] == 40123
+    assert saved["network"]["initial_peers"] == ["/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWExample"]
+    assert saved["policies"]["pause_for_steam_games"] is False
+    assert saved["policies"]["schedule"] == ["mon-fri 22:00-07:00"]
+    assert gui.core.policies._engine.settings.schedule_enabled  # the policies got the new settings
+    page.port.setValue(1)
+    page.load()  # Revert
+    assert page.port.value() == 40123
+
+
+def test_settings_start_at_login_writes_the_autostart_entry(qtbot, gui, tmp_path):
+    page = gui.window.settings_page
+    page.at_login.setChecked(True)
+    assert page.save()
+    entry = tmp_path / "xdg" / "autostart" / "farnode-desktop.desktop"
+    assert entry.exists() and "--minimized" in entry.read_text()
+    page.at_login.setChecked(False)
+    assert page.save()
+    assert not entry.exists()
+
+
+def test_settings_engine_status_is_shown(qtbot, gui):
+    page = gui.window.settings_page
+    qtbot.waitUntil(lambda: "Checking" not in page.engine_status.text(), timeout=10_000)
+    assert "engine" in page.engine_status.text()
+
+
+# ---------------------------------------------------------------------------------------------- logs
+
+def test_logs_page_live_filter_and_redacted_diagnostics(qtbot, gui, artifacts_dir):
+    logs = gui.window.logs
+    key = "ab" * 32
+    for i in range(40):
+        gui.core.bus.publish("node.log", f"[INFO] line {i} {'Announced that blocks are online' if i % 10 == 0 else ''}")
+    gui.core.bus.publish("node.log", f"[WARN] leaked {key}")
+    qtbot.waitUntil(lambda: "line 39" in logs.visible_text(), timeout=5000)
+    logs.filter.setText("announced")
+    assert logs.visible_text().count("\n") == 3 and "line 10" in logs.visible_text()
+    logs.filter.setText("")
+    gui.window.show_page("Logs")
+    shot(gui.window, artifacts_dir, "gui-logs.png")
+    logs.copy_diagnostics()
+    qtbot.waitUntil(lambda: bool(logs.last_diagnostics), timeout=10_000)
+    text = QApplication.clipboard().text()
+    assert text == logs.last_diagnostics
+    assert key not in text and "<redacted>" in text
+    assert '"settings"' in text and "line 39" in text and "farnode" in text.lower()
+
+
+# ---------------------------------------------------------------------------------------------- errors, runner
+
+def test_errors_known_as_message_unknown_as_report(qtbot):
+    box = show_error(None, FarNodeError("Close that program, then start again.", title="Port in use"))
+    assert isinstance(box, QMessageBox) and box.windowTitle() == "Port in use"
+    assert box.text() == "Close that program, then start again."
+    box.close()
+    try:
+        raise KeyError("surprise")
+    except KeyError as exc:
+        import traceback
+
+        report = show_error(None, exc, traceback.format_exc())
+    assert isinstance(report, ReportDialog)
+    assert "KeyError: 'surprise'" in report.view.toPlainText()
+    report.copy_button.click()
+    assert "KeyError" in QApplication.clipboard().text()
+    report.close()
+
+
+def test_task_runner_delivers_results_and_errors_on_the_gui_thread(qtbot):
+    from farnode_desktop.gui.bridge import TaskRunner
+
+    runner = TaskRunner()
+    got, errs = [], []
+    workers = []
+
+    def work():
+        workers.append(threading.current_thread())
+        time.sleep(0.05)
+        return 42
+
+    runner.run(work, lambda r: got.append((r, QThread.currentThread())))
+    runner.run(lambda: 1 / 0, None, lambda e, tb: errs.append((e, tb, QThread.currentThread())))
+    qtbot.waitUntil(lambda: bool(got and errs), timeout=5000)
+    gui_thread = QApplication.instance().thread()
+    assert got[0][0] == 42 and got[0][1] is gui_thread
+    assert workers[0] is not threading.main_thread()
+    assert isinstance(errs[0][0], ZeroDivisionError) and "ZeroDivisionError" in errs[0][1] and errs[0][2] is gui_thread
+    assert runner.wait(5000) and runner.pending == 0
+
+
+# ---------------------------------------------------------------------------------------------- first run
+
+def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
+    from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+    from farnode_desktop.gui.first_run import FirstRunWizard
+
+    assert core.first_run
+    tasks = TaskRunner()
+    bridge = BusBridge(core.bus)
+    wiz = FirstRunWizard(core, tasks, bridge)
+    qtbot.addWidget(wiz)
+    wiz.show()
+    qtbot.waitUntil(lambda: wiz.gpu_step.report is not None, timeout=10_000)
+    assert "No NVIDIA" in wiz.gpu_step.result.text() or "NVIDIA" in wiz.gpu_step.result.text()
+    shot(wiz, artifacts_dir, "gui-first-run-gpus.png")
+    wiz.next()
+    assert wiz.network_step.local.isChecked()
+    wiz.network_step.public.setChecked(True)
+    shot(wiz, artifacts_dir, "gui-first-run-network.png")
+    wiz.next()
+    assert wiz.currentPage() is wiz.wallet_step
+    qtbot.waitUntil(lambda: wiz.wallet_step.page.empty.isVisible(), timeout=10_000)
+    shot(wiz, artifacts_dir, "gui-first-run-wallet.png")
+    wiz.next()  # skip the wallet
+    assert wiz.currentPage() is wiz.engine_step
+    qtbot.waitUntil(lambda: "Checking" not in wiz.engine_step.status.text(), timeout=10_000)
+    shot(wiz, artifacts_dir, "gui-first-run-engine.png")
+    wiz.next()  # skip the engine
+    wiz.finish_step.start.setChecked(False)
+    with qtbot.waitSignal(wiz.finished_setup, timeout=5000) as sig:
+        wiz.accept()
+    assert sig.args == [False]
+    assert json.loads(core.paths.settings_file.read_text())["network"]["swarm"] == "public"
+    assert not core.first_run
+    bridge.close()
+    tasks.wait()
+
+
+# ---------------------------------------------------------------------------------------------- tray, instance
+
+def test_tray_icons_menu_and_tooltip_follow_the_state(qtbot, core):
+    from farnode_desktop.gui.bridge import BusBridge
+    from farnode_desktop.gui.look import COLORS, state_pixmap
+    from farnode_desktop.gui.tray import Tray
+
+    images = {k: state_pixmap(k, 32).toImage() for k in COLORS}
+    assert len({img.pixelColor(16, 4).name() for img in images.values()}) == 5  # one colour per state
+    bridge = BusBridge(core.bus)
+    tray = Tray(bridge)
+    assert tray.toggle_action.text() == "Start contributing" and not tray.pause_action.isEnabled()
+    core.bus.publish("node.state", C.NodeState("main", C.ONLINE, time=time.time()))
+    core.bus.publish("node.stats", _stats())
+    qtbot.waitUntil(lambda: "44.5 tokens/s" in tray.icon.toolTip(), timeout=5000)
+    assert tray.kind == "online" and tray.toggle_action.text() == "Stop contributing"
+    assert tray.pause_action.text() == "Pause for 1 hour" and tray.pause_action.isEnabled()
+    core.bus.publish("node.state", C.NodeState("main", C.PAUSED, "paused for 1 hour", time=time.time()))
+    qtbot.waitUntil(lambda: tray.kind == "paused", timeout=5000)
+    assert tray.pause_action.text() == "Resume now"
+    with qtbot.waitSignal(tray.resume, timeout=1000):
+        tray.pause_action.trigger()
+    core.bus.publish("node.state", C.NodeState("main", C.FAILED, "Port in use.", time=time.time()))
+    qtbot.waitUntil(lambda: tray.kind == "error", timeout=5000)
+    tray.set_earnings_today(0.125)
+    assert "0.1250 earned" in tray.icon.toolTip()
+    bridge.close()
+
+
+def test_single_instance_socket(qtbot, app_paths):
+    from PySide6.QtNetwork import QLocalServer
+
+    from farnode_desktop.gui.app import instance_key, signal_running_instance
+
+    key = instance_key(app_paths)
+    assert not signal_running_instance(key, 200)
+    server = QLocalServer()
+    QLocalServer.removeServer(key)
+    assert server.listen(key)
+    received = []
+
+    def conn():
+        s = server.nextPendingConnection()
+        s.readyRead.connect(lambda: received.append(bytes(s.readAll())))
+
+    server.newConnection.connect(conn)
+    result = []
+    t = threading.Thread(target=lambda: result.append(signal_running_instance(key)))
+    t.start()
+    qtbot.waitUntil(lambda: bool(received) and not t.is_alive(), timeout=5000)
+    assert result == [True] and received[0].startswith(b"show")
+    server.close()
+
+
+def test_without_a_tray_closing_the_window_quits(qtbot, gui):
+    assert gui.tray is None
+    with qtbot.waitSignal(gui.quitted, timeout=30_000):
+        gui.window.close()
+    assert gui.core.closed and not gui.window.isVisible()
+    assert gui.window.windowTitle() == "FarNode: Stopping…"
+
+
+def test_dark_palette_screenshot(qtbot, gui, artifacts_dir):
+    """The dark palette (what apply_theme uses when the OS is dark): text stays readable."""
+    from PySide6.QtGui import QPalette
+
+    from farnode_desktop.gui.look import _dark_palette
+
+    app = QApplication.instance()
+    old = app.palette()
+    try:
+        app.setPalette(_dark_palette())
+        gui.window.dashboard.set_stats(_stats(reported_throughput=2894.9))
+        qtbot.wait(200)
+        pal = gui.window.palette()
+        assert pal.color(QPalette.ColorRole.Window).lightness() < 80
+        assert pal.color(QPalette.ColorRole.WindowText).lightness() > 200
+        shot(gui.window, artifacts_dir, "gui-dashboard-dark.png")
+        gui.window.show_page("Settings")
+        shot(gui.window, artifacts_dir, "gui-settings-dark.png")
+    finally:
+        app.setPalette(old)
+
+
+def test_with_a_tray_closing_the_window_keeps_running_and_says_so_once(qtbot, core):
+    from farnode_desktop.gui.app import GuiApp
+
+    g = GuiApp(core, use_tray=True)  # the icon object exists offscreen, even where no tray shows it
+    try:
+        g.window.show()
+        qtbot.waitExposed(g.window)
+        g.window.close()
+        assert not g.window.isVisible() and not g.quitting and not core.closed
+        state = json.loads((core.paths.config_dir / "gui-state.json").read_text())
+        assert state["tray_hint_shown"] is True
+        g.tray.open_window.emit()  # a click on the icon
+        assert g.window.isVisible()
+    finally:
+        with qtbot.waitSignal(g.quitted, timeout=30_000):
+            g.tray.quit.emit()
+    assert core.closed
