@@ -49,7 +49,7 @@ class ProcSteamDetector:
     ``min_interval_s`` seconds. Processes of other users cannot be read and are skipped.
     """
 
-    def __init__(self, proc: Path = Path("/proc"), *, min_interval_s: float = 5.0,
+    def __init__(self, proc: Path = Path("/proc"), *, min_interval_s: float = 15.0,
                  exclude_pids: Callable[[], Iterable[int]] = tuple, clock: Callable[[], float] = time.monotonic):
         self._proc = Path(proc)
         self._min_interval_s = min_interval_s
