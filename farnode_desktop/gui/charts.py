@@ -417,8 +417,10 @@ class EarningsChart(TimeSeriesChart):
         self.bars_plot.showGrid(x=False, y=True, alpha=0.25)
         self.bars_plot.setMouseEnabled(x=False, y=False)
         self.bars_plot.hideButtons()
-        self.bars_plot.setLabel("left", "earned per day")
+        self.bars_plot.setLabel("left", "per day")
+        self.bars_plot.getAxis("left").enableAutoSIPrefix(False)  # no "(x1e-3)" that the label cannot fit
         self.bars_plot.getAxis("left").setWidth(64)
+        self.bars_plot.setYRange(0, 1)  # until there is a day with earnings
         self.bars_widget.setMaximumHeight(140)
         self.bars = pg.BarGraphItem(x0=[], x1=[], height=[], brush=pg.mkBrush(COLORS[2]), pen=pg.mkPen(None))
         self.bars_plot.addItem(self.bars)
