@@ -94,9 +94,33 @@ class NodeController:
     def prepare(self, progress: Callable[[C.EngineProgress], None] | None = None) -> None:
         """Set up the engine environment (minutes the first time) and the demo model."""
         report = progress or (lambda p: self.bus.publish("engine.progress", p))
-        self.engine.ensure(report)
+        runtime = self.supervisor.runtime
+        if runtime.name == "native":
+            self.engine.ensure(report)
+        else:
+            self._prepare_runtime(runtime, report)
         if self.is_local:
             self._model_path = ensure_demo_model(self.paths, self.engine)
+
+    def _prepare_runtime(self, runtime, report) -> None:
+        """WSL2 / Docker: the runtime's own status and set-up commands (resumable), with progress."""
+        from farnode_desktop.core.errors import EngineEnvError
+        from farnode_desktop.core.runtime import run_steps
+
+        outputs = [(r.returncode, r.output) for r in run_steps(runtime.status_steps())]
+        status = runtime.parse_status(outputs)
+        if not status.available:
+            raise EngineEnvError(status.message, title=f"{runtime.name} is not ready")
+        if status.engine_ready:
+            return
+        if runtime.name == "wsl2":
+            from farnode_desktop.core.runtime_wsl import parse_wsl_list
+
+            steps = runtime.setup_steps(self.engine.variant,
+                                        distros=parse_wsl_list(outputs[1][1]) if len(outputs) > 1 else [])
+        else:
+            steps = runtime.setup_steps(self.engine.variant)
+        run_steps(steps, progress=report)
 
     def start(self, progress: Callable[[C.EngineProgress], None] | None = None) -> C.NodeState:
         with self._lock:
