@@ -21,6 +21,8 @@ from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import LOCAL_SWARM, Settings, SettingsStore
 from farnode_desktop.core.supervisor import RestartPolicy, Supervisor
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ServerSpec:
@@ -30,8 +32,6 @@ class ServerSpec:
     config: dict
     env: dict = field(default_factory=dict)
     reason: str = ""
-
-log = logging.getLogger(__name__)
 
 
 class NodeController:
@@ -43,9 +43,8 @@ class NodeController:
         self.store = SettingsStore(paths.settings_file)
         self.settings = settings if settings is not None else self.store.load()
         self.settings_warnings = list(self.store.warnings)
-        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device
-                                                                if self.settings.network.device != "auto"
-                                                                else "auto"))
+        # device "cpu"/"cuda" picks that engine build; "auto" follows the NVIDIA driver
+        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device))
         self.restart_policy = restart_policy
         self.nvml = nvml  # None: the real NVML (tests pass one over a fake pynvml)
         self.supervisor = self._make_supervisor("main")
