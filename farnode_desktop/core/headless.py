@@ -70,6 +70,7 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
     starter.start()
     t_end = time.time() + duration if duration else None
     code = 0
+    last_line = ""
     try:
         while not stop.wait(1.0):
             if t_end and time.time() >= t_end:
@@ -77,7 +78,11 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
             st = node.state
             if not json_events:
                 line = status_line(node.stats(), st, node.traffic.stats if node.is_local else None)
-                print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", flush=True)
+                if tty:
+                    print("\r\033[K" + line, end="", flush=True)
+                elif line != last_line and st.state != C.PROVISIONING:  # a log file: changes only
+                    print(line, flush=True)
+                last_line = line
             if st.state in (C.FAILED, C.HELD) and not starter.is_alive():
                 print(f"\n{st.message}", file=sys.stderr)
                 code = 1
