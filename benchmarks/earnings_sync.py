@@ -11,7 +11,7 @@ Prints wall time, RPC calls and payouts per second of each, and the ratios. Both
 against what was sent (count and exact sum).
 
 anvil (1.7.1) runs with ``--hardfork shanghai --prune-history`` (no number), which builds the 200,000-block
-chain in about 35 s on a 2-core machine; it is still an honest chain: every block is mined, eth_getLogs is
+chain in 20-35 s on a 2-core machine; it is still an honest chain: every block is mined, eth_getLogs is
 served from anvil's block and receipt store, and the sync scans all 200,000 blocks. Why these flags:
 
 - With state history on (the default, or ``--prune-history N``), anvil clones its whole in-memory database
