@@ -68,7 +68,7 @@ def source_digest(repo: Path) -> str:
 
     h = hashlib.sha256()
     files = [p for p in (repo / "farnode_desktop").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    files += [repo / "packaging" / "farnode.spec", repo / "packaging" / "farnode_entry.py"]
+    files += [repo / "packaging" / "farnode.spec", repo / "packaging" / "farnode_entry.py", repo / "packaging" / "shrink.py"]
     for p in sorted(files):
         h.update(p.relative_to(repo).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
@@ -158,8 +158,12 @@ def bundle_check() -> int:
         gui.draw_chart()
     except Exception:
         failed.append("Qt/pyqtgraph chart: " + traceback.format_exc(limit=3).strip().splitlines()[-1])
+    try:
+        failed.extend(f"Qt text services (ICU): {p}" for p in gui.check_text_services())
+    except Exception:
+        failed.append("Qt text services (ICU): " + traceback.format_exc(limit=3).strip().splitlines()[-1])
     for line in failed:
         print(f"bundle-check FAILED {line}", file=sys.stderr)
     if not failed:
-        print(f"bundle-check ok: {count} modules, chart drawn")
+        print(f"bundle-check ok: {count} modules, chart drawn, Qt text services work")
     return 1 if failed else 0

@@ -32,3 +32,28 @@ def draw_chart() -> tuple[int, int]:
     plot.close()
     app.processEvents()
     return image.width(), image.height()
+
+
+def check_text_services() -> list[str]:
+    """Exercise what Qt takes from ICU (the spec ships a reduced ICU data library, packaging/shrink.py):
+    locale collation with a tailoring, locale-aware case mapping, time-zone display names in three
+    languages and a legacy codec. Returns the problems found (empty when all work)."""
+    from PySide6.QtCore import QCollator, QLocale, QStringDecoder, QTimeZone
+
+    problems = []
+    if QCollator(QLocale("de_DE")).compare("Äpfel", "Birne") >= 0:
+        problems.append("German collation: Ä should sort before B")
+    if QCollator(QLocale("sv_SE")).compare("ö", "z") <= 0:
+        problems.append("Swedish collation tailoring missing: ö should sort after z")
+    if QLocale("tr_TR").toUpper("istanbul") != "İSTANBUL" or QLocale("en_US").toUpper("straße") != "STRASSE":
+        problems.append("locale-aware case mapping")
+    berlin = QTimeZone(b"Europe/Berlin")
+    long_name = QTimeZone.NameType.LongName
+    for locale, want in (("en_US", "Central European Standard Time"), ("de_DE", "Mitteleuropäische Normalzeit"),
+                         ("ja_JP", "中央ヨーロッパ標準時")):
+        got = berlin.displayName(QTimeZone.TimeType.StandardTime, long_name, QLocale(locale))
+        if got != want:
+            problems.append(f"time-zone name for {locale}: {got!r} instead of {want!r}")
+    if not QStringDecoder("Shift_JIS").isValid():
+        problems.append("the Shift_JIS codec is missing")
+    return problems
