@@ -68,7 +68,8 @@ def source_digest(repo: Path) -> str:
 
     h = hashlib.sha256()
     files = [p for p in (repo / "farnode_desktop").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    files += [repo / "packaging" / "farnode.spec", repo / "packaging" / "farnode_entry.py", repo / "packaging" / "shrink.py"]
+    files += [repo / "packaging" / "farnode.spec", repo / "packaging" / "farnode_entry.py"]
+    files += [p for p in [repo / "packaging" / "shrink.py"] if p.is_file()]  # the spec's post-build step
     for p in sorted(files):
         h.update(p.relative_to(repo).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
