@@ -35,7 +35,10 @@ def test_source_digest_changes_with_the_sources(tmp_path):
     first = bundle.source_digest(tmp_path)
     assert bundle.source_digest(tmp_path) == first
     (tmp_path / "farnode_desktop" / "engine" / "launcher.py").write_text("y")
-    assert bundle.source_digest(tmp_path) != first
+    second = bundle.source_digest(tmp_path)
+    assert second != first
+    (tmp_path / "packaging" / "shrink.py").write_text("z")  # the spec's post-build step counts too
+    assert bundle.source_digest(tmp_path) != second
 
 
 def test_launcher_command_needs_an_engine_and_an_engine_module(farnode_home, monkeypatch, tmp_path):
