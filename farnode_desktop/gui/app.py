@@ -14,11 +14,13 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication
 
@@ -112,6 +114,7 @@ class GuiApp(QObject):
         self.first_paint_time: float | None = None
         self.window.first_painted.connect(self._on_first_paint)
         self._test_file = os.environ.get("FARNODE_TEST_STATE_FILE")
+        self._test_last: dict | None = None
         self.bridge.state.connect(self._on_state)
         self.bridge.earnings.connect(self._on_earnings)
         self._payouts_seen: int | None = None
@@ -237,10 +240,51 @@ class GuiApp(QObject):
             "chart_served_points": points.get("tokens_inference_per_s", 0) + points.get("tokens_forward_per_s", 0), "first_paint": self.first_paint_time, "quitting": self.quitting,
             "quit_done": quit_done, "node_pids": self.core.node.node_pids(),
         }
+        # Only a change is written: an fsync'd file every second would be the hook's own CPU cost in the
+        # footprint benchmark, not the app's. "time" is when the state last changed.
+        key = {k: v for k, v in data.items() if k != "time"}
+        if key == self._test_last:
+            return
+        self._test_last = key
         try:
             atomic_write_json(Path(self._test_file), data)
         except OSError as exc:
             log.warning("test state file: %s", exc)
+
+
+class SignalWakeup(QObject):
+    """Runs ``on_signal`` on the GUI thread when SIGINT or SIGTERM arrives, without a polling timer.
+
+    Python runs signal handlers only between bytecodes, and Qt's loop runs none while idle; the usual
+    fix, a timer that wakes the interpreter twice a second, costs wake-ups for the app's whole life.
+    Instead the C-level handler writes to a socket (``signal.set_wakeup_fd``) that a ``QSocketNotifier``
+    watches: the notifier's slot is Python code, so the pending handler runs at once. A socket pair, not a
+    pipe, so that it works on Windows too."""
+
+    def __init__(self, on_signal: Callable[[], None], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rsock, self._wsock = socket.socketpair()
+        for sock in (self._rsock, self._wsock):
+            sock.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
+        self._notifier = QSocketNotifier(self._rsock.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._drain)
+        self._old = {sig: signal.signal(sig, lambda *_: on_signal()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _drain(self) -> None:
+        try:
+            while self._rsock.recv(64):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def close(self) -> None:
+        self._notifier.setEnabled(False)
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._old_fd)
+        self._rsock.close()
+        self._wsock.close()
 
 
 def run_gui(minimized: bool = False) -> int:
@@ -296,13 +340,10 @@ def run_gui(minimized: bool = False) -> int:
         if gui.gui_state.get("contributing"):
             gui.start_node()  # the node was contributing when the app last closed
 
-    # Ctrl-C / SIGTERM quit cleanly; a timer lets Python's signal handlers run inside Qt's loop.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: QTimer.singleShot(0, gui.quit))
-    tick = QTimer()
-    tick.start(500)
-    tick.timeout.connect(lambda: None)
+    # Ctrl-C / SIGTERM quit cleanly.
+    wakeup = SignalWakeup(lambda: QTimer.singleShot(0, gui.quit))
     code = app.exec()
+    wakeup.close()
     server.close()
     gui.tasks.wait(5000)
     return code

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QGraphicsItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from farnode_desktop.core.metrics import Bucket, MetricsStore
 
@@ -92,6 +92,24 @@ def _arrays(buckets: list[Bucket]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def _band(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A vertical min-max stroke per bucket, drawn as one curve with ``connect="pairs"``."""
     return np.repeat(t, 2), np.column_stack((lo, hi)).ravel()
+
+
+def y_range(series: Any, headroom: float = 0.08) -> tuple[float, float]:
+    """The y range that shows every (t, mean, min, max) of ``series`` with ``headroom`` (a fraction of
+    the span) above and below, the same view auto-range gives but computed once per refresh. Throughput
+    never drops below 0, so a range of non-negative values starts at 0."""
+    lows = [float(np.nanmin(lo)) for _t, _m, lo, _hi in series if len(lo) and not np.all(np.isnan(lo))]
+    highs = [float(np.nanmax(hi)) for _t, _m, _lo, hi in series if len(hi) and not np.all(np.isnan(hi))]
+    if not lows or not highs:
+        return 0.0, 1.0
+    lo, hi = min(lows), max(highs)
+    if lo >= 0 and lo <= 0.5 * hi:
+        lo = 0.0
+    span = hi - lo
+    if span <= 0:
+        span = abs(hi) or 1.0
+        return lo - 0.5 * span, hi + 0.5 * span
+    return (lo - headroom * span if lo != 0 else 0.0), hi + headroom * span
 
 
 def _fmt(v: float) -> str:
@@ -175,11 +193,15 @@ class TimeSeriesChart(QWidget):
 
     def _setup_plot(self, plot: pg.PlotItem) -> None:
         plot.showGrid(x=True, y=True, alpha=0.25)
-        plot.setDownsampling(auto=True, mode="peak")
-        plot.setClipToView(True)
+        # No clip-to-view or auto-downsampling: the store already returns at most one bucket per pixel,
+        # and both would re-process every curve on each range change.
         plot.setMouseEnabled(x=False, y=False)
+        plot.disableAutoRange()  # set_result sets both ranges at once: one repaint per refresh
         plot.hideButtons()
         plot.getAxis("left").setWidth(64)  # room for "20,000" before the first layout pass
+        # The y axis (with its grid lines across the plot) rarely changes: keep it as a pixmap instead of
+        # replaying its drawing on every repaint (about 4x cheaper repaints of an unchanged chart).
+        plot.getAxis("left").setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         unit = self.unit()
         if unit:
             plot.setLabel("left", unit)
@@ -273,8 +295,10 @@ class TimeSeriesChart(QWidget):
             mean_c.setData(t, mean)
             band_c.setData(*_band(t, lo, hi))
         start, end = result["window"]
-        self.plot.setXRange(start, end, padding=0)
-        self.plot.enableAutoRange(axis="y")
+        self.plot.setRange(xRange=(start, end), yRange=y_range(self._data.values()), padding=0)
+        # pyqtgraph applies a new range to the view's transform only when the paint starts; moving the
+        # items then marks them dirty again and costs a second full repaint. Apply it now: one paint.
+        self.plot.vb.prepareForPaint()
         self._after_result(result)
 
     def _after_result(self, result: dict[str, Any]) -> None:

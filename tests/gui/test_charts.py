@@ -174,3 +174,58 @@ def test_a_failing_query_is_shown_not_lost(qtbot, filled, monkeypatch):
     chart.refresh()
     qtbot.waitUntil(lambda: "Could not read the history" in chart.readout.text(), timeout=5000)
     assert "disk I/O error" in chart.last_error and not chart._in_flight
+
+
+def test_a_refresh_repaints_the_plot_once_and_shows_all_data(qtbot, filled):
+    """The live chart's cost is its repaints: a new result must cost one, not two (pyqtgraph applies a
+    range change at paint time, which used to trigger a second full repaint), and the y range chosen
+    once per refresh must hold every min-max band."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication
+
+    store, clock = filled
+    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+    _loaded(qtbot, chart, "tokens_inference_per_s")
+
+    class Count(QObject):
+        paints = 0
+
+        def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+            if event.type() == QEvent.Type.Paint:
+                self.paints += 1
+            return False
+
+    counter = Count()
+    chart.plot_widget.viewport().installEventFilter(counter)
+    for _ in range(5):
+        QApplication.processEvents()
+    for step in range(1, 4):
+        counter.paints = 0
+        clock.now = NOW + 60 * step
+        chart.refresh()
+        qtbot.waitUntil(lambda: not chart._in_flight, timeout=10_000)
+        for _ in range(5):
+            QApplication.processEvents()
+        assert counter.paints == 1, f"refresh {step}: {counter.paints} repaints"
+    clock.now = NOW
+
+    (x0, x1), (y0, y1) = chart.plot.vb.viewRange()
+    lows = min(chart.data(s)[2].min() for s in ("tokens_inference_per_s", "tokens_forward_per_s"))
+    highs = max(chart.data(s)[3].max() for s in ("tokens_inference_per_s", "tokens_forward_per_s",
+                                                  "reported_throughput"))
+    assert y0 <= lows and y0 == 0.0  # tokens per second: the axis starts at 0
+    assert highs < y1 <= highs * 1.2
+
+
+@pytest.mark.parametrize("bands, expected", [
+    ([], (0.0, 1.0)),  # nothing yet
+    ([(10.0, 20.0)], (0.0, 21.6)),  # non-negative and near 0: from 0, 8 % headroom
+    ([(50.0, 80.0)], (47.6, 82.4)),  # far from 0 (temperatures): tight, 8 % of the span each side
+    ([(7.0, 7.0)], (3.5, 10.5)),  # a flat line is not a zero-height range
+    ([(-5.0, 5.0), (np.nan, np.nan)], (-5.8, 5.8)),  # NaN buckets are ignored
+])
+def test_y_range(bands, expected):
+    from farnode_desktop.gui.charts import y_range
+
+    series = [(np.array([0.0]), np.array([lo]), np.array([lo]), np.array([hi])) for lo, hi in bands]
+    assert y_range(series) == pytest.approx(expected)

@@ -56,10 +56,10 @@ class LogsPage(QWidget):
         self.status = QLabel("")
         layout.addWidget(self.status)
         bridge.log_line.connect(self._on_line)
-        self._timer = QTimer(self)
+        self._timer = QTimer(self)  # armed by the first pending line: an idle log costs no wake-ups
+        self._timer.setSingleShot(True)
         self._timer.setInterval(FLUSH_MS)
         self._timer.timeout.connect(self._flush)
-        self._timer.start()
         self.last_diagnostics = ""
         tasks.run(core.log_tail, self._loaded_tail, lambda e, tb: self.status.setText(f"Log file: {e}"))
 
@@ -69,6 +69,8 @@ class LogsPage(QWidget):
 
     def _on_line(self, line: str) -> None:
         self._pending.append(line)
+        if not self._timer.isActive():
+            self._timer.start()
 
     def _matches(self, line: str) -> bool:
         f = self.filter.text().strip().lower()
