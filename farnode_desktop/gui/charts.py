@@ -98,6 +98,7 @@ def y_range(series: Any, headroom: float = 0.08) -> tuple[float, float]:
     """The y range that shows every (t, mean, min, max) of ``series`` with ``headroom`` (a fraction of
     the span) above and below, the same view auto-range gives but computed once per refresh. Throughput
     never drops below 0, so a range of non-negative values starts at 0."""
+    series = list(series)
     lows = [float(np.nanmin(lo)) for _t, _m, lo, _hi in series if len(lo) and not np.all(np.isnan(lo))]
     highs = [float(np.nanmax(hi)) for _t, _m, _lo, hi in series if len(hi) and not np.all(np.isnan(hi))]
     if not lows or not highs:
@@ -106,9 +107,12 @@ def y_range(series: Any, headroom: float = 0.08) -> tuple[float, float]:
     if lo >= 0 and lo <= 0.5 * hi:
         lo = 0.0
     span = hi - lo
-    if span <= 0:
-        span = abs(hi) or 1.0
-        return lo - 0.5 * span, hi + 0.5 * span
+    if span <= 0:  # one value or a flat line: from 0 when it is positive, centred otherwise
+        if hi > 0:
+            return 0.0, 1.5 * hi
+        if hi == 0:
+            return 0.0, 1.0
+        return 1.5 * hi, 0.5 * hi
     return (lo - headroom * span if lo != 0 else 0.0), hi + headroom * span
 
 
@@ -295,7 +299,8 @@ class TimeSeriesChart(QWidget):
             mean_c.setData(t, mean)
             band_c.setData(*_band(t, lo, hi))
         start, end = result["window"]
-        self.plot.setRange(xRange=(start, end), yRange=y_range(self._data.values()), padding=0)
+        shown = [self._data[line.series] for line in self._lines]
+        self.plot.setRange(xRange=(start, end), yRange=y_range(shown), padding=0)
         # pyqtgraph applies a new range to the view's transform only when the paint starts; moving the
         # items then marks them dirty again and costs a second full repaint. Apply it now: one paint.
         self.plot.vb.prepareForPaint()

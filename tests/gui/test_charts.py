@@ -120,6 +120,8 @@ def test_gpu_chart_discovers_gpus_and_switches_measure(qtbot, filled, artifacts_
     _loaded(qtbot, chart, "gpu0.temp")
     assert len(chart.plot.items) == items_before  # the utilization lines and bands are gone
     assert len(chart.legend.items) == 2
+    (_x0, _x1), (y0, y1) = chart.plot.vb.viewRange()
+    assert 40 < y0 < 50 and 75 < y1 < 85  # temperatures only: the utilization lines no longer count
     assert "°C" in chart.show_readout_at(NOW - 600)
     _shot(chart, artifacts_dir, "chart-gpu-temp-24h.png")
 
@@ -221,7 +223,9 @@ def test_a_refresh_repaints_the_plot_once_and_shows_all_data(qtbot, filled):
     ([], (0.0, 1.0)),  # nothing yet
     ([(10.0, 20.0)], (0.0, 21.6)),  # non-negative and near 0: from 0, 8 % headroom
     ([(50.0, 80.0)], (47.6, 82.4)),  # far from 0 (temperatures): tight, 8 % of the span each side
-    ([(7.0, 7.0)], (3.5, 10.5)),  # a flat line is not a zero-height range
+    ([(7.0, 7.0)], (0.0, 10.5)),  # a single positive value: from 0, not a zero-height range
+    ([(0.0, 0.0)], (0.0, 1.0)),  # nothing served yet
+    ([(-4.0, -4.0)], (-6.0, -2.0)),
     ([(-5.0, 5.0), (np.nan, np.nan)], (-5.8, 5.8)),  # NaN buckets are ignored
 ])
 def test_y_range(bands, expected):
