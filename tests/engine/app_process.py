@@ -20,6 +20,7 @@ if node.supervisor.wait_for({C.ONLINE, C.FAILED, C.HELD}, 120).state != C.ONLINE
     print(json.dumps({"error": node.state.message}), flush=True)
     sys.exit(1)
 node.traffic.wait_for(lambda s: s.requests >= 1, 60)
-print(json.dumps({"launcher": node.supervisor.pid, "traffic": node.traffic._proc.pid}), flush=True)
+print(json.dumps({"launcher": node.supervisor.pid, "traffic": node.traffic._proc.pid,
+                  "node_id": node.supervisor.node_id}), flush=True)
 while True:
     time.sleep(1)

@@ -77,25 +77,30 @@ def test_server_crash_restarts_then_holds(engine_paths, engine, bus, free_port):
 def test_leftovers_of_a_killed_run_are_removed(engine_paths, engine, bus, free_port):
     """The app and the launcher both SIGKILLed (nothing could clean up): the next start finds the orphaned
     DHT/p2pd through the pid file, removes them and starts on the same port."""
-    settings = Settings()
-    settings.network.port = free_port
-    cfg = launcher_config(settings, engine_paths, model_path=ensure_demo_model(engine_paths, engine))
-    sup = Supervisor(engine, bus, log_dir=engine_paths.log_dir, run_dir=engine_paths.run_dir)
-    sup.start(cfg)
-    assert sup.wait_for(C.ONLINE, 120).state == C.ONLINE
-    pgid = sup.pid
-    # Simulate a hard kill of everything the app controls, but leave the children: kill only the launcher,
-    # and forget the run without letting this supervisor clean up.
-    sup._run = None
+    app = subprocess.Popen([sys.executable, str(HERE / "app_process.py"), str(free_port)],
+                           stdout=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=str(HERE.parents[1]))
+    try:
+        info = json.loads(app.stdout.readline())
+        assert "error" not in info, info
+        pgid = info["launcher"]
+    finally:
+        app.kill()  # first the app (so nothing of it can clean up), then at once the launcher
+        app.wait()
     os.kill(pgid, signal.SIGKILL)
     assert wait_until(lambda: len(group_members(pgid)) >= 1, 5)
     assert not port_is_free(free_port)  # the orphaned p2pd still holds the port
-    fresh = Supervisor(engine, bus, log_dir=engine_paths.log_dir, run_dir=engine_paths.run_dir)
+    fresh = Supervisor(engine, bus, node_id=info["node_id"], log_dir=engine_paths.log_dir,
+                       run_dir=engine_paths.run_dir)
     try:
         assert fresh.cleanup_leftovers() >= 1
         assert wait_until(lambda: not group_members(pgid), 5)
-        fresh.start(cfg)
+        settings = Settings()
+        settings.network.port = free_port
+        fresh.start(launcher_config(settings, engine_paths, model_path=ensure_demo_model(engine_paths, engine)))
         assert fresh.wait_for(C.ONLINE, 120).state == C.ONLINE
     finally:
         fresh.close()
-        sup._ticker_stop.set()
+        try:  # whatever a failed assertion above left behind
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
