@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import signal
 import sys
@@ -30,7 +29,7 @@ import typing
 if __package__ in (None, ""):  # run as a file (frozen app or tests): make the sibling imports work
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from farnode_desktop.engine.channel import PROTOCOL, Counters, EventWriter  # noqa: E402
+from farnode_desktop.engine.channel import PROTOCOL, ControlPipe, Counters, EventWriter  # noqa: E402
 
 EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_START_FAILED = 0, 1, 2, 3
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
@@ -42,48 +41,60 @@ class Launcher:
         self.config = config
         self.counters = Counters(writer)
         self.stop_requested = threading.Event()
+        self._stop_lock = threading.Lock()
+        self.interrupted = False  # the main thread got its one KeyboardInterrupt
+        self.in_engine = False  # the main thread is inside run()'s engine part (a KeyboardInterrupt is caught)
         self.server = None
         self.engine = None
         self.pid = os.getpid()
 
     # ---------------------------------------------------------------- control: stdin, signals, watchdog
-    def watch_control(self, fd: int) -> None:
-        """A thread: ``stop`` or end of file on the control pipe (the app's end of stdin) asks for a clean
-        stop. It reads the raw descriptor: a thread blocked inside ``sys.stdin`` would hold its buffer lock,
-        and multiprocessing's forked children (the DHT, the handlers) close ``sys.stdin`` at start and would
-        wait on that lock forever."""
-        why, buf = "the app is gone (its control pipe closed)", b""
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except InterruptedError:
-                continue
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            if b"stop\n" in buf or buf.strip() == b"stop":
-                why = "the app asked to stop"
-                break
-        self.request_stop(why)
+    # Petals stops cleanly on one KeyboardInterrupt in the main thread (a second one aborts that clean-up).
+    # A SIGINT sent to the process may be taken by any of its threads: Python then only marks it, and the
+    # main thread raises KeyboardInterrupt when it next wakes up, which in Server.run's balance-check wait
+    # is up to 2 x mean_balance_check_period later (minutes). So every stop request (the control pipe, a
+    # broken event pipe, SIGINT/SIGTERM seen through the wake-up pipe) interrupts the main thread itself,
+    # with SIGINT aimed at that thread (pthread_kill), repeated until the handler has run; the handler
+    # raises KeyboardInterrupt once, and only while the engine runs.
+    def on_signal(self, signum: int, _frame) -> None:
+        """SIGINT/SIGTERM handler (main thread). Must not take locks: it may run inside any code, emit()
+        included; the watching thread emits and enforces the deadline."""
+        if os.getpid() != self.pid:  # a forked server process inherited the handler: default behaviour
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            os._exit(128 + signum)
+        if self.interrupted or not self.in_engine:
+            return
+        self.interrupted = True
+        raise KeyboardInterrupt
 
     def request_stop(self, why: str) -> None:
-        if os.getpid() != self.pid:  # a forked server process inherited the SIGTERM handler: just exit
-            os._exit(128 + signal.SIGTERM)
-        if self.stop_requested.is_set():
-            return
-        self.stop_requested.set()
+        """Called once by the control thread: report, interrupt the main thread, enforce the deadline."""
+        with self._stop_lock:
+            if self.stop_requested.is_set():
+                return
+            self.stop_requested.set()
+        try:  # the log pipe may be gone with the app: that must not end this thread
+            print(f"farnode launcher: stopping: {why}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
         self.w.emit("state", state="stopping", reason=why)
-        os.kill(os.getpid(), signal.SIGINT)  # Petals' clean path: KeyboardInterrupt -> server.shutdown()
-        threading.Thread(target=self._deadline, daemon=True, name="farnode-stop-deadline").start()
-
-    def _deadline(self) -> None:
-        time.sleep(STOP_GRACE_S)
-        self.w.emit("failed", category="stop_timeout",
-                    message=f"the server did not stop within {STOP_GRACE_S:.0f} s; its processes were killed")
-        kill_process_group_except_self()
-        os._exit(EXIT_CRASH)
+        deadline = time.monotonic() + STOP_GRACE_S
+        main = threading.main_thread()
+        while not self.interrupted and main.is_alive() and time.monotonic() < deadline:
+            if self.in_engine:
+                try:
+                    signal.pthread_kill(main.ident, signal.SIGINT)
+                except (ProcessLookupError, OSError):
+                    break
+            time.sleep(0.2)
+        while main.is_alive() and time.monotonic() < deadline:
+            main.join(max(deadline - time.monotonic(), 0.0))
+        if main.is_alive():
+            self.w.emit("failed", category="stop_timeout",
+                        message=f"the server did not stop within {STOP_GRACE_S:.0f} s; its processes were killed")
+            kill_process_group_except_self()
+            os._exit(EXIT_CRASH)
 
     # ---------------------------------------------------------------- engine hooks
     def install_hooks(self) -> None:
@@ -240,6 +251,17 @@ class Launcher:
 
         self.w.emit("hello", pid=os.getpid(), protocol=PROTOCOL, python=platform.python_version())
         self.w.emit("state", state="starting")
+        try:
+            self.in_engine = True
+            if self.stop_requested.is_set():
+                return EXIT_OK
+            return self._run_engine()
+        except KeyboardInterrupt:
+            return EXIT_OK  # stopped before the server was up; FarServer already shut its DHT down
+        finally:
+            self.in_engine = False
+
+    def _run_engine(self) -> int:
         problem = preflight(self.config)
         if problem:
             self.w.emit("failed", **problem)
@@ -255,7 +277,7 @@ class Launcher:
             sys.argv = ["run_server", *self.argv()]
             cli.main()  # returns after a clean stop (KeyboardInterrupt is handled inside)
         except KeyboardInterrupt:
-            pass  # stopped before the server was up; FarServer already shut its DHT down
+            raise
         except SystemExit as exc:
             if exc.code not in (0, None):
                 self.w.emit("failed", category="config", message=f"the engine rejected its arguments ({exc.code})")
@@ -343,16 +365,6 @@ def kill_process_group_except_self() -> None:
             pass
 
 
-def _read_line(fd: int) -> str:
-    """The first line of the control pipe, read byte by byte so nothing after it is consumed."""
-    out = bytearray()
-    while True:
-        b = os.read(fd, 1)
-        if not b or b == b"\n":
-            return out.decode("utf-8", "replace")
-        out += b
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="farnode-engine-launcher")
     ap.add_argument("--event-fd", type=int, required=True,
@@ -363,23 +375,17 @@ def main(argv: list[str] | None = None) -> int:
         fd = os.dup(1)
         os.dup2(2, 1)
     writer = EventWriter(fd)
-    control_fd = os.dup(0)
-    line = _read_line(control_fd)
-    try:
-        config = json.loads(line)
-        assert isinstance(config, dict)
-    except (ValueError, AssertionError):
+    control = ControlPipe.from_stdin(writer)  # nothing else reads the control pipe
+    config = control.read_config()
+    if config is None:
         writer.emit("failed", category="config", message="the launcher got no valid configuration on stdin")
         return EXIT_CONFIG
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # nothing else reads the control pipe
-    os.close(devnull)
     launcher = Launcher(writer, config)
     # SIGINT may arrive ignored (inherited from a shell's background job): Petals' clean stop needs it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: launcher.request_stop("SIGTERM"))
-    threading.Thread(target=launcher.watch_control, args=(control_fd,), daemon=True,
-                     name="farnode-control").start()
+    signal.signal(signal.SIGINT, launcher.on_signal)
+    signal.signal(signal.SIGTERM, launcher.on_signal)
+    control.watch_signals()
+    control.start(launcher.request_stop)
     code = launcher.run()
     writer.emit("state", state="stopped")
     kill_process_group_except_self()  # nothing of this node outlives it, even after a failed shutdown
