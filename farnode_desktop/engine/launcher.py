@@ -154,6 +154,14 @@ class Launcher:
 
         container_cls.create = classmethod(create)
 
+        orig_container_shutdown = container_cls.shutdown
+
+        def container_shutdown(self):
+            self._farnode_shut = True
+            return orig_container_shutdown(self)
+
+        container_cls.shutdown = container_shutdown
+
         server_cls = srv.Server
         orig_should = server_cls._should_choose_other_blocks
 
@@ -180,6 +188,18 @@ class Launcher:
                             pass
                     raise
                 launcher.emit_peer()
+
+            def shutdown(self, *args, **kwargs):
+                # A KeyboardInterrupt between ModuleContainer.create() returning and Server.run's try/finally
+                # leaves the container running (Server.shutdown only joins it, for 5 s, and its handlers
+                # keep the process alive): announce it offline and stop it here.
+                container = getattr(self, "module_container", None)
+                if container is not None and not getattr(container, "_farnode_shut", False):
+                    try:
+                        container.shutdown()
+                    except Exception:  # noqa: BLE001 - the DHT below must still go down
+                        traceback.print_exc()
+                super().shutdown(*args, **kwargs)
 
         cli.Server = FarServer
 

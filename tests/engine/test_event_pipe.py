@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import time
 
@@ -105,18 +106,20 @@ def launcher(engine_paths, engine, free_port, tmp_path):
         run.close()
 
 
-def _assert_clean_stop(run: RawLauncher, port: int) -> None:
+def _assert_clean_stop(run: RawLauncher, port: int, *, was_online: bool = True) -> None:
     gone = wait_until(lambda: run.proc.poll() is not None and not group_members(run.pgid), GONE_TIMEOUT_S)
     left = [(p.pid, p.name()) for p in group_members(run.pgid)]
     assert gone, f"engine processes still running {GONE_TIMEOUT_S:.0f} s later: {left}\n{run.log_text()[-3000:]}"
     assert run.proc.returncode == 0, f"exit code {run.proc.returncode}\n{run.log_text()[-3000:]}"
     assert port_is_free(port)
+    if was_online:  # Petals' clean path ran: the blocks were announced offline before the DHT went down
+        assert "are offline" in run.log_text(), run.log_text()[-3000:]
 
 
 def test_event_pipe_closes_first_then_control_pipe(launcher, free_port):
     """The app's event reader is gone first (its reader thread died, or the kernel closed that end first),
     then its control pipe closes: the server stops cleanly and everything is gone within 15 s."""
-    assert launcher.wait_state("online", ONLINE_TIMEOUT_S), (launcher.events, launcher.proc.poll(), launcher.log_text()[-3000:])
+    assert launcher.wait_state("online", ONLINE_TIMEOUT_S), launcher.log_text()[-3000:]
     launcher.close_events()
     time.sleep(1.0)  # the launcher has a chance to notice the broken pipe on its own first
     launcher.close_control()
@@ -126,7 +129,7 @@ def test_event_pipe_closes_first_then_control_pipe(launcher, free_port):
 def test_event_pipe_breaks_control_pipe_stays_open(launcher, free_port):
     """Only the event pipe breaks; the control pipe stays open (a stuck app). Nobody can observe the server
     any more, so the launcher takes it as the app being gone and stops cleanly."""
-    assert launcher.wait_state("online", ONLINE_TIMEOUT_S), (launcher.events, launcher.proc.poll(), launcher.log_text()[-3000:])
+    assert launcher.wait_state("online", ONLINE_TIMEOUT_S), launcher.log_text()[-3000:]
     launcher.close_events()
     _assert_clean_stop(launcher, free_port)
     assert "event pipe" in launcher.log_text()
@@ -136,4 +139,12 @@ def test_event_pipe_breaks_while_starting(launcher, free_port):
     """The event pipe breaks during start-up (before the server is online): it stops all the same."""
     assert launcher.wait_state("starting", 30), launcher.log_text()[-3000:]
     launcher.close_events()
+    _assert_clean_stop(launcher, free_port, was_online=False)
+
+
+def test_sigint_to_the_process_stops_cleanly(launcher, free_port):
+    """The supervisor's own stop: one SIGINT to the launcher's pid, which any of its threads may take. The
+    clean stop must not wait for the main thread's next wake-up (Petals' balance check, minutes away)."""
+    assert launcher.wait_state("online", ONLINE_TIMEOUT_S), launcher.log_text()[-3000:]
+    launcher.proc.send_signal(signal.SIGINT)
     _assert_clean_stop(launcher, free_port)
