@@ -414,4 +414,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    # Not sys.exit(): a server thread left behind by an interrupted start (Petals' non-daemon ModuleContainer)
+    # would keep the interpreter waiting at exit; every process of the group is already gone.
+    os._exit(exit_code)
