@@ -44,6 +44,7 @@ class Launcher:
         self._stop_lock = threading.Lock()
         self.interrupted = False  # the main thread got its one KeyboardInterrupt
         self.in_engine = False  # the main thread is inside run()'s engine part (a KeyboardInterrupt is caught)
+        self.deferred = False  # the main thread is where a KeyboardInterrupt would orphan a started container
         self.server = None
         self.engine = None
         self.pid = os.getpid()
@@ -55,15 +56,21 @@ class Launcher:
     # is up to 2 x mean_balance_check_period later (minutes). So every stop request (the control pipe, a
     # broken event pipe, SIGINT/SIGTERM seen through the wake-up pipe) interrupts the main thread itself,
     # with SIGINT aimed at that thread (pthread_kill), repeated until the handler has run; the handler
-    # raises KeyboardInterrupt once, and only while the engine runs.
+    # raises KeyboardInterrupt once, and only while the engine runs and the main thread is not in a deferred
+    # stretch: from the start of ModuleContainer.__init__ (handlers forked, the container thread started)
+    # until Server.run holds the container inside its try/finally, an interrupt would leave a running
+    # container that nothing shuts down (no OFFLINE announcement). There the handler ignores the signal and
+    # the watching thread's next one, 0.2 s later, lands once the stretch is over.
+    # Linux only (pthread_kill, poll, /proc): the engine runs on Linux or inside WSL2, never natively on
+    # Windows or macOS.
     def on_signal(self, signum: int, _frame) -> None:
-        """SIGINT/SIGTERM handler (main thread). Must not take locks: it may run inside any code, emit()
-        included; the watching thread emits and enforces the deadline."""
+        """SIGINT/SIGTERM handler (main thread). Takes no locks and does no I/O: it may run inside any code,
+        emit() included; the watching thread emits and enforces the deadline."""
         if os.getpid() != self.pid:  # a forked server process inherited the handler: default behaviour
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             os._exit(128 + signum)
-        if self.interrupted or not self.in_engine:
+        if self.interrupted or not self.in_engine or self.deferred:
             return
         self.interrupted = True
         raise KeyboardInterrupt
@@ -142,11 +149,22 @@ class Launcher:
 
         container_cls = srv.ModuleContainer
         orig_create = container_cls.create.__func__
+        orig_container_init = container_cls.__init__
+
+        def container_init(self, *args, **kwargs):
+            launcher.deferred = True  # until Server.run stores this container (FarServer.module_container)
+            orig_container_init(self, *args, **kwargs)
+
+        container_cls.__init__ = container_init
 
         def create(cls, *args, block_indices, **kwargs):
             loading["blocks"], loading["n"] = list(block_indices), 0
             w.emit("state", state="joining", blocks=list(block_indices))
-            container = orig_create(cls, *args, block_indices=block_indices, **kwargs)
+            try:
+                container = orig_create(cls, *args, block_indices=block_indices, **kwargs)
+            except BaseException:
+                launcher.deferred = False  # nothing was started, or the exception stops the server anyway
+                raise
             w.emit("blocks", blocks=list(block_indices), total_blocks=kwargs["block_config"].num_hidden_layers,
                    dht_prefix=kwargs.get("dht_prefix"))
             w.emit("state", state="online")
@@ -174,10 +192,22 @@ class Launcher:
         server_cls._should_choose_other_blocks = _should_choose_other_blocks
 
         class FarServer(server_cls):
+            @property
+            def module_container(self):
+                return self.__dict__.get("_farnode_container")
+
+            @module_container.setter
+            def module_container(self, container):
+                # Server.run stores a new container right before its try/finally: interrupts may land again.
+                self.__dict__["_farnode_container"] = container
+                if container is not None:
+                    launcher.deferred = False
+
             def __init__(self, *args, **kwargs):
                 launcher.server = self
                 try:
                     super().__init__(*args, **kwargs)
+                    launcher.emit_peer()  # inside the try: an interrupt here must still stop the DHT
                 except BaseException:
                     # Interrupted or failed half-way: the DHT (and its p2pd) may already run.
                     dht = getattr(self, "dht", None)
@@ -187,7 +217,6 @@ class Launcher:
                         except Exception:
                             pass
                     raise
-                launcher.emit_peer()
 
             def shutdown(self, *args, **kwargs):
                 # A KeyboardInterrupt between ModuleContainer.create() returning and Server.run's try/finally
@@ -271,15 +300,17 @@ class Launcher:
 
         self.w.emit("hello", pid=os.getpid(), protocol=PROTOCOL, python=platform.python_version())
         self.w.emit("state", state="starting")
+        code = EXIT_OK
         try:
-            self.in_engine = True
-            if self.stop_requested.is_set():
-                return EXIT_OK
-            return self._run_engine()
+            try:
+                self.in_engine = True
+                if not self.stop_requested.is_set():
+                    code = self._run_engine()
+            finally:
+                self.in_engine = False  # from here on, the handler ignores the signal
         except KeyboardInterrupt:
-            return EXIT_OK  # stopped before the server was up; FarServer already shut its DHT down
-        finally:
-            self.in_engine = False
+            pass  # stopped before the server was up (FarServer shut its DHT down), or right as it returned
+        return code
 
     def _run_engine(self) -> int:
         problem = preflight(self.config)

@@ -54,9 +54,12 @@ class RawLauncher:
         return self.proc.pid  # start_new_session: the launcher leads its own process group
 
     def wait_state(self, state: str, timeout: float) -> bool:
+        return self.wait_event(lambda e: e.get("e") == "state" and e.get("state") == state, timeout)
+
+    def wait_event(self, predicate, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(e.get("e") == "state" and e.get("state") == state for e in self.events):
+            if any(predicate(e) for e in self.events):
                 return True
             ready, _, _ = select.select([self.events_fd], [], [], 0.5)
             if not ready:
@@ -148,3 +151,18 @@ def test_sigint_to_the_process_stops_cleanly(launcher, free_port):
     assert launcher.wait_state("online", ONLINE_TIMEOUT_S), launcher.log_text()[-3000:]
     launcher.proc.send_signal(signal.SIGINT)
     _assert_clean_stop(launcher, free_port)
+
+
+def test_sigint_while_the_container_starts_stops_cleanly(launcher, free_port):
+    """SIGINT just after the last block started loading: it lands while that block loads, while the module
+    container forks its handlers and starts its runtime, or just after it is online. Wherever it lands, the
+    blocks that were announced as joining are announced offline again, and nothing of the node is left."""
+    def last_block(e: dict) -> bool:
+        return e.get("state") == "loading_blocks" and e.get("total") and e.get("index") == e.get("total")
+
+    assert launcher.wait_event(last_block, ONLINE_TIMEOUT_S), launcher.log_text()[-3000:]
+    time.sleep(0.05)  # aim at the container's start-up (about 0.1 s here), where an interrupt used to orphan it
+    launcher.proc.send_signal(signal.SIGINT)
+    _assert_clean_stop(launcher, free_port, was_online=False)
+    log = launcher.log_text()
+    assert "are joining" in log and "are offline" in log, log[-3000:]
