@@ -75,6 +75,9 @@ class ControlPipe:
     One daemon thread watches all of these with ``poll``; it reads the raw descriptors, never ``sys.stdin``
     (a thread blocked inside ``sys.stdin`` holds its buffer lock, and multiprocessing's forked children close
     ``sys.stdin`` at start and would wait on that lock forever).
+
+    POSIX only (``select.poll`` on pipes, ``os.register_at_fork``): engine processes run on Linux or inside
+    WSL2, never natively on Windows or macOS.
     """
 
     POLL_S = 1.0  # how often the writer's broken flag is checked when no descriptor says anything
