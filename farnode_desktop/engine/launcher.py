@@ -60,7 +60,9 @@ class Launcher:
     # stretch: from the start of ModuleContainer.__init__ (handlers forked, the container thread started)
     # until Server.run holds the container inside its try/finally, an interrupt would leave a running
     # container that nothing shuts down (no OFFLINE announcement). There the handler ignores the signal and
-    # the watching thread's next one, 0.2 s later, lands once the stretch is over.
+    # the watching thread's next one, 0.2 s later, lands once the stretch is over. (Left open: the few
+    # bytecodes between the end of ModuleContainer.create's try/except and the first line of __init__; the
+    # process group is still cleaned up then, only the OFFLINE announcement is missed.)
     # Linux only (pthread_kill, poll, /proc): the engine runs on Linux or inside WSL2, never natively on
     # Windows or macOS.
     def on_signal(self, signum: int, _frame) -> None:
@@ -219,9 +221,10 @@ class Launcher:
                     raise
 
             def shutdown(self, *args, **kwargs):
-                # A KeyboardInterrupt between ModuleContainer.create() returning and Server.run's try/finally
-                # leaves the container running (Server.shutdown only joins it, for 5 s, and its handlers
-                # keep the process alive): announce it offline and stop it here.
+                # Defence in depth (the deferral above should prevent it): a KeyboardInterrupt between
+                # ModuleContainer.create() returning and Server.run's try/finally would leave the container
+                # running (Server.shutdown only joins it, for 5 s, and its handlers keep the process alive):
+                # announce it offline and stop it here.
                 container = getattr(self, "module_container", None)
                 if container is not None and not getattr(container, "_farnode_shut", False):
                     try:
