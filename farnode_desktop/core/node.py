@@ -281,6 +281,5 @@ class NodeController:
         if not peer.get("addrs") or self._model_path is None:
             return
         self.traffic.start(model=self._model_path, initial_peers=peer["addrs"],
-                           dht_prefix=launcher_config(self.settings, self.paths,
-                                                      model_path=self._model_path)["dht_prefix"],
+                           dht_prefix=self.supervisor.config.get("dht_prefix"),
                            rate_per_minute=self.settings.network.demo_traffic_per_minute)

@@ -168,6 +168,11 @@ class Supervisor:
         return dict(self._peer)
 
     @property
+    def config(self) -> dict:
+        """A copy of the launcher configuration of the current (or last) start."""
+        return dict(self._config)
+
+    @property
     def pid(self) -> int | None:
         run = self._run
         return run.proc.pid if run else None

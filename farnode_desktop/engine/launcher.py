@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import signal
 import sys
@@ -30,7 +29,7 @@ import typing
 if __package__ in (None, ""):  # run as a file (frozen app or tests): make the sibling imports work
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from farnode_desktop.engine.channel import PROTOCOL, Counters, EventWriter  # noqa: E402
+from farnode_desktop.engine.channel import PROTOCOL, ControlPipe, Counters, EventWriter  # noqa: E402
 
 EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_START_FAILED = 0, 1, 2, 3
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
@@ -42,48 +41,69 @@ class Launcher:
         self.config = config
         self.counters = Counters(writer)
         self.stop_requested = threading.Event()
+        self._stop_lock = threading.Lock()
+        self.interrupted = False  # the main thread got its one KeyboardInterrupt
+        self.in_engine = False  # the main thread is inside run()'s engine part (a KeyboardInterrupt is caught)
+        self.deferred = False  # the main thread is where a KeyboardInterrupt would orphan a started container
         self.server = None
         self.engine = None
         self.pid = os.getpid()
 
     # ---------------------------------------------------------------- control: stdin, signals, watchdog
-    def watch_control(self, fd: int) -> None:
-        """A thread: ``stop`` or end of file on the control pipe (the app's end of stdin) asks for a clean
-        stop. It reads the raw descriptor: a thread blocked inside ``sys.stdin`` would hold its buffer lock,
-        and multiprocessing's forked children (the DHT, the handlers) close ``sys.stdin`` at start and would
-        wait on that lock forever."""
-        why, buf = "the app is gone (its control pipe closed)", b""
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except InterruptedError:
-                continue
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            if b"stop\n" in buf or buf.strip() == b"stop":
-                why = "the app asked to stop"
-                break
-        self.request_stop(why)
+    # Petals stops cleanly on one KeyboardInterrupt in the main thread (a second one aborts that clean-up).
+    # A SIGINT sent to the process may be taken by any of its threads: Python then only marks it, and the
+    # main thread raises KeyboardInterrupt when it next wakes up, which in Server.run's balance-check wait
+    # is up to 2 x mean_balance_check_period later (minutes). So every stop request (the control pipe, a
+    # broken event pipe, SIGINT/SIGTERM seen through the wake-up pipe) interrupts the main thread itself,
+    # with SIGINT aimed at that thread (pthread_kill), repeated until the handler has run; the handler
+    # raises KeyboardInterrupt once, and only while the engine runs and the main thread is not in a deferred
+    # stretch: from the start of ModuleContainer.__init__ (handlers forked, the container thread started)
+    # until Server.run holds the container inside its try/finally, an interrupt would leave a running
+    # container that nothing shuts down (no OFFLINE announcement). There the handler ignores the signal and
+    # the watching thread's next one, 0.2 s later, lands once the stretch is over. (Left open: the few
+    # bytecodes between the end of ModuleContainer.create's try/except and the first line of __init__; the
+    # process group is still cleaned up then, only the OFFLINE announcement is missed.)
+    # Linux only (pthread_kill, poll, /proc): the engine runs on Linux or inside WSL2, never natively on
+    # Windows or macOS.
+    def on_signal(self, signum: int, _frame) -> None:
+        """SIGINT/SIGTERM handler (main thread). Takes no locks and does no I/O: it may run inside any code,
+        emit() included; the watching thread emits and enforces the deadline."""
+        if os.getpid() != self.pid:  # a forked server process inherited the handler: default behaviour
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            os._exit(128 + signum)
+        if self.interrupted or not self.in_engine or self.deferred:
+            return
+        self.interrupted = True
+        raise KeyboardInterrupt
 
     def request_stop(self, why: str) -> None:
-        if os.getpid() != self.pid:  # a forked server process inherited the SIGTERM handler: just exit
-            os._exit(128 + signal.SIGTERM)
-        if self.stop_requested.is_set():
-            return
-        self.stop_requested.set()
+        """Called once by the control thread: report, interrupt the main thread, enforce the deadline."""
+        with self._stop_lock:
+            if self.stop_requested.is_set():
+                return
+            self.stop_requested.set()
+        try:  # the log pipe may be gone with the app: that must not end this thread
+            print(f"farnode launcher: stopping: {why}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
         self.w.emit("state", state="stopping", reason=why)
-        os.kill(os.getpid(), signal.SIGINT)  # Petals' clean path: KeyboardInterrupt -> server.shutdown()
-        threading.Thread(target=self._deadline, daemon=True, name="farnode-stop-deadline").start()
-
-    def _deadline(self) -> None:
-        time.sleep(STOP_GRACE_S)
-        self.w.emit("failed", category="stop_timeout",
-                    message=f"the server did not stop within {STOP_GRACE_S:.0f} s; its processes were killed")
-        kill_process_group_except_self()
-        os._exit(EXIT_CRASH)
+        deadline = time.monotonic() + STOP_GRACE_S
+        main = threading.main_thread()
+        while not self.interrupted and main.is_alive() and time.monotonic() < deadline:
+            if self.in_engine:
+                try:
+                    signal.pthread_kill(main.ident, signal.SIGINT)
+                except (ProcessLookupError, OSError):
+                    break
+            time.sleep(0.2)
+        while main.is_alive() and time.monotonic() < deadline:
+            main.join(max(deadline - time.monotonic(), 0.0))
+        if main.is_alive():
+            self.w.emit("failed", category="stop_timeout",
+                        message=f"the server did not stop within {STOP_GRACE_S:.0f} s; its processes were killed")
+            kill_process_group_except_self()
+            os._exit(EXIT_CRASH)
 
     # ---------------------------------------------------------------- engine hooks
     def install_hooks(self) -> None:
@@ -131,17 +151,36 @@ class Launcher:
 
         container_cls = srv.ModuleContainer
         orig_create = container_cls.create.__func__
+        orig_container_init = container_cls.__init__
+
+        def container_init(self, *args, **kwargs):
+            launcher.deferred = True  # until Server.run stores this container (FarServer.module_container)
+            orig_container_init(self, *args, **kwargs)
+
+        container_cls.__init__ = container_init
 
         def create(cls, *args, block_indices, **kwargs):
             loading["blocks"], loading["n"] = list(block_indices), 0
             w.emit("state", state="joining", blocks=list(block_indices))
-            container = orig_create(cls, *args, block_indices=block_indices, **kwargs)
+            try:
+                container = orig_create(cls, *args, block_indices=block_indices, **kwargs)
+            except BaseException:
+                launcher.deferred = False  # nothing was started, or the exception stops the server anyway
+                raise
             w.emit("blocks", blocks=list(block_indices), total_blocks=kwargs["block_config"].num_hidden_layers,
                    dht_prefix=kwargs.get("dht_prefix"))
             w.emit("state", state="online")
             return container
 
         container_cls.create = classmethod(create)
+
+        orig_container_shutdown = container_cls.shutdown
+
+        def container_shutdown(self):
+            self._farnode_shut = True
+            return orig_container_shutdown(self)
+
+        container_cls.shutdown = container_shutdown
 
         server_cls = srv.Server
         orig_should = server_cls._should_choose_other_blocks
@@ -155,10 +194,22 @@ class Launcher:
         server_cls._should_choose_other_blocks = _should_choose_other_blocks
 
         class FarServer(server_cls):
+            @property
+            def module_container(self):
+                return self.__dict__.get("_farnode_container")
+
+            @module_container.setter
+            def module_container(self, container):
+                # Server.run stores a new container right before its try/finally: interrupts may land again.
+                self.__dict__["_farnode_container"] = container
+                if container is not None:
+                    launcher.deferred = False
+
             def __init__(self, *args, **kwargs):
                 launcher.server = self
                 try:
                     super().__init__(*args, **kwargs)
+                    launcher.emit_peer()  # inside the try: an interrupt here must still stop the DHT
                 except BaseException:
                     # Interrupted or failed half-way: the DHT (and its p2pd) may already run.
                     dht = getattr(self, "dht", None)
@@ -168,7 +219,19 @@ class Launcher:
                         except Exception:
                             pass
                     raise
-                launcher.emit_peer()
+
+            def shutdown(self, *args, **kwargs):
+                # Defence in depth (the deferral above should prevent it): a KeyboardInterrupt between
+                # ModuleContainer.create() returning and Server.run's try/finally would leave the container
+                # running (Server.shutdown only joins it, for 5 s, and its handlers keep the process alive):
+                # announce it offline and stop it here.
+                container = getattr(self, "module_container", None)
+                if container is not None and not getattr(container, "_farnode_shut", False):
+                    try:
+                        container.shutdown()
+                    except Exception:  # noqa: BLE001 - the DHT below must still go down
+                        traceback.print_exc()
+                super().shutdown(*args, **kwargs)
 
         cli.Server = FarServer
 
@@ -240,6 +303,19 @@ class Launcher:
 
         self.w.emit("hello", pid=os.getpid(), protocol=PROTOCOL, python=platform.python_version())
         self.w.emit("state", state="starting")
+        code = EXIT_OK
+        try:
+            try:
+                self.in_engine = True
+                if not self.stop_requested.is_set():
+                    code = self._run_engine()
+            finally:
+                self.in_engine = False  # from here on, the handler ignores the signal
+        except KeyboardInterrupt:
+            pass  # stopped before the server was up (FarServer shut its DHT down), or right as it returned
+        return code
+
+    def _run_engine(self) -> int:
         problem = preflight(self.config)
         if problem:
             self.w.emit("failed", **problem)
@@ -255,7 +331,7 @@ class Launcher:
             sys.argv = ["run_server", *self.argv()]
             cli.main()  # returns after a clean stop (KeyboardInterrupt is handled inside)
         except KeyboardInterrupt:
-            pass  # stopped before the server was up; FarServer already shut its DHT down
+            raise
         except SystemExit as exc:
             if exc.code not in (0, None):
                 self.w.emit("failed", category="config", message=f"the engine rejected its arguments ({exc.code})")
@@ -343,16 +419,6 @@ def kill_process_group_except_self() -> None:
             pass
 
 
-def _read_line(fd: int) -> str:
-    """The first line of the control pipe, read byte by byte so nothing after it is consumed."""
-    out = bytearray()
-    while True:
-        b = os.read(fd, 1)
-        if not b or b == b"\n":
-            return out.decode("utf-8", "replace")
-        out += b
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="farnode-engine-launcher")
     ap.add_argument("--event-fd", type=int, required=True,
@@ -363,23 +429,17 @@ def main(argv: list[str] | None = None) -> int:
         fd = os.dup(1)
         os.dup2(2, 1)
     writer = EventWriter(fd)
-    control_fd = os.dup(0)
-    line = _read_line(control_fd)
-    try:
-        config = json.loads(line)
-        assert isinstance(config, dict)
-    except (ValueError, AssertionError):
+    control = ControlPipe.from_stdin(writer)  # nothing else reads the control pipe
+    config = control.read_config()
+    if config is None:
         writer.emit("failed", category="config", message="the launcher got no valid configuration on stdin")
         return EXIT_CONFIG
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # nothing else reads the control pipe
-    os.close(devnull)
     launcher = Launcher(writer, config)
     # SIGINT may arrive ignored (inherited from a shell's background job): Petals' clean stop needs it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: launcher.request_stop("SIGTERM"))
-    threading.Thread(target=launcher.watch_control, args=(control_fd,), daemon=True,
-                     name="farnode-control").start()
+    signal.signal(signal.SIGINT, launcher.on_signal)
+    signal.signal(signal.SIGTERM, launcher.on_signal)
+    control.watch_signals()
+    control.start(launcher.request_stop)
     code = launcher.run()
     writer.emit("state", state="stopped")
     kill_process_group_except_self()  # nothing of this node outlives it, even after a failed shutdown
@@ -388,4 +448,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    # Not sys.exit(): a server thread left behind by an interrupted start (Petals' non-daemon ModuleContainer)
+    # would keep the interpreter waiting at exit; every process of the group is already gone.
+    os._exit(exit_code)

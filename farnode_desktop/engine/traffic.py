@@ -7,14 +7,14 @@ generations (and now and then a plain forward pass) through the swarm at the con
 generated tokens must be identical, forward outputs within float tolerance. Events (JSON lines, see
 channel.py): ``ready``, ``request`` (kind, ok, tokens_sent, new_tokens, latency_s), ``mismatch``, ``error``,
 ``done``. ``tokens_sent`` is counted inside the client at the point where each inference step leaves for a
-server, so the app can check it against what the server counted. Stops on ``stop`` or end of stdin.
+server, so the app can check it against what the server counted. Stops on ``stop``, at the end of stdin or when
+the event pipe's reader is gone (channel.ControlPipe).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
 import threading
@@ -24,22 +24,9 @@ import traceback
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from farnode_desktop.engine.channel import EventWriter  # noqa: E402
+from farnode_desktop.engine.channel import ControlPipe, EventWriter  # noqa: E402
 
-
-def _control(fd: int, stop: threading.Event) -> None:
-    buf = b""
-    while not stop.is_set():
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        buf += chunk
-        if b"stop" in buf:
-            break
-    stop.set()
+STOP_GRACE_S = 8.0  # after a stop request, an unfinished request gets this long before the process exits
 
 
 def run(w: EventWriter, cfg: dict, stop: threading.Event) -> int:
@@ -135,24 +122,29 @@ def run(w: EventWriter, cfg: dict, stop: threading.Event) -> int:
     return 0
 
 
+def _stop(stop: threading.Event) -> None:
+    """Ask the request loop to end; a request that is still stuck after STOP_GRACE_S seconds (its server
+    went away mid-request) is not waited for: nobody is left to wait for its answer."""
+    stop.set()
+    time.sleep(STOP_GRACE_S)
+    from farnode_desktop.engine.launcher import kill_process_group_except_self
+
+    kill_process_group_except_self()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="farnode-traffic")
     ap.add_argument("--event-fd", type=int, required=True)
     args = ap.parse_args(argv)
     w = EventWriter(args.event_fd)
-    control = os.dup(0)
-    line = bytearray()
-    while (b := os.read(control, 1)) not in (b"", b"\n"):
-        line += b
-    try:
-        cfg = json.loads(line)
-    except ValueError:
+    control = ControlPipe.from_stdin(w)
+    cfg = control.read_config()
+    if cfg is None:
         w.emit("error", message="no valid configuration on stdin")
         return 2
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
     stop = threading.Event()
-    threading.Thread(target=_control, args=(control, stop), daemon=True).start()
+    control.start(lambda _why: _stop(stop))  # stop, end of stdin, or the event pipe's reader gone
     try:
         return run(w, cfg, stop)
     except Exception as exc:  # noqa: BLE001
