@@ -131,7 +131,7 @@ class TrafficGenerator:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, *, model: Path, initial_peers: list[str], dht_prefix: str, rate_per_minute: float,
+    def start(self, *, model: Path, initial_peers: list[str], dht_prefix: str | None, rate_per_minute: float,
               count: int = 0, max_new_tokens: int = 12, prompt_len: int = 6, forward_every: int = 5,
               seed: int = 0) -> None:
         if self.running:
