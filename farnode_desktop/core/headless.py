@@ -19,6 +19,9 @@ def _fmt_uptime(s: float) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+HEARTBEAT_S = 60.0  # without a terminal, an unchanged status is repeated this often (seconds)
+
+
 def status_line(stats: C.NodeStats, state: C.NodeState, traffic=None) -> str:
     blocks = f"{stats.blocks[0]}-{stats.blocks[-1]} of {stats.total_blocks}" if stats.blocks else "-"
     parts = [
@@ -70,19 +73,27 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
     starter.start()
     t_end = time.time() + duration if duration else None
     code = 0
-    last_line = ""
+    last_key: tuple = ()
+    last_print = 0.0
     try:
         while not stop.wait(1.0):
             if t_end and time.time() >= t_end:
                 break
             st = node.state
             if not json_events:
-                line = status_line(node.stats(), st, node.traffic.stats if node.is_local else None)
+                stats = node.stats()
+                tstats = node.traffic.stats if node.is_local else None
+                line = status_line(stats, st, tstats)
                 if tty:
                     print("\r\033[K" + line, end="", flush=True)
-                elif line != last_line and st.state != C.PROVISIONING:  # a log file: changes only
-                    print(line, flush=True)
-                last_line = line
+                elif st.state != C.PROVISIONING:
+                    # A log file gets a line when something counted changes (not the uptime or the decaying
+                    # rate), and a heartbeat once a minute.
+                    key = (st.state, st.message, tuple(stats.blocks), stats.tokens_served, stats.requests,
+                           (tstats.ok, tstats.requests) if tstats is not None else None)
+                    if key != last_key or time.monotonic() - last_print >= HEARTBEAT_S:
+                        print(line, flush=True)
+                        last_key, last_print = key, time.monotonic()
             if st.state in (C.FAILED, C.HELD) and not starter.is_alive():
                 print(f"\n{st.message}", file=sys.stderr)
                 code = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,9 @@ def test_headless_node_runs_and_stops_on_ctrl_c(engine_paths, free_port):
         assert online, "\n".join(lines[-30:])
         assert "blocks 0-3 of 4" in online[-1] and "tok/s" in online[-1] and "up 0:00:" in online[-1]
         assert any("local demo swarm" in ln for ln in lines[:3])
+        # Not a terminal: a line when something counted changed, not every second for the uptime or rate.
+        counted = [re.sub(r"\|\s+[\d.]+ tok/s |\| up \S+\s*", "", ln) for ln in online]
+        assert all(a != b for a, b in zip(counted, counted[1:], strict=False)), "\n".join(online)
         pid_info = engine_paths.run_dir / "node-main.json"
         launcher = int(json.loads(pid_info.read_text())["pgid"])
         proc.send_signal(signal.SIGINT)  # Ctrl-C
