@@ -191,6 +191,22 @@ def _drop_wakeup_fd() -> None:
         pass
 
 
+def kill_process_group_except_self() -> None:
+    """SIGKILL every other process in this process group (the server's handlers, the DHT process, p2pd):
+    how an engine process (launcher or demo client) makes sure nothing of it outlives it."""
+    me, pgid = os.getpid(), os.getpgid(0)
+    if pgid != me:  # not a process-group leader (run by hand): the group is not ours to clean
+        return
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.getpgid(int(entry)) == pgid:
+                os.kill(int(entry), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class Counters:
     """Per-process request counters, flushed as ``counters`` deltas every ``interval`` seconds.
 

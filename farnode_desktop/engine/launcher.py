@@ -29,7 +29,13 @@ import typing
 if __package__ in (None, ""):  # run as a file (frozen app or tests): make the sibling imports work
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from farnode_desktop.engine.channel import PROTOCOL, ControlPipe, Counters, EventWriter  # noqa: E402
+from farnode_desktop.engine.channel import (  # noqa: E402
+    PROTOCOL,
+    ControlPipe,
+    Counters,
+    EventWriter,
+    kill_process_group_except_self,
+)
 
 EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_START_FAILED = 0, 1, 2, 3
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
@@ -402,21 +408,6 @@ def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ModuleNotFoundError):
         return "engine_missing", text
     return "crash", text
-
-
-def kill_process_group_except_self() -> None:
-    """SIGKILL every other process in this process group (handlers, the DHT process and its p2pd)."""
-    me, pgid = os.getpid(), os.getpgid(0)
-    if pgid != me:  # not a process-group leader (run by hand): the group is not ours to clean
-        return
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            if os.getpgid(int(entry)) == pgid:
-                os.kill(int(entry), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ import traceback
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from farnode_desktop.engine.channel import ControlPipe, EventWriter  # noqa: E402
+from farnode_desktop.engine.channel import ControlPipe, EventWriter, kill_process_group_except_self  # noqa: E402
 
 STOP_GRACE_S = 8.0  # after a stop request, an unfinished request gets this long before the process exits
 
@@ -127,8 +127,6 @@ def _stop(stop: threading.Event) -> None:
     went away mid-request) is not waited for: nobody is left to wait for its answer."""
     stop.set()
     time.sleep(STOP_GRACE_S)
-    from farnode_desktop.engine.launcher import kill_process_group_except_self
-
     kill_process_group_except_self()
     os._exit(0)
 
@@ -155,7 +153,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
-    from farnode_desktop.engine.launcher import kill_process_group_except_self
-
     kill_process_group_except_self()  # the client's own p2pd
     os._exit(code)  # the client's DHT threads must not keep the process alive
