@@ -49,8 +49,8 @@ sys.path.insert(0, str(REPO))
 from eth_account import Account  # noqa: E402
 from web3 import Web3  # noqa: E402
 
-from farnode_desktop.core.chain import ChainClient  # noqa: E402
-from farnode_desktop.core.earnings import EarningsSync  # noqa: E402
+from farnode_desktop.core.payout.chain import ChainClient  # noqa: E402
+from farnode_desktop.core.payout.earnings import EarningsSync  # noqa: E402
 from farnode_desktop.core.settings import ChainSettings  # noqa: E402
 
 ANVIL = REPO / "tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"

@@ -28,7 +28,7 @@ import numpy as np
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from farnode_desktop.core.metrics import MetricsStore  # noqa: E402
+from farnode_desktop.core.metrics.store import MetricsStore  # noqa: E402
 
 SERIES = ["tokens_inference_per_s", "tokens_forward_per_s", "tokens_backward_per_s", "requests",
           "inference_sessions", "reported_throughput", "node_state", "gpu0.util", "gpu0.mem_used", "gpu0.temp",

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from farnode_desktop.core.events import EventBus  # noqa: E402
-from farnode_desktop.core.gpu import TOPIC_TELEMETRY, TelemetrySampler  # noqa: E402
-from farnode_desktop.core.nvml import Nvml  # noqa: E402
+from farnode_desktop.core.gpu.inventory import TOPIC_TELEMETRY, TelemetrySampler  # noqa: E402
+from farnode_desktop.core.gpu.nvml import Nvml  # noqa: E402
 from tests.gpu.fake_pynvml import FakeGpu, FakePynvml  # noqa: E402
 
 GPUS = 2

@@ -1,3 +1,3 @@
-from farnode_desktop.cli import main
+from farnode_desktop.app.cli import main
 
 raise SystemExit(main())

@@ -22,16 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farnode_desktop.core.gpu import GpuInventory, TelemetrySampler, read_inventory  # noqa: E402
-from farnode_desktop.core.gpu_cli import (  # noqa: E402
+from farnode_desktop.app.gpu_cli import (  # noqa: E402
     format_inventory,
     format_recommendation,
     format_telemetry,
     format_telemetry_header,
 )
-from farnode_desktop.core.nvml import Nvml  # noqa: E402
+from farnode_desktop.core.gpu.inventory import GpuInventory, TelemetrySampler, read_inventory  # noqa: E402
+from farnode_desktop.core.gpu.nvml import Nvml  # noqa: E402
+from farnode_desktop.core.gpu.sizing import REFERENCE_MODELS, recommend  # noqa: E402
 from farnode_desktop.core.settings import Settings  # noqa: E402
-from farnode_desktop.core.sizing import REFERENCE_MODELS, recommend  # noqa: E402
 
 QUERY = ("index,uuid,name,memory.total,memory.free,memory.used,driver_version,pcie.link.gen.current,"
          "pcie.link.width.current,power.limit,temperature.gpu,utilization.gpu,compute_cap")

@@ -27,17 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from farnode_desktop import APP_NAME, __version__
-from farnode_desktop.core import contracts as C
-from farnode_desktop.core.earnings_runner import EarningsRunner
+from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.gpu import GpuInventory, TelemetrySampler, read_inventory
-from farnode_desktop.core.metrics import MetricsStore
-from farnode_desktop.core.metrics_recorder import MetricsRecorder
-from farnode_desktop.core.node import NodeController
-from farnode_desktop.core.nvml import Nvml
+from farnode_desktop.core.gpu.inventory import GpuInventory, TelemetrySampler, read_inventory
+from farnode_desktop.core.gpu.nvml import Nvml
+from farnode_desktop.core.metrics.recorder import MetricsRecorder
+from farnode_desktop.core.metrics.store import MetricsStore
+from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.paths import AppPaths
-from farnode_desktop.core.policies import Decision, PolicyEngine
-from farnode_desktop.core.policy_runner import PolicyInputs, PolicyRunner
+from farnode_desktop.core.payout.runner import EarningsRunner
+from farnode_desktop.core.policies.rules import Decision, PolicyEngine
+from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ class AppCore:
             self.earnings.sync_now()
         if (old.policies.start_at_login, old.policies.start_minimized) != (
                 settings.policies.start_at_login, settings.policies.start_minimized) or self.first_run:
-            from farnode_desktop.core.platform import apply_start_at_login
+            from farnode_desktop.core.policies.platform import apply_start_at_login
 
             try:
                 apply_start_at_login(settings.policies.start_at_login, settings.policies.start_minimized)
@@ -286,10 +286,10 @@ class AppCore:
 
     @property
     def wallet(self) -> Any:
-        """The :class:`~farnode_desktop.core.wallet.WalletManager` (imported on first use, off the GUI
+        """The :class:`~farnode_desktop.core.payout.wallet.WalletManager` (imported on first use, off the GUI
         thread: eth-account takes about a second to import)."""
         if self._wallet is None:
-            from farnode_desktop.core.wallet import WalletManager
+            from farnode_desktop.core.payout.wallet import WalletManager
 
             self._wallet = WalletManager(self.node.store, self._keystore)
         return self._wallet
@@ -300,7 +300,7 @@ class AppCore:
         address = self.settings.wallet.address
         if not address:
             return WalletInfo("", False, b"")
-        from farnode_desktop.core.wallet import address_qr
+        from farnode_desktop.core.payout.wallet import address_qr
 
         return WalletInfo(address, self.wallet.has_key(), address_qr(address, scale=6))
 
@@ -337,8 +337,8 @@ class AppCore:
         elig: dict[str, tuple[bool, str]] = {}
         if inv.gpus:
             try:
-                from farnode_desktop.core.local_swarm import demo_model_path
-                from farnode_desktop.core.sizing import ModelSpec, recommend
+                from farnode_desktop.core.gpu.sizing import ModelSpec, recommend
+                from farnode_desktop.core.node.demo_swarm import demo_model_path
 
                 cfg = demo_model_path(self.paths) / "config.json"
                 if self.node.is_local and cfg.is_file():

@@ -40,7 +40,7 @@ class NetworkSettings:
     num_handlers: int = 2
     # Local demo swarm: rate of the built-in client traffic (requests per minute; 0 turns it off).
     demo_traffic_per_minute: float = 12.0
-    runtime: str = "auto"  # where the engine runs: auto | native | wsl2 | docker (see core/runtime.py)
+    runtime: str = "auto"  # where the engine runs: auto | native | wsl2 | docker (see core/node/runtimes)
     docker_image: str = ""  # docker runtime: empty = Petals' image learningathome/petals:main
 
     def validate(self) -> list[str]:
@@ -139,7 +139,7 @@ class PolicySettings:
     start_minimized: bool = True  # when started at login: straight to the tray
 
     def validate(self) -> list[str]:
-        from farnode_desktop.core.policies import ScheduleError, parse_window
+        from farnode_desktop.core.policies.rules import ScheduleError, parse_window
 
         problems = []
         if self.gpu_program_min_mem_mib < 0:

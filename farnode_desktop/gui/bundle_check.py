@@ -1,4 +1,4 @@
-"""The Qt half of ``farnode-desktop bundle-check`` (see core/bundle.py): draw a pyqtgraph chart offscreen
+"""The Qt half of ``farnode-desktop bundle-check`` (see app/frozen.py): draw a pyqtgraph chart offscreen
 with the bundled Qt, so a Qt library or plugin the PyInstaller spec left out fails the build's smoke test."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ def draw_chart() -> tuple[int, int]:
     from PySide6.QtSvg import QSvgRenderer
     from PySide6.QtWidgets import QApplication
 
-    from farnode_desktop.core.bundle import resources_dir
+    from farnode_desktop.core.resources import resources_dir
 
     app = QApplication.instance() or QApplication([])
     plot = pg.PlotWidget()

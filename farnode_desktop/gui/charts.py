@@ -1,6 +1,6 @@
 """Live charts of the metrics history (pyqtgraph): throughput, GPU telemetry, earnings.
 
-Each chart is a plain QWidget that takes a :class:`~farnode_desktop.core.metrics.MetricsStore` and can sit
+Each chart is a plain QWidget that takes a :class:`~farnode_desktop.core.metrics.store.MetricsStore` and can sit
 in any page. It offers the ranges 1 h / 24 h / 7 d / 30 d / all, a date axis, a crosshair with a read-out
 of the bucket under the mouse, and refreshes once a second while visible. The database query runs on a
 thread pool; only ``setData`` runs on the GUI thread.
@@ -20,7 +20,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QGraphicsItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from farnode_desktop.core.metrics import Bucket, MetricsStore
+from farnode_desktop.core.metrics.store import Bucket, MetricsStore
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from farnode_desktop.core import contracts as C
+from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore, GpuReport
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner

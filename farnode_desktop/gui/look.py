@@ -8,7 +8,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QGuiApplication, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QApplication
 
-from farnode_desktop.core import contracts as C
+from farnode_desktop.core import snapshots as C
 
 # Tray/icon kinds, one icon each.
 ICON_STOPPED, ICON_STARTING, ICON_ONLINE, ICON_PAUSED, ICON_ERROR = "stopped", "starting", "online", "paused", "error"

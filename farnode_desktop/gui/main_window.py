@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from farnode_desktop.core import contracts as C
+from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.look import look, state_icon

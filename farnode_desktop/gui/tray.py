@@ -10,8 +10,8 @@ from PySide6.QtCore import QObject, QRect, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from farnode_desktop.core import contracts as C
-from farnode_desktop.core.policies import Decision
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.policies.rules import Decision
 from farnode_desktop.gui.bridge import BusBridge
 from farnode_desktop.gui.look import (
     ICON_ERROR,

@@ -6,7 +6,7 @@
 ;   2. "C:\Program Files (x86)\Inno Setup 6\ISCC.exe" /DAppVersion=0.1.0 packaging\windows\farnode.iss
 ;      -> dist\FarNode-Desktop-Setup-0.1.0.exe
 ;
-; The engine does not run on Windows itself: the app runs it inside WSL2 (core/runtime_wsl.py) and sets it
+; The engine does not run on Windows itself: the app runs it inside WSL2 (core/node/runtimes/wsl.py) and sets it
 ; up there on first start (an Ubuntu distribution, Python, the engine's locked packages with CUDA torch).
 ; This installer only checks that WSL2 can work and says what to do when it cannot; installing WSL needs
 ; administrator rights and a restart, which the user confirms (the optional task below runs

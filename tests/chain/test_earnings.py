@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from farnode_desktop.core.chain import ChainClient
-from farnode_desktop.core.earnings import TOPIC, EarningsSnapshot, EarningsSync
 from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.payout.chain import ChainClient
+from farnode_desktop.core.payout.earnings import TOPIC, EarningsSnapshot, EarningsSync
 from farnode_desktop.core.settings import ChainSettings
 
 from .conftest import DECIMALS, ServedTokens, deploy, free_port, start_anvil

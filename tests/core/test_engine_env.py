@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from farnode_desktop.core import engine_env
-from farnode_desktop.core.engine_env import EngineEnv, read_lock
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+from farnode_desktop.core.node import engine_venv as engine_env
+from farnode_desktop.core.node.engine_venv import EngineEnv, read_lock
 
 
 @pytest.fixture

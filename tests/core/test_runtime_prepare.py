@@ -9,7 +9,7 @@ import pytest
 
 from farnode_desktop.core.errors import EngineEnvError
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node import NodeController
+from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.settings import Settings
 
 

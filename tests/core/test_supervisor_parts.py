@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from farnode_desktop.core.supervisor import RestartPolicy, failure_message, read_events
+from farnode_desktop.core.node.supervisor import RestartPolicy, failure_message, read_events
 
 
 class Trickle(io.RawIOBase):

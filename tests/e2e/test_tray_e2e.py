@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from farnode_desktop.core.engine_env import EngineEnv
+from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings
 

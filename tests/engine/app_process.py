@@ -5,9 +5,9 @@ import json
 import sys
 import time
 
-from farnode_desktop.core import contracts as C
+from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node import NodeController
+from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings
 

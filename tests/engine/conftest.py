@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from farnode_desktop.core.engine_env import LOCK_VERSION, EngineEnv
 from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineEnv
 from farnode_desktop.core.paths import AppPaths
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core import contracts as C
-from farnode_desktop.core.local_swarm import ensure_demo_model, launcher_config
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.node.demo_swarm import ensure_demo_model, launcher_config
+from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
 from farnode_desktop.core.settings import Settings
-from farnode_desktop.core.supervisor import RestartPolicy, Supervisor
 
 from .conftest import group_members, port_is_free, wait_until
 

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from farnode_desktop.core.bundle import engine_source_root
-from farnode_desktop.core.local_swarm import ensure_demo_model, launcher_config
-from farnode_desktop.core.runtime import NativeRuntime
+from farnode_desktop.core.node.demo_swarm import ensure_demo_model, launcher_config
+from farnode_desktop.core.node.runtimes.base import NativeRuntime
+from farnode_desktop.core.resources import engine_source_root
 from farnode_desktop.core.settings import Settings
 
 from .conftest import group_members, port_is_free, wait_until

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from farnode_desktop.core import contracts as C
-from farnode_desktop.core.engine_env import EngineEnv
+from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.errors import EngineEnvError
-from farnode_desktop.core.local_swarm import ensure_demo_model, launcher_config
+from farnode_desktop.core.node.demo_swarm import ensure_demo_model, launcher_config
+from farnode_desktop.core.node.engine_venv import EngineEnv
+from farnode_desktop.core.node.supervisor import Supervisor
 from farnode_desktop.core.settings import Settings
-from farnode_desktop.core.supervisor import Supervisor
 
 pytestmark = pytest.mark.engine
 

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from farnode_desktop.core import contracts as C
-from farnode_desktop.core.gpu import processes_for_policies
-from farnode_desktop.core.node import NodeController
-from farnode_desktop.core.nvml import Nvml
-from farnode_desktop.core.policies import PolicyEngine
-from farnode_desktop.core.policy_runner import PolicyInputs, PolicyRunner
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.gpu.inventory import processes_for_policies
+from farnode_desktop.core.gpu.nvml import Nvml
+from farnode_desktop.core.node.controller import NodeController
+from farnode_desktop.core.policies.rules import PolicyEngine
+from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
 from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 

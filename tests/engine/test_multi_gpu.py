@@ -8,10 +8,10 @@ import dataclasses
 import psutil
 import pytest
 
-from farnode_desktop.core import contracts as C
-from farnode_desktop.core.local_swarm import ensure_demo_model
-from farnode_desktop.core.node import NodeController
-from farnode_desktop.core.nvml import Nvml
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.gpu.nvml import Nvml
+from farnode_desktop.core.node.controller import NodeController
+from farnode_desktop.core.node.demo_swarm import ensure_demo_model
 from farnode_desktop.core.settings import Settings
 from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
 

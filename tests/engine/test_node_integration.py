@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from farnode_desktop.core import contracts as C
-from farnode_desktop.core.node import NodeController
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.settings import Settings
 
 from .conftest import group_members, port_is_free, wait_until

@@ -7,10 +7,10 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from farnode_desktop.core import contracts as C
-from farnode_desktop.core.node import NodeController
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.node.controller import NodeController
+from farnode_desktop.core.payout.wallet import WalletManager, verify_node_binding
 from farnode_desktop.core.settings import SettingsStore
-from farnode_desktop.core.wallet import WalletManager, verify_node_binding
 from tests.wallet.conftest import keystore, secret_service  # noqa: F401 - the real Secret Service fixtures
 
 pytestmark = [pytest.mark.engine, pytest.mark.keyring]

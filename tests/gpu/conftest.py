@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from farnode_desktop.core.nvml import Nvml
+from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.settings import Settings
 from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
 

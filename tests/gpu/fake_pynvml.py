@@ -1,7 +1,7 @@
 """A fake of the ``pynvml`` module (nvidia-ml-py) for machines without an NVIDIA GPU.
 
 It is the ONLY fake in the GPU tests: it stands at the ``pynvml`` boundary and implements the functions
-:mod:`farnode_desktop.core.nvml` calls, with the same error classes, codes and return shapes (memory in
+:mod:`farnode_desktop.core.gpu.nvml` calls, with the same error classes, codes and return shapes (memory in
 bytes, power in milliwatts, strings as bytes like older pynvml versions so decoding is exercised).
 
 Configure it with :class:`FakeGpu` entries; flip ``lost`` / ``lost_after_calls`` to lose a GPU mid-run;

@@ -8,7 +8,7 @@ import io
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from farnode_desktop.core.gpu import read_inventory
+from farnode_desktop.core.gpu.inventory import read_inventory
 from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
 from tests.gpu.fake_pynvml import FakePynvml
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.gpu_cli import cli_gpus
+from farnode_desktop.app.gpu_cli import cli_gpus
 from farnode_desktop.core.settings import Settings
 from tests.gpu.conftest import two_gpus
 from tests.gpu.fake_pynvml import FakeGpu, FakePynvml

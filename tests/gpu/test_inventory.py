@@ -7,7 +7,13 @@ import os
 
 import pytest
 
-from farnode_desktop.core.gpu import NO_DRIVER, NO_GPU, cuda_version_str, normalize_uuid, read_inventory
+from farnode_desktop.core.gpu.inventory import (
+    NO_DRIVER,
+    NO_GPU,
+    cuda_version_str,
+    normalize_uuid,
+    read_inventory,
+)
 from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
 from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 
@@ -110,8 +116,8 @@ def test_helpers():
 
 
 def test_one_gpu_that_cannot_be_opened_does_not_hide_the_others(make_nvml, settings):
-    from farnode_desktop.core.gpu import TelemetrySampler
-    from farnode_desktop.core.sizing import REFERENCE_MODELS, recommend
+    from farnode_desktop.core.gpu.inventory import TelemetrySampler
+    from farnode_desktop.core.gpu.sizing import REFERENCE_MODELS, recommend
     from tests.gpu.fake_pynvml import NVML_ERROR_NO_PERMISSION, NVMLError
 
     fake = FakePynvml(two_gpus())
@@ -135,7 +141,7 @@ def test_one_gpu_that_cannot_be_opened_does_not_hide_the_others(make_nvml, setti
 
 def test_publish_inventory(make_nvml):
     from farnode_desktop.core.events import EventBus
-    from farnode_desktop.core.gpu import TOPIC_INVENTORY, publish_inventory
+    from farnode_desktop.core.gpu.inventory import TOPIC_INVENTORY, publish_inventory
 
     bus = EventBus()
     got = []

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from farnode_desktop.core import nvml as nvml_mod
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.nvml import GpuLostError, Nvml, NvmlUnavailable
+from farnode_desktop.core.gpu import nvml as nvml_mod
+from farnode_desktop.core.gpu.nvml import GpuLostError, Nvml, NvmlUnavailable
 from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
 
 

@@ -8,9 +8,8 @@ import math
 import pytest
 
 from farnode_desktop.core.errors import FarNodeError, SettingsError
-from farnode_desktop.core.gpu import read_inventory
-from farnode_desktop.core.settings import Settings
-from farnode_desktop.core.sizing import (
+from farnode_desktop.core.gpu.inventory import read_inventory
+from farnode_desktop.core.gpu.sizing import (
     REFERENCE_MODELS,
     ModelSpec,
     choose_variant,
@@ -19,6 +18,7 @@ from farnode_desktop.core.sizing import (
     recommend,
     size_gpu,
 )
+from farnode_desktop.core.settings import Settings
 from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
 from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from farnode_desktop.core.contracts import GpuTelemetry
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.gpu import TOPIC_TELEMETRY, TelemetrySampler
+from farnode_desktop.core.gpu.inventory import TOPIC_TELEMETRY, TelemetrySampler
+from farnode_desktop.core.snapshots import GpuTelemetry
 from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
 from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 

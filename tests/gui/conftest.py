@@ -11,8 +11,8 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 
 from farnode_desktop.core.app_core import AppCore  # noqa: E402
-from farnode_desktop.core.engine_env import EngineEnv  # noqa: E402
-from farnode_desktop.core.policy_runner import PolicyInputs  # noqa: E402
+from farnode_desktop.core.node.engine_venv import EngineEnv  # noqa: E402
+from farnode_desktop.core.policies.runner import PolicyInputs  # noqa: E402
 
 
 def engine_ready(paths) -> bool:

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from farnode_desktop.core.metrics import MetricsStore
+from farnode_desktop.core.metrics.store import MetricsStore
 from farnode_desktop.gui.charts import EarningsChart, GpuChart, ThroughputChart, query_pool
 
 NOW = 1_772_452_800.0  # 2026-03-02 12:00 UTC
@@ -165,7 +165,7 @@ def test_live_update_off_the_gui_thread(qtbot, filled, monkeypatch):
 
 def test_a_failing_query_is_shown_not_lost(qtbot, filled, monkeypatch):
     store, clock = filled
-    from farnode_desktop.core.metrics import MetricsStoreError
+    from farnode_desktop.core.metrics.store import MetricsStoreError
 
     def broken(*_a, **_k):
         raise MetricsStoreError("The metrics history could not be read (disk I/O error).")

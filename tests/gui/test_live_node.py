@@ -9,7 +9,7 @@ from dataclasses import replace
 import psutil
 import pytest
 
-from farnode_desktop.core import contracts as C
+from farnode_desktop.core import snapshots as C
 from tests.gui.conftest import engine_ready, shot
 
 pytestmark = pytest.mark.engine

@@ -10,11 +10,11 @@ import pytest
 from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from farnode_desktop.core import contracts as C
+from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.nvml import Nvml
-from farnode_desktop.core.policy_runner import PolicyInputs
+from farnode_desktop.core.gpu.nvml import Nvml
+from farnode_desktop.core.policies.runner import PolicyInputs
 from farnode_desktop.gui.errors import OPEN_DIALOGS, ReportDialog, show_error
 from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
 from tests.gui.conftest import shot

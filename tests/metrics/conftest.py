@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from farnode_desktop.core.metrics import MetricsStore
+from farnode_desktop.core.metrics.store import MetricsStore
 
 # A fixed, hour-aligned "now" so expected buckets are easy to reason about (2026-03-02 12:00:00 UTC).
 NOW = 1_772_452_800.0

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.contracts import NodeEvent
-from farnode_desktop.core.metrics import SCHEMA_VERSION, MetricsStore, MetricsStoreWarning
+from farnode_desktop.core.metrics.store import SCHEMA_VERSION, MetricsStore, MetricsStoreWarning
+from farnode_desktop.core.snapshots import NodeEvent
 
 from .conftest import NOW
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from farnode_desktop.core.metrics import MetricsStore
+    from farnode_desktop.core.metrics.store import MetricsStore
     base = float(sys.argv[2])
     store = MetricsStore(sys.argv[1], clock=lambda: base, commit_interval_s=0.2)
     i = 0

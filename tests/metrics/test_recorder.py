@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from farnode_desktop.core import contracts as c
+from farnode_desktop.core import snapshots as c
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.metrics import NODE_STATE_CODES
-from farnode_desktop.core.metrics_recorder import MetricsRecorder, spread_counter
+from farnode_desktop.core.metrics.recorder import MetricsRecorder, spread_counter
+from farnode_desktop.core.metrics.store import NODE_STATE_CODES
 
 from .conftest import NOW
 

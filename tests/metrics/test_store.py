@@ -9,13 +9,13 @@ from collections import defaultdict
 
 import pytest
 
-from farnode_desktop.core.contracts import NodeEvent
-from farnode_desktop.core.metrics import (
+from farnode_desktop.core.metrics.store import (
     MINUTE_KEEP_S,
     RAW_KEEP_S,
     MetricsStore,
     MetricsStoreError,
 )
+from farnode_desktop.core.snapshots import NodeEvent
 
 from .conftest import NOW
 

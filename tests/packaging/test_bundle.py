@@ -23,7 +23,8 @@ pytest.importorskip("PyInstaller", reason="PyInstaller is not installed (pip ins
 import psutil  # noqa: E402
 
 from farnode_desktop import APP_NAME, __version__  # noqa: E402
-from farnode_desktop.core.bundle import DIGEST_FILE, ENGINE_SRC_DIR, engine_files, source_digest  # noqa: E402
+from farnode_desktop.app.frozen import DIGEST_FILE, source_digest  # noqa: E402
+from farnode_desktop.core.resources import ENGINE_SRC_DIR, engine_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist" / "farnode-desktop"

@@ -13,21 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.bundle import engine_source_root
-from farnode_desktop.core.engine_env import LOCK_VERSION, lock_digest, lock_path, read_lock
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.runtime import (
+from farnode_desktop.core.node.engine_venv import LOCK_VERSION, lock_digest, lock_path, read_lock
+from farnode_desktop.core.node.runtimes import make_runtime, resolve_runtime_name
+from farnode_desktop.core.node.runtimes.base import (
     STOP_LINE,
     EngineRuntimeError,
     NativeRuntime,
     SetupStep,
     decode_output,
-    make_runtime,
-    resolve_runtime_name,
     run_step,
     run_steps,
 )
-from farnode_desktop.core.runtime_docker import (
+from farnode_desktop.core.node.runtimes.docker import (
     DockerRuntime,
     container_name,
     parse_docker_version,
@@ -35,7 +33,7 @@ from farnode_desktop.core.runtime_docker import (
     parse_ps_json_lines,
     parse_runtimes,
 )
-from farnode_desktop.core.runtime_wsl import (
+from farnode_desktop.core.node.runtimes.wsl import (
     Wsl2Runtime,
     WslDistro,
     choose_distro,
@@ -43,6 +41,7 @@ from farnode_desktop.core.runtime_wsl import (
     parse_wsl_status,
     windows_to_wsl_path,
 )
+from farnode_desktop.core.resources import engine_source_root
 from farnode_desktop.core.settings import Settings, SettingsStore
 
 FIX = Path(__file__).parent / "fixtures"

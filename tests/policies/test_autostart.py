@@ -11,10 +11,14 @@ import sys
 import pytest
 
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.platform import apply_start_at_login, launch_command
-from farnode_desktop.core.platform.linux import XdgAutostart, desktop_exec_quote, desktop_exec_split
-from farnode_desktop.core.platform.macos import LAUNCH_AGENT_LABEL, MacLaunchAgent, launch_agent_plist
-from farnode_desktop.core.platform.windows import (
+from farnode_desktop.core.policies.platform import apply_start_at_login, launch_command
+from farnode_desktop.core.policies.platform.linux import XdgAutostart, desktop_exec_quote, desktop_exec_split
+from farnode_desktop.core.policies.platform.macos import (
+    LAUNCH_AGENT_LABEL,
+    MacLaunchAgent,
+    launch_agent_plist,
+)
+from farnode_desktop.core.policies.platform.windows import (
     run_command_line,
     split_command_line,
     startup_approved,

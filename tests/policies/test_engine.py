@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from farnode_desktop.core import policies as P
-from farnode_desktop.core.policies import GpuProcess, Observation, PolicyEngine
+from farnode_desktop.core.policies import rules as P
+from farnode_desktop.core.policies.rules import GpuProcess, Observation, PolicyEngine
 from farnode_desktop.core.settings import PolicySettings
 from tests.policies.vclock import VirtualClock, at, local_time
 

@@ -11,24 +11,24 @@ import time
 
 import pytest
 
-from farnode_desktop.core import platform as plat
-from farnode_desktop.core.platform.base import NOT_AVAILABLE
-from farnode_desktop.core.platform.linux import (
+from farnode_desktop.core.policies import platform as plat
+from farnode_desktop.core.policies.platform.base import NOT_AVAILABLE
+from farnode_desktop.core.policies.platform.linux import (
     ProcSteamDetector,
     steam_app_from_cmdline,
     steam_app_from_environ,
 )
-from farnode_desktop.core.platform.macos import parse_ioreg_idle
-from farnode_desktop.core.platform.processes import running_process_names
-from farnode_desktop.core.platform.windows import (
+from farnode_desktop.core.policies.platform.macos import parse_ioreg_idle
+from farnode_desktop.core.policies.platform.processes import running_process_names
+from farnode_desktop.core.policies.platform.windows import (
     REG_BINARY,
     REG_DWORD,
     REG_SZ,
     idle_ms_from_ticks,
     parse_running_app_id,
 )
-from farnode_desktop.core.platform.x11 import X11IdleTime, XdotoolForeground, parse_xdotool_pid
-from farnode_desktop.core.policies import match_programs
+from farnode_desktop.core.policies.platform.x11 import X11IdleTime, XdotoolForeground, parse_xdotool_pid
+from farnode_desktop.core.policies.rules import match_programs
 from tests.policies.xserver import free_display as _free_display
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc and X11 only")

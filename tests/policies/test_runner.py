@@ -11,14 +11,14 @@ from dataclasses import replace
 
 import pytest
 
-from farnode_desktop.core import policies as P
-from farnode_desktop.core.contracts import GpuTelemetry, NodeEvent
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.platform.base import IdleReading
-from farnode_desktop.core.platform.linux import ProcSteamDetector
-from farnode_desktop.core.policies import GpuProcess, PolicyEngine
-from farnode_desktop.core.policy_runner import DECISION_TOPIC, PolicyInputs, PolicyRunner
+from farnode_desktop.core.policies import rules as P
+from farnode_desktop.core.policies.platform.base import IdleReading
+from farnode_desktop.core.policies.platform.linux import ProcSteamDetector
+from farnode_desktop.core.policies.rules import GpuProcess, PolicyEngine
+from farnode_desktop.core.policies.runner import DECISION_TOPIC, PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import PolicySettings
+from farnode_desktop.core.snapshots import GpuTelemetry, NodeEvent
 from tests.policies.vclock import VirtualClock, local_time
 
 QUIET = PolicySettings(pause_for_gpu_programs=False, pause_for_steam_games=False, temperature_pause=False,
@@ -233,7 +233,7 @@ def test_idle_only_with_the_real_x11_idle_time(xvfb):
     """Idle for 1.2 s (idle_minutes=0.02) lets the node run; moving the pointer pauses it again."""
     import shutil
 
-    from farnode_desktop.core.platform.x11 import X11IdleTime
+    from farnode_desktop.core.policies.platform.x11 import X11IdleTime
 
     if not shutil.which("xdotool"):
         pytest.skip("xdotool is not installed (scripts/system-deps.sh installs it): cannot move the pointer")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.platform.x11 import X11IdleTime
+from farnode_desktop.core.policies.platform.x11 import X11IdleTime
 
 
 def free_display() -> int:

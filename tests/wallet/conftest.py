@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.keystore import Keystore
+from farnode_desktop.core.payout.keystore import Keystore
+from farnode_desktop.core.payout.wallet import WalletManager
 from farnode_desktop.core.settings import SettingsStore
-from farnode_desktop.core.wallet import WalletManager
 
 KEYRING_PASSWORD = "farnode-test"
 

@@ -13,8 +13,8 @@ import pytest
 from eth_account import Account
 
 from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.core.payout.wallet import WalletManager, engine_environment, engine_public_name
 from farnode_desktop.core.settings import SettingsStore
-from farnode_desktop.core.wallet import WalletManager, engine_environment, engine_public_name
 
 pytestmark = pytest.mark.keyring
 REPO = Path(__file__).resolve().parents[2]
@@ -24,10 +24,10 @@ NO_KEYRING_SCRIPT = r"""
 import json, sys
 import keyring
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.keystore import KeyringUnavailableError
+from farnode_desktop.core.payout.keystore import KeyringUnavailableError
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import SettingsStore
-from farnode_desktop.core.wallet import WalletManager
+from farnode_desktop.core.payout.wallet import WalletManager
 
 paths = AppPaths.default().ensure()
 w = WalletManager(SettingsStore(paths.settings_file))

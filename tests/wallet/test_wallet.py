@@ -8,15 +8,15 @@ import pytest
 from eth_account import Account
 
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.keystore import SERVICE, KeyringAccessError, Keystore
-from farnode_desktop.core.settings import SettingsStore
-from farnode_desktop.core.wallet import (
+from farnode_desktop.core.payout.keystore import SERVICE, KeyringAccessError, Keystore
+from farnode_desktop.core.payout.wallet import (
     WalletError,
     WalletManager,
     address_qr,
     parse_address,
     verify_node_binding,
 )
+from farnode_desktop.core.settings import SettingsStore
 
 pytestmark = pytest.mark.keyring
 

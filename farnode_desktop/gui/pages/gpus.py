@@ -14,9 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from farnode_desktop.core import contracts as C
+from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore, GpuReport
-from farnode_desktop.core.gpu import GpuInfo
+from farnode_desktop.core.gpu.inventory import GpuInfo
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
 from farnode_desktop.gui.widgets import Notice, dim, page_header

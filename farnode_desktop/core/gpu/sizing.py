@@ -1,0 +1,429 @@
+"""Which GPUs can serve, how many transformer blocks each holds, and which engine build fits the driver.
+
+Every decision carries a one-line ``reason`` a user can read, e.g.
+``"RTX 3060: 9 of 32 blocks fit in 7.1 GiB free (1 GiB kept for the desktop), nf4"``.
+
+Sizing uses FREE memory, not total memory
+-----------------------------------------
+Petals' own automatic ``--num_blocks`` (``Server._choose_num_blocks``) divides the card's TOTAL memory
+(``torch.cuda.get_device_properties().total_memory``) by the size of a block plus its attention cache. On a
+server that is fine; on a desktop the display, the browser and any game already hold part of the VRAM, so
+that estimate loads more blocks than there is room for and the server dies with ``CUDA out of memory``
+while loading (or later, when the user starts a game). Here the number of blocks comes from the memory
+that is free right now (NVML's ``free``, which already excludes what other processes hold), minus the
+user's reserve (``settings.gpus.reserve_vram_mib``), minus the server's own CUDA context and Petals'
+autograd allowance. The app passes the result as an explicit ``--num_blocks``.
+
+Engine build (lock variant) and the driver
+------------------------------------------
+The engine's CUDA variant is ``torch==2.13.0`` from PyPI. Its Linux x86_64 wheel declares
+``cuda-toolkit[...]==13.0.3`` and ``nvidia-cudnn-cu13`` / ``nvidia-nccl-cu13`` (read from the wheel's
+metadata with ``pip install --dry-run --report``), so it is built for CUDA 13.0. CUDA 13 needs a driver
+that supports CUDA 13.0: R580 or newer (580.65.06 on Linux, 580.88 on Windows; CUDA 12.x would have needed
+525.60.13 / 528.33). CUDA 13 also dropped Maxwell, Pascal and Volta: compute capability 7.5 (Turing, RTX 20
+series) is the oldest the build runs on. With an older driver or GPU the app uses the ``cpu`` variant and
+says why. The driver's own statement (NVML ``nvmlSystemGetCudaDriverVersion_v2``) decides when present;
+the driver version number is the fallback.
+
+Sizes: memory in MiB unless a name says bytes; GiB in text only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from farnode_desktop.core.errors import FarNodeError, SettingsError
+from farnode_desktop.core.gpu.inventory import GpuInfo, GpuInventory, normalize_uuid
+from farnode_desktop.core.settings import Settings
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+# -- the engine's torch build -------------------------------------------------------------------------
+ENGINE_TORCH_VERSION = "2.13.0"
+CUDA_VARIANT_CUDA = (13, 0)  # torch 2.13.0 on PyPI: cuda-toolkit==13.0.3, nvidia-*-cu13
+MIN_DRIVER_LINUX = (580, 65, 6)
+MIN_DRIVER_WINDOWS = (580, 88)
+MIN_CC_CUDA_VARIANT = (7, 5)  # CUDA 13 builds: sm_75 (Turing) and newer
+
+# bitsandbytes (the engine's quantization library)
+MIN_CC_NF4 = (5, 0)
+MIN_CC_INT8 = (7, 5)  # LLM.int8() matmul needs Turing's int8 tensor cores
+
+QUANTIZATIONS = ("nf4", "int8", "none")
+
+# -- memory model (Petals 2.2: get_block_size, Server.__init__, _choose_num_blocks) ------------------
+CUDA_CONTEXT_MIB = 512  # the server process's CUDA context, cuBLAS/cuDNN workspaces (not in Petals' estimate)
+MIN_CACHE_TOKENS = 2048  # below this an inference session can hardly use the server
+_BYTES_PER_PARAM = {"none": 2.0, "int8": 1.0, "nf4": 4.25 / 8}  # none: float16/bfloat16 on a GPU
+_BLOCK_EPS = 0.01  # Petals adds 1% to the block size
+
+
+def _gib(mib: float) -> str:
+    return f"{mib / 1024:.1f} GiB"
+
+
+def _gib_short(mib: float) -> str:
+    v = f"{mib / 1024:.1f}".rstrip("0").rstrip(".")
+    return f"{v} GiB"
+
+
+def parse_version(text: str | None) -> tuple[int, ...] | None:
+    """"580.65.06" -> (580, 65, 6); None when it cannot be read."""
+    if not text:
+        return None
+    parts = []
+    for p in text.strip().split("."):
+        digits = "".join(ch for ch in p if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) or None
+
+
+# -- model --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The shape of a Llama-style model (what ``config.json`` says), enough to size its blocks."""
+
+    name: str
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+
+    def __post_init__(self) -> None:
+        for f in ("hidden_size", "intermediate_size", "num_layers", "num_attention_heads",
+                  "num_key_value_heads", "vocab_size"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise FarNodeError(f"The model's {f} is {v!r}; it must be a positive whole number. Check the "
+                                   "model's config.json.", title="Model configuration problem")
+        if self.hidden_size % self.num_attention_heads:
+            raise FarNodeError(f"The model's hidden_size {self.hidden_size} is not a multiple of its "
+                               f"{self.num_attention_heads} attention heads. Check the model's config.json.",
+                               title="Model configuration problem")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise FarNodeError(f"The model's {self.num_attention_heads} attention heads are not a multiple of "
+                               f"its {self.num_key_value_heads} key/value heads. Check the model's config.json.",
+                               title="Model configuration problem")
+
+    @classmethod
+    def from_config_dict(cls, config: Any, name: str | None = None) -> ModelSpec:
+        """From a Hugging Face ``config.json`` dict of a Llama-style model (llama, mistral, qwen2 ...)."""
+        if not isinstance(config, dict):
+            raise FarNodeError("The model's config.json is not a JSON object.", title="Model configuration problem")
+        missing = [k for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                               "vocab_size") if k not in config]
+        if missing:
+            kind = config.get("model_type", "unknown")
+            raise FarNodeError(
+                f"The model's config.json has no {', '.join(missing)} (model type {kind!r}). FarNode can size "
+                "Llama-style models only; set the number of blocks by hand in the settings for this model.",
+                title="Model configuration problem")
+        heads = config["num_attention_heads"]
+        kv = config.get("num_key_value_heads")
+        return cls(
+            name=name or str(config.get("_name_or_path") or config.get("model_type") or "model"),
+            hidden_size=config["hidden_size"],
+            intermediate_size=config["intermediate_size"],
+            num_layers=config["num_hidden_layers"],
+            num_attention_heads=heads,
+            num_key_value_heads=heads if kv is None else kv,
+            vocab_size=config["vocab_size"],
+        )
+
+    @classmethod
+    def from_config_file(cls, path: Path, name: str | None = None) -> ModelSpec:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise FarNodeError(f"Cannot read the model's config file {path}: {exc.strerror or exc}.",
+                               title="Model configuration problem") from exc
+        except ValueError as exc:
+            raise FarNodeError(f"The model's config file {path} is not valid JSON ({exc}).",
+                               title="Model configuration problem") from exc
+        return cls.from_config_dict(raw, name=name or Path(path).parent.name)
+
+    # -- arithmetic ----------------------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def kv_groups(self) -> int:
+        return self.num_attention_heads // self.num_key_value_heads
+
+    @property
+    def block_params(self) -> int:
+        """Parameters of one decoder block: q/o projections h*h each, k/v h*kv_dim each, a gated MLP
+        (gate, up, down: 3*h*i) and two RMSNorm weights (2*h). Llama has no biases."""
+        h, i = self.hidden_size, self.intermediate_size
+        kv_dim = self.num_key_value_heads * self.head_dim
+        return 2 * h * h + 2 * h * kv_dim + 3 * h * i + 2 * h
+
+    def block_bytes(self, quantization: str = "none") -> int:
+        """Memory of one block's weights on the GPU (bytes), as Petals' ``get_block_size`` computes it."""
+        if quantization not in _BYTES_PER_PARAM:
+            raise ValueError(f"unknown quantization {quantization!r}")
+        return round(self.block_params * _BYTES_PER_PARAM[quantization] * (1 + _BLOCK_EPS))
+
+    @property
+    def default_cache_tokens(self) -> int:
+        """Petals' default ``--attn_cache_tokens``: 32768 with grouped-query attention, else 8192."""
+        return 32768 if self.kv_groups > 1 else 8192
+
+    def cache_bytes_per_block(self, tokens: int, dtype_bytes: int = 2) -> int:
+        """Attention (key+value) cache of one block for ``tokens`` tokens, in bytes."""
+        return (2 * self.hidden_size * tokens) // self.kv_groups * dtype_bytes
+
+    @property
+    def autograd_bytes(self) -> int:
+        """Petals' allowance for rpc_backward: 2 GiB for BLOOM-176B (hidden 14336), scaled by hidden size."""
+        return int(2 * GIB / 14336 * self.hidden_size)
+
+
+# Shapes of models commonly served on FarMesh / Petals swarms (from their config.json files).
+REFERENCE_MODELS: dict[str, ModelSpec] = {
+    m.name: m for m in (
+        ModelSpec("meta-llama/Llama-2-70b-hf", 8192, 28672, 80, 64, 8, 32000),
+        ModelSpec("meta-llama/Meta-Llama-3.1-8B", 4096, 14336, 32, 32, 8, 128256),
+        ModelSpec("meta-llama/Meta-Llama-3.1-70B", 8192, 28672, 80, 64, 8, 128256),
+        ModelSpec("meta-llama/Meta-Llama-3.1-405B", 16384, 53248, 126, 128, 8, 128256),
+    )
+}
+DEFAULT_REFERENCE_MODEL = "meta-llama/Llama-2-70b-hf"
+
+
+# -- decisions ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VariantDecision:
+    variant: str  # "cuda" | "cpu"
+    reason: str
+
+
+@dataclass(frozen=True)
+class GpuSizing:
+    index: int
+    uuid: str
+    name: str
+    eligible: bool
+    num_blocks: int  # blocks to serve (0 when not eligible)
+    quantization: str  # nf4 | int8 | none
+    attn_cache_tokens: int
+    fit_blocks: int  # blocks that fit in memory, whatever else rules the GPU out
+    block_mib: float  # one block's weights + attention cache
+    free_mib: float
+    usable_mib: float  # free - reserve - CUDA context - autograd allowance
+    reason: str
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """One server subprocess pinned to one GPU."""
+
+    node_id: str  # "gpu-<index>"
+    gpu_index: int
+    gpu_uuid: str
+    env: dict[str, str] = field(hash=False)  # overrides for the server's environment
+    port: int
+    num_blocks: int
+    quantization: str
+    attn_cache_tokens: int
+    device: str = "cuda"
+    reason: str = ""
+
+    def server_args(self) -> list[str]:
+        """Petals ``run_server`` flags this plan decides (the port/host flags are the supervisor's)."""
+        return ["--device", self.device, "--num_blocks", str(self.num_blocks), "--quant_type", self.quantization,
+                "--attn_cache_tokens", str(self.attn_cache_tokens)]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    variant: VariantDecision
+    sizings: tuple[GpuSizing, ...]
+    plans: tuple[ServerPlan, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def summary(self) -> str:
+        if not self.plans:
+            return f"No GPU will serve: {self.variant.reason}" if self.variant.variant == "cpu" else \
+                "No GPU will serve: " + "; ".join(s.reason for s in self.sizings)
+        blocks = sum(p.num_blocks for p in self.plans)
+        return f"{len(self.plans)} GPU server(s), {blocks} blocks in all ({self.variant.reason})"
+
+
+def choose_variant(inventory: GpuInventory, platform: str | None = None) -> VariantDecision:
+    """Which engine lock variant matches this driver and these GPUs: ``cuda`` or ``cpu``, with a reason."""
+    platform = platform or sys.platform
+    if inventory.none_reason or not inventory.gpus:
+        what = inventory.error or "no NVIDIA GPU was found."
+        return VariantDecision("cpu", f"{what.rstrip('.')}. The node runs on the CPU.")
+    need = ".".join(map(str, CUDA_VARIANT_CUDA))
+    min_driver = MIN_DRIVER_WINDOWS if platform == "win32" else MIN_DRIVER_LINUX
+    min_driver_s = ".".join(f"{p:02d}" if i else str(p) for i, p in enumerate(min_driver))
+    build = f"torch {ENGINE_TORCH_VERSION} for CUDA {need}"
+    cuda = parse_version(inventory.cuda_version)
+    driver = parse_version(inventory.driver_version)
+    if cuda is not None:
+        ok = cuda[:2] >= CUDA_VARIANT_CUDA
+        have = f"driver {inventory.driver_version or '?'} supports CUDA {inventory.cuda_version}"
+    elif driver is not None:
+        ok = driver >= min_driver
+        have = f"driver {inventory.driver_version}"
+    else:
+        return VariantDecision("cpu", "The NVIDIA driver's version could not be read, so the GPU build of the "
+                                      "engine cannot be trusted to work; the node runs on the CPU. Reinstall "
+                                      "the NVIDIA driver.")
+    if not ok:
+        return VariantDecision("cpu", f"The {have}; the engine's GPU build ({build}) needs driver {min_driver_s} "
+                                      "or newer. Update the NVIDIA driver to use the GPU; until then the node "
+                                      "runs on the CPU.")
+    usable = [g for g in inventory.gpus if not g.lost and g.compute_capability
+              and g.compute_capability >= MIN_CC_CUDA_VARIANT]
+    if not usable:
+        oldest = ", ".join(f"{g.short_name} ({g.cc_str})" for g in inventory.gpus)
+        return VariantDecision("cpu", f"No GPU here can run the engine's GPU build ({build} needs compute "
+                                      f"capability {MIN_CC_CUDA_VARIANT[0]}.{MIN_CC_CUDA_VARIANT[1]}, RTX 20 "
+                                      f"series or newer): {oldest}. The node runs on the CPU.")
+    return VariantDecision("cuda", f"{have}: the engine's GPU build ({build}) runs")
+
+
+def _supports(cc: tuple[int, int] | None, quantization: str) -> bool:
+    if quantization == "none":
+        return True
+    if cc is None:
+        return False
+    return cc >= (MIN_CC_NF4 if quantization == "nf4" else MIN_CC_INT8)
+
+
+def _fit(model: ModelSpec, usable_bytes: float, quantization: str, tokens: int) -> tuple[int, int]:
+    per_block = model.block_bytes(quantization) + model.cache_bytes_per_block(tokens)
+    n = math.floor(usable_bytes / per_block) if usable_bytes > 0 else 0
+    return max(0, min(n, model.num_layers)), per_block
+
+
+def size_gpu(gpu: GpuInfo, model: ModelSpec, settings: Settings,
+             variant: VariantDecision | None = None) -> GpuSizing:
+    """Decide whether ``gpu`` can serve ``model`` and with how many blocks, which quantization and how
+    large an attention cache; ``variant`` (from :func:`choose_variant`) rules out GPUs the driver can't run."""
+    name = gpu.short_name
+    reserve = float(settings.gpus.reserve_vram_mib)
+    free = gpu.memory_free_mib if gpu.memory_free_mib is not None else 0.0
+    usable_bytes = (free - reserve - CUDA_CONTEXT_MIB) * MIB - model.autograd_bytes
+
+    def out(eligible: bool, blocks: int, quant: str, tokens: int, fit: int, per_block: int, reason: str):
+        return GpuSizing(index=gpu.index, uuid=gpu.uuid, name=gpu.name, eligible=eligible,
+                         num_blocks=blocks if eligible else 0, quantization=quant, attn_cache_tokens=tokens,
+                         fit_blocks=fit, block_mib=round(per_block / MIB, 1), free_mib=free,
+                         usable_mib=round(max(0.0, usable_bytes / MIB), 1), reason=reason)
+
+    tokens = model.default_cache_tokens
+    if gpu.lost:
+        return out(False, 0, "none", tokens, 0, 0, f"{name}: the GPU is lost (it fell off the bus or needs a "
+                                                   "reset); restart the computer")
+    if gpu.memory_free_mib is None:
+        return out(False, 0, "none", tokens, 0, 0, f"{name}: its free memory cannot be read, so it is not used")
+    cc = gpu.compute_capability
+
+    # quantization: the user's choice, or the least lossy one that serves every block, else the densest
+    wanted = settings.network.quantization
+    if wanted != "auto":
+        if not _supports(cc, wanted):
+            need = MIN_CC_NF4 if wanted == "nf4" else MIN_CC_INT8
+            return out(False, 0, wanted, tokens, 0, 0,
+                       f"{name}: {wanted} quantization needs compute capability {need[0]}.{need[1]} or newer "
+                       f"(this GPU has {gpu.cc_str}); choose another quantization in the settings")
+        quant = wanted
+    else:
+        full, _ = _fit(model, usable_bytes, "none", tokens)
+        if full >= model.num_layers:
+            quant = "none"
+        else:
+            quant = next((q for q in ("nf4", "int8") if _supports(cc, q)), "none")
+
+    fit, per_block = _fit(model, usable_bytes, quant, tokens)
+    while fit < 1 and tokens > MIN_CACHE_TOKENS:  # a smaller attention cache may let one block in
+        tokens //= 2
+        fit, per_block = _fit(model, usable_bytes, quant, tokens)
+
+    kept = f"{_gib_short(reserve)} kept for the desktop" if reserve else "nothing kept for the desktop"
+    if fit < 1:
+        one = model.block_bytes(quant) + model.cache_bytes_per_block(MIN_CACHE_TOKENS) + model.autograd_bytes
+        return out(False, 0, quant, tokens, 0, per_block,
+                   f"{name}: not enough free memory: {_gib(free)} free ({kept}); one {quant} block with its "
+                   f"cache needs about {_gib(one / MIB + CUDA_CONTEXT_MIB)}. Close programs that use the GPU "
+                   "or lower the reserve")
+    blocks = fit
+    extra = ""
+    if settings.network.num_blocks:
+        if settings.network.num_blocks < fit:
+            blocks = settings.network.num_blocks
+            extra = f"; serving {blocks} as set in the settings"
+        elif settings.network.num_blocks > fit:
+            extra = f"; the settings ask for {settings.network.num_blocks}, only {fit} fit"
+    if tokens != model.default_cache_tokens:
+        extra += f"; attention cache cut to {tokens} tokens to fit"
+
+    eligible = True
+    if variant is not None and variant.variant != "cuda":
+        eligible = False
+        extra += " — not used: the engine's GPU build cannot run (see the driver line)"
+    elif cc is None or cc < MIN_CC_CUDA_VARIANT:
+        eligible = False
+        extra += (f" — not used: compute capability {gpu.cc_str} is older than the "
+                  f"{MIN_CC_CUDA_VARIANT[0]}.{MIN_CC_CUDA_VARIANT[1]} the engine's GPU build needs")
+    reason = (f"{name}: {fit} of {model.num_layers} blocks fit in {_gib(free)} free ({kept}), {quant}{extra}")
+    return out(eligible, blocks, quant, tokens, fit, per_block, reason)
+
+
+def recommend(inventory: GpuInventory, settings: Settings, model: ModelSpec,
+              platform: str | None = None) -> Recommendation:
+    """The variant, every GPU's sizing, and one server plan per contributing eligible GPU."""
+    variant = choose_variant(inventory, platform)
+    sizings = tuple(size_gpu(g, model, settings, variant) for g in inventory.gpus)
+    notes: list[str] = []
+    wanted = {normalize_uuid(u) for u in settings.gpus.contributing if u.strip()}
+    if wanted:
+        known = {normalize_uuid(g.uuid) for g in inventory.gpus}
+        for u in sorted(wanted - known):
+            notes.append(f"GPU {u} is selected in the settings but is not in this computer any more")
+    chosen = [s for s in sizings if s.eligible and (not wanted or normalize_uuid(s.uuid) in wanted)]
+    for s in sizings:
+        if s.eligible and wanted and normalize_uuid(s.uuid) not in wanted:
+            notes.append(f"{s.name} (GPU {s.index}) could serve but is not selected to contribute")
+
+    base = settings.network.port
+    if base and base + len(chosen) - 1 > 65535:
+        raise SettingsError(f"network.port {base} leaves no room for {len(chosen)} servers (one port each, "
+                            f"{base} to {base + len(chosen) - 1}). Choose a port of at most "
+                            f"{65536 - len(chosen)}.")
+    plans = []
+    for i, s in enumerate(chosen):
+        pinned = s.uuid if not s.uuid.startswith("index-") else str(s.index)
+        plans.append(ServerPlan(
+            node_id=f"gpu-{s.index}", gpu_index=s.index, gpu_uuid=s.uuid,
+            # NVML numbers GPUs in PCI bus order; CUDA's default order differs, so pin by UUID and make any
+            # index fallback mean the same GPU.
+            env={"CUDA_VISIBLE_DEVICES": pinned, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+            port=base + i if base else 0,
+            num_blocks=s.num_blocks, quantization=s.quantization, attn_cache_tokens=s.attn_cache_tokens,
+            device="cuda", reason=s.reason))
+    return Recommendation(variant=variant, sizings=sizings, plans=tuple(plans), notes=tuple(notes))
+
+
+def plan_servers(inventory: GpuInventory, settings: Settings, model_spec: ModelSpec) -> list[ServerPlan]:
+    """One :class:`ServerPlan` per GPU that should run its own server: eligible, and in
+    ``settings.gpus.contributing`` (empty: every eligible GPU). Empty when the node should run on the CPU."""
+    return list(recommend(inventory, settings, model_spec).plans)

@@ -1,0 +1,782 @@
+"""Durable history of throughput, GPU telemetry, earnings and lifecycle events (SQLite, WAL mode).
+
+This is the only module that talks to SQLite for metrics.
+
+Data model (schema version :data:`SCHEMA_VERSION`, kept in ``PRAGMA user_version``):
+
+- ``series(id, name)``: one row per series name (``tokens_inference_per_s``, ``gpu0.temp`` ...).
+- ``raw(series_id, t, v)``: one value per series per whole epoch second ``t``; kept :data:`RAW_KEEP_S`
+  (48 h).
+- ``roll_1m`` / ``roll_1h`` ``(series_id, t, n, sum, min, max)``: rollups keyed by the bucket's start
+  (epoch seconds, a multiple of 60 / 3600). They hold the count, sum, min and max of the raw values in the
+  bucket, so means (``sum / n``) and sums over any whole buckets are exact. 1-minute rollups are kept
+  :data:`MINUTE_KEEP_S` (90 days), 1-hour rollups for good.
+- ``events(id, t, node_id, kind, message, data)``: lifecycle events (start, stop, crash, pause, resume,
+  payout ...), ``data`` is JSON text; kept for good.
+
+Writes go through a queue to one background writer thread, which commits every
+:data:`COMMIT_INTERVAL_S` seconds or every ``batch_rows`` rows, whichever comes first. Rollups of the
+minutes and hours touched by a batch are recomputed from the finer table in the same transaction, so raw
+data and rollups never disagree, even after a crash. With WAL and ``synchronous=NORMAL`` a committed
+batch survives the app being killed; a crash loses at most the last commit interval (about a second).
+
+A database that SQLite reports as corrupt ("file is not a database", "malformed") is moved aside with
+:func:`~farnode_desktop.core.atomic.quarantine` (its ``-wal`` and ``-shm`` files too), a
+:class:`MetricsStoreWarning` is added to :attr:`MetricsStore.warnings`, and a fresh database is started.
+
+Values stored per series (units):
+
+- ``tokens_inference_per_s``, ``tokens_forward_per_s``, ``tokens_backward_per_s``: tokens served in that
+  second (= tokens/s); summing them over a range gives the tokens served in it.
+- ``requests``, ``inference_sessions``: requests / inference sessions started in that second.
+- ``reported_throughput``: tokens/s the node(s) announce to the swarm (sum over nodes).
+- ``node_state``: the most advanced state of any node, as :data:`NODE_STATE_CODES` (0 = stopped).
+- ``gpu{i}.util`` (%), ``gpu{i}.mem_used`` (MiB), ``gpu{i}.temp`` (deg C), ``gpu{i}.power`` (W).
+- ``earnings.paid``, ``earnings.estimated``, ``earnings.total``: cumulative paid, estimated unpaid and
+  their sum, in tokens of the payout currency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import queue
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from farnode_desktop.core import snapshots as c
+from farnode_desktop.core.atomic import atomic_write_text, quarantine
+from farnode_desktop.core.errors import FarNodeError, user_facing_os_errors
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+RAW_KEEP_S = 48 * 3600
+MINUTE_KEEP_S = 90 * 86400
+COMMIT_INTERVAL_S = 1.0
+RETENTION_INTERVAL_S = 60.0
+#: (resolution in seconds, table, how long it is kept or None for good), finest first.
+LEVELS: tuple[tuple[int, str, int | None], ...] = (
+    (1, "raw", RAW_KEEP_S),
+    (60, "roll_1m", MINUTE_KEEP_S),
+    (3600, "roll_1h", None),
+)
+
+#: Numeric codes of node states for the ``node_state`` series (higher = further along a healthy start).
+NODE_STATE_CODES: dict[str, int] = {
+    c.STOPPED: 0, c.FAILED: 1, c.HELD: 2, c.PAUSED: 3, c.RESTARTING: 4, c.STOPPING: 5,
+    c.PROVISIONING: 6, c.STARTING: 7, c.MEASURING: 8, c.LOADING: 9, c.JOINING: 10,
+    c.REBALANCING: 11, c.ONLINE: 12,
+}
+
+TOKEN_SERIES = ("tokens_inference_per_s", "tokens_forward_per_s", "tokens_backward_per_s")
+_SERIES_NAME = re.compile(r"^[A-Za-z0-9_.:@\-]{1,120}$")
+
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS raw (
+    series_id INTEGER NOT NULL, t INTEGER NOT NULL, v REAL NOT NULL,
+    PRIMARY KEY (series_id, t)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS roll_1m (
+    series_id INTEGER NOT NULL, t INTEGER NOT NULL, n INTEGER NOT NULL,
+    sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    PRIMARY KEY (series_id, t)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS roll_1h (
+    series_id INTEGER NOT NULL, t INTEGER NOT NULL, n INTEGER NOT NULL,
+    sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    PRIMARY KEY (series_id, t)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, t REAL NOT NULL, node_id TEXT NOT NULL, kind TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS events_t ON events (t);
+"""
+
+
+class MetricsStoreWarning(FarNodeError):
+    title = "Metrics history was reset"
+
+
+class MetricsStoreError(FarNodeError):
+    title = "Metrics history problem"
+
+
+class Bucket(NamedTuple):
+    """One point of a chart: ``t`` is the bucket's start (epoch s); mean/min/max of the values in it."""
+
+    t: float
+    mean: float
+    min: float
+    max: float
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "corrupt" in text
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema and migrations
+
+
+def _create_v2(conn: sqlite3.Connection) -> None:
+    """Create the v2 tables inside the caller's transaction (``executescript`` would commit it)."""
+    for statement in _SCHEMA_V2.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _migrate_v1_to_v2(conn: sqlite3.Connection) -> None:
+    """v1 (first release) keyed everything by the series name and stored rollups as means::
+
+        samples(series TEXT, t INTEGER, v REAL, PRIMARY KEY (series, t))
+        rollup_1m / rollup_1h(series TEXT, t INTEGER, n INTEGER, mean REAL, lo REAL, hi REAL,
+                              PRIMARY KEY (series, t))
+
+    and had no events table. v2 numbers the series, stores rollup sums (``sum = mean * n``) so sums are
+    exact, and adds ``events``.
+    """
+    _create_v2(conn)
+    conn.execute(
+        "INSERT OR IGNORE INTO series(name) SELECT DISTINCT series FROM samples "
+        "UNION SELECT DISTINCT series FROM rollup_1m UNION SELECT DISTINCT series FROM rollup_1h"
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO raw(series_id, t, v) SELECT s.id, x.t, x.v FROM samples x "
+        "JOIN series s ON s.name = x.series"
+    )
+    for old, new in (("rollup_1m", "roll_1m"), ("rollup_1h", "roll_1h")):
+        conn.execute(
+            f"INSERT OR REPLACE INTO {new}(series_id, t, n, sum, min, max) "
+            f"SELECT s.id, x.t, x.n, x.mean * x.n, x.lo, x.hi FROM {old} x JOIN series s ON s.name = x.series"
+        )
+    conn.execute("DROP TABLE samples")
+    conn.execute("DROP TABLE rollup_1m")
+    conn.execute("DROP TABLE rollup_1h")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_v1_to_v2}
+
+
+def _check_not_newer(conn: sqlite3.Connection) -> int:
+    """The schema version of the file; refuse one written by a newer app."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise MetricsStoreError(
+            f"The metrics history was written by a newer FarNode Desktop (schema {version}, this version "
+            f"understands {SCHEMA_VERSION}). It was kept aside and a new history started; update the app "
+            "to see the old one.",
+            detail=f"user_version={version}",
+        )
+    return version
+
+
+def _prepare_schema(conn: sqlite3.Connection) -> None:
+    """Create or migrate the schema to :data:`SCHEMA_VERSION`, each step in its own transaction."""
+    version = _check_not_newer(conn)
+    if version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+        if tables:
+            raise sqlite3.DatabaseError("malformed: tables present but no schema version")
+        conn.execute("BEGIN IMMEDIATE")
+        _create_v2(conn)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+        return
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS[version]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(conn)
+            conn.execute(f"PRAGMA user_version={version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("metrics database migrated from schema %d to %d", version, version + 1)
+        version += 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The store
+
+
+class MetricsStore:
+    """Time series and events in one SQLite file; thread-safe; writes are batched on a writer thread.
+
+    ``clock`` (epoch seconds) decides what retention removes and is injectable for tests. Times passed to
+    :meth:`record` are sample times (epoch seconds) and are floored to whole seconds.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        batch_rows: int = 5000,
+        commit_interval_s: float = COMMIT_INTERVAL_S,
+        check_integrity: bool = True,
+        on_warning: Callable[[FarNodeError], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.batch_rows = batch_rows
+        self.commit_interval_s = commit_interval_s
+        self.warnings: list[FarNodeError] = []
+        self._on_warning = on_warning
+        self._check_integrity = check_integrity
+        self._queue: queue.Queue[tuple] = queue.Queue()
+        self._generation = 0  # bumped whenever the file is replaced; readers reopen
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        self._closed = False
+        self._writer_error: BaseException | None = None
+        self.dropped_samples = 0  # stale (older than raw retention) or not finite
+        with user_facing_os_errors("opening the metrics history"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._open_or_reset()
+        self._series_ids: dict[str, int] = dict(
+            (name, sid) for sid, name in self._conn.execute("SELECT id, name FROM series")
+        )
+        self._next_retention = 0.0
+        self._thread = threading.Thread(target=self._run_writer, name="farnode-metrics-writer", daemon=True)
+        self._thread.start()
+
+    # ---- opening, corruption ---------------------------------------------------------------------
+
+    def _open_or_reset(self) -> sqlite3.Connection:
+        try:
+            return self._open()
+        except MetricsStoreError as exc:
+            self._set_aside(exc)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corrupt(exc):
+                raise MetricsStoreError(
+                    f"The metrics history at {self.path} could not be opened ({exc}). Check that the "
+                    "folder is writable and the disk is not full.", detail=repr(exc)) from exc
+            self._set_aside(exc)
+        return self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        # Check the header before SQLite touches the file: it would tidy up (delete) a -wal next to a file
+        # that is not a database, and that -wal must be kept aside with it.
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(16)
+        except FileNotFoundError:
+            header = b""
+        if header and header != b"SQLite format 3\x00":
+            raise sqlite3.DatabaseError("file is not a database")
+        conn = _connect(self.path)
+        try:
+            _check_not_newer(conn)  # before anything changes the file
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("metrics database is in %s mode, not WAL", mode)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if self._check_integrity:
+                result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if result != "ok":
+                    raise sqlite3.DatabaseError(f"database disk image is malformed: {result}")
+            _prepare_schema(conn)
+            return conn
+        except BaseException:
+            conn.close()
+            raise
+
+    def _set_aside(self, exc: BaseException) -> None:
+        """Move the damaged file (and its -wal/-shm) aside and report where it went."""
+        kept = None
+        with user_facing_os_errors("keeping a damaged metrics history aside"):
+            if self.path.exists():
+                kept = quarantine(self.path)
+                for suffix in ("-wal", "-shm"):
+                    side = self.path.with_name(self.path.name + suffix)
+                    if side.exists():
+                        side.replace(kept.with_name(kept.name + suffix))
+        self._generation += 1
+        if isinstance(exc, FarNodeError):
+            warning = MetricsStoreWarning(exc.message, detail=exc.detail)
+        else:
+            where = f" The damaged file was kept as {kept}." if kept else ""
+            warning = MetricsStoreWarning(
+                f"The throughput and earnings history could not be read (the database is damaged) and a new "
+                f"one was started.{where} Nothing else is affected; you may delete the old file.",
+                detail=repr(exc),
+            )
+        log.warning("%s (%s)", warning.message, warning.detail)
+        self.warnings.append(warning)
+        if self._on_warning is not None:
+            try:
+                self._on_warning(warning)
+            except Exception:
+                log.exception("metrics warning callback failed")
+
+    # ---- writing (any thread) --------------------------------------------------------------------
+
+    def record(self, series: str, t: float, value: float | None, *, add: bool = False) -> None:
+        """Queue one sample. ``add=True`` adds to a value already stored for that second (counters);
+        otherwise the last value of the second wins (gauges). ``None`` and non-finite values are skipped."""
+        self.record_many(((series, t, value),), add=add)
+
+    def record_many(self, samples: Iterable[tuple[str, float, float | None]], *, add: bool = False) -> None:
+        """Queue many ``(series, t, value)`` samples at once (see :meth:`record`)."""
+        rows = []
+        for series, t, value in samples:
+            if value is None:
+                continue
+            self._check_series(series)
+            v = float(value)
+            tt = float(t)
+            if not (math.isfinite(v) and math.isfinite(tt)):
+                self.dropped_samples += 1
+                continue
+            rows.append((series, int(math.floor(tt)), v))
+        if rows:
+            self._put(("samples", rows, add))
+
+    def record_event(self, event: c.NodeEvent) -> None:
+        """Queue a lifecycle event (stored with its data as JSON)."""
+        try:
+            data = json.dumps(dict(event.data or {}), default=str, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            data = json.dumps({"unserializable": repr(exc)})
+        self._put(("event", (float(event.time), str(event.node_id), str(event.kind), str(event.message), data)))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until everything queued so far is committed."""
+        self._call_writer("flush", timeout)
+
+    def run_retention(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then drop what is past retention (the writer also does this every
+        minute)."""
+        self._call_writer("retention", timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit everything queued and close the database. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        done = threading.Event()
+        self._queue.put(("close", done))
+        self._thread.join(timeout)
+        with self._readers_lock:
+            for conn in self._readers:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._readers.clear()
+        if self._thread.is_alive():
+            raise MetricsStoreError("The metrics history did not finish saving in time.")
+
+    def __enter__(self) -> MetricsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_series(self, series: str) -> None:
+        if not isinstance(series, str) or not _SERIES_NAME.match(series):
+            raise MetricsStoreError(
+                f"{series!r} is not a valid metrics series name (letters, digits and _ . : @ -, at most "
+                "120 characters).")
+
+    def _put(self, item: tuple) -> None:
+        if self._closed:
+            raise MetricsStoreError("The metrics history is closed; nothing more can be recorded.")
+        self._queue.put(item)
+
+    def _call_writer(self, what: str, timeout: float) -> None:
+        if self._closed:
+            return
+        done = threading.Event()
+        self._put((what, done))
+        if not done.wait(timeout):
+            raise MetricsStoreError(
+                f"The metrics history did not answer within {timeout:.0f} s.",
+                detail=repr(self._writer_error))
+
+    # ---- the writer thread -----------------------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        samples: list[tuple[list, bool]] = []
+        events: list[tuple] = []
+        pending = 0
+        deadline = None
+        waiters: list[threading.Event] = []
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = ("tick",)
+            kind = item[0]
+            if kind == "samples":
+                samples.append((item[1], item[2]))
+                pending += len(item[1])
+            elif kind == "event":
+                events.append(item[1])
+                pending += 1
+            if pending and deadline is None:
+                deadline = time.monotonic() + self.commit_interval_s
+            force = kind in ("flush", "retention", "close")
+            if force or pending >= self.batch_rows or (deadline is not None and time.monotonic() >= deadline):
+                if self._commit(samples, events, force_retention=(kind == "retention")):
+                    samples, events, pending, deadline = [], [], 0, None
+                else:
+                    deadline = time.monotonic() + self.commit_interval_s  # retry later
+            if force:
+                waiters.append(item[1])
+                for w in waiters:
+                    w.set()
+                waiters.clear()
+            if kind == "close":
+                with contextlib.suppress(Exception):
+                    self._conn.execute("PRAGMA optimize")
+                    self._conn.close()
+                return
+
+    def _commit(self, samples: list[tuple[list, bool]], events: list[tuple], *, force_retention: bool) -> bool:
+        """Write one batch in one transaction. True when done (or dropped for good), False to retry."""
+        for attempt in (1, 2):
+            try:
+                self._write_batch(samples, events, force_retention)
+                self._writer_error = None
+                return True
+            except sqlite3.DatabaseError as exc:
+                with contextlib.suppress(Exception):
+                    self._conn.execute("ROLLBACK")
+                self._writer_error = exc
+                if _is_corrupt(exc) and attempt == 1:
+                    with contextlib.suppress(Exception):
+                        self._conn.close()
+                    try:
+                        self._set_aside(exc)
+                        self._conn = self._open()
+                    except Exception as exc2:  # could not even start a new file: keep the batch, retry
+                        log.error("metrics database could not be replaced: %r", exc2)
+                        return False
+                    self._series_ids = {}
+                    continue
+                log.error("metrics batch could not be written (%r); will retry", exc)
+                if sum(len(s) for s, _ in samples) > 2_000_000:
+                    log.error("metrics backlog too large; dropping it")
+                    return True
+                return False
+            except Exception as exc:  # a bug: never let the writer thread die
+                self._writer_error = exc
+                log.exception("metrics writer failed")
+                with contextlib.suppress(Exception):
+                    self._conn.execute("ROLLBACK")
+                return True
+        return False
+
+    def _series_id(self, name: str) -> int:
+        sid = self._series_ids.get(name)
+        if sid is None:
+            self._conn.execute("INSERT OR IGNORE INTO series(name) VALUES (?)", (name,))
+            sid = self._conn.execute("SELECT id FROM series WHERE name=?", (name,)).fetchone()[0]
+            self._series_ids[name] = sid
+        return sid
+
+    def _write_batch(self, samples: list[tuple[list, bool]], events: list[tuple], force_retention: bool) -> None:
+        conn = self._conn
+        now = self.clock()
+        # A minute whose raw data retention has begun to drop cannot be recomputed exactly: refuse
+        # samples that would land in it.
+        oldest_ok = (int(now) - RAW_KEEP_S) // 60 * 60 + 60
+        conn.execute("BEGIN IMMEDIATE")
+        dirty_minutes: set[tuple[int, int]] = set()
+        for rows, add in samples:
+            params = []
+            for name, t, v in rows:
+                if t < oldest_ok:
+                    self.dropped_samples += 1
+                    continue
+                sid = self._series_id(name)
+                params.append((sid, t, v))
+                dirty_minutes.add((sid, t // 60 * 60))
+            conflict = "v = v + excluded.v" if add else "v = excluded.v"
+            conn.executemany(
+                f"INSERT INTO raw(series_id, t, v) VALUES (?, ?, ?) ON CONFLICT(series_id, t) DO UPDATE SET {conflict}",
+                params,
+            )
+        if events:
+            conn.executemany("INSERT INTO events(t, node_id, kind, message, data) VALUES (?, ?, ?, ?, ?)", events)
+        dirty_hours: set[tuple[int, int]] = set()
+        for sid, m in sorted(dirty_minutes):
+            conn.execute(
+                "INSERT OR REPLACE INTO roll_1m(series_id, t, n, sum, min, max) "
+                "SELECT ?, ?, count(*), sum(v), min(v), max(v) FROM raw "
+                "WHERE series_id = ? AND t >= ? AND t < ? HAVING count(*) > 0",
+                (sid, m, sid, m, m + 60),
+            )
+            dirty_hours.add((sid, m // 3600 * 3600))
+        for sid, h in sorted(dirty_hours):
+            conn.execute(
+                "INSERT OR REPLACE INTO roll_1h(series_id, t, n, sum, min, max) "
+                "SELECT ?, ?, sum(n), sum(sum), min(min), max(max) FROM roll_1m "
+                "WHERE series_id = ? AND t >= ? AND t < ? HAVING count(*) > 0",
+                (sid, h, sid, h, h + 3600),
+            )
+        if force_retention or now >= self._next_retention:
+            self._apply_retention(now)
+            self._next_retention = now + RETENTION_INTERVAL_S
+        conn.execute("COMMIT")
+
+    def _apply_retention(self, now: float) -> None:
+        raw_cut = int(math.ceil(now - RAW_KEEP_S))
+        minute_cut = int(math.ceil(now - MINUTE_KEEP_S))
+        for (sid,) in self._conn.execute("SELECT id FROM series").fetchall():
+            self._conn.execute("DELETE FROM raw WHERE series_id = ? AND t < ?", (sid, raw_cut))
+            self._conn.execute("DELETE FROM roll_1m WHERE series_id = ? AND t < ?", (sid, minute_cut))
+
+    # ---- reading (any thread) --------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise MetricsStoreError("The metrics history is closed.")
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.generation != self._generation:
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn, self._local.generation = conn, self._generation
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            if _is_corrupt(exc):
+                # The writer notices on its next commit and starts a new file; show nothing meanwhile.
+                log.warning("metrics database read failed: %r", exc)
+                return []
+            raise MetricsStoreError(f"The metrics history could not be read ({exc}).", detail=repr(exc)) from exc
+
+    def _lookup(self, series: str) -> int | None:
+        rows = self._read("SELECT id FROM series WHERE name = ?", (series,))
+        return rows[0][0] if rows else None
+
+    def series_names(self, prefix: str = "") -> list[str]:
+        """Names of all series stored so far (committed), sorted, optionally only those with ``prefix``."""
+        return sorted(n for (n,) in self._read("SELECT name FROM series") if n.startswith(prefix))
+
+    def first_time(self, series: str) -> float | None:
+        """Epoch seconds of the oldest stored value of ``series`` (at the finest resolution left)."""
+        sid = self._lookup(series)
+        if sid is None:
+            return None
+        found = [r[0][0] for r in (self._read(f"SELECT min(t) FROM {table} WHERE series_id = ?", (sid,))
+                                   for _, table, _ in LEVELS) if r and r[0][0] is not None]
+        return float(min(found)) if found else None
+
+    def _level_for(self, start: float, want: float, span: float = 0.0, max_points: int = 0) -> tuple[int, str]:
+        """The coarsest table that still holds data at ``start`` and either is at least as fine as a
+        bucket of ``want`` seconds or still gives at least ``max_points / 2`` buckets over ``span``."""
+        now = self.clock()
+        available = [(r, table) for r, table, keep in LEVELS if keep is None or start >= now - keep]
+        usable = [lvl for lvl in available if lvl[0] <= want or (max_points and span / lvl[0] >= max_points / 2)]
+        return max(usable) if usable else min(available)
+
+    def query(self, series: str, start: float, end: float, max_points: int = 1000) -> list[Bucket]:
+        """Between ``max_points / 2`` and ``max_points`` buckets (when the data allows) covering
+        ``[start, end)`` (epoch s), oldest first.
+
+        Reads the coarsest table (raw / 1-minute / 1-hour) that still holds data at ``start`` and either
+        is as fine as a bucket or still gives at least half of ``max_points`` (so 30 days read 720 hour
+        rows, not 43,200 minute rows); bucket widths are multiples of that table's resolution, aligned to
+        the epoch, so mean/min/max are exact. Empty buckets are left out (gaps)."""
+        if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
+            raise MetricsStoreError(f"Invalid time range {start!r}..{end!r}: the end must be after the start.")
+        if max_points < 1:
+            raise MetricsStoreError("max_points must be at least 1.")
+        sid = self._lookup(series)
+        if sid is None:
+            return []
+        want = (end - start) / max_points
+        res, table = self._level_for(start, want, end - start, max_points)
+        bucket = max(res, int(math.ceil(want / res)) * res)
+        lo = int(math.floor(start)) // res * res
+        hi = int(math.ceil(end))
+        if bucket == res:  # one stored row per bucket: no grouping needed
+            cols = "t, v, v, v" if table == "raw" else "t, sum / n, min, max"
+            rows = self._read(f"SELECT {cols} FROM {table} WHERE series_id = ? AND t >= ? AND t < ? ORDER BY t",
+                              (sid, lo, hi))
+            return [Bucket(float(t), mean, mn, mx) for t, mean, mn, mx in rows]
+        if table == "raw":
+            sql = ("SELECT t / ? AS b, avg(v), min(v), max(v) FROM raw "
+                   "WHERE series_id = ? AND t >= ? AND t < ? GROUP BY b ORDER BY b")
+        else:
+            sql = (f"SELECT t / ? AS b, sum(sum) / sum(n), min(min), max(max) FROM {table} "
+                   "WHERE series_id = ? AND t >= ? AND t < ? GROUP BY b ORDER BY b")
+        return [Bucket(float(b * bucket), mean, mn, mx) for b, mean, mn, mx in self._read(sql, (bucket, sid, lo, hi))]
+
+    def _sum_between(self, sid: int, t0: int, t1: int) -> float:
+        """Sum of the values of ``sid`` with ``t0 <= t < t1``: whole hours from roll_1h, whole minutes
+        from roll_1m, seconds from raw; where a finer table no longer holds data, the coarser bucket that
+        starts inside the range is used."""
+        now = self.clock()
+        total = 0.0
+
+        def table_sum(table: str, a: int, b: int) -> float:
+            col = "v" if table == "raw" else "sum"
+            rows = self._read(f"SELECT sum({col}) FROM {table} WHERE series_id = ? AND t >= ? AND t < ?",
+                              (sid, a, b))
+            return float(rows[0][0] or 0.0) if rows else 0.0
+
+        def part(a: int, b: int, level: int) -> float:
+            if a >= b:
+                return 0.0
+            res, table, keep = LEVELS[level]
+            if level == 0:
+                if keep is not None and a < now - keep:
+                    return 0.0  # the caller's coarser buckets already covered this
+                return table_sum(table, a, b)
+            a_al = -(-a // res) * res
+            b_al = b // res * res
+            if keep is not None and a < now - keep:
+                return table_sum(table, a, b)  # finer data gone: buckets that start inside the range
+            if a_al >= b_al:
+                return part(a, b, level - 1)
+            return part(a, a_al, level - 1) + table_sum(table, a_al, b_al) + part(b_al, b, level - 1)
+
+        total += part(t0, t1, len(LEVELS) - 1)
+        return total
+
+    def sum_between(self, series: str, t0: float, t1: float) -> float:
+        """Sum of the stored values of ``series`` over ``[t0, t1)`` (epoch s): exact to the second for the
+        last 48 h, to the minute for 90 days, to the hour beyond."""
+        sid = self._lookup(series)
+        if sid is None or t1 <= t0:
+            return 0.0
+        return self._sum_between(sid, int(math.floor(t0)), int(math.ceil(t1)))
+
+    def tokens_served_between(self, t0: float, t1: float) -> float:
+        """Tokens served (inference + forward + backward) over ``[t0, t1)`` epoch seconds, all nodes."""
+        return sum(self.sum_between(s, t0, t1) for s in TOKEN_SERIES)
+
+    def daily_totals(self, series: str, days: int, *, how: str = "sum") -> list[tuple[float, float]]:
+        """Per local calendar day for the last ``days`` days (today included), oldest first:
+        ``(day start epoch s, value)``. ``how="sum"``: sum of the values (tokens served that day).
+        ``how="increase"``: growth of a cumulative series (earnings): the day's highest value minus the
+        previous highest value seen (its own lowest on the first day with data), never below 0 (a drop, e.g. a new wallet, counts as a reset)."""
+        if days < 1:
+            raise MetricsStoreError("days must be at least 1.")
+        if how not in ("sum", "increase"):
+            raise MetricsStoreError(f"Unknown daily total {how!r}.")
+        today = datetime.fromtimestamp(self.clock()).replace(hour=0, minute=0, second=0, microsecond=0)
+        starts = [(today - timedelta(days=d)).timestamp() for d in range(days - 1, -1, -1)]
+        bounds = list(zip(starts, starts[1:] + [(today + timedelta(days=1)).timestamp()], strict=True))
+        sid = self._lookup(series)
+        if sid is None:
+            return [(s, 0.0) for s, _ in bounds]
+        if how == "sum":
+            return [(a, self._sum_between(sid, int(a), int(b))) for a, b in bounds]
+        prev = self._max_before(sid, bounds[0][0])
+        out = []
+        for a, b in bounds:
+            peak = self._max_between(sid, a, b)
+            if peak is None:
+                out.append((a, 0.0))
+                continue
+            if prev is None:  # the first day with data: its own growth
+                prev = self._min_between(sid, a, b)
+            out.append((a, max(0.0, peak - prev)))
+            prev = peak
+        return out
+
+    def _max_between(self, sid: int, a: float, b: float) -> float | None:
+        best = None
+        for _, table, _ in LEVELS:
+            col = "v" if table == "raw" else "max"
+            rows = self._read(f"SELECT max({col}) FROM {table} WHERE series_id = ? AND t >= ? AND t < ?",
+                              (sid, int(a), int(b)))
+            if rows and rows[0][0] is not None:
+                best = rows[0][0] if best is None else max(best, rows[0][0])
+        return best
+
+    def _min_between(self, sid: int, a: float, b: float) -> float:
+        found = []
+        for _, table, _ in LEVELS:
+            col = "v" if table == "raw" else "min"
+            rows = self._read(f"SELECT min({col}) FROM {table} WHERE series_id = ? AND t >= ? AND t < ?",
+                              (sid, int(a), int(b)))
+            if rows and rows[0][0] is not None:
+                found.append(rows[0][0])
+        return min(found) if found else 0.0
+
+    def _max_before(self, sid: int, a: float) -> float | None:
+        """The value (highest in its hour) of the latest stored bucket before ``a``."""
+        rows = self._read("SELECT max FROM roll_1h WHERE series_id = ? AND t < ? ORDER BY t DESC LIMIT 1",
+                          (sid, int(a) // 3600 * 3600))
+        prior = rows[0][0] if rows else None
+        partial = self._max_between(sid, int(a) // 3600 * 3600, a)
+        return partial if partial is not None else prior
+
+    def events(self, start: float, end: float, *, node_id: str | None = None,
+               kinds: Iterable[str] | None = None, limit: int = 1000) -> list[c.NodeEvent]:
+        """Lifecycle events with ``start <= time < end``, oldest first."""
+        sql = "SELECT t, node_id, kind, message, data FROM events WHERE t >= ? AND t < ?"
+        params: list[Any] = [start, end]
+        if node_id is not None:
+            sql += " AND node_id = ?"
+            params.append(node_id)
+        kinds = list(kinds or ())
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            params += kinds
+        sql += " ORDER BY t, id LIMIT ?"
+        params.append(int(limit))
+        out = []
+        for t, nid, kind, message, data in self._read(sql, params):
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = {"raw": data}
+            out.append(c.NodeEvent(time=t, node_id=nid, kind=kind, message=message, data=parsed))
+        return out
+
+    def export_csv(self, series: str, start: float, end: float, path: Path) -> int:
+        """Write ``series`` over ``[start, end)`` to ``path`` as CSV (atomically) at the finest resolution
+        still stored for ``start``: columns ``time_utc,epoch_s,resolution_s,count,mean,min,max,sum``.
+        Returns the number of data rows."""
+        if end <= start:
+            raise MetricsStoreError("Invalid time range for the export: the end must be after the start.")
+        sid = self._lookup(series)
+        res, table = self._level_for(start, 0.0)
+        rows: list[tuple] = []
+        if sid is not None:
+            if table == "raw":
+                rows = self._read("SELECT t, 1, v, v, v, v FROM raw WHERE series_id = ? AND t >= ? AND t < ? "
+                                  "ORDER BY t", (sid, int(math.floor(start)), int(math.ceil(end))))
+            else:
+                rows = self._read(f"SELECT t, n, sum / n, min, max, sum FROM {table} WHERE series_id = ? "
+                                  "AND t >= ? AND t < ? ORDER BY t",
+                                  (sid, int(math.floor(start)) // res * res, int(math.ceil(end))))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["time_utc", "epoch_s", "resolution_s", "count", "mean", "min", "max", "sum"])
+        for t, n, mean, mn, mx, total in rows:
+            stamp = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            w.writerow([stamp, t, res, n, repr(mean), repr(mn), repr(mx), repr(total)])
+        atomic_write_text(Path(path), buf.getvalue(), mode=0o644)
+        return len(rows)

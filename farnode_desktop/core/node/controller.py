@@ -1,0 +1,285 @@
+"""The node as the app sees it: settings + engine environment + supervised server(s) + demo traffic.
+
+:class:`NodeController` is the one object the GUI, the headless mode and the tests drive. Every method may
+block (engine set-up takes minutes, a stop seconds): the GUI calls them off its thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_model, launcher_config
+from farnode_desktop.core.node.engine_venv import EngineEnv, choose_variant
+from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
+from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.core.settings import LOCAL_SWARM, Settings, SettingsStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server subprocess the node runs: its launcher configuration and environment overrides."""
+
+    node_id: str
+    config: dict
+    env: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+class NodeController:
+    def __init__(self, paths: AppPaths, bus: EventBus | None = None, *, settings: Settings | None = None,
+                 restart_policy: RestartPolicy | None = None, engine: EngineEnv | None = None,
+                 nvml=None):
+        self.paths = paths.ensure()
+        self.bus = bus or EventBus()
+        self.store = SettingsStore(paths.settings_file)
+        self.settings = settings if settings is not None else self.store.load()
+        self.settings_warnings = list(self.store.warnings)
+        # device "cpu"/"cuda" picks that engine build; "auto" follows the NVIDIA driver
+        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device))
+        self.restart_policy = restart_policy
+        self.nvml = nvml  # None: the real NVML (tests pass one over a fake pynvml)
+        self.supervisor = self._make_supervisor("main")
+        self.supervisors: dict[str, Supervisor] = {"main": self.supervisor}
+        self.plan_notes: list[str] = []
+        self.traffic = TrafficGenerator(self.engine, self.bus, paths.log_dir)
+        self._model_path: Path | None = None
+        self._lock = threading.RLock()
+        self._paused_reason = ""
+        self._user_wants_running = False
+        self._sub = self.bus.subscribe("node.state", self._on_state)
+
+    def _make_supervisor(self, node_id: str) -> Supervisor:
+        from farnode_desktop.core.node.runtimes import make_runtime
+
+        runtime = make_runtime(self.settings.network.runtime, engine=self.engine, paths=self.paths,
+                               variant=self.engine.variant)
+        return Supervisor(self.engine, self.bus, node_id=node_id, log_dir=self.paths.log_dir,
+                          run_dir=self.paths.run_dir, policy=self.restart_policy, runtime=runtime)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self) -> C.NodeState:
+        if self._paused_reason and self.supervisor.state.state == C.STOPPED:
+            return C.NodeState(self.supervisor.node_id, C.PAUSED, self._paused_reason)
+        return self.supervisor.state
+
+    def stats(self) -> C.NodeStats:
+        """The first server's stats, with counters, rates and throughput summed over every server."""
+        main = self.supervisor.stats()
+        others = [s.stats() for s in self.supervisors.values() if s is not self.supervisor]
+        if not others:
+            return main
+        summed = {f: getattr(main, f) + sum(getattr(o, f) for o in others) for f in (
+            "inference_sessions", "inference_steps", "inference_tokens", "forward_requests", "forward_tokens",
+            "backward_requests", "backward_tokens", "reported_throughput", "inference_tokens_per_s",
+            "forward_tokens_per_s")}
+        blocks = tuple(sorted(set(main.blocks).union(*(o.blocks for o in others))))
+        return replace(main, blocks=blocks, **summed)
+
+    @property
+    def is_local(self) -> bool:
+        return self.settings.network.swarm == LOCAL_SWARM
+
+    # ------------------------------------------------------------------ actions
+    def prepare(self, progress: Callable[[C.EngineProgress], None] | None = None) -> None:
+        """Set up the engine environment (minutes the first time) and the demo model."""
+        report = progress or (lambda p: self.bus.publish("engine.progress", p))
+        runtime = self.supervisor.runtime
+        if runtime.name == "native":
+            self.engine.ensure(report)
+        else:
+            self._prepare_runtime(runtime, report)
+        if self.is_local:
+            self._model_path = ensure_demo_model(self.paths, self.engine)
+
+    def _prepare_runtime(self, runtime, report) -> None:
+        """WSL2 / Docker: the runtime's own status and set-up commands (resumable), with progress."""
+        from farnode_desktop.core.errors import EngineEnvError
+        from farnode_desktop.core.node.runtimes.base import run_steps
+
+        outputs = [(r.returncode, r.output) for r in run_steps(runtime.status_steps())]
+        status = runtime.parse_status(outputs)
+        if not status.available:
+            raise EngineEnvError(status.message, title=f"{runtime.name} is not ready")
+        if status.engine_ready:
+            return
+        if runtime.name == "wsl2":
+            from farnode_desktop.core.node.runtimes.wsl import parse_wsl_list
+
+            steps = runtime.setup_steps(self.engine.variant,
+                                        distros=parse_wsl_list(outputs[1][1]) if len(outputs) > 1 else [])
+        else:
+            steps = runtime.setup_steps(self.engine.variant)
+        run_steps(steps, progress=report)
+
+    def start(self, progress: Callable[[C.EngineProgress], None] | None = None) -> C.NodeState:
+        with self._lock:
+            self._user_wants_running = True
+            self._paused_reason = ""
+            if self.supervisor.state.state in (C.HELD, C.FAILED):
+                self.supervisor.reset_hold()
+            if self.supervisor.state.state == C.STOPPED:
+                self.supervisor.set_state(C.PROVISIONING)
+        try:
+            self.prepare(progress)
+        except Exception as exc:
+            message = getattr(exc, "message", str(exc))
+            self.supervisor.set_state(C.FAILED, message=message, category="engine_missing")
+            raise
+        specs = self.server_specs()
+        with self._lock:
+            if not self._user_wants_running:
+                self.supervisor.set_state(C.STOPPED)
+                return self.supervisor.state
+        return self._start_specs(specs)
+
+    def server_specs(self) -> list[ServerSpec]:
+        """The servers to run: one per contributing GPU (pinned with CUDA_VISIBLE_DEVICES, its own port),
+        or one on the CPU when no GPU can serve."""
+        base = launcher_config(self.settings, self.paths, model_path=self._model_path)
+        self.plan_notes = []
+        if self.settings.network.device == "cpu":
+            return [ServerSpec("main", base, {}, "the CPU was chosen in Settings")]
+        from farnode_desktop.core.gpu.inventory import read_inventory
+        from farnode_desktop.core.gpu.sizing import ModelSpec, recommend
+
+        inventory = read_inventory(self.nvml, with_processes=True)
+        if not inventory.gpus:
+            return [ServerSpec("main", base, {}, inventory.error or "no NVIDIA GPU")]
+        model_dir = Path(base["model"])
+        try:
+            spec = ModelSpec.from_config_file(model_dir / "config.json")
+        except Exception as exc:  # a hub model whose config is not here: Petals sizes it itself
+            self.plan_notes.append(f"blocks are sized by the engine ({getattr(exc, 'message', exc)})")
+            spec = None
+        if spec is None:
+            return [ServerSpec("main", base, {}, "model size unknown")]
+        rec = recommend(inventory, self.settings, spec)
+        self.plan_notes = [rec.variant.reason, *rec.notes]
+        if not rec.plans:
+            return [ServerSpec("main", base, {}, rec.variant.reason)]
+        specs = []
+        for plan in rec.plans:
+            cfg = dict(base, port=plan.port, device=plan.device, identity_path=str(
+                self.paths.run_dir / f"identity-{plan.node_id}.key"))
+            if "block_indices" not in cfg:
+                cfg["num_blocks"] = plan.num_blocks
+            if plan.quantization and plan.quantization != "auto" and not self.is_local:
+                cfg["quant_type"] = plan.quantization
+            cfg["attn_cache_tokens"] = plan.attn_cache_tokens
+            specs.append(ServerSpec(plan.node_id, cfg, dict(plan.env), plan.reason))
+        return specs
+
+    def _start_specs(self, specs: list[ServerSpec]) -> C.NodeState:
+        """Start every server. On the local swarm the first one founds the swarm and the others join it."""
+        for spec in specs:
+            if spec.node_id not in self.supervisors:
+                self.supervisors[spec.node_id] = self._make_supervisor(spec.node_id)
+        for node_id in [n for n in self.supervisors if n not in {s.node_id for s in specs}]:
+            sup = self.supervisors.pop(node_id)
+            sup.close()
+        self.supervisor = self.supervisors[specs[0].node_id]
+        first = self.supervisor.start(specs[0].config, specs[0].env)
+        if len(specs) > 1:
+            threading.Thread(target=self._start_followers, args=(specs,), daemon=True,
+                             name="node-followers").start()
+        return first
+
+    def _start_followers(self, specs: list[ServerSpec]) -> None:
+        lead = self.supervisors[specs[0].node_id]
+        for spec in specs[1:]:
+            cfg = dict(spec.config)
+            if cfg.get("new_swarm"):  # the local swarm: join the first server's DHT
+                deadline = threading.Event()
+                for _ in range(600):
+                    if lead.peer.get("addrs") or not self._user_wants_running:
+                        break
+                    deadline.wait(0.2)
+                if not lead.peer.get("addrs"):
+                    return
+                cfg.pop("new_swarm")
+                cfg["initial_peers"] = lead.peer["addrs"]
+            if self._user_wants_running:
+                self.supervisors[spec.node_id].start(cfg, spec.env)
+
+    def stop(self) -> C.NodeState:
+        with self._lock:
+            self._user_wants_running = False
+            self._paused_reason = ""
+        self.traffic.stop()
+        self._stop_all()
+        return self.supervisor.state
+
+    def _stop_all(self) -> None:
+        others = [threading.Thread(target=s.stop, daemon=True) for s in self.supervisors.values()
+                  if s is not self.supervisor]
+        for t in others:
+            t.start()
+        self.supervisor.stop()
+        for t in others:
+            t.join()
+
+    def pause(self, reason: str, drain_s: float = 0.0) -> None:
+        """Leave the network on purpose (policies, manual pause); :meth:`resume` re-joins. With ``drain_s``,
+        inference sessions that are open get up to that long to finish first (no new work is refused
+        meanwhile: the swarm routes new sessions elsewhere once the blocks are announced offline)."""
+        with self._lock:
+            if not self._user_wants_running:
+                return
+            self._paused_reason = reason or "paused"
+        self.traffic.stop()
+        deadline = time.time() + drain_s
+        while time.time() < deadline and any(s.open_sessions() for s in self.supervisors.values()):
+            time.sleep(0.2)
+        self._stop_all()
+        self.bus.publish("node.state", self.state)
+
+    def resume(self, reason: str = "") -> None:
+        with self._lock:
+            if not self._user_wants_running or not self._paused_reason:
+                return
+            self._paused_reason = ""
+        self._start_specs(self.server_specs())
+
+    def save_settings(self, settings: Settings) -> None:
+        self.store.save(settings)
+        self.settings = settings
+
+    def node_pids(self) -> list[int]:
+        return [s.pid for s in self.supervisors.values() if s.pid]
+
+    def states(self) -> dict[str, C.NodeState]:
+        return {node_id: s.state for node_id, s in self.supervisors.items()}
+
+    def close(self) -> None:
+        self._sub.close()
+        self.traffic.stop()
+        self._stop_all()
+        for s in self.supervisors.values():
+            s.close()
+
+    # ------------------------------------------------------------------ demo traffic
+    def _on_state(self, _topic: str, state: C.NodeState) -> None:
+        if state.node_id != self.supervisor.node_id:
+            return  # the demo traffic follows the first server
+        if state.state == C.ONLINE and self.is_local and self.settings.network.demo_traffic_per_minute > 0:
+            threading.Thread(target=self._start_traffic, daemon=True, name="traffic-start").start()
+        elif state.state in (C.STOPPING, C.RESTARTING, C.FAILED, C.HELD):
+            threading.Thread(target=self.traffic.stop, daemon=True, name="traffic-stop").start()
+
+    def _start_traffic(self) -> None:
+        peer = self.supervisor.peer
+        if not peer.get("addrs") or self._model_path is None:
+            return
+        self.traffic.start(model=self._model_path, initial_peers=peer["addrs"],
+                           dht_prefix=self.supervisor.config.get("dht_prefix"),
+                           rate_per_minute=self.settings.network.demo_traffic_per_minute)

@@ -1,0 +1,272 @@
+"""The engine inside WSL2 on Windows: ``wsl.exe`` command lines and the parsing of what it prints.
+
+Layout inside the distribution (all owned by root, the engine runs as root in its own distribution):
+``/opt/farnode/src/farnode_desktop/`` (the engine-side source, copied from the app's bundle),
+``/opt/farnode/engine/<variant>-v<lock>/venv`` (the engine's venv, from the app's lock, the CUDA torch
+build for ``cuda``), ``/opt/farnode/engine/<variant>-v<lock>/ready.json`` (lock digest once verified) and
+``/opt/farnode/cache`` (blocks and throughput cache: on the Linux file system, much faster than /mnt/c).
+
+The GUI, NVML and the keyring stay on Windows. ``wsl.exe`` prints UTF-16LE (with or without a BOM) unless
+``WSL_UTF8=1``; :func:`farnode_desktop.core.node.runtimes.decode_output` reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from farnode_desktop.core.node.runtimes.base import (
+    STOP_LINE,
+    EngineRuntime,
+    EngineRuntimeError,
+    RuntimeStatus,
+    SetupStep,
+    SpawnSpec,
+    StopStrategy,
+    engine_env_subset,
+    step_weights,
+)
+
+WSL = "wsl.exe"
+DEFAULT_DISTRO = "Ubuntu"  # what `wsl --install -d Ubuntu` registers; an existing one is reused
+WSL_ROOT = PurePosixPath("/opt/farnode")
+WSL_SRC = WSL_ROOT / "src"
+WSL_CACHE = WSL_ROOT / "cache"
+
+
+@dataclass(frozen=True)
+class WslDistro:
+    name: str
+    state: str  # Running, Stopped, Installing, Converting, Uninstalling
+    version: int  # 1 or 2
+    default: bool
+
+
+@dataclass(frozen=True)
+class WslStatus:
+    installed: bool  # the WSL feature works (wsl.exe --status succeeded)
+    default_distro: str = ""
+    default_version: int = 0
+    message: str = ""  # what wsl.exe said when it is not usable
+
+
+_NOT_INSTALLED = ("is not installed", "not enabled", "wsl.exe --install", "wslregisterdistribution failed",
+                  "optional component", "virtual machine platform")
+
+
+def parse_wsl_status(output: str, returncode: int) -> WslStatus:
+    """``wsl.exe --status`` (decoded). Exit code 0 with ``Default Version: 2`` lines when WSL works."""
+    text = output.replace("\x00", "")
+    low = text.lower()
+    default = re.search(r"^\s*default distribution\s*:\s*(.+?)\s*$", text, re.I | re.M)
+    version = re.search(r"^\s*default version\s*:\s*(\d)", text, re.I | re.M)
+    if returncode != 0 or (any(s in low for s in _NOT_INSTALLED) and not version):
+        return WslStatus(False, message=text.strip())
+    return WslStatus(True, default.group(1) if default else "", int(version.group(1)) if version else 2)
+
+
+def parse_wsl_list(output: str) -> list[WslDistro]:
+    """``wsl.exe -l -v`` (decoded): a header (``NAME STATE VERSION``, localised) and one line per
+    distribution, the default one marked ``*``. Distribution names have no spaces; a localised state may
+    (``Wird ausgeführt``). No distributions: a sentence instead of the table (empty list)."""
+    out = []
+    for ln in output.replace("\x00", "").splitlines():
+        m = re.match(r"^\s*(\*?)\s*(\S+)\s+(.+?)\s+([12])\s*$", ln)
+        if m:
+            out.append(WslDistro(m.group(2), m.group(3), int(m.group(4)), m.group(1) == "*"))
+    return out
+
+
+def choose_distro(distros: list[WslDistro], wanted: str = "") -> WslDistro | None:
+    """The distribution to use: ``wanted`` if it exists, else a WSL2 Ubuntu (the default one first), else
+    None (one has to be installed)."""
+    if wanted:
+        return next((d for d in distros if d.name.lower() == wanted.lower()), None)
+    ubuntus = [d for d in distros if d.name.lower().startswith("ubuntu") and d.state.lower() != "uninstalling"]
+    ubuntus.sort(key=lambda d: (d.version != 2, not d.default, d.name))
+    return ubuntus[0] if ubuntus else None
+
+
+def windows_to_wsl_path(path: str | Path, distro: str = "") -> str:
+    """``C:\\Users\\me\\x`` -> ``/mnt/c/Users/me/x``; ``\\\\wsl$\\<distro>\\opt\\x`` (or ``\\\\wsl.localhost``)
+    -> ``/opt/x``. POSIX paths are returned as they are. Other network paths are refused."""
+    s = str(path)
+    if s.startswith("/"):
+        return s
+    p = PureWindowsPath(s)
+    if p.drive.startswith("\\\\"):
+        parts = p.drive.strip("\\").split("\\")
+        host = parts[0].lower()
+        if host in ("wsl$", "wsl.localhost") and len(parts) > 1:
+            if distro and parts[1].lower() != distro.lower():
+                raise EngineRuntimeError(f"{s} is inside the WSL distribution {parts[1]!r}, not in {distro!r} "
+                                         "where the engine runs. Use a folder on a Windows drive.")
+            return "/" + "/".join(p.parts[1:]) if len(p.parts) > 1 else "/"
+        raise EngineRuntimeError(f"The engine in WSL2 cannot use the network path {s}. Use a folder on a local "
+                                 "drive (such as C:) in Settings.")
+    if len(p.drive) == 2 and p.drive[1] == ":" and p.root:
+        rest = "/".join(p.parts[1:])
+        return f"/mnt/{p.drive[0].lower()}" + (f"/{rest}" if rest else "")
+    raise EngineRuntimeError(f"{s} is not an absolute Windows path; the engine in WSL2 needs one.")
+
+
+class Wsl2Runtime(EngineRuntime):
+    """Runs the engine in a WSL2 distribution through ``wsl.exe`` (events on stdout, log on stderr)."""
+
+    name = "wsl2"
+
+    def __init__(self, source_root: str | Path, variant: str = "cuda", distro: str = DEFAULT_DISTRO,
+                 host_env: dict[str, str] | None = None, wsl: str = WSL):
+        from farnode_desktop.core.node.engine_venv import LOCK_VERSION
+
+        if variant not in ("cpu", "cuda"):
+            raise EngineRuntimeError(f"Unknown engine variant {variant!r}")
+        self.source_root = str(source_root)
+        self.variant = variant
+        self.distro = distro
+        self.wsl = wsl
+        self.host_env = host_env
+        self.engine_dir = WSL_ROOT / "engine" / f"{variant}-v{LOCK_VERSION}"
+        self.venv = self.engine_dir / "venv"
+        self.python = str(self.venv / "bin" / "python")
+
+    # ------------------------------------------------------------------ commands
+    def wsl_cmd(self, *argv: str, cwd: str | None = None) -> tuple[str, ...]:
+        """``wsl.exe -d <distro> -u root [--cd DIR] --exec argv...``: ``--exec`` runs the program without the
+        distribution's shell, so arguments arrive as they are (``--`` would join them for bash to re-split)."""
+        head = [self.wsl, "-d", self.distro, "-u", "root"]
+        if cwd:
+            head += ["--cd", cwd]
+        return (*head, "--exec", *argv)
+
+    def sh(self, script: str) -> tuple[str, ...]:
+        return self.wsl_cmd("sh", "-c", script)
+
+    def _engine_env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        env = engine_env_subset(self.host_env if self.host_env is not None else dict(os.environ), extra)
+        env.update(PYTHONPATH=str(WSL_SRC), PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1",
+                   PYTHONWARNINGS="ignore::FutureWarning,ignore::UserWarning")
+        env.update(extra or {})
+        return env
+
+    def spawn_spec(self, module, args, env_extra, event_fd, *, ports=(), node_id="main") -> SpawnSpec:
+        env = self._engine_env(env_extra)
+        assignments = [f"{k}={v}" for k, v in sorted(env.items())]
+        # setsid -w: the launcher leads its own process group inside WSL (its kill-group at exit and our
+        # fallback `kill -- -PID` reach the DHT, handlers and p2pd) while wsl.exe still waits for it.
+        argv = list(self.wsl_cmd("env", *assignments, "setsid", "-w", self.python, "-m", module, *args,
+                                 "--event-fd", "1", cwd=str(WSL_SRC)))
+        host = self.host_env if self.host_env is not None else dict(os.environ)
+        host_env = {k: v for k, v in host.items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
+        host_env["WSL_UTF8"] = "1"  # wsl.exe's own messages in UTF-8
+        return SpawnSpec(argv=argv, env=host_env, pass_fds=(), cwd=None, events_on_stdout=True)
+
+    def translate_path(self, path) -> str:
+        return windows_to_wsl_path(path, self.distro)
+
+    def translate_config(self, config: dict) -> dict:
+        out = super().translate_config(config)
+        if "cache_dir" in out:
+            out["cache_dir"] = str(WSL_CACHE)
+        if out.get("host") == "127.0.0.1" and not out.get("local_network"):
+            out["host"] = "0.0.0.0"  # reachable through WSL's port forwarding
+        return out
+
+    def stop_strategy(self, engine_pid=None, node_id="main") -> StopStrategy:
+        fallback, kill = (), ()
+        if engine_pid:
+            fallback = (self.wsl_cmd("kill", "-INT", str(int(engine_pid))),)
+            kill = (self.wsl_cmd("kill", "-KILL", "--", f"-{int(engine_pid)}"),)
+        return StopStrategy(stdin_line=STOP_LINE, signal=None, grace_s=30.0, fallback=fallback,
+                            fallback_grace_s=15.0, kill_group=False, kill_commands=kill)
+
+    # ------------------------------------------------------------------ status
+    def status_steps(self) -> list[SetupStep]:
+        return [
+            SetupStep("checking WSL", (self.wsl, "--status"), check=True, timeout_s=60),
+            SetupStep("listing WSL distributions", (self.wsl, "-l", "-v"), check=True, timeout_s=60),
+            SetupStep("reading the engine's state", self.wsl_cmd("cat", str(self.engine_dir / "ready.json")),
+                      check=True, timeout_s=120),
+        ]
+
+    def parse_status(self, outputs: list[tuple[int, str]]) -> RuntimeStatus:
+        """``outputs``: (exit code, decoded output) of :meth:`status_steps`, in order; fewer is fine."""
+        from farnode_desktop.core.node.engine_venv import lock_digest, lock_path
+
+        rc, text = outputs[0]
+        st = parse_wsl_status(text, rc)
+        if not st.installed:
+            return RuntimeStatus(False, message="WSL2 is not installed. Open PowerShell as administrator, run "
+                                 "`wsl --install --no-distribution`, restart Windows, then open FarNode again.",
+                                 details={"wsl": st.message})
+        distros = parse_wsl_list(outputs[1][1]) if len(outputs) > 1 else []
+        chosen = choose_distro(distros, self.distro if self.distro != DEFAULT_DISTRO else "")
+        details = {"distros": [d.name for d in distros], "distro": chosen.name if chosen else ""}
+        if chosen is None:
+            return RuntimeStatus(True, message="No Ubuntu distribution is installed in WSL yet: the engine set-up "
+                                 "installs one.", details=details)
+        if chosen.version != 2:
+            return RuntimeStatus(True, message=f"{chosen.name} runs under WSL 1: the set-up converts it to WSL 2.",
+                                 details=details)
+        ready = False
+        if len(outputs) > 2 and outputs[2][0] == 0:
+            try:
+                ready = json.loads(outputs[2][1].strip().splitlines()[-1]).get("lock") == lock_digest(lock_path(self.variant))
+            except (ValueError, IndexError, AttributeError):
+                ready = False
+        return RuntimeStatus(True, engine_ready=ready, details=details,
+                             message="" if ready else "The engine is not set up in WSL yet.")
+
+    # ------------------------------------------------------------------ set-up
+    def setup_steps(self, variant: str | None = None, *, distros: list[WslDistro] | None = None) -> list[SetupStep]:
+        """The whole set-up, given the distributions found (``parse_wsl_list``); resumable: pip skips what
+        is installed at the locked version, the venv and the distribution are reused."""
+        from farnode_desktop.core.node.engine_venv import lock_digest, lock_path, read_lock
+
+        variant = variant or self.variant
+        steps: list[SetupStep] = []
+        found = choose_distro(distros or [], self.distro if self.distro != DEFAULT_DISTRO else "")
+        if found is None:
+            steps.append(SetupStep(f"installing {self.distro} in WSL",
+                                   (self.wsl, "--install", "-d", self.distro, "--no-launch"), weight=20,
+                                   timeout_s=1800))
+            steps.append(SetupStep(f"starting {self.distro}", self.wsl_cmd("true"), timeout_s=300))
+        else:
+            self.distro = found.name
+            if found.version != 2:
+                steps.append(SetupStep(f"converting {found.name} to WSL 2",
+                                       (self.wsl, "--set-version", found.name, "2"), weight=10, timeout_s=3600))
+        q = shlex.quote
+        steps.append(SetupStep("installing Python in WSL", self.sh(
+            "command -v python3 >/dev/null && python3 -m venv --help >/dev/null 2>&1 && "
+            "python3 -m ensurepip --version >/dev/null 2>&1 || "
+            "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv "
+            "python3-pip)"), weight=5, timeout_s=1800))
+        src = self.translate_path(self.source_root)
+        new = f"{WSL_SRC}.new"
+        steps.append(SetupStep("copying the engine files into WSL", self.sh(
+            f"rm -rf {q(new)} && mkdir -p {q(new)} {q(str(WSL_CACHE))} && cp -r {q(src + '/farnode_desktop')} "
+            f"{q(new)}/ && rm -rf {q(str(WSL_SRC))} && mv {q(new)} {q(str(WSL_SRC))}"), timeout_s=300))
+        steps.append(SetupStep("creating the engine environment in WSL", self.sh(
+            f"{q(self.python)} -c 'import sys' 2>/dev/null || (rm -rf {q(str(self.venv))} && "
+            f"python3 -m venv {q(str(self.venv))})"), timeout_s=600))
+        lock = read_lock(lock_path(variant))
+        for req, weight in zip(lock, step_weights(lock), strict=True):
+            cmd = [self.python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                   "--progress-bar", "off", "-q"]
+            if not (req.name == "torch" and variant == "cuda"):
+                cmd.append("--no-deps")  # as EngineEnv: the lock is complete; CUDA torch brings nvidia-*
+            steps.append(SetupStep(f"installing {req.name} {req.version}", self.wsl_cmd(*cmd, req.spec),
+                                   weight=weight, timeout_s=3600))
+        probe_env = [f"{k}={v}" for k, v in sorted(self._engine_env(None).items())]
+        steps.append(SetupStep("verifying the engine", self.wsl_cmd(
+            "env", *probe_env, self.python, "-m", "farnode_desktop.engine.probe", cwd=str(WSL_SRC)), weight=2,
+            timeout_s=600))
+        marker = json.dumps({"lock": lock_digest(lock_path(variant)), "variant": variant}).encode()
+        steps.append(SetupStep("marking the engine ready", self.sh(
+            f"cat > {q(str(self.engine_dir / 'ready.json'))}"), input=marker, timeout_s=60))
+        return steps

@@ -1,0 +1,543 @@
+"""Supervises one engine process (the launcher running a FarMesh block server): start, stop, restart.
+
+Qt-free; this module owns the subprocess control of node processes. The launcher reports over a pipe as
+JSON lines (see ``farnode_desktop/engine/channel.py``); its log (stderr and stdout) goes to a rotating file
+and to ``node.log`` events. States, stats and lifecycle events are published on the :class:`EventBus`
+(topics in :mod:`farnode_desktop.core.snapshots`).
+
+Stopping: SIGINT to the server's main process (Petals' clean path: blocks are announced offline), wait,
+then SIGKILL to the whole process group. Crashes restart with a growing back-off; too many crashes in a
+window put the node on hold with a message. Processes left by an earlier run of the app that was killed
+are found through a pid file and removed before a new start.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.atomic import atomic_write_json
+from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.node.engine_venv import EngineEnv
+from farnode_desktop.core.node.runtimes.base import EngineRuntime, NativeRuntime
+from farnode_desktop.core.resources import engine_source_root
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_START_FAILED = 0, 1, 2, 3
+_LAUNCHER_STATES = {
+    "starting": C.STARTING, "measuring_throughput": C.MEASURING, "loading_blocks": C.LOADING,
+    "joining": C.JOINING, "online": C.ONLINE, "rebalancing": C.REBALANCING, "stopping": C.STOPPING,
+}
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    delays_s: tuple[float, ...] = (2.0, 5.0, 15.0, 30.0, 60.0)  # back-off after the 1st, 2nd, ... crash
+    max_crashes: int = 3  # this many crashes within window_s puts the node on hold
+    window_s: float = 240.0
+
+    def delay(self, n_recent: int) -> float:
+        return self.delays_s[min(max(n_recent - 1, 0), len(self.delays_s) - 1)]
+
+
+@dataclass
+class _Run:
+    """One launcher process."""
+
+    proc: subprocess.Popen
+    run_id: str
+    started: float
+    event_source: object  # a readable binary file: the event pipe, or the process's stdout
+    log_source: object  # its log: stdout (events on a pipe) or stderr (events on stdout)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_FIELDS, 0))
+    failure: dict | None = None
+    got_hello: bool = False
+    stop_requested: bool = False
+    engine_pid: int | None = None  # the launcher's pid as it sees itself (differs under WSL2/Docker)
+
+
+COUNTER_FIELDS = ("inference_sessions", "inference_sessions_closed", "inference_steps", "inference_tokens", "forward_requests",
+                  "forward_tokens", "backward_requests", "backward_tokens")
+
+
+def read_events(stream, logger: logging.Logger | None = None) -> Iterator[dict]:
+    """The JSON-line events an engine process writes (see ``farnode_desktop/engine/channel.py``), until the
+    stream ends. A line that is not a JSON object is logged and skipped."""
+    buf = b""
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        if not chunk:
+            return
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                ev = None
+            if isinstance(ev, dict):
+                yield ev
+            elif logger is not None:
+                logger.warning("unreadable event from the engine: %r", line[:200])
+
+
+def failure_message(category: str, config: dict, detail: str = "", log_path: Path | None = None) -> str:
+    """The plain-language message for a failure category: what happened, then what to do."""
+    port = config.get("port")
+    see_log = f" The details are in the log ({log_path})." if log_path else ""
+    if category == "port_in_use":
+        return (f"Port {port} is already used by another program (or by a FarNode node that is still "
+                "running). Close that program, or choose another port in Settings > Network.")
+    if category == "bootstrap":
+        return ("None of the network's initial peers could be reached. Check your internet connection and the "
+                "initial peers in Settings > Network, then start again.")
+    if category == "model":
+        return (f"The model {config.get('model')!r} could not be loaded ({detail.strip()[:200]}). Check the "
+                "model name or folder in Settings > Network.")
+    if category in ("oom_at_load", "oom"):
+        return ("The GPU ran out of memory while loading blocks. Serve fewer blocks (Settings > GPUs) or close "
+                "programs that use the GPU, then start again.")
+    if category == "engine_missing":
+        return ("The engine environment is missing or broken. Open Settings > Engine and repair it (or run "
+                "`farnode-desktop engine setup`)." + see_log)
+    if category == "config":
+        return f"The node's settings were rejected ({detail.strip()[:200]}). Check Settings > Network." + see_log
+    if category == "stop_timeout":
+        return "The server did not stop in time and was ended." + see_log
+    return f"The server stopped unexpectedly{(' (' + detail.strip()[:200] + ')') if detail else ''}." + see_log
+
+
+class Supervisor:
+    """State machine over one launcher subprocess. Thread-safe; every method returns quickly except
+    :meth:`stop` (bounded by its timeout)."""
+
+    def __init__(self, engine: EngineEnv, bus: EventBus, *, node_id: str = "main", log_dir: Path,
+                 run_dir: Path, policy: RestartPolicy | None = None, stop_timeout_s: float = 30.0,
+                 runtime: EngineRuntime | None = None):
+        self.engine = engine
+        # Where the engine runs: this machine's engine venv (native), WSL2 or Docker (core/node/runtimes).
+        self.runtime = runtime or NativeRuntime(engine.python, engine_source_root())
+        self.bus = bus
+        self.node_id = node_id
+        self.policy = policy or RestartPolicy()
+        self.stop_timeout_s = stop_timeout_s
+        self.log_dir = Path(log_dir)
+        self.run_dir = Path(run_dir)
+        self.log_path = self.log_dir / f"node-{node_id}.log"
+        self.pid_file = self.run_dir / f"node-{node_id}.json"
+        self._lock = threading.RLock()
+        self._state = C.NodeState(node_id, C.STOPPED, time=time.time())
+        self._run: _Run | None = None
+        self._config: dict = {}
+        self._env_extra: dict[str, str] = {}
+        self._crashes: collections.deque[float] = collections.deque()
+        self._restart_timer: threading.Timer | None = None
+        self._want_running = False
+        self._peer: dict = {}
+        self._blocks: tuple[int, ...] = ()
+        self._total_blocks = 0
+        self._throughput: dict = {}
+        self._online_since = 0.0  # when the current run last came online (epoch s); 0 when not online
+        self._rate_window: collections.deque[tuple[float, int, int]] = collections.deque(maxlen=16)
+        self._ticker: threading.Thread | None = None
+        self._ticker_stop = threading.Event()
+        self._logger = self._make_file_logger()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def state(self) -> C.NodeState:
+        return self._state
+
+    @property
+    def peer(self) -> dict:
+        return dict(self._peer)
+
+    @property
+    def config(self) -> dict:
+        """A copy of the launcher configuration of the current (or last) start."""
+        return dict(self._config)
+
+    @property
+    def pid(self) -> int | None:
+        run = self._run
+        return run.proc.pid if run else None
+
+    def start(self, config: dict, env_extra: dict[str, str] | None = None) -> C.NodeState:
+        """Start the node with a launcher configuration. Returns the new state (or the current one if it is
+        already running)."""
+        with self._lock:
+            if self._run is not None or self._state.state == C.RESTARTING:
+                return self._state
+            self._config = dict(config)
+            self._env_extra = dict(env_extra or {})
+            self._want_running = True
+            self._crashes.clear()
+            return self._spawn()
+
+    def stop(self, timeout: float | None = None) -> C.NodeState:
+        """Stop cleanly (SIGINT, wait), then kill the process group. Always ends in STOPPED."""
+        timeout = self.stop_timeout_s if timeout is None else timeout
+        with self._lock:
+            self._want_running = False
+            if self._restart_timer:
+                self._restart_timer.cancel()
+                self._restart_timer = None
+            run = self._run
+            if run is None:
+                if self._state.state != C.STOPPED:
+                    self._set_state(C.STOPPED)
+                return self._state
+            run.stop_requested = True
+            self._set_state(C.STOPPING)
+        self._stop_run(run, timeout)
+        # The waiter thread finishes the bookkeeping; wait for it so callers see STOPPED.
+        deadline = time.time() + 10
+        while self._run is run and time.time() < deadline:
+            time.sleep(0.02)
+        return self._state
+
+    def _stop_run(self, run: _Run, timeout: float) -> None:
+        """The runtime's clean stop (SIGINT natively: blocks announced offline), then harder steps."""
+        strategy = self.runtime.stop_strategy(run.engine_pid, self.node_id)
+        if strategy.stdin_line:
+            try:
+                run.proc.stdin.write(strategy.stdin_line)
+                run.proc.stdin.flush()
+            except OSError:
+                pass
+        if strategy.signal is not None:
+            try:
+                run.proc.send_signal(strategy.signal)
+            except ProcessLookupError:
+                pass
+        if not self._wait(run, min(timeout, strategy.grace_s)) and strategy.fallback:
+            for cmd in strategy.fallback:
+                self._run_quietly(cmd)
+            self._wait(run, strategy.fallback_grace_s)
+        if run.proc.poll() is None:
+            self._logger.warning("the server did not stop in time; killing it")
+        if strategy.kill_group:
+            self._kill_group(run.proc.pid)
+        elif run.proc.poll() is None:
+            run.proc.kill()
+        for cmd in strategy.kill_commands:
+            self._run_quietly(cmd)
+        run.proc.wait()
+
+    @staticmethod
+    def _wait(run: _Run, timeout: float) -> bool:
+        try:
+            run.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _run_quietly(self, cmd) -> None:
+        try:
+            subprocess.run(list(cmd), capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._logger.warning("stop command %s failed: %s", cmd[0], exc)
+
+    def reset_hold(self) -> None:
+        """Leave the HELD/FAILED state (the user acknowledged the message)."""
+        with self._lock:
+            if self._state.state in (C.HELD, C.FAILED) and self._run is None:
+                self._crashes.clear()
+                self._set_state(C.STOPPED)
+
+    def stats(self) -> C.NodeStats:
+        run = self._run
+        now = time.time()
+        counters = dict(run.counters) if run else dict.fromkeys(COUNTER_FIELDS, 0)
+        counters.pop("inference_sessions_closed")
+        inf_rate = fwd_rate = 0.0
+        if len(self._rate_window) >= 2:
+            t0, i0, f0 = self._rate_window[0]
+            t1, i1, f1 = self._rate_window[-1]
+            if t1 > t0:
+                inf_rate, fwd_rate = (i1 - i0) / (t1 - t0), (f1 - f0) / (t1 - t0)
+        return C.NodeStats(
+            time=now, node_id=self.node_id, run_id=run.run_id if run else "", state=self._state.state,
+            peer_id=self._peer.get("peer_id", ""), blocks=self._blocks, total_blocks=self._total_blocks,
+            uptime_s=(now - self._online_since) if run and self._online_since else 0.0,
+            reported_throughput=float(self._throughput.get("throughput") or 0.0),
+            inference_rps=float(self._throughput.get("inference_rps") or 0.0),
+            forward_rps=float(self._throughput.get("forward_rps") or 0.0),
+            network_rps=float(self._throughput.get("network_rps") or 0.0),
+            inference_tokens_per_s=max(inf_rate, 0.0), forward_tokens_per_s=max(fwd_rate, 0.0),
+            **counters,
+        )
+
+    def open_sessions(self) -> int:
+        """Inference sessions open on the server right now (opened minus finished)."""
+        run = self._run
+        if run is None:
+            return 0
+        return max(run.counters["inference_sessions"] - run.counters["inference_sessions_closed"], 0)
+
+    def wait_for(self, states: set[str] | str, timeout: float) -> C.NodeState:
+        """Block until the state is one of ``states`` (tests, headless start-up). Returns the state."""
+        want = {states} if isinstance(states, str) else set(states)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self._state.state in want:
+                return self._state
+            time.sleep(0.05)
+        return self._state
+
+    # ------------------------------------------------------------------ spawning
+    def _spawn(self) -> C.NodeState:
+        self.cleanup_leftovers()
+        native = isinstance(self.runtime, NativeRuntime)
+        if native and not self.engine.python.exists():
+            return self._fail("engine_missing", "")
+        self._set_state(C.STARTING)
+        r_fd, w_fd = os.pipe() if native else (None, None)
+        spec = self.runtime.spawn_spec("farnode_desktop.engine.launcher", [], self._env_extra, w_fd,
+                                       ports=[int(self._config.get("port") or 0)], node_id=self.node_id)
+        try:
+            proc = subprocess.Popen(spec.argv, **spec.popen_kwargs())
+        except OSError as exc:
+            for fd in (r_fd, w_fd):
+                if fd is not None:
+                    os.close(fd)
+            return self._fail("engine_missing", str(exc))
+        if w_fd is not None:
+            os.close(w_fd)
+        if spec.events_on_stdout:
+            events, logs = proc.stdout, proc.stderr
+            if r_fd is not None:
+                os.close(r_fd)
+        else:
+            events, logs = os.fdopen(r_fd, "rb", buffering=0), proc.stdout
+        run = _Run(proc=proc, run_id=uuid.uuid4().hex[:12], started=time.time(), event_source=events,
+                   log_source=logs)
+        self._run = run
+        self._peer, self._blocks, self._total_blocks, self._throughput = {}, (), 0, {}
+        self._rate_window.clear()
+        self._write_pid_file(proc.pid)
+        try:
+            proc.stdin.write((json.dumps(self.runtime.translate_config(self._config)) + "\n").encode())
+            proc.stdin.flush()  # stdin stays open: it is the launcher's control pipe
+        except OSError:
+            pass
+        self._emit_event("start", f"node starting (pid {proc.pid})", pid=proc.pid, run_id=run.run_id)
+        for target, name in ((self._read_events, "events"), (self._read_log, "log"), (self._wait_exit, "wait")):
+            threading.Thread(target=target, args=(run,), daemon=True, name=f"node-{self.node_id}-{name}").start()
+        self._ensure_ticker()
+        return self._state
+
+    def _fail(self, category: str, detail: str) -> C.NodeState:
+        message = failure_message(category, self._config, detail, self.log_path)
+        self._want_running = False
+        self._set_state(C.FAILED, message=message, category=category)
+        self._emit_event("error", message, category=category)
+        return self._state
+
+    # ------------------------------------------------------------------ threads
+    def _read_events(self, run: _Run) -> None:
+        with run.event_source as pipe:
+            for ev in read_events(pipe, self._logger):
+                self._on_event(run, ev)
+
+    def _on_event(self, run: _Run, ev: dict) -> None:
+        kind = ev.get("e")
+        if kind == "hello":
+            run.got_hello = True
+            run.engine_pid = ev.get("pid")
+        elif kind == "state":
+            state = _LAUNCHER_STATES.get(ev.get("state", ""))
+            if state and not (run.stop_requested and state != C.STOPPING) and self._run is run:
+                detail = ""
+                if state == C.LOADING:
+                    detail = f"loading block {ev.get('block')} ({ev.get('index')} of {ev.get('total')})"
+                self._set_state(state, message=detail)
+                if state == C.ONLINE:
+                    self._emit_event("online", f"serving blocks {list(self._blocks)}", blocks=list(self._blocks),
+                                     peer_id=self._peer.get("peer_id", ""))
+        elif kind == "peer":
+            self._peer = {"peer_id": ev.get("peer_id", ""), "addrs": list(ev.get("addrs", []))}
+        elif kind == "blocks":
+            self._blocks = tuple(int(b) for b in ev.get("blocks", []))
+            self._total_blocks = int(ev.get("total_blocks") or 0)
+        elif kind == "throughput":
+            self._throughput = ev
+        elif kind == "counters":
+            for k in COUNTER_FIELDS:
+                run.counters[k] += int(ev.get(k, 0))
+        elif kind == "failed":
+            run.failure = ev
+            self._logger.error("engine reported a failure: %s: %s", ev.get("category"), ev.get("message"))
+
+    def _read_log(self, run: _Run) -> None:
+        for raw in iter(run.log_source.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self._logger.info(line)
+            self.bus.publish("node.log", line)
+
+    def _wait_exit(self, run: _Run) -> None:
+        code = run.proc.wait()
+        self._kill_group(run.proc.pid)  # nothing of this run outlives it (handlers, DHT, p2pd)
+        time.sleep(0.05)  # let the event reader drain the last lines
+        with self._lock:
+            if self._run is not run:
+                return
+            self._run = None
+            self._remove_pid_file()
+            if run.stop_requested or not self._want_running:
+                self._set_state(C.STOPPED)
+                self._emit_event("stop", "node stopped", exit_code=code)
+                return
+            failure = run.failure or {}
+            category = failure.get("category", "")
+            detail = failure.get("message", "")
+            if not run.got_hello and code >= 0:  # it exited by itself before saying hello: no usable engine
+                category, detail = "engine_missing", f"the engine exited with code {code} before it started"
+            if code in (EXIT_CONFIG, EXIT_START_FAILED) or category == "engine_missing":
+                self._fail(category or "config", detail)
+                return
+            # A crash: restart with back-off, or hold after too many.
+            now = time.time()
+            self._crashes.append(now)
+            while self._crashes and now - self._crashes[0] > self.policy.window_s:
+                self._crashes.popleft()
+            n = len(self._crashes)
+            why = failure_message(category or "crash", self._config, detail or f"exit code {code}", self.log_path)
+            self._emit_event("crash", why, exit_code=code, crashes=n)
+            if n >= self.policy.max_crashes:
+                self._want_running = False
+                msg = (f"The node crashed {n} times in {self.policy.window_s / 60:.0f} minutes and is on hold. "
+                       f"Last problem: {why} Press Start to try again.")
+                self._set_state(C.HELD, message=msg, category=category or "crash")
+                self._emit_event("hold", msg)
+                return
+            delay = self.policy.delay(n)
+            self._set_state(C.RESTARTING, message=f"restarting in {delay:.0f} s after a crash: {why}",
+                            category=category or "crash")
+            self._restart_timer = threading.Timer(delay, self._restart)
+            self._restart_timer.daemon = True
+            self._restart_timer.start()
+
+    def _restart(self) -> None:
+        with self._lock:
+            self._restart_timer = None
+            if not self._want_running or self._run is not None:
+                return
+            self._emit_event("restart", "restarting the node after a crash")
+            self._spawn()
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker and self._ticker.is_alive():
+            return
+        self._ticker_stop.clear()
+        self._ticker = threading.Thread(target=self._tick_loop, daemon=True, name=f"node-{self.node_id}-stats")
+        self._ticker.start()
+
+    def _tick_loop(self) -> None:
+        while not self._ticker_stop.wait(1.0):
+            run = self._run
+            if run is not None:
+                self._rate_window.append((time.time(), run.counters["inference_tokens"],
+                                          run.counters["forward_tokens"] + run.counters["backward_tokens"]))
+            self.bus.publish("node.stats", self.stats())
+            if run is None and self._state.state in (C.STOPPED, C.FAILED, C.HELD):
+                return
+
+    # ------------------------------------------------------------------ helpers
+    def set_state(self, state: str, *, message: str = "", category: str = "") -> None:
+        """Publish a state the supervisor does not see itself (the controller's provisioning step)."""
+        self._set_state(state, message=message, category=category)
+
+    def _set_state(self, state: str, *, message: str = "", category: str = "") -> None:
+        now = time.time()
+        if state == C.ONLINE and self._state.state != C.ONLINE:
+            self._online_since = now
+        elif state != C.ONLINE:
+            self._online_since = 0.0
+        self._state = C.NodeState(self.node_id, state, message, category, now)
+        self.bus.publish("node.state", self._state)
+
+    def _emit_event(self, kind: str, message: str, **data) -> None:
+        self.bus.publish("node.event", C.NodeEvent(time.time(), self.node_id, kind, message, data))
+
+    def _make_file_logger(self) -> logging.Logger:
+        logger = logging.getLogger(f"farnode.node.{self.node_id}.{id(self)}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(self.log_path, maxBytes=5_000_000, backupCount=3,
+                                                       encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        return logger
+
+    def close(self) -> None:
+        """Stop the node and release the log file."""
+        self.stop()
+        self._ticker_stop.set()
+        for h in list(self._logger.handlers):
+            h.close()
+            self._logger.removeHandler(h)
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _write_pid_file(self, pid: int) -> None:
+        atomic_write_json(self.pid_file, {"pid": pid, "pgid": pid, "started": time.time(),
+                                          "port": self._config.get("port"), "app_pid": os.getpid()})
+
+    def _remove_pid_file(self) -> None:
+        try:
+            self.pid_file.unlink()
+        except FileNotFoundError:
+            pass
+
+    def cleanup_leftovers(self) -> int:
+        """Kill what an earlier, killed run of the app left behind (its pid file names the process group).
+        Returns how many processes were killed."""
+        try:
+            info = json.loads(self.pid_file.read_text())
+            pgid = int(info["pgid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+        if self._run is not None and self._run.proc.pid == pgid:
+            return 0
+        import psutil
+
+        victims = []
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if os.getpgid(p.pid) == pgid and p.pid != os.getpid():
+                    cmd = " ".join(p.info["cmdline"] or [])
+                    if "farnode_desktop.engine" in cmd or "p2pd" in cmd or "python" in cmd:
+                        victims.append(p)
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+        if victims:
+            log.warning("removing %d processes left by an earlier run (process group %d)", len(victims), pgid)
+            self._kill_group(pgid)
+            psutil.wait_procs(victims, timeout=5)
+        self._remove_pid_file()
+        return len(victims)
+
