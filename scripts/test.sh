@@ -7,7 +7,7 @@ scripts/setup.sh
 scripts/system-deps.sh
 # The engine's own environment, set up exactly as the app does it for a user (idempotent), in .engine/ so
 # that every test's private data folder shares it.
-export FARNODE_ENGINE_ROOT="$PWD/.engine"
+export FARNODE_ENGINE_ROOT="${FARNODE_ENGINE_ROOT:-$PWD/.engine}"
 .venv/bin/farnode-desktop engine setup --variant cpu
 .venv/bin/ruff check farnode_desktop tests benchmarks scripts packaging
 
