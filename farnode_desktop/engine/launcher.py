@@ -11,7 +11,12 @@ The server is Petals' own ``run_server`` (``farmesh`` when installed), unchanged
   rebalancing) and installs a connection-handler subclass that counts sessions, steps and tokens,
 - turns failures into categories the app can explain.
 
-Events, states, failure categories and exit codes: see protocol.py.
+Events, states, failure categories and exit codes: see protocol.py. Besides the engine's own options (see
+:meth:`Launcher.argv`), the configuration says how far the server may reach:
+- ``local_network``: a swarm on loopback only; every contact outside loopback is refused (loopback.py);
+- ``nat_traversal`` (default true): false turns NAT port mapping, AutoNAT and relays off for its p2pd (nat.py);
+- ``network_checks`` (default true): false skips the speed test and the version check, and the server reports
+  ``network_mbps`` (default 100) as its network's throughput.
 """
 
 from __future__ import annotations
@@ -432,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         writer.send(P.Failed(category=P.Category.CONFIG,
                              message="the launcher got no valid configuration on stdin"))
         return P.ExitCode.CONFIG
+    if config.get("local_network"):
+        from farnode_desktop.engine.loopback import guard
+
+        guard(who="launcher")
     launcher = Launcher(writer, config)
     # SIGINT may arrive ignored (inherited from a shell's background job): Petals' clean stop needs it.
     signal.signal(signal.SIGINT, launcher.on_signal)

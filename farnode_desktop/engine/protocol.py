@@ -396,6 +396,7 @@ class TrafficConfig:
     forward_every: int = 0  # every n-th request is a plain forward pass (0: never)
     seed: int = 0
     nat_traversal: bool = True  # False: its p2pd maps no port, runs no AutoNAT and uses no relay
+    local_network: bool = False  # True: the swarm is on loopback; contacts outside it are refused
 
     def to_json(self) -> str:
         return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()})

@@ -31,6 +31,10 @@ STOP_GRACE_S = 8.0  # after a stop request, an unfinished request gets this long
 def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     from farnode_desktop.engine.compat import import_engine
 
+    if cfg.local_network:
+        from farnode_desktop.engine.loopback import guard
+
+        guard(who="traffic")
     engine = import_engine()
     if not cfg.nat_traversal:
         from farnode_desktop.engine.nat import disable_nat_traversal

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEMO_MODEL_DIR = "farmesh-demo-llama-v1"
 DEMO_DHT_PREFIX = "farmesh-demo"
+LOOPBACK_MBPS = 10_000.0  # what the local swarm's server reports as its network: loopback is no bottleneck
 
 
 def demo_model_path(paths: AppPaths) -> Path:
@@ -74,9 +75,15 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
         "public_name": public_name or None,
     }
     if local:
+        # Nothing of the local swarm leaves this computer: no NAT port mapping, AutoNAT or relays for its
+        # p2pd, no speed test or version check, and the engine refuses any connection outside loopback.
         cfg.update(new_swarm=True, dht_prefix=net.dht_prefix or DEMO_DHT_PREFIX, local_network=True,
+                   nat_traversal=False, network_checks=False, network_mbps=LOOPBACK_MBPS,
                    torch_dtype="float32", quant_type="none", update_period=30)
     else:
+        cfg.update(nat_traversal=True, network_checks=not net.metered)
+        if net.metered:
+            cfg["network_mbps"] = net.bandwidth_mbps
         if net.dht_prefix:
             cfg["dht_prefix"] = net.dht_prefix
         if net.swarm != PUBLIC_SWARM:
@@ -134,14 +141,15 @@ class TrafficGenerator:
 
     def start(self, *, model: Path, initial_peers: list[str], dht_prefix: str | None, rate_per_minute: float,
               count: int = 0, max_new_tokens: int = 12, prompt_len: int = 6, forward_every: int = 5,
-              seed: int = 0, nat_traversal: bool = False) -> None:
+              seed: int = 0) -> None:
+        """Start the client on the local swarm (loopback only, no NAT traversal)."""
         if self.running:
             return
         self._stats = TrafficStats()
         cfg = P.TrafficConfig(model=str(model), initial_peers=tuple(initial_peers), dht_prefix=dht_prefix,
                               rate_per_minute=rate_per_minute, count=count, max_new_tokens=max_new_tokens,
                               prompt_len=prompt_len, forward_every=forward_every, seed=seed,
-                              nat_traversal=nat_traversal)
+                              nat_traversal=False, local_network=True)
         r_fd, w_fd = os.pipe()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")
