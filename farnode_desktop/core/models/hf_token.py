@@ -9,12 +9,17 @@ server in memory.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.payout.keystore import Keystore
 
+log = logging.getLogger(__name__)
+
 ACCOUNT = "huggingface-token"
+ENV_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # huggingface_hub's; never passed on to the engine
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-.]{8,400}$")
 
 
@@ -49,3 +54,13 @@ class HfTokenStore:
 
     def remove(self) -> bool:
         return self.keystore.delete_secret(ACCOUNT)
+
+    def read(self) -> str | None:
+        """The token to use: the keyring's, else ``HF_TOKEN`` from the app's own environment; None without
+        one (or without a usable keyring: the gated-model message then says what to do)."""
+        try:
+            token = self.get()
+        except FarNodeError as exc:
+            log.warning("the Hugging Face token could not be read: %s", exc.message)
+            token = None
+        return token or next((os.environ[k] for k in ENV_NAMES if os.environ.get(k)), None)
