@@ -66,7 +66,7 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
     device = net.device if net.device != "auto" else "cpu"
     cfg = {
         "model": model,
-        "host": "127.0.0.1" if local else (net.host or "0.0.0.0"),
+        "host": net.host or ("127.0.0.1" if local else "0.0.0.0"),
         "port": net.port,
         "device": device,
         "num_handlers": net.num_handlers,
@@ -87,7 +87,10 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
         if net.dht_prefix:
             cfg["dht_prefix"] = net.dht_prefix
         if net.swarm != PUBLIC_SWARM:
-            cfg["initial_peers"] = list(net.initial_peers)
+            if net.initial_peers:
+                cfg["initial_peers"] = list(net.initial_peers)
+            else:  # a custom network with no peers yet: this node starts it, the others join its address
+                cfg["new_swarm"] = True
     if local:
         # The only server of a private swarm serves every block; fixed indices also skip Petals' random
         # 0-5 s block-selection delay, which only matters when many servers start at once.

@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,7 @@ class Supervisor:
         self._state = C.NodeState(node_id, C.STOPPED, time=time.time())
         self._run: _Run | None = None
         self._config: dict = {}
+        self._secrets: Callable[[], dict] | None = None
         self._env_extra: dict[str, str] = {}
         self._crashes: collections.deque[float] = collections.deque()
         self._restart_timer: threading.Timer | None = None
@@ -151,13 +153,17 @@ class Supervisor:
         run = self._run
         return run.proc.pid if run else None
 
-    def start(self, config: dict, env_extra: dict[str, str] | None = None) -> C.NodeState:
+    def start(self, config: dict, env_extra: dict[str, str] | None = None, *,
+              secrets: Callable[[], dict] | None = None) -> C.NodeState:
         """Start the node with a launcher configuration. Returns the new state (or the current one if it is
-        already running)."""
+        already running). ``secrets()`` is called at every spawn for values (the Hugging Face token) that
+        go to the launcher with its configuration through the control pipe only: they are never kept in
+        :attr:`config`, written to a file or put on a command line or in the environment."""
         with self._lock:
             if self._run is not None or self._state.state == C.RESTARTING:
                 return self._state
             self._config = dict(config)
+            self._secrets = secrets
             self._env_extra = dict(env_extra or {})
             self._want_running = True
             self._crashes.clear()
@@ -306,8 +312,12 @@ class Supervisor:
         self._rate_window.clear()
         self._write_pid_file(proc.pid)
         try:
-            proc.stdin.write((json.dumps(self.runtime.translate_config(self._config)) + "\n").encode())
+            line = dict(self.runtime.translate_config(self._config))
+            if self._secrets is not None:
+                line.update(self._secrets())
+            proc.stdin.write((json.dumps(line) + "\n").encode())
             proc.stdin.flush()  # stdin stays open: it is the launcher's control pipe
+            del line
         except OSError:
             pass
         self._emit_event("start", f"node starting (pid {proc.pid})", pid=proc.pid, run_id=run.run_id)
