@@ -490,7 +490,8 @@ class Supervisor:
 
     def _write_pid_file(self, pid: int) -> None:
         atomic_write_json(self.pid_file, {"pid": pid, "pgid": pid, "started": time.time(),
-                                          "port": self._config.get("port"), "app_pid": os.getpid()})
+                                          "port": self._config.get("port"), "app_pid": os.getpid(),
+                                          "app_started": _started_at(os.getpid())})
 
     def _remove_pid_file(self) -> None:
         try:
@@ -500,13 +501,18 @@ class Supervisor:
 
     def cleanup_leftovers(self) -> int:
         """Kill what an earlier, killed run of the app left behind (its pid file names the process group).
-        Returns how many processes were killed."""
+        Only when the app that recorded it is dead: a live app (another process on this data folder, or this
+        one) still owns its node. Returns how many processes were killed."""
         try:
             info = json.loads(self.pid_file.read_text())
             pgid = int(info["pgid"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
         if self._run is not None and self._run.proc.pid == pgid:
+            return 0
+        if recorded_app_alive(info):
+            log.warning("the node process group %d in %s belongs to a running app (pid %s): left alone",
+                        pgid, self.pid_file, info.get("app_pid"))
             return 0
         import psutil
 
@@ -526,3 +532,28 @@ class Supervisor:
         self._remove_pid_file()
         return len(victims)
 
+
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch s), to tell it from a later process given the same pid."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def recorded_app_alive(info: dict) -> bool:
+    """Whether the app that wrote a pid file (``app_pid``, ``app_started``) still runs. A file without
+    ``app_pid`` was written before apps recorded themselves: its app is taken as gone."""
+    try:
+        app_pid = int(info["app_pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    started = _started_at(app_pid)
+    if started is None:
+        return False
+    recorded = info.get("app_started")
+    if isinstance(recorded, (int, float)) and abs(started - recorded) > 1.0:
+        return False  # the pid was reused by another process
+    return True
