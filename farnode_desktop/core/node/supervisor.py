@@ -491,7 +491,8 @@ class Supervisor:
         tree = self._run.tree if self._run is not None else None
         atomic_write_json(self.pid_file, {"pid": pid, "grouped": bool(tree and tree.grouped),
                                           "started": tree.started if tree else time.time(),
-                                          "port": self._config.get("port"), "app_pid": os.getpid()})
+                                          "port": self._config.get("port"), "app_pid": os.getpid(),
+                                          "app_started": _started_at(os.getpid())})
 
     def _remove_pid_file(self) -> None:
         try:
@@ -501,7 +502,8 @@ class Supervisor:
 
     def cleanup_leftovers(self) -> int:
         """Kill what an earlier, killed run of the app left behind (its pid file names the launcher's process
-        tree). Returns how many processes were killed."""
+        tree). Only when the app that recorded it is dead: a live app (another process on this data folder, or
+        this one) still owns its node. Returns how many processes were killed."""
         try:
             info = json.loads(self.pid_file.read_text())
             pid = int(info["pid"])
@@ -510,6 +512,10 @@ class Supervisor:
         except (OSError, ValueError, KeyError, TypeError):
             return 0
         if self._run is not None and self._run.proc.pid == pid:
+            return 0
+        if recorded_app_alive(info):
+            log.warning("the node processes of launcher %d in %s belong to a running app (pid %s): left alone",
+                        pid, self.pid_file, info.get("app_pid"))
             return 0
         import psutil
 
@@ -527,3 +533,28 @@ class Supervisor:
         self._remove_pid_file()
         return len(victims)
 
+
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch s), to tell it from a later process given the same pid."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def recorded_app_alive(info: dict) -> bool:
+    """Whether the app that wrote a pid file (``app_pid``, ``app_started``) still runs. A file without
+    ``app_pid`` was written before apps recorded themselves: its app is taken as gone."""
+    try:
+        app_pid = int(info["app_pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    started = _started_at(app_pid)
+    if started is None:
+        return False
+    recorded = info.get("app_started")
+    if isinstance(recorded, (int, float)) and abs(started - recorded) > 1.0:
+        return False  # the pid was reused by another process
+    return True
