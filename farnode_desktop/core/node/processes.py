@@ -92,13 +92,6 @@ class ProcessTree:
             self._known.setdefault(pid, p.info.get("create_time") or 0.0)
         return list(found.values())
 
-    def signal_root(self, sig: int) -> None:
-        """Send ``sig`` to the tree's first process only (its clean stop: SIGINT for the launcher)."""
-        try:
-            os.kill(self.pid, sig)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
-
     def kill(self) -> int:
         """Kill every process of the tree now. Returns how many were alive."""
         if self.grouped:
