@@ -155,7 +155,10 @@ LEFTOVER_GRACE_S = 5.0  # what a test started gets this long to end after the te
 
 
 def _threads() -> dict[int, threading.Thread]:
-    return {t.ident: t for t in threading.enumerate() if t.ident is not None}
+    """Python's threads. Threads it did not start (Qt's pool threads that ran Python code) appear as dummies
+    that never end: the GUI tests' conftest checks Qt's pool itself."""
+    return {t.ident: t for t in threading.enumerate()
+            if t.ident is not None and not isinstance(t, threading._DummyThread)}
 
 
 def _children() -> dict[int, psutil.Process]:
