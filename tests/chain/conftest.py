@@ -59,6 +59,7 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stderr.close()
 
 
 def start_anvil(*args: str, port: int | None = None) -> Anvil:
