@@ -44,7 +44,8 @@ class NodeController:
         self.settings = settings if settings is not None else self.store.load()
         self.settings_warnings = list(self.store.warnings)
         # device "cpu"/"cuda" picks that engine build; "auto" follows the NVIDIA driver
-        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device))
+        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device),
+                                          source=self.settings.engine.source)
         self.restart_policy = restart_policy
         self.nvml = nvml  # None: the real NVML (tests pass one over a fake pynvml)
         self.supervisor = self._make_supervisor("main")
@@ -253,6 +254,7 @@ class NodeController:
     def save_settings(self, settings: Settings) -> None:
         self.store.save(settings)
         self.settings = settings
+        self.engine.source = settings.engine.source  # used at the next set-up or repair
 
     def node_pids(self) -> list[int]:
         return [s.pid for s in self.supervisors.values() if s.pid]

@@ -23,12 +23,13 @@ from pathlib import Path
 from farnode_desktop.core.errors import EngineEnvError, SettingsError
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT, EngineEnv, engine_subprocess_env
+from farnode_desktop.core.node.model_support import check_model_dir
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import LOCAL_SWARM, PUBLIC_SWARM, Settings
 
 log = logging.getLogger(__name__)
 
-DEMO_MODEL_DIR = "farmesh-demo-llama-v1"
+DEMO_MODEL_DIR = "farmesh-demo-llama31-v2"  # engine/make_model.py DEMO_MODEL_NAME (Llama 3.1 style)
 DEMO_DHT_PREFIX = "farmesh-demo"
 
 
@@ -60,6 +61,7 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
     model = str(model_path) if (local and model_path) else net.model
     if not model:
         raise SettingsError("No model is set for this network. Choose one in Settings > Network.")
+    check_model_dir(model)  # a model family the engine cannot serve is refused before anything starts
     public_name = net.public_name or settings.wallet.address
     device = net.device if net.device != "auto" else "cpu"
     cfg = {
@@ -95,8 +97,9 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
 
 def _num_layers(model_dir: Path) -> int:
     try:
-        return int(json.loads((model_dir / "config.json").read_text())["num_hidden_layers"])
-    except (OSError, ValueError, KeyError):
+        config = json.loads((model_dir / "config.json").read_text())
+        return int(config.get("num_hidden_layers") or config["n_layer"])  # n_layer: BLOOM's name for it
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return 1
 
 

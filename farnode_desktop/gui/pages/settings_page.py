@@ -177,7 +177,15 @@ class SettingsPage(QWidget):
         self.engine_bar.setRange(0, 100)
         self.engine_bar.hide()
         self.engine_step = QLabel("")
+        self.engine_source = QLineEdit()
+        self.engine_source.setPlaceholderText("empty: FarMesh from its Git source (needs the internet)")
+        self.engine_source.setToolTip("Offline machines: a local source archive (.tar.gz, .zip) or wheel of the "
+                                      "engine at the commit this version of FarNode pins. Used at the next set-up.")
         v.addWidget(self.engine_status)
+        src_row = QHBoxLayout()
+        src_row.addWidget(QLabel("Engine source:"))
+        src_row.addWidget(self.engine_source, 1)
+        v.addLayout(src_row)
         row = QHBoxLayout()
         row.addWidget(self.repair)
         row.addWidget(self.engine_bar, 1)
@@ -236,6 +244,7 @@ class SettingsPage(QWidget):
         self.rate.setValue(c.reward_per_1k_tokens)
         self.at_login.setChecked(p.start_at_login)
         self.minimized.setChecked(p.start_minimized)
+        self.engine_source.setText(s.engine.source)
         self._swarm_changed()
         self.saved_label.setText("")
 
@@ -266,7 +275,7 @@ class SettingsPage(QWidget):
                         payout_senders=[x.strip() for x in self.senders.text().split(",") if x.strip()],
                         confirmations=self.confirmations.value(), reward_per_1k_tokens=self.rate.value())
         return replace(s, network=net, gpus=replace(s.gpus, reserve_vram_mib=self.reserve.value()), policies=pol,
-                       chain=chain)
+                       chain=chain, engine=replace(s.engine, source=self.engine_source.text().strip()))
 
     def save(self) -> bool:
         try:
@@ -286,10 +295,8 @@ class SettingsPage(QWidget):
 
     def _engine_status(self, st: dict) -> None:
         if st.get("ready"):
-            probe = st.get("probe") or {}
-            extra = f" (torch {probe.get('torch')})" if isinstance(probe, dict) and probe.get("torch") else ""
-            self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {st.get('variant')} "
-                                       f"engine{extra} in {st.get('path')}.")
+            self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {engine_summary(st)}, "
+                                       f"{st.get('variant')} build, in {st.get('path')}.")
         else:
             self.engine_status.setText(f"<span style='color:#e0a100'>Not set up</span>: the {st.get('variant')} "
                                        f"engine will be installed in {st.get('path')} (about 2.5 GB; minutes).")
@@ -316,3 +323,15 @@ class SettingsPage(QWidget):
         self.engine_step.setText("Set-up stopped: see the message.")
         show_error(self, exc, tb)
         self.refresh_engine()
+
+
+def engine_summary(st: dict) -> str:
+    """``FarMesh 2.3.0.dev2 (commit 75a473e), torch 2.13.0, transformers 4.43.1`` from an engine status."""
+    name = {"farmesh": "FarMesh"}.get(st.get("engine") or "", st.get("engine") or "engine")
+    parts = [f"{name} {st.get('engine_version') or '?'}"]
+    commit = st.get("source_commit")
+    parts[0] += f" (commit {commit[:7]})" if commit else " (commit unknown)"
+    for key, label in (("torch_version", "torch"), ("transformers_version", "transformers")):
+        if st.get(key):
+            parts.append(f"{label} {st[key]}")
+    return ", ".join(parts)
