@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("gpus", help="show NVIDIA GPUs, live telemetry and what each can serve")
 
+    pl = sub.add_parser("plan", help="show what the node will run with the current settings (per server: GPU, "
+                                     "blocks, quantization, dtype, addresses, model, why)")
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    t = sub.add_parser("hf-token", help="keep a Hugging Face access token (for gated models) in the OS keyring")
+    t.add_argument("action", choices=["set", "status", "remove"],
+                   help="set: read the token from standard input (never give it on the command line)")
+
     s = sub.add_parser("settings", help="show the settings file and its values")
     s.add_argument("action", choices=["show", "path"], nargs="?", default="show")
     return p
@@ -69,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             from farnode_desktop.app.gpu_cli import cli_gpus
 
             return cli_gpus()
+        if command == "plan":
+            from farnode_desktop.app.network_cli import cli_plan
+
+            return cli_plan(as_json=args.json)
+        if command == "hf-token":
+            from farnode_desktop.app.network_cli import cli_hf_token
+
+            return cli_hf_token(args.action)
         if command == "settings":
             return _cli_settings(args.action)
         if command == "gui":

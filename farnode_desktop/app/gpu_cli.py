@@ -72,13 +72,24 @@ def format_recommendation(rec: Recommendation, model: ModelSpec) -> list[str]:
 
 
 def _model_for(settings: Settings) -> tuple[ModelSpec, str]:
+    """The model to size for: the one in the settings (a folder, or a hub id read from the Hugging Face
+    cache or the hub), else a typical swarm model, saying why."""
     m = settings.network.model.strip()
     if m and (Path(m) / "config.json").is_file():
         return ModelSpec.from_config_file(Path(m) / "config.json", name=m), ""
-    if m in REFERENCE_MODELS:
-        return REFERENCE_MODELS[m], ""
+    why = "no model is set; the local demo model is tiny"
+    if m:
+        from farnode_desktop.core.errors import FarNodeError
+        from farnode_desktop.core.models.hf_token import HfTokenStore
+        from farnode_desktop.core.models.hub import HubClient
+
+        try:
+            return ModelSpec.from_config_dict(HubClient(HfTokenStore().read).model_config(m).config, name=m), ""
+        except FarNodeError as exc:
+            if m in REFERENCE_MODELS:
+                return REFERENCE_MODELS[m], ""
+            why = f"the configuration of {m} could not be read: {exc.message}"
     ref = REFERENCE_MODELS[DEFAULT_REFERENCE_MODEL]
-    why = f"the model {m!r} is not on this computer" if m else "no model is set; the local demo model is tiny"
     return ref, f"for {ref.name}, a typical swarm model ({why})"
 
 

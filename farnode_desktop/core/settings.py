@@ -16,7 +16,7 @@ from typing import Any, get_type_hints
 from farnode_desktop.core.atomic import atomic_write_json, quarantine
 from farnode_desktop.core.errors import SettingsError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: network.host "" means automatic (version 1 saved the loopback default for every network)
 
 LOCAL_SWARM = "local"
 PUBLIC_SWARM = "public"
@@ -28,20 +28,30 @@ class NetworkSettings:
     """Which FarMesh network the node joins and what it serves."""
 
     swarm: str = LOCAL_SWARM  # local | public | custom
-    model: str = ""  # empty: the embedded demo model (local swarm) ; else a hub id or a local path
-    initial_peers: list[str] = field(default_factory=list)  # custom swarm: multiaddrs with /p2p/<peer id>
+    # empty: the embedded demo model (local swarm); the model the GPU helps most (public); else a Hugging Face
+    # model id (org/name) or a folder on this computer
+    model: str = ""
+    # custom network: multiaddrs with /p2p/<peer id> of its members; empty: this node starts a new network
+    initial_peers: list[str] = field(default_factory=list)
     dht_prefix: str = ""  # empty: derived by the engine from the model name
     port: int = 31337  # TCP port of the server (0: pick a free one)
-    host: str = "127.0.0.1"  # listen address; 0.0.0.0 for a public swarm
+    host: str = ""  # listen address; empty: 127.0.0.1 on the local swarm, every interface (0.0.0.0) otherwise
+    # the address other peers reach this node at (public IP or DNS name, or a LAN address); empty: automatic
+    announce_address: str = ""
     public_name: str = ""  # empty: the payout wallet address, when there is one
     num_blocks: int = 0  # 0: sized automatically
     quantization: str = "auto"  # auto | nf4 | int8 | none
+    torch_dtype: str = "auto"  # auto (the model's own dtype on a GPU, float32 on the CPU) | float32 | float16 | bfloat16
     device: str = "auto"  # auto | cpu | cuda
     num_handlers: int = 2
     # Local demo swarm: rate of the built-in client traffic (requests per minute; 0 turns it off).
     demo_traffic_per_minute: float = 12.0
     runtime: str = "auto"  # where the engine runs: auto | native | wsl2 | docker (see core/node/runtimes)
     docker_image: str = ""  # docker runtime: empty = the public image learningathome/petals:main
+    # A metered link: the server runs no speed test and no version check, and reports the bandwidth below
+    # instead of a measured one. The local swarm never runs them (nothing of it leaves this computer).
+    metered: bool = False
+    bandwidth_mbps: float = 100.0
 
     def validate(self) -> list[str]:
         problems = []
@@ -55,13 +65,22 @@ class NetworkSettings:
             problems.append(f"network.quantization must be auto, nf4, int8 or none, not {self.quantization!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"network.device must be auto, cpu or cuda, not {self.device!r}")
-        if self.swarm == CUSTOM_SWARM and not self.initial_peers:
-            problems.append("network.initial_peers is empty: a custom network needs at least one peer address")
+        if self.torch_dtype not in ("auto", "float32", "float16", "bfloat16"):
+            problems.append(f"network.torch_dtype must be auto, float32, float16 or bfloat16, not {self.torch_dtype!r}")
+        if self.device == "cpu" and self.torch_dtype == "float16":
+            problems.append("network.torch_dtype float16 does not run on the CPU: choose auto, float32 or bfloat16")
         for p in self.initial_peers:
-            if "/p2p/" not in p:
-                problems.append(f"peer address {p!r} has no /p2p/<peer id> part")
+            if "/p2p/" not in p or not p.startswith("/"):
+                problems.append(f"peer address {p!r} is not a multiaddr with a /p2p/<peer id> part (like "
+                                "/ip4/203.0.113.5/tcp/31337/p2p/12D3KooW...)")
+        if any(c.isspace() or c == "/" for c in self.host):
+            problems.append(f"network.host {self.host!r} is not an IP address")
+        if any(c.isspace() or c == "/" for c in self.announce_address):
+            problems.append(f"network.announce_address {self.announce_address!r} is not an IP address or host name")
         if not (1 <= self.num_handlers <= 64):
             problems.append("network.num_handlers must be between 1 and 64")
+        if not (0 < self.bandwidth_mbps <= 1_000_000):
+            problems.append("network.bandwidth_mbps must be a positive number of Mbit/s")
         if self.demo_traffic_per_minute < 0:
             problems.append("network.demo_traffic_per_minute must not be negative")
         if self.runtime not in ("auto", "native", "wsl2", "docker"):
@@ -250,6 +269,14 @@ def _coerce(section_cls: type, raw: Any, section: str, problems: list[str]) -> A
     return section_cls(**kwargs)
 
 
+def _migrate(raw: dict[str, Any]) -> None:
+    """Bring a file saved by an older version up to :data:`SCHEMA_VERSION` (in place)."""
+    version = raw.get("schema_version", 1)
+    net = raw.get("network")
+    if isinstance(version, int) and version < 2 and isinstance(net, dict) and net.get("host") == "127.0.0.1":
+        net["host"] = ""  # version 1 saved its loopback default even for public networks
+
+
 class SettingsStore:
     """Loads and saves :class:`Settings` at one path.
 
@@ -277,6 +304,7 @@ class SettingsStore:
             )
             return Settings()
         problems: list[str] = []
+        _migrate(raw)
         hints = get_type_hints(Settings)
         kwargs = {f.name: _coerce(hints[f.name], raw.get(f.name, {}), f.name, problems)
                   for f in dataclasses.fields(Settings)}

@@ -1,4 +1,4 @@
-"""Imports the engine the way the launcher does and prints what it found as one JSON line.
+"""Imports the engine the way the launcher does and prints what it found as one JSON line (ProbeResult).
 
 Run by the app in the engine environment to verify it (``python -m farnode_desktop.engine.probe``).
 """
@@ -26,6 +26,7 @@ def source_commit(dist_name: str) -> str | None:
 
 def main() -> int:
     from farnode_desktop.engine.compat import import_engine
+    from farnode_desktop.engine.protocol import ProbeResult
 
     engine = import_engine()
     import importlib
@@ -37,17 +38,17 @@ def main() -> int:
     import hivemind
     import transformers
 
-    print(json.dumps({
-        "engine": engine.__name__,
-        "engine_version": getattr(engine, "__version__", "?"),
-        "engine_commit": source_commit(engine.__name__),
-        "hivemind_version": hivemind.__version__,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "torch_cuda": torch.version.cuda,
-        "cuda_available": torch.cuda.is_available(),
-        "python": sys.version.split()[0],
-    }))
+    print(json.dumps(ProbeResult(
+        engine=engine.__name__,
+        engine_version=str(getattr(engine, "__version__", "?")),
+        engine_commit=source_commit(engine.__name__),
+        hivemind_version=hivemind.__version__,
+        torch_version=torch.__version__,
+        transformers_version=transformers.__version__,
+        torch_cuda=torch.version.cuda,
+        cuda_available=torch.cuda.is_available(),
+        python=sys.version.split()[0],
+    ).to_dict()))
     return 0
 
 

@@ -62,7 +62,8 @@ def test_save_refuses_invalid_settings_and_keeps_the_old_file(tmp_path):
     good = Settings()
     store.save(good)
     bad = Settings()
-    bad.network.swarm = CUSTOM_SWARM  # a custom network with no peers
-    with pytest.raises(SettingsError, match="initial_peers"):
+    bad.network.swarm = CUSTOM_SWARM
+    bad.network.initial_peers = ["/ip4/1.2.3.4/tcp/31337"]  # no /p2p/<peer id>: not a usable peer address
+    with pytest.raises(SettingsError, match="p2p"):
         store.save(bad)
     assert SettingsStore(path).load() == good

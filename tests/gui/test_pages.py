@@ -179,13 +179,14 @@ def test_settings_engine_status_is_shown(qtbot, gui):
     qtbot.waitUntil(lambda: "Checking" not in page.engine_status.text(), timeout=10_000)
     text = page.engine_status.text()
     st = gui.core.engine_status()
-    if not st["ready"]:
+    if not st.ready:
         assert "Not set up" in text and "engine will be installed" in text
         return
-    # the engine, its source commit, torch and transformers, as the probe of the real environment found them
-    assert st["engine"] == "farmesh" and st["source_commit"] and st["torch_version"] and st["transformers_version"]
-    for part in (f"FarMesh {st['engine_version']} (commit {st['source_commit'][:7]})",
-                 f"torch {st['torch_version']}", f"transformers {st['transformers_version']}"):
+    # the engine, its source commit, torch and transformers, as the verification of the real environment found
+    p = st.probe
+    assert p.engine == "farmesh" and st.source_commit and p.torch_version and p.transformers_version
+    for part in (f"FarMesh {p.engine_version} (commit {st.source_commit[:7]})", f"torch {p.torch_version}",
+                 f"transformers {p.transformers_version}"):
         assert part in text
 
 

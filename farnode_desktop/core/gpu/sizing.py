@@ -104,14 +104,15 @@ class ModelSpec:
     num_key_value_heads: int
     vocab_size: int
     family: str = "llama"
-    num_experts: int = 1  # mixtral: experts per block (every one is held in memory)
+    num_experts: int = 0  # mixture of experts (Mixtral: num_local_experts); 0 for a dense MLP
+    torch_dtype: str = ""  # the dtype its weights were published in (config.json), "" when it does not say
     bias: bool = False  # falcon: linear layers with biases
     parallel_attn: bool = True  # falcon: attention and MLP share one input layer norm
     new_decoder_architecture: bool = False  # falcon 40B/180B
 
     def __post_init__(self) -> None:
         for f in ("hidden_size", "intermediate_size", "num_layers", "num_attention_heads",
-                  "num_key_value_heads", "vocab_size", "num_experts"):
+                  "num_key_value_heads", "vocab_size"):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise FarNodeError(f"The model's {f} is {v!r}; it must be a positive whole number. Check the "
@@ -160,6 +161,8 @@ class ModelSpec:
             kv = heads
         else:
             kv = config.get("num_key_value_heads") or heads
+        experts = config.get("num_local_experts") or 0
+        dtype = config.get("torch_dtype")
         return cls(
             name=name or str(config.get("_name_or_path") or kind or "model"),
             hidden_size=config["hidden_size"],
@@ -169,7 +172,8 @@ class ModelSpec:
             num_key_value_heads=kv,
             vocab_size=config["vocab_size"],
             family=family,
-            num_experts=int(config.get("num_local_experts") or 1) if family == "mixtral" else 1,
+            num_experts=experts if isinstance(experts, int) and not isinstance(experts, bool) else 0,
+            torch_dtype=dtype if isinstance(dtype, str) else "",
             bias=bool(config.get("bias", False)) if family == "falcon" else False,
             parallel_attn=bool(config.get("parallel_attn", True)) if family == "falcon" else True,
             new_decoder_architecture=bool(config.get("new_decoder_architecture")) if family == "falcon" else False,
@@ -202,12 +206,11 @@ class ModelSpec:
         every family in tests/engine/test_model_families.py)."""
         h, i = self.hidden_size, self.intermediate_size
         kv_dim = self.num_key_value_heads * self.head_dim
-        if self.family == "llama":
-            # q/o projections h*h each, k/v h*kv_dim each, a gated MLP (gate, up, down: 3*h*i), two RMSNorms
-            return 2 * h * h + 2 * h * kv_dim + 3 * h * i + 2 * h
-        if self.family == "mixtral":
-            # Llama's attention; every expert is a gated MLP (3*h*i); a router h -> experts; two RMSNorms
-            return 2 * h * h + 2 * h * kv_dim + self.num_experts * 3 * h * i + h * self.num_experts + 2 * h
+        if self.family in ("llama", "mixtral"):
+            # q/o projections h*h each, k/v h*kv_dim each, a gated MLP (gate, up, down: 3*h*i), two RMSNorms;
+            # a mixture of experts (Mixtral) holds ``num_experts`` such MLPs and a router (h * experts)
+            mlp = 3 * h * i * max(self.num_experts, 1) + (h * self.num_experts if self.num_experts else 0)
+            return 2 * h * h + 2 * h * kv_dim + mlp + 2 * h
         if self.family == "bloom":
             # fused QKV (h -> 3h) and dense (h -> h), MLP h -> i -> h, all with biases; two LayerNorms
             return (3 * h * h + 3 * h) + (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
@@ -218,11 +221,13 @@ class ModelSpec:
         norms = 2 if self.new_decoder_architecture or not self.parallel_attn else 1
         return params + norms * 2 * h
 
-    def block_bytes(self, quantization: str = "none") -> int:
-        """Memory of one block's weights on the GPU (bytes), as Petals' ``get_block_size`` computes it."""
+    def block_bytes(self, quantization: str = "none", dtype_bytes: int = 2) -> int:
+        """Memory of one block's weights on the GPU (bytes), as Petals' ``get_block_size`` computes it;
+        unquantized weights take ``dtype_bytes`` each (2 for float16/bfloat16, 4 for float32)."""
         if quantization not in _BYTES_PER_PARAM:
             raise ValueError(f"unknown quantization {quantization!r}")
-        return round(self.block_params * _BYTES_PER_PARAM[quantization] * (1 + _BLOCK_EPS))
+        per_param = dtype_bytes if quantization == "none" else _BYTES_PER_PARAM[quantization]
+        return round(self.block_params * per_param * (1 + _BLOCK_EPS))
 
     @property
     def default_cache_tokens(self) -> int:
@@ -362,17 +367,23 @@ def _supports(cc: tuple[int, int] | None, quantization: str) -> bool:
     return cc >= (MIN_CC_NF4 if quantization == "nf4" else MIN_CC_INT8)
 
 
-def _fit(model: ModelSpec, usable_bytes: float, quantization: str, tokens: int) -> tuple[int, int]:
-    per_block = model.block_bytes(quantization) + model.cache_bytes_per_block(tokens)
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+
+
+def _fit(model: ModelSpec, usable_bytes: float, quantization: str, tokens: int,
+         dtype_bytes: int = 2) -> tuple[int, int]:
+    per_block = model.block_bytes(quantization, dtype_bytes) + model.cache_bytes_per_block(tokens, dtype_bytes)
     n = math.floor(usable_bytes / per_block) if usable_bytes > 0 else 0
     return max(0, min(n, model.num_layers)), per_block
 
 
 def size_gpu(gpu: GpuInfo, model: ModelSpec, settings: Settings,
-             variant: VariantDecision | None = None) -> GpuSizing:
+             variant: VariantDecision | None = None, dtype: str = "float16") -> GpuSizing:
     """Decide whether ``gpu`` can serve ``model`` and with how many blocks, which quantization and how
-    large an attention cache; ``variant`` (from :func:`choose_variant`) rules out GPUs the driver can't run."""
+    large an attention cache; ``variant`` (from :func:`choose_variant`) rules out GPUs the driver can't run.
+    ``dtype``: what the server computes in (and keeps unquantized weights and the attention cache in)."""
     name = gpu.short_name
+    dbytes = DTYPE_BYTES.get(dtype, 2)
     reserve = float(settings.gpus.reserve_vram_mib)
     free = gpu.memory_free_mib if gpu.memory_free_mib is not None else 0.0
     usable_bytes = (free - reserve - CUDA_CONTEXT_MIB) * MIB - model.autograd_bytes
@@ -401,20 +412,21 @@ def size_gpu(gpu: GpuInfo, model: ModelSpec, settings: Settings,
                        f"(this GPU has {gpu.cc_str}); choose another quantization in the settings")
         quant = wanted
     else:
-        full, _ = _fit(model, usable_bytes, "none", tokens)
+        full, _ = _fit(model, usable_bytes, "none", tokens, dbytes)
         if full >= model.num_layers:
             quant = "none"
         else:
             quant = next((q for q in ("nf4", "int8") if _supports(cc, q)), "none")
 
-    fit, per_block = _fit(model, usable_bytes, quant, tokens)
+    fit, per_block = _fit(model, usable_bytes, quant, tokens, dbytes)
     while fit < 1 and tokens > MIN_CACHE_TOKENS:  # a smaller attention cache may let one block in
         tokens //= 2
-        fit, per_block = _fit(model, usable_bytes, quant, tokens)
+        fit, per_block = _fit(model, usable_bytes, quant, tokens, dbytes)
 
     kept = f"{_gib_short(reserve)} kept for the desktop" if reserve else "nothing kept for the desktop"
     if fit < 1:
-        one = model.block_bytes(quant) + model.cache_bytes_per_block(MIN_CACHE_TOKENS) + model.autograd_bytes
+        one = (model.block_bytes(quant, dbytes) + model.cache_bytes_per_block(MIN_CACHE_TOKENS, dbytes)
+               + model.autograd_bytes)
         return out(False, 0, quant, tokens, 0, per_block,
                    f"{name}: not enough free memory: {_gib(free)} free ({kept}); one {quant} block with its "
                    f"cache needs about {_gib(one / MIB + CUDA_CONTEXT_MIB)}. Close programs that use the GPU "
@@ -443,10 +455,10 @@ def size_gpu(gpu: GpuInfo, model: ModelSpec, settings: Settings,
 
 
 def recommend(inventory: GpuInventory, settings: Settings, model: ModelSpec,
-              platform: str | None = None) -> Recommendation:
+              platform: str | None = None, dtype: str = "float16") -> Recommendation:
     """The variant, every GPU's sizing, and one server plan per contributing eligible GPU."""
     variant = choose_variant(inventory, platform)
-    sizings = tuple(size_gpu(g, model, settings, variant) for g in inventory.gpus)
+    sizings = tuple(size_gpu(g, model, settings, variant, dtype) for g in inventory.gpus)
     notes: list[str] = []
     wanted = {normalize_uuid(u) for u in settings.gpus.contributing if u.strip()}
     if wanted:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_model, launcher_config
+from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_model
 from farnode_desktop.core.node.engine_venv import EngineEnv, choose_variant
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
 from farnode_desktop.core.paths import AppPaths
@@ -53,6 +53,9 @@ class NodeController:
         self.plan_notes: list[str] = []
         self.traffic = TrafficGenerator(self.engine, self.bus, paths.log_dir)
         self._model_path: Path | None = None
+        self._model_config = None  # ModelConfig of a public/custom network's model (read by prepare())
+        self.plan = None  # the NodePlan of the last start
+        self.hf_tokens = None  # HfTokenStore, made on first use (the keyring may be slow)
         self._lock = threading.RLock()
         self._paused_reason = ""
         self._user_wants_running = False
@@ -101,6 +104,28 @@ class NodeController:
             self._prepare_runtime(runtime, report)
         if self.is_local:
             self._model_path = ensure_demo_model(self.paths, self.engine)
+        else:
+            from farnode_desktop.core.models.hub import HubClient
+
+            self._model_config = HubClient(self.hf_token).model_config(self.settings.network.model)
+
+    def hf_token(self) -> str | None:
+        """The Hugging Face token (the OS keyring's, else HF_TOKEN from the app's environment), or None.
+        Reads the keyring (blocking)."""
+        if self.hf_tokens is None:
+            from farnode_desktop.core.models.hf_token import HfTokenStore
+
+            self.hf_tokens = HfTokenStore()
+        return self.hf_tokens.read()
+
+    def _engine_secrets(self) -> dict:
+        """What the engine gets through its control pipe only: the Hugging Face token for a hub model."""
+        from farnode_desktop.core.models.hub import is_hub_id
+
+        if self.is_local or not is_hub_id(self.settings.network.model):
+            return {}
+        token = self.hf_token()
+        return {"hf_token": token} if token else {}
 
     def _prepare_runtime(self, runtime, report) -> None:
         """WSL2 / Docker: the runtime's own status and set-up commands (resumable), with progress."""
@@ -145,40 +170,19 @@ class NodeController:
 
     def server_specs(self) -> list[ServerSpec]:
         """The servers to run: one per contributing GPU (pinned with CUDA_VISIBLE_DEVICES, its own port),
-        or one on the CPU when no GPU can serve."""
-        base = launcher_config(self.settings, self.paths, model_path=self._model_path)
-        self.plan_notes = []
-        if self.settings.network.device == "cpu":
-            return [ServerSpec("main", base, {}, "the CPU was chosen in Settings")]
-        from farnode_desktop.core.gpu.inventory import read_inventory
-        from farnode_desktop.core.gpu.sizing import ModelSpec, recommend
+        or one on the CPU when no GPU can serve (see :mod:`farnode_desktop.core.node.plan`)."""
+        plan = self.make_plan()
+        self.plan = plan
+        self.plan_notes = [plan.dtype_reason, plan.announce_reason, *plan.notes]
+        return [ServerSpec(s.node_id, dict(s.config), dict(s.env), s.reason) for s in plan.servers]
 
-        inventory = read_inventory(self.nvml, with_processes=True)
-        if not inventory.gpus:
-            return [ServerSpec("main", base, {}, inventory.error or "no NVIDIA GPU")]
-        model_dir = Path(base["model"])
-        try:
-            spec = ModelSpec.from_config_file(model_dir / "config.json")
-        except Exception as exc:  # a hub model whose config is not here: Petals sizes it itself
-            self.plan_notes.append(f"blocks are sized by the engine ({getattr(exc, 'message', exc)})")
-            spec = None
-        if spec is None:
-            return [ServerSpec("main", base, {}, "model size unknown")]
-        rec = recommend(inventory, self.settings, spec)
-        self.plan_notes = [rec.variant.reason, *rec.notes]
-        if not rec.plans:
-            return [ServerSpec("main", base, {}, rec.variant.reason)]
-        specs = []
-        for plan in rec.plans:
-            cfg = dict(base, port=plan.port, device=plan.device, identity_path=str(
-                self.paths.run_dir / f"identity-{plan.node_id}.key"))
-            if "block_indices" not in cfg:
-                cfg["num_blocks"] = plan.num_blocks
-            if plan.quantization and plan.quantization != "auto" and not self.is_local:
-                cfg["quant_type"] = plan.quantization
-            cfg["attn_cache_tokens"] = plan.attn_cache_tokens
-            specs.append(ServerSpec(plan.node_id, cfg, dict(plan.env), plan.reason))
-        return specs
+    def make_plan(self):
+        """The node's plan for the current settings (reads NVML; the model's configuration must have been
+        read by :meth:`prepare` for a public or custom network)."""
+        from farnode_desktop.core.node.plan import plan_for
+
+        return plan_for(self.settings, self.paths, nvml=self.nvml, model=self._model_config,
+                        model_path=self._model_path, token=self.hf_token)
 
     def _start_specs(self, specs: list[ServerSpec]) -> C.NodeState:
         """Start every server. On the local swarm the first one founds the swarm and the others join it."""
@@ -189,7 +193,7 @@ class NodeController:
             sup = self.supervisors.pop(node_id)
             sup.close()
         self.supervisor = self.supervisors[specs[0].node_id]
-        first = self.supervisor.start(specs[0].config, specs[0].env)
+        first = self.supervisor.start(specs[0].config, specs[0].env, secrets=self._engine_secrets)
         if len(specs) > 1:
             threading.Thread(target=self._start_followers, args=(specs,), daemon=True,
                              name="node-followers").start()
@@ -202,15 +206,15 @@ class NodeController:
             if cfg.get("new_swarm"):  # the local swarm: join the first server's DHT
                 deadline = threading.Event()
                 for _ in range(600):
-                    if lead.peer.get("addrs") or not self._user_wants_running:
+                    if lead.peer.addrs or not self._user_wants_running:
                         break
                     deadline.wait(0.2)
-                if not lead.peer.get("addrs"):
+                if not lead.peer.addrs:
                     return
                 cfg.pop("new_swarm")
-                cfg["initial_peers"] = lead.peer["addrs"]
+                cfg["initial_peers"] = list(lead.peer.addrs)
             if self._user_wants_running:
-                self.supervisors[spec.node_id].start(cfg, spec.env)
+                self.supervisors[spec.node_id].start(cfg, spec.env, secrets=self._engine_secrets)
 
     def stop(self) -> C.NodeState:
         with self._lock:
@@ -280,8 +284,8 @@ class NodeController:
 
     def _start_traffic(self) -> None:
         peer = self.supervisor.peer
-        if not peer.get("addrs") or self._model_path is None:
+        if not peer.addrs or self._model_path is None:
             return
-        self.traffic.start(model=self._model_path, initial_peers=peer["addrs"],
+        self.traffic.start(model=self._model_path, initial_peers=list(peer.addrs),
                            dht_prefix=self.supervisor.config.get("dht_prefix"),
                            rate_per_minute=self.settings.network.demo_traffic_per_minute)

@@ -44,6 +44,7 @@ from farnode_desktop.core.errors import DiskFullError, EngineEnvError
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.resources import engine_package_root
 from farnode_desktop.core.snapshots import EngineProgress
+from farnode_desktop.engine.protocol import ProbeResult, ProtocolError
 
 LOCK_VERSION = 2  # 1: petals 2.2.0.post1 from the package index; 2: FarMesh from its Git source
 ENGINE_PACKAGE = "farmesh"
@@ -62,6 +63,32 @@ SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What is known of an engine environment without running it (its folder and its ready marker)."""
+
+    variant: str
+    path: str
+    ready: bool
+    missing: tuple[str, ...] | None  # locked packages not installed at their version; None: no environment
+    probe: ProbeResult | None  # what its last verification found
+    source_commit: str | None = None  # the engine's source commit, as checked at set-up
+    source: str | None = None  # where the engine was installed from (its Git URL, archive URL or file)
+    lock_version: int = LOCK_VERSION
+
+    def to_dict(self) -> dict:
+        """What ``farnode-desktop engine status`` prints: the engine, its source commit, torch and
+        transformers first."""
+        p = self.probe
+        return {"variant": self.variant, "path": self.path, "ready": self.ready, "lock_version": self.lock_version,
+                "engine": p.engine if p else None, "engine_version": p.engine_version if p else None,
+                "source_commit": self.source_commit, "source": self.source,
+                "torch_version": p.torch_version if p else None,
+                "transformers_version": p.transformers_version if p else None,
+                "missing": list(self.missing) if self.missing is not None else None,
+                "probe": p.to_dict() if p else None}
 
 
 @dataclass(frozen=True)
@@ -227,29 +254,24 @@ class EngineEnv:
         local = self.local_source()
         return record.get("commit") is None and local is not None and record.get("where") == str(local)
 
-    def status(self) -> dict:
+    def status(self) -> EngineStatus:
         marker = self._read_marker()
         ready = bool(marker) and marker.get("lock") == lock_digest(self.lock_file) and self.python.exists()
-        probe = marker.get("probe") if marker else None
-        probe = probe if isinstance(probe, dict) else {}
         source = (marker or {}).get("engine_source") or {}
-        return {
-            "variant": self.variant,
-            "path": str(self.venv),
-            "ready": ready,
-            "lock_version": LOCK_VERSION,
-            "engine": probe.get("engine"),
-            "engine_version": probe.get("engine_version"),
-            "source_commit": source.get("commit"),
-            "source": source.get("where"),
-            "torch_version": probe.get("torch_version"),
-            "transformers_version": probe.get("transformers_version"),
-            "missing": [r.spec for r in self.missing()] if self.venv.exists() else None,
-            "probe": probe or None,
-        }
+        return EngineStatus(variant=self.variant, path=str(self.venv), ready=ready,
+                            missing=tuple(r.spec for r in self.missing()) if self.venv.exists() else None,
+                            probe=self._marker_probe(marker), source_commit=source.get("commit"),
+                            source=source.get("where"))
 
     def is_ready(self) -> bool:
-        return self.status()["ready"]
+        return self.status().ready
+
+    @staticmethod
+    def _marker_probe(marker: dict | None) -> ProbeResult | None:
+        try:
+            return ProbeResult.from_dict(marker.get("probe")) if marker else None
+        except ProtocolError:
+            return None
 
     @staticmethod
     def _read_json(path: Path) -> dict | None:
@@ -338,15 +360,15 @@ class EngineEnv:
 
     # ------------------------------------------------------------------ setting up
     def ensure(self, progress: ProgressFn | None = None, *, cancel: Callable[[], bool] | None = None,
-               verify: bool = True) -> dict:
+               verify: bool = True) -> ProbeResult | None:
         """Create/repair the environment, install what the lock lacks, verify it, then remove the previous
-        lock version's environment. Returns the probe (``{}`` when ``verify`` is False)."""
+        lock version's environment. Returns what the verification found (None when ``verify`` is False)."""
         report = progress or (lambda p: None)
-        if self.is_ready() and not self.missing():
-            probe = self._read_marker()["probe"]
+        status = self.status()
+        if status.ready and status.probe is not None and not status.missing:
             self.remove_previous()
             report(EngineProgress(100.0, "engine ready", done=True))
-            return probe
+            return status.probe
         lock = read_lock(self.lock_file)
         for req in lock:
             if req.url:
@@ -371,11 +393,12 @@ class EngineEnv:
             done += weights[req.name]
         if not verify:
             report(EngineProgress(100.0, "packages installed", done=True))
-            return {}
+            return None
         report(EngineProgress(96.0, "verifying the engine"))
         probe = self.verify()
         atomic_write_json(self.marker, {"lock": lock_digest(self.lock_file), "variant": self.variant,
-                                        "lock_version": LOCK_VERSION, "verified_at": time.time(), "probe": probe,
+                                        "lock_version": LOCK_VERSION, "verified_at": time.time(),
+                                        "probe": probe.to_dict(),
                                         "engine_source": self._read_json(self.root / self.SOURCE_RECORD)})
         self.remove_previous()
         report(EngineProgress(100.0, "engine ready", done=True))
@@ -471,7 +494,7 @@ class EngineEnv:
         raise EngineEnvError(f"Installing {req.spec} into the engine environment failed: {out.strip()[-300:]}",
                              detail=out)
 
-    def verify(self) -> dict:
+    def verify(self) -> ProbeResult:
         if not self.python.exists():
             raise EngineEnvError("The engine environment is missing. Set it up from the app (or run "
                                  "`farnode-desktop engine setup`).", title="Engine not installed")
@@ -488,21 +511,26 @@ class EngineEnv:
                 f"({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}). "
                 "Repair it with `farnode-desktop engine setup`.",
                 title="Engine environment broken", detail=proc.stderr[-3000:])
-        probe = json.loads(proc.stdout.strip().splitlines()[-1])
+        try:
+            probe = ProbeResult.from_dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        except (ValueError, IndexError) as exc:  # ProtocolError is a ValueError
+            raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
+                                 "`farnode-desktop engine setup`.", title="Engine environment broken",
+                                 detail=proc.stdout[-2000:] + proc.stderr[-2000:]) from exc
         self._check_engine(probe)
         return probe
 
-    def _check_engine(self, probe: dict) -> None:
+    def _check_engine(self, probe: ProbeResult) -> None:
         """The imported engine is the locked one: its name, version and source commit."""
         req = engine_requirement(read_lock(self.lock_file))
         problem = ""
-        if probe.get("engine") != req.name:
-            problem = f"it imports {probe.get('engine')!r} instead of {req.name}"
-        elif probe.get("engine_version") != req.version:
-            problem = f"{req.name} is version {probe.get('engine_version')}, not {req.version}"
+        if probe.engine != req.name:
+            problem = f"it imports {probe.engine!r} instead of {req.name}"
+        elif probe.engine_version != req.version:
+            problem = f"{req.name} is version {probe.engine_version}, not {req.version}"
         else:
             record = self._read_json(self.root / self.SOURCE_RECORD) or {}
-            commit = probe.get("engine_commit") or record.get("commit")
+            commit = probe.engine_commit or record.get("commit")
             local = self.local_source()
             if commit is None and not (local is not None and record.get("where") == str(local)):
                 problem = f"the source commit of {req.name} is unknown"
@@ -554,14 +582,14 @@ def cli_engine(action: str, variant: str) -> int:
     settings = SettingsStore(paths.settings_file).load()
     env = EngineEnv(paths, choose_variant(paths, variant), source=settings.engine.source)
     if action == "status":
-        print(json.dumps(env.status(), indent=2))
+        print(json.dumps(env.status().to_dict(), indent=2))
         return 0
     if action == "remove":
         env.remove()
         print(f"Removed the engine environment at {env.root}")
         return 0
     if action == "verify":
-        print(json.dumps(env.verify(), indent=2))
+        print(json.dumps(env.verify().to_dict(), indent=2))
         return 0
     last = [""]
 
@@ -575,8 +603,6 @@ def cli_engine(action: str, variant: str) -> int:
 
     t0 = time.monotonic()
     probe = env.ensure(show)
-    st = env.status()
-    print(f"Engine ready: {probe['engine']} {probe['engine_version']} (commit {st['source_commit'] or 'unknown'}), "
-          f"torch {probe['torch_version']}, transformers {probe.get('transformers_version')} ({env.variant}) "
-          f"in {env.venv} [{time.monotonic() - t0:.0f} s]")
+    print(f"Engine ready: {probe.summary}, source commit {env.status().source_commit or 'unknown'} "
+          f"({env.variant}) in {env.venv} [{time.monotonic() - t0:.0f} s]")
     return 0

@@ -1,7 +1,8 @@
-"""The OS keyring: the only place the payout wallet's private key is ever stored.
+"""The OS keyring: the only place secrets (the payout wallet's private key, the Hugging Face token) are stored.
 
 This is the only module that imports :mod:`keyring`. Secrets are stored under the service name
-``farnode-desktop``, one entry per wallet address (the checksummed address is the entry's user name).
+``farnode-desktop``: one entry per wallet address (the checksummed address is the entry's user name), and the
+Hugging Face access token (see :mod:`farnode_desktop.core.models.hf_token`).
 
 Only real OS secret stores are accepted: Windows Credential Manager, the macOS Keychain, the Secret
 Service (GNOME Keyring, KeePassXC, ...) or KWallet on Linux. ``keyring.backends.fail`` (no backend at all),
@@ -89,16 +90,18 @@ class Keystore:
     :class:`KeyringAccessError` when an operation fails; none of them ever writes a secret anywhere else.
     """
 
-    def __init__(self, backend: keyring.backend.KeyringBackend | None = None, service: str = SERVICE):
+    def __init__(self, backend: keyring.backend.KeyringBackend | None = None, service: str = SERVICE,
+                 what: str = "wallet key"):
         self._backend = backend
         self.service = service
+        self.what = what  # what the secrets are, in messages ("wallet key", "Hugging Face token")
 
     def backend(self) -> keyring.backend.KeyringBackend:
         """The usable backend, or raise :class:`KeyringUnavailableError`."""
         backend = self._backend if self._backend is not None else keyring.get_keyring()
         if not _usable(backend):
             raise KeyringUnavailableError(
-                "FarNode Desktop keeps your wallet's private key only in your operating system's keyring, and "
+                f"FarNode Desktop keeps your {self.what} only in your operating system's keyring, and "
                 f"no usable keyring was found (found: {_backend_name(backend)}). Nothing was stored. "
                 + _install_hint(),
                 detail=_backend_name(backend),
@@ -133,10 +136,10 @@ class Keystore:
             backend.set_password(self.service, account, secret)
             stored = backend.get_password(self.service, account)
         except Exception as exc:
-            raise self._wrap("saving the wallet key", exc) from exc
+            raise self._wrap(f"saving the {self.what}", exc) from exc
         if stored != secret:
             raise KeyringAccessError(
-                "The keyring did not keep the wallet key (reading it back gave something else). Nothing was "
+                f"The keyring did not keep the {self.what} (reading it back gave something else). Nothing was "
                 "changed in FarNode's settings. Check your keyring and try again.")
 
     def get_secret(self, account: str) -> str | None:
@@ -145,7 +148,7 @@ class Keystore:
         try:
             return backend.get_password(self.service, account)
         except Exception as exc:
-            raise self._wrap("reading the wallet key", exc) from exc
+            raise self._wrap(f"reading the {self.what}", exc) from exc
 
     def delete_secret(self, account: str) -> bool:
         """Delete ``account``'s entry; False when there was none."""
@@ -155,5 +158,5 @@ class Keystore:
         except keyring.errors.PasswordDeleteError:
             return False
         except Exception as exc:
-            raise self._wrap("removing the wallet key", exc) from exc
+            raise self._wrap(f"removing the {self.what}", exc) from exc
         return True

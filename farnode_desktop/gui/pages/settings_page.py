@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
@@ -293,13 +294,13 @@ class SettingsPage(QWidget):
         self.tasks.run(self.core.engine_status, self._engine_status,
                        lambda e, tb: self.engine_status.setText(f"Could not read the engine status: {e}"))
 
-    def _engine_status(self, st: dict) -> None:
-        if st.get("ready"):
+    def _engine_status(self, st: EngineStatus) -> None:
+        if st.ready:
             self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {engine_summary(st)}, "
-                                       f"{st.get('variant')} build, in {st.get('path')}.")
+                                       f"{st.variant} build, in {st.path}.")
         else:
-            self.engine_status.setText(f"<span style='color:#e0a100'>Not set up</span>: the {st.get('variant')} "
-                                       f"engine will be installed in {st.get('path')} (about 2.5 GB; minutes).")
+            self.engine_status.setText(f"<span style='color:#e0a100'>Not set up</span>: the {st.variant} "
+                                       f"engine will be installed in {st.path} (about 2.5 GB; minutes).")
 
     def repair_engine(self) -> None:
         self.repair.setEnabled(False)
@@ -313,7 +314,7 @@ class SettingsPage(QWidget):
         self.engine_bar.setValue(int(p.percent))
         self.engine_step.setText(p.step)
 
-    def _repaired(self, _probe: dict) -> None:
+    def _repaired(self, _probe: object) -> None:
         self.repair.setEnabled(True)
         self.engine_step.setText("The engine is ready.")
         self.refresh_engine()
@@ -325,13 +326,14 @@ class SettingsPage(QWidget):
         self.refresh_engine()
 
 
-def engine_summary(st: dict) -> str:
+def engine_summary(st: EngineStatus) -> str:
     """``FarMesh 2.3.0.dev2 (commit 75a473e), torch 2.13.0, transformers 4.43.1`` from an engine status."""
-    name = {"farmesh": "FarMesh"}.get(st.get("engine") or "", st.get("engine") or "engine")
-    parts = [f"{name} {st.get('engine_version') or '?'}"]
-    commit = st.get("source_commit")
-    parts[0] += f" (commit {commit[:7]})" if commit else " (commit unknown)"
-    for key, label in (("torch_version", "torch"), ("transformers_version", "transformers")):
-        if st.get(key):
-            parts.append(f"{label} {st[key]}")
+    p = st.probe
+    if p is None:
+        return "engine (not verified yet)"
+    name = {"farmesh": "FarMesh"}.get(p.engine, p.engine)
+    parts = [f"{name} {p.engine_version}" + (f" (commit {st.source_commit[:7]})" if st.source_commit
+                                              else " (commit unknown)")]
+    parts += [f"{label} {v}" for label, v in (("torch", p.torch_version), ("transformers", p.transformers_version))
+              if v]
     return ", ".join(parts)
