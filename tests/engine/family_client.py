@@ -17,13 +17,17 @@ import sys
 import time
 
 from farnode_desktop.engine.compat import import_engine
+from farnode_desktop.engine.loopback import guard
+from farnode_desktop.engine.nat import disable_nat_traversal
 
 MAX_NEW = 10
 
 
 def main() -> None:
     model_path, peer, prefix, prompts = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    guard(who="family-client")  # the swarm is on 127.0.0.1: nothing may leave this computer
     engine = import_engine()
+    disable_nat_traversal()  # as the app's own client on the local swarm: no UPnP, AutoNAT or relays
     import importlib
 
     import torch

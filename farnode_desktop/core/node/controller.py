@@ -99,7 +99,7 @@ class NodeController:
         report = progress or (lambda p: self.bus.publish("engine.progress", p))
         runtime = self.supervisor.runtime
         if runtime.name == "native":
-            self.engine.ensure(report)
+            self._ensure_engine(report)
         else:
             self._prepare_runtime(runtime, report)
         if self.is_local:
@@ -126,6 +126,26 @@ class NodeController:
             return {}
         token = self.hf_token()
         return {"hf_token": token} if token else {}
+
+    def _ensure_engine(self, report) -> None:
+        """Set up (or upgrade) the engine environment. When an upgrade to a new lock version fails (offline,
+        disk full, cut short), the previous version's environment, which is removed only after the new one
+        is verified, keeps serving until the next start tries again."""
+        from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+
+        try:
+            self.engine.ensure(report)
+        except (EngineEnvError, DiskFullError) as exc:
+            if not self.engine.fall_back_to_previous():
+                raise
+            log.warning("engine upgrade failed (%s); running the previous engine in %s", exc, self.engine.venv)
+            for sup in self.supervisors.values():
+                if sup.runtime.name == "native":
+                    sup.runtime.python = str(self.engine.python)
+            probe = self.engine.status().probe
+            report(C.EngineProgress(100.0, f"the engine update did not complete ({exc.message}); running the "
+                                           f"previous engine ({probe.summary if probe else self.engine.venv}) "
+                                           "until it does", done=True))
 
     def _prepare_runtime(self, runtime, report) -> None:
         """WSL2 / Docker: the runtime's own status and set-up commands (resumable), with progress."""

@@ -35,17 +35,24 @@ DEMO_DHT_PREFIX = "farmesh-demo"
 LOOPBACK_MBPS = 10_000.0  # what the local swarm's server reports as its network: loopback is no bottleneck
 
 
-def demo_model_path(paths: AppPaths) -> Path:
-    return paths.models_dir / DEMO_MODEL_DIR
+# The previous engine (lock version 1, petals 2.2 with transformers 4.34) cannot load a Llama 3.1 config: while
+# it still serves after a failed upgrade, the local swarm runs the previous (Llama 2 style) demo model.
+PREVIOUS_DEMO_MODEL_DIR = "farmesh-demo-llama-v1"
+
+
+def demo_model_path(paths: AppPaths, *, previous_engine: bool = False) -> Path:
+    return paths.models_dir / (PREVIOUS_DEMO_MODEL_DIR if previous_engine else DEMO_MODEL_DIR)
 
 
 def ensure_demo_model(paths: AppPaths, engine: EngineEnv) -> Path:
     """Generate the demo model if it is not there yet. Returns its folder."""
-    target = demo_model_path(paths)
+    previous = bool(engine.previous_version)
+    target = demo_model_path(paths, previous_engine=previous)
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([str(engine.python), "-m", "farnode_desktop.engine.make_model", str(target)],
+    proc = subprocess.run([str(engine.python), "-m", "farnode_desktop.engine.make_model", str(target), "--family",
+                           "llama2" if previous else "llama31"],
                           capture_output=True, text=True, timeout=600, env=engine_subprocess_env(),
                           cwd=str(PACKAGE_ROOT.parent))
     if proc.returncode != 0:

@@ -213,6 +213,7 @@ class EngineEnv:
         self.marker = self.root / "ready.json"
         self.lock_file = lock_file or LOCKS_DIR / f"{variant}.txt"
         self.source = source
+        self.previous_version = 0  # > 0: running the previous lock version's environment (a failed upgrade)
 
     # ------------------------------------------------------------------ locating
     @property
@@ -256,12 +257,16 @@ class EngineEnv:
 
     def status(self) -> EngineStatus:
         marker = self._read_marker()
-        ready = bool(marker) and marker.get("lock") == lock_digest(self.lock_file) and self.python.exists()
+        if self.previous_version:  # its own lock went with the release that made it: its marker is the proof
+            ready = bool(marker) and self.python.exists()
+        else:
+            ready = bool(marker) and marker.get("lock") == lock_digest(self.lock_file) and self.python.exists()
         source = (marker or {}).get("engine_source") or {}
         return EngineStatus(variant=self.variant, path=str(self.venv), ready=ready,
-                            missing=tuple(r.spec for r in self.missing()) if self.venv.exists() else None,
+                            missing=(tuple(r.spec for r in self.missing()) if self.venv.exists()
+                                     and not self.previous_version else None),
                             probe=self._marker_probe(marker), source_commit=source.get("commit"),
-                            source=source.get("where"))
+                            source=source.get("where"), lock_version=self.previous_version or LOCK_VERSION)
 
     def is_ready(self) -> bool:
         return self.status().ready
@@ -364,6 +369,10 @@ class EngineEnv:
         """Create/repair the environment, install what the lock lacks, verify it, then remove the previous
         lock version's environment. Returns what the verification found (None when ``verify`` is False)."""
         report = progress or (lambda p: None)
+        if self.previous_version:  # try the upgrade again
+            self.previous_version = 0
+            self.root = self.paths.engine_root / f"{self.variant}-v{LOCK_VERSION}"
+            self.venv, self.marker = self.root / "venv", self.root / "ready.json"
         status = self.status()
         if status.ready and status.probe is not None and not status.missing:
             self.remove_previous()
@@ -405,6 +414,18 @@ class EngineEnv:
         return probe
 
     # ------------------------------------------------------------------ the previous lock version
+    def fall_back_to_previous(self) -> bool:
+        """After a failed upgrade: use the newest previous lock version's environment that is still ready
+        (its marker and interpreter are there), until the next set-up succeeds. False when there is none."""
+        for old in self.previous_roots():
+            marker = self._read_json(old / "ready.json")
+            python = old / "venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+            if marker and self._marker_probe(marker) is not None and python.exists():
+                self.previous_version = int(old.name.rpartition("-v")[2])
+                self.root, self.venv, self.marker = old, old / "venv", old / "ready.json"
+                return True
+        return False
+
     def previous_roots(self) -> list[Path]:
         """Environments of earlier lock versions of this variant beside this one, newest first."""
         found = []
@@ -418,7 +439,7 @@ class EngineEnv:
         """Remove earlier lock versions' environments, once this one is verified. Not in an engine root shared
         through ``FARNODE_ENGINE_ROOT`` (developers, the test suite): other checkouts may still use them.
         Each is renamed first, so a removal cut short never leaves something that looks like an engine."""
-        if os.environ.get("FARNODE_ENGINE_ROOT") or not self.is_ready():
+        if os.environ.get("FARNODE_ENGINE_ROOT") or self.previous_version or not self.is_ready():
             return []
         removed = []
         for old in self.previous_roots():
