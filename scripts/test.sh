@@ -17,6 +17,9 @@ if [ ! -f "$FARNODE_ENGINE_SOURCE" ]; then
   exit 2
 fi
 .venv/bin/farnode-desktop engine setup --variant cpu
+# The build tools pip needs to build the engine from its source archive, for the tests that install it against
+# a local package index (they serve these two wheels): fetched here, before the tests watch the network.
+.venv/bin/pip download --no-deps -q -d "$FARNODE_ENGINE_ROOT/build-tools" setuptools==84.2.1 wheel==0.45.1  # wheel 0.45: the last with no dependencies
 .venv/bin/ruff check farnode_desktop tests benchmarks scripts packaging
 
 mkdir -p test-artifacts

@@ -1,4 +1,4 @@
-"""The engine environment manager with a small real lock (pip against the real package index)."""
+"""The engine environment manager with a small real lock: real pip, against a real (local) package index."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from farnode_desktop.core.node.engine_venv import EngineEnv, read_lock
 
 
 @pytest.fixture
-def tiny(app_paths, tmp_path, monkeypatch):
+def tiny(app_paths, tmp_path, monkeypatch, package_index):
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
     lock = tmp_path / "tiny.txt"
-    lock.write_text("# two small pure-Python packages\nsix==1.17.0\nvarint==1.0.2\n")
+    lock.write_text("# two small pure-Python packages\nfarnode-probe-a==1.0\nfarnode-probe-b==2.0\n")
     return EngineEnv(app_paths, "cpu", lock_file=lock)
 
 
@@ -27,21 +27,19 @@ def test_the_shipped_locks_pin_every_package():
 
 def test_install_reports_progress_and_resumes(tiny):
     seen = []
-    calls = {"n": 0}
 
-    def cancel_after_first() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 1
+    def cancel_once_a_is_in() -> bool:
+        return "farnode-probe-a" in tiny.installed()
 
     with pytest.raises(EngineEnvError, match="cancelled"):
-        tiny.ensure(seen.append, cancel=cancel_after_first, verify=False)
-    assert [r.name for r in tiny.missing()] == ["varint"]  # six went in before the cancel
+        tiny.ensure(seen.append, cancel=cancel_once_a_is_in, verify=False)
+    assert [r.name for r in tiny.missing()] == ["farnode-probe-b"]  # a went in before the cancel
     steps = [p.step for p in seen]
-    assert steps[0] == "creating the engine environment" and steps[1].startswith("installing six 1.17.0 (1/2)")
+    assert steps[0] == "creating the engine environment" and steps[1].startswith("installing farnode-probe-a 1.0 (1/2)")
 
     seen.clear()
     tiny.ensure(seen.append, verify=False)  # resumes: only what is missing
-    assert [p.step for p in seen if p.step.startswith("installing")] == ["installing varint 1.0.2 (1/1)"]
+    assert [p.step for p in seen if p.step.startswith("installing")] == ["installing farnode-probe-b 2.0 (1/1)"]
     assert seen[-1].done and seen[-1].percent == 100.0
     assert tiny.missing() == []
     percents = [p.percent for p in seen]
@@ -56,8 +54,8 @@ def test_not_enough_disk_is_refused_before_writing(tiny, monkeypatch):
 
 
 def test_unavailable_package_gives_a_clear_error(tiny, tmp_path):
-    tiny.lock_file.write_text("six==0.0.0.404\n")
-    with pytest.raises(EngineEnvError, match=r"six==0\.0\.0\.404 is not available"):
+    tiny.lock_file.write_text("farnode-probe-a==0.0.404\n")
+    with pytest.raises(EngineEnvError, match=r"farnode-probe-a==0\.0\.404 is not available"):
         tiny.ensure(verify=False)
 
 
@@ -90,15 +88,36 @@ def test_the_shared_archive_carries_the_pinned_commit(engine_archive):
     assert engine_env.archive_commit(engine_archive) == PINNED
 
 
+@pytest.fixture
+def build_tools(package_index):
+    """The local index also serves setuptools and wheel, which pip needs to build the engine's source archive
+    (scripts/test.sh downloads them next to the shared engine environment before the tests run)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    folder = Path(os.environ.get("FARNODE_ENGINE_ROOT") or REPO / ".engine") / "build-tools"
+    wheels = sorted(folder.glob("setuptools-*.whl")) + sorted(folder.glob("wheel-*.whl"))
+    if len(wheels) < 2:
+        pytest.fail(f"No setuptools and wheel wheels in {folder}: run scripts/test.sh (it downloads them), or "
+                    f"`pip download --no-deps -d {folder} setuptools wheel`.")
+    for w in wheels:
+        shutil.copy(w, package_index.folder / w.name)
+    return package_index
+
+
 def _lock_with_engine(tmp_path, url: str):
     lock = tmp_path / "engine-lock.txt"
-    lock.write_text(f"six==1.17.0\nfarmesh==2.3.0.dev2 @ {url}\n")
+    lock.write_text(f"farnode-probe-a==1.0\nfarmesh==2.3.0.dev2 @ {url}\n")
     return lock
 
 
 @pytest.fixture
-def tiny_engine(app_paths, tmp_path, monkeypatch):
-    """A two-line lock (six and the engine itself): installs in seconds; not verified (no torch)."""
+def tiny_engine(app_paths, tmp_path, monkeypatch, build_tools):
+    """A two-line lock (a small package from the local index, and the engine itself): installs in seconds;
+    not verified (no torch)."""
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
     monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
     lock = _lock_with_engine(tmp_path, f"git+https://github.com/QuantumLabs-Git/farmesh.git@{PINNED}")
@@ -159,7 +178,8 @@ def _git_repo_of(archive, where):
     return src, commit
 
 
-def test_the_engine_installs_from_git_at_the_locked_commit(app_paths, tmp_path, monkeypatch, engine_archive):
+def test_the_engine_installs_from_git_at_the_locked_commit(app_paths, tmp_path, monkeypatch, engine_archive,
+                                                            build_tools):
     """The users' path, with git: pip clones the engine's Git URL at the full commit id (a local repository
     stands in for the one on GitHub) and the commit pip recorded is checked and kept."""
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
@@ -171,7 +191,8 @@ def test_the_engine_installs_from_git_at_the_locked_commit(app_paths, tmp_path, 
     assert env.missing() == []
 
 
-def test_without_git_the_commits_archive_is_downloaded(app_paths, tmp_path, monkeypatch, engine_archive):
+def test_without_git_the_commits_archive_is_downloaded(app_paths, tmp_path, monkeypatch, engine_archive,
+                                                         build_tools):
     """No git on the machine: the commit's source archive comes over HTTP(S) (a local server answers like
     GitHub's archive URL), its header's commit is checked, then pip installs it."""
     import http.server
@@ -211,3 +232,13 @@ def test_without_git_the_commits_archive_is_downloaded(app_paths, tmp_path, monk
     assert hits == [f"/QuantumLabs-Git/farmesh/archive/{PINNED}.tar.gz"]
     assert _record(env)["kind"] == "archive" and _record(env)["commit"] == PINNED
     assert env.installed()["farmesh"] == "2.3.0.dev2" and env.missing() == []
+
+
+def test_an_install_cut_short_is_not_counted(tiny):
+    """pip killed mid-install leaves a dist-info folder without its RECORD (written last): still missing."""
+    tiny.ensure(verify=False)
+    record = next(tiny.site_packages().glob("farnode_probe_b-2.0.dist-info")) / "RECORD"
+    record.unlink()
+    assert [r.name for r in tiny.missing()] == ["farnode-probe-b"]
+    tiny.ensure(verify=False)
+    assert tiny.missing() == [] and record.is_file()

@@ -18,7 +18,9 @@ environment's marker (an install from an archive does not carry it).
 A new lock version is set up beside the previous one, which keeps working until the new one is verified and
 is removed only then (:meth:`EngineEnv.remove_previous`).
 
-This module owns the subprocess calls to pip and to the engine's interpreter for set-up; the node's
+Set-up runs pip and the engine probe through the native runtime (``command_spec``) as process trees
+(:mod:`.processes`): cancelling the set-up (Quit, Ctrl-C) kills them at once, and the next set-up continues
+where it stopped (a package counts as installed only once pip wrote its RECORD, pip's last step). The node's
 server processes are owned by :mod:`farnode_desktop.core.node.supervisor`.
 """
 
@@ -29,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import time
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+from farnode_desktop.core.node import processes
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.resources import engine_package_root
 from farnode_desktop.core.snapshots import EngineProgress
@@ -56,9 +58,6 @@ PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
 
 ProgressFn = Callable[[EngineProgress], None]
-# Environment variable names that must never reach an engine process (wallet secrets by any usual name).
-SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE|WALLET_?(KEY|SECRET)|SECRET",
-                           re.I)
 
 
 def _norm(name: str) -> str:
@@ -233,6 +232,8 @@ class EngineEnv:
         if site is None:
             return out
         for d in site.glob("*.dist-info"):
+            if not (d / "RECORD").is_file():  # pip writes RECORD last: an install cut short is not installed
+                continue
             name, _, version = d.name[: -len(".dist-info")].partition("-")
             out[_norm(name)] = version
         return out
@@ -338,15 +339,15 @@ class EngineEnv:
                                  title="Engine download failed")
         return target
 
-    def _install_engine(self, req: Requirement) -> None:
+    def _install_engine(self, req: Requirement, cancel=None) -> None:
         source = self.engine_source(req)
         where = source.where
         if source.kind == "archive":
             where = str(self._download_archive(req, where))
             source = EngineSource("archive", req.archive_url, req.commit)
         # --force-reinstall: the same version from another commit or file replaces what is there
-        self._run_pip(req, ["--force-reinstall", "--no-deps",
-                            where if source.kind != "git" else req.pip_target])
+        self._run_pip(req, ["--force-reinstall", "--no-deps", where if source.kind != "git" else req.pip_target],
+                      cancel)
         commit = source.commit or self._installed_vcs_commit(req.name)
         if source.kind == "git" and commit != req.commit:
             raise EngineEnvError(f"pip installed {req.name} commit {commit or 'unknown'} instead of {req.commit}. "
@@ -384,27 +385,25 @@ class EngineEnv:
                 self.engine_source(req)  # a wrong local archive is refused before anything is written
         self._check_disk()
         report(EngineProgress(0.0, "creating the engine environment"))
-        self._create_venv()
+        self._create_venv(cancel)
         todo = self.missing()
         weights = {r.name: (40.0 if r.name == "torch" else 1.0) for r in lock}
         total = sum(weights.values())
         done = total - sum(weights[r.name] for r in todo)
         for i, req in enumerate(todo, 1):
-            if cancel and cancel():
-                raise EngineEnvError("Engine set-up was cancelled. Run it again to continue where it stopped.",
-                                     title="Engine set-up cancelled")
+            _check_cancel(cancel)
             report(EngineProgress(min(99.0, 95.0 * done / total),
                                   f"installing {req.name} {req.version} ({i}/{len(todo)})"))
             if req.url:
-                self._install_engine(req)
+                self._install_engine(req, cancel)
             else:
-                self._pip_install(req)
+                self._pip_install(req, cancel)
             done += weights[req.name]
         if not verify:
             report(EngineProgress(100.0, "packages installed", done=True))
             return None
         report(EngineProgress(96.0, "verifying the engine"))
-        probe = self.verify()
+        probe = self.verify(cancel)
         atomic_write_json(self.marker, {"lock": lock_digest(self.lock_file), "variant": self.variant,
                                         "lock_version": LOCK_VERSION, "verified_at": time.time(),
                                         "probe": probe.to_dict(),
@@ -464,37 +463,59 @@ class EngineEnv:
                 f"{free / 1e9:.1f} GB are free. Free some disk space and try again."
             )
 
-    def _create_venv(self) -> None:
+    def runtime(self):
+        """The native runtime over this environment: how its interpreter's processes are started."""
+        from farnode_desktop.core.node.runtimes.base import NativeRuntime
+
+        return NativeRuntime(self.python, PACKAGE_ROOT.parent)
+
+    def _run(self, module: str, args: list[str], *, timeout: float, cancel) -> processes.Finished:
+        spec = self.runtime().command_spec(module, args)
+        try:
+            done = processes.run(spec.argv, timeout=timeout, cancel=cancel, env=spec.env, cwd=spec.cwd)
+        except OSError as exc:
+            return processes.Finished(127, str(exc).encode())
+        _check_cancel(lambda: done.cancelled)
+        return done
+
+    def _create_venv(self, cancel=None) -> None:
         if self.python.exists():
-            try:
-                subprocess.run([str(self.python), "-c", "import sys"], check=True, capture_output=True, timeout=60)
+            if self._run("pip", ["--version"], timeout=60, cancel=cancel).returncode == 0:  # it runs, with pip
                 return
-            except (OSError, subprocess.SubprocessError):
-                pass  # broken (its base Python moved or was removed): make it again
+            # broken (its base Python moved, or its creation was cut short): make it again
             shutil.rmtree(self.venv, ignore_errors=True)
         py = base_python()
         try:
-            subprocess.run([py, "-m", "venv", str(self.venv)], check=True, capture_output=True, text=True,
-                           timeout=300)
-        except subprocess.CalledProcessError as exc:
-            raise EngineEnvError(
-                f"Could not create the engine environment with {py}: {exc.stderr.strip()[-400:]}. "
-                "Install the Python 'venv' module (on Debian/Ubuntu: apt install python3-venv) and retry.",
-            ) from exc
+            done = processes.run([py, "-m", "venv", str(self.venv)], timeout=300, cancel=cancel)
         except OSError as exc:
             raise EngineEnvError(f"Could not run {py} to create the engine environment ({exc}).") from exc
+        _check_cancel(lambda: done.cancelled)
+        if done.returncode != 0:
+            raise EngineEnvError(
+                f"Could not create the engine environment with {py}: "
+                f"{done.output.decode(errors='replace').strip()[-400:]}. "
+                "Install the Python 'venv' module (on Debian/Ubuntu: apt install python3-venv) and retry.")
 
-    def _pip_install(self, req: Requirement) -> None:
+    def _drop_unfinished(self, req: Requirement) -> None:
+        """Remove the metadata of an install of ``req`` that was cut short (no RECORD): pip would take it as
+        installed, and cannot uninstall it."""
+        site = self.site_packages()
+        for d in site.glob("*.dist-info") if site else ():
+            if _norm(d.name[: -len(".dist-info")].partition("-")[0]) == _norm(req.name) and not (d / "RECORD").is_file():
+                shutil.rmtree(d, ignore_errors=True)
+
+    def _pip_install(self, req: Requirement, cancel=None) -> None:
         # --no-deps: the lock is complete; the CUDA torch brings its nvidia-* wheels
-        self._run_pip(req, [req.spec] if req.name == "torch" and self.variant == "cuda" else ["--no-deps", req.spec])
+        self._run_pip(req, [req.spec] if req.name == "torch" and self.variant == "cuda" else ["--no-deps", req.spec],
+                      cancel)
 
-    def _run_pip(self, req: Requirement, args: list[str]) -> None:
-        cmd = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-               "--progress-bar", "off", "-q", *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-        if proc.returncode == 0:
+    def _run_pip(self, req: Requirement, args: list[str], cancel=None) -> None:
+        self._drop_unfinished(req)
+        done = self._run("pip", ["install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
+                                 "-q", *args], timeout=3600, cancel=cancel)
+        if done.returncode == 0:
             return
-        out = (proc.stderr + proc.stdout)[-2000:]
+        out = done.output.decode(errors="replace")[-2000:]
         low = out.lower()
         if "no space left" in low:
             raise DiskFullError(f"The disk filled up while installing {req.spec} for the engine. Free some disk "
@@ -515,32 +536,28 @@ class EngineEnv:
         raise EngineEnvError(f"Installing {req.spec} into the engine environment failed: {out.strip()[-300:]}",
                              detail=out)
 
-    def verify(self) -> ProbeResult:
+    def verify(self, cancel=None) -> ProbeResult:
         if not self.python.exists():
             raise EngineEnvError("The engine environment is missing. Set it up from the app (or run "
                                  "`farnode-desktop engine setup`).", title="Engine not installed")
-        env = engine_subprocess_env()
-        try:
-            proc = subprocess.run([str(self.python), "-m", "farnode_desktop.engine.probe"], capture_output=True,
-                                  text=True, timeout=300, env=env, cwd=str(PACKAGE_ROOT.parent))
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineEnvError(f"The engine environment does not run ({exc}). Repair it with "
-                                 "`farnode-desktop engine setup`.", title="Engine environment broken") from exc
-        if proc.returncode != 0:
-            raise EngineEnvError(
-                "The engine environment is broken: importing the engine failed "
-                f"({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}). "
-                "Repair it with `farnode-desktop engine setup`.",
-                title="Engine environment broken", detail=proc.stderr[-3000:])
-        try:
-            probe = ProbeResult.from_dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-        except (ValueError, IndexError) as exc:  # ProtocolError is a ValueError
-            raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
-                                 "`farnode-desktop engine setup`.", title="Engine environment broken",
-                                 detail=proc.stdout[-2000:] + proc.stderr[-2000:]) from exc
-        self._check_engine(probe)
-        return probe
-
+        done = self._run("farnode_desktop.engine.probe", [], timeout=300, cancel=cancel)
+        out = done.output.decode(errors="replace")
+        if done.returncode != 0:
+            why = "it did not finish in time" if done.timed_out else (
+                out.strip().splitlines()[-1] if out.strip() else f"exit code {done.returncode}")
+            raise EngineEnvError(f"The engine environment is broken: importing the engine failed ({why}). "
+                                 "Repair it with `farnode-desktop engine setup`.",
+                                 title="Engine environment broken", detail=out[-3000:])
+        for line in reversed(out.strip().splitlines()):  # its result is its last JSON line (logs may follow)
+            try:
+                probe = ProbeResult.from_dict(json.loads(line))
+            except ValueError:  # json's errors and ProtocolError
+                continue
+            self._check_engine(probe)
+            return probe
+        raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
+                             "`farnode-desktop engine setup`.", title="Engine environment broken",
+                             detail=out[-3000:])
     def _check_engine(self, probe: ProbeResult) -> None:
         """The imported engine is the locked one: its name, version and source commit."""
         req = engine_requirement(read_lock(self.lock_file))
@@ -565,22 +582,10 @@ class EngineEnv:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def engine_subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for engine processes: only what they need, never the app's secrets.
-
-    Starts from the user's environment minus variables that would break or leak into the engine's
-    interpreter (the GUI venv's PYTHONPATH/PYTHONHOME, Qt variables), and puts this package's folder on
-    PYTHONPATH so ``python -m farnode_desktop.engine.*`` works in the engine venv.
-    """
-    drop_prefixes = ("PYTHON", "QT_", "VIRTUAL_ENV", "PYSIDE")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes) and not SECRET_ENV_RE.search(k)}
-    env["PYTHONPATH"] = str(PACKAGE_ROOT.parent)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONWARNINGS"] = "ignore::FutureWarning,ignore::UserWarning"
-    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    if extra:
-        env.update(extra)
-    return env
+def _check_cancel(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise EngineEnvError("Engine set-up was cancelled. Run it again to continue where it stopped.",
+                             title="Engine set-up cancelled")
 
 
 def choose_variant(paths: AppPaths, requested: str = "auto") -> str:
