@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT, engine_subprocess_env
+from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT
+from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 from farnode_desktop.engine.compat import BRIDGED_NAMES
 
 pytestmark = pytest.mark.engine

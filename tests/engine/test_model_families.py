@@ -19,8 +19,9 @@ import pytest
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.gpu.sizing import ModelSpec
 from farnode_desktop.core.node.demo_swarm import launcher_config
-from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT, engine_subprocess_env
+from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT
 from farnode_desktop.core.node.model_support import ModelNotSupportedError
+from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 from farnode_desktop.core.node.supervisor import Supervisor
 from farnode_desktop.core.settings import Settings
 
@@ -107,7 +108,8 @@ def test_falcon_is_refused_before_anything_starts(engine_paths, engine, bus, fre
     # refuses it as soon as the engine has read the config, before any DHT or block.
     cfg = {"model": str(model), "port": free_port, "host": "127.0.0.1", "new_swarm": True, "dht_prefix": "falcon",
            "device": "cpu", "num_blocks": 4, "torch_dtype": "float32", "num_handlers": 1, "local_network": True,
-           "identity_path": str(engine_paths.run_dir / "identity-main.key")}
+           "identity_path": str(engine_paths.run_dir / "identity-main.key"),
+           "nat_traversal": False, "network_checks": False}  # nothing leaves this computer
     engine_paths.run_dir.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(engine, bus, log_dir=engine_paths.log_dir, run_dir=engine_paths.run_dir)
     try:
