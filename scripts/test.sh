@@ -20,6 +20,8 @@ fi
 # The build tools pip needs to build the engine from its source archive, for the tests that install it against
 # a local package index (they serve these two wheels): fetched here, before the tests watch the network.
 .venv/bin/pip download --no-deps -q -d "$FARNODE_ENGINE_ROOT/build-tools" setuptools==84.2.1 wheel==0.45.1  # wheel 0.45: the last with no dependencies
+# The previous release's engine (lock version 1, petals 2.2), for the test of the upgrade in place.
+.venv/bin/python tests/engine/previous_engine.py "$FARNODE_ENGINE_ROOT"
 .venv/bin/ruff check farnode_desktop tests benchmarks scripts packaging
 
 mkdir -p test-artifacts
