@@ -299,6 +299,17 @@ class Driver:
         while time.time() - self.online_since < 60.0:  # online for a minute before the figures
             yield False
         self.milestone("online 60 s")
+        if os.environ.get("FARNODE_BENCH_DIAG"):  # what the memory is made of (a diagnosis run)
+            import ctypes
+            import gc
+            import threading
+
+            gc.collect()
+            self.milestone("after gc")
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            self.milestone("after malloc_trim")
+            self.say(threads=threading.active_count(), modules=len(sys.modules),
+                     top=sorted({m.split(".")[0] for m in sys.modules}))
         self.say(ready=True, state=core.state.state, payouts=snap.payout_count, paid_total=str(snap.paid_total),
                  online_s=round(time.time() - self.online_since))
         # Idle from here; the state is read again (from the process's own timer-free bus) at the end.
