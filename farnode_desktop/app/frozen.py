@@ -50,7 +50,7 @@ def _pick_engine():
 
 def launcher_command(module: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The command and environment that run ``python -m <module> <args>`` in the engine's interpreter."""
-    from farnode_desktop.core.node.engine_venv import engine_subprocess_env
+    from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 
     if not module.startswith("farnode_desktop.engine."):
         raise ValueError(f"not an engine module: {module!r}")

@@ -8,7 +8,9 @@ Installing goes package by package from a pinned lock with ``--no-deps`` so that
 - it is resumable: what is already installed at the locked version is skipped,
 - it is idempotent: a verified environment whose lock did not change is left alone.
 
-This module owns the subprocess calls to pip and to the engine's interpreter for set-up; the node's
+Set-up runs pip and the engine probe through the native runtime (``command_spec``) as process trees
+(:mod:`.processes`): cancelling the set-up (Quit, Ctrl-C) kills them at once, and the next set-up continues
+where it stopped (a package counts as installed only once pip wrote its RECORD, pip's last step). The node's
 server processes are owned by :mod:`farnode_desktop.core.node.supervisor`.
 """
 
@@ -19,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+from farnode_desktop.core.node import processes
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.resources import engine_package_root
 from farnode_desktop.core.snapshots import EngineProgress
@@ -41,9 +43,6 @@ PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
 
 ProgressFn = Callable[[EngineProgress], None]
-# Environment variable names that must never reach an engine process (wallet secrets by any usual name).
-SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE|WALLET_?(KEY|SECRET)|SECRET",
-                           re.I)
 
 
 def _norm(name: str) -> str:
@@ -141,6 +140,8 @@ class EngineEnv:
         if site is None:
             return out
         for d in site.glob("*.dist-info"):
+            if not (d / "RECORD").is_file():  # pip writes RECORD last: an install cut short is not installed
+                continue
             name, _, version = d.name[: -len(".dist-info")].partition("-")
             out[_norm(name)] = version
         return out
@@ -190,25 +191,23 @@ class EngineEnv:
             return status.probe
         self._check_disk()
         report(EngineProgress(0.0, "creating the engine environment"))
-        self._create_venv()
+        self._create_venv(cancel)
         todo = self.missing()
         lock = read_lock(self.lock_file)
         weights = {r.name: (40.0 if r.name == "torch" else 1.0) for r in lock}
         total = sum(weights.values())
         done = total - sum(weights[r.name] for r in todo)
         for i, req in enumerate(todo, 1):
-            if cancel and cancel():
-                raise EngineEnvError("Engine set-up was cancelled. Run it again to continue where it stopped.",
-                                     title="Engine set-up cancelled")
+            _check_cancel(cancel)
             report(EngineProgress(min(99.0, 95.0 * done / total),
                                   f"installing {req.name} {req.version} ({i}/{len(todo)})"))
-            self._pip_install(req)
+            self._pip_install(req, cancel)
             done += weights[req.name]
         if not verify:
             report(EngineProgress(100.0, "packages installed", done=True))
             return None
         report(EngineProgress(96.0, "verifying the engine"))
-        probe = self.verify()
+        probe = self.verify(cancel)
         atomic_write_json(self.marker, {"lock": lock_digest(self.lock_file), "variant": self.variant,
                                         "verified_at": time.time(), "probe": probe.to_dict()})
         report(EngineProgress(100.0, "engine ready", done=True))
@@ -224,36 +223,57 @@ class EngineEnv:
                 f"{free / 1e9:.1f} GB are free. Free some disk space and try again."
             )
 
-    def _create_venv(self) -> None:
+    def runtime(self):
+        """The native runtime over this environment: how its interpreter's processes are started."""
+        from farnode_desktop.core.node.runtimes.base import NativeRuntime
+
+        return NativeRuntime(self.python, PACKAGE_ROOT.parent)
+
+    def _run(self, module: str, args: list[str], *, timeout: float, cancel) -> processes.Finished:
+        spec = self.runtime().command_spec(module, args)
+        try:
+            done = processes.run(spec.argv, timeout=timeout, cancel=cancel, env=spec.env, cwd=spec.cwd)
+        except OSError as exc:
+            return processes.Finished(127, str(exc).encode())
+        _check_cancel(lambda: done.cancelled)
+        return done
+
+    def _create_venv(self, cancel=None) -> None:
         if self.python.exists():
-            try:
-                subprocess.run([str(self.python), "-c", "import sys"], check=True, capture_output=True, timeout=60)
+            if self._run("pip", ["--version"], timeout=60, cancel=cancel).returncode == 0:  # it runs, with pip
                 return
-            except (OSError, subprocess.SubprocessError):
-                pass  # broken (its base Python moved or was removed): make it again
+            # broken (its base Python moved, or its creation was cut short): make it again
             shutil.rmtree(self.venv, ignore_errors=True)
         py = base_python()
         try:
-            subprocess.run([py, "-m", "venv", str(self.venv)], check=True, capture_output=True, text=True,
-                           timeout=300)
-        except subprocess.CalledProcessError as exc:
-            raise EngineEnvError(
-                f"Could not create the engine environment with {py}: {exc.stderr.strip()[-400:]}. "
-                "Install the Python 'venv' module (on Debian/Ubuntu: apt install python3-venv) and retry.",
-            ) from exc
+            done = processes.run([py, "-m", "venv", str(self.venv)], timeout=300, cancel=cancel)
         except OSError as exc:
             raise EngineEnvError(f"Could not run {py} to create the engine environment ({exc}).") from exc
+        _check_cancel(lambda: done.cancelled)
+        if done.returncode != 0:
+            raise EngineEnvError(
+                f"Could not create the engine environment with {py}: "
+                f"{done.output.decode(errors='replace').strip()[-400:]}. "
+                "Install the Python 'venv' module (on Debian/Ubuntu: apt install python3-venv) and retry.")
 
-    def _pip_install(self, req: Requirement) -> None:
-        cmd = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-               "--progress-bar", "off", "-q"]
+    def _drop_unfinished(self, req: Requirement) -> None:
+        """Remove the metadata of an install of ``req`` that was cut short (no RECORD): pip would take it as
+        installed, and cannot uninstall it."""
+        site = self.site_packages()
+        for d in site.glob("*.dist-info") if site else ():
+            if _norm(d.name[: -len(".dist-info")].partition("-")[0]) == _norm(req.name) and not (d / "RECORD").is_file():
+                shutil.rmtree(d, ignore_errors=True)
+
+    def _pip_install(self, req: Requirement, cancel=None) -> None:
+        args = ["install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "-q"]
         if not (req.name == "torch" and self.variant == "cuda"):
-            cmd.append("--no-deps")  # the lock is complete; the CUDA torch brings its nvidia-* wheels
-        cmd.append(req.spec)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-        if proc.returncode == 0:
+            args.append("--no-deps")  # the lock is complete; the CUDA torch brings its nvidia-* wheels
+        args.append(req.spec)
+        self._drop_unfinished(req)
+        done = self._run("pip", args, timeout=3600, cancel=cancel)
+        if done.returncode == 0:
             return
-        out = (proc.stderr + proc.stdout)[-2000:]
+        out = done.output.decode(errors="replace")[-2000:]
         low = out.lower()
         if "no space left" in low:
             raise DiskFullError(f"The disk filled up while installing {req.spec} for the engine. Free some disk "
@@ -271,50 +291,35 @@ class EngineEnv:
         raise EngineEnvError(f"Installing {req.spec} into the engine environment failed: {out.strip()[-300:]}",
                              detail=out)
 
-    def verify(self) -> ProbeResult:
+    def verify(self, cancel=None) -> ProbeResult:
         if not self.python.exists():
             raise EngineEnvError("The engine environment is missing. Set it up from the app (or run "
                                  "`farnode-desktop engine setup`).", title="Engine not installed")
-        env = engine_subprocess_env()
-        try:
-            proc = subprocess.run([str(self.python), "-m", "farnode_desktop.engine.probe"], capture_output=True,
-                                  text=True, timeout=300, env=env, cwd=str(PACKAGE_ROOT.parent))
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineEnvError(f"The engine environment does not run ({exc}). Repair it with "
-                                 "`farnode-desktop engine setup`.", title="Engine environment broken") from exc
-        if proc.returncode != 0:
-            raise EngineEnvError(
-                "The engine environment is broken: importing the engine failed "
-                f"({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}). "
-                "Repair it with `farnode-desktop engine setup`.",
-                title="Engine environment broken", detail=proc.stderr[-3000:])
-        try:
-            return ProbeResult.from_dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-        except (ValueError, IndexError) as exc:  # ProtocolError is a ValueError
-            raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
-                                 "`farnode-desktop engine setup`.", title="Engine environment broken",
-                                 detail=proc.stdout[-2000:] + proc.stderr[-2000:]) from exc
+        done = self._run("farnode_desktop.engine.probe", [], timeout=300, cancel=cancel)
+        out = done.output.decode(errors="replace")
+        if done.returncode != 0:
+            why = "it did not finish in time" if done.timed_out else (
+                out.strip().splitlines()[-1] if out.strip() else f"exit code {done.returncode}")
+            raise EngineEnvError(f"The engine environment is broken: importing the engine failed ({why}). "
+                                 "Repair it with `farnode-desktop engine setup`.",
+                                 title="Engine environment broken", detail=out[-3000:])
+        for line in reversed(out.strip().splitlines()):  # its result is its last JSON line (logs may follow)
+            try:
+                return ProbeResult.from_dict(json.loads(line))
+            except ValueError:  # json's errors and ProtocolError
+                continue
+        raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
+                             "`farnode-desktop engine setup`.", title="Engine environment broken",
+                             detail=out[-3000:])
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def engine_subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for engine processes: only what they need, never the app's secrets.
-
-    Starts from the user's environment minus variables that would break or leak into the engine's
-    interpreter (the GUI venv's PYTHONPATH/PYTHONHOME, Qt variables), and puts this package's folder on
-    PYTHONPATH so ``python -m farnode_desktop.engine.*`` works in the engine venv.
-    """
-    drop_prefixes = ("PYTHON", "QT_", "VIRTUAL_ENV", "PYSIDE")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes) and not SECRET_ENV_RE.search(k)}
-    env["PYTHONPATH"] = str(PACKAGE_ROOT.parent)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONWARNINGS"] = "ignore::FutureWarning,ignore::UserWarning"
-    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    if extra:
-        env.update(extra)
-    return env
+def _check_cancel(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise EngineEnvError("Engine set-up was cancelled. Run it again to continue where it stopped.",
+                             title="Engine set-up cancelled")
 
 
 def choose_variant(paths: AppPaths, requested: str = "auto") -> str:

@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from farnode_desktop import APP_ID
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.node.engine_venv import SECRET_ENV_RE
 from farnode_desktop.core.payout.address import checksum, is_checksum_address
 from farnode_desktop.core.payout.keys import (
     DEFAULT_DERIVATION_PATH,
@@ -36,7 +35,7 @@ from farnode_desktop.core.payout.keys import (
     WalletError,
 )
 from farnode_desktop.core.payout.keystore import Keystore
-from farnode_desktop.core.settings import Settings, SettingsStore
+from farnode_desktop.core.settings import SettingsStore
 
 BINDING_TITLE = "FarNode node binding"
 _SECRET_FORMAT = 1
@@ -321,20 +320,3 @@ def address_qr(address: str, *, kind: str = "png", scale: int = 8, border: int =
     buf = io.BytesIO()
     segno.make_qr(content, error="m").save(buf, kind=kind, scale=scale, border=border)
     return buf.getvalue()
-
-
-def engine_public_name(settings: Settings) -> str:
-    """The public name the node announces to the network: the explicit one, else the payout address."""
-    return settings.network.public_name or settings.wallet.address
-
-
-def engine_environment(base: Mapping[str, str], settings: Settings) -> dict[str, str]:
-    """The environment for the engine process: ``base`` without anything that could carry a wallet secret,
-    plus ``FARNODE_PUBLIC_NAME`` (the address). The key itself is never read here."""
-    env = {k: v for k, v in base.items() if not SECRET_ENV_RE.search(k)}
-    name = engine_public_name(settings)
-    if name:
-        env["FARNODE_PUBLIC_NAME"] = name
-    else:
-        env.pop("FARNODE_PUBLIC_NAME", None)
-    return env

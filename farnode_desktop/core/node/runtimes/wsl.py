@@ -160,10 +160,18 @@ class Wsl2Runtime(EngineRuntime):
         # fallback `kill -- -PID` reach the DHT, handlers and p2pd) while wsl.exe still waits for it.
         argv = list(self.wsl_cmd("env", *assignments, "setsid", "-w", self.python, "-m", module, *args,
                                  "--event-fd", "1", cwd=str(WSL_SRC)))
+        return SpawnSpec(argv=argv, env=self._host_env(), pass_fds=(), cwd=None, events_on_stdout=True)
+
+    def command_spec(self, module, args, env_extra=None) -> SpawnSpec:
+        assignments = [f"{k}={v}" for k, v in sorted(self._engine_env(env_extra).items())]
+        argv = list(self.wsl_cmd("env", *assignments, self.python, "-m", module, *args, cwd=str(WSL_SRC)))
+        return SpawnSpec(argv=argv, env=self._host_env(), pass_fds=(), cwd=None, events_on_stdout=False)
+
+    def _host_env(self) -> dict[str, str]:
         host = self.host_env if self.host_env is not None else dict(os.environ)
         host_env = {k: v for k, v in host.items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
         host_env["WSL_UTF8"] = "1"  # wsl.exe's own messages in UTF-8
-        return SpawnSpec(argv=argv, env=host_env, pass_fds=(), cwd=None, events_on_stdout=True)
+        return host_env
 
     def translate_path(self, path) -> str:
         return windows_to_wsl_path(path, self.distro)
