@@ -43,6 +43,20 @@ def app_paths(farnode_home) -> AppPaths:
     return AppPaths.default().ensure()
 
 
+ENGINE_ARCHIVE = "farmesh-75a473e.tar.gz"  # `git archive` of the commit the engine lock pins
+
+
+@pytest.fixture(scope="session")
+def engine_archive() -> Path:
+    """The engine's source archive for offline installs: FARNODE_ENGINE_SOURCE (scripts/test.sh sets it), else
+    shared/engine/ beside the repository (where CI lays shared/)."""
+    path = Path(os.environ.get("FARNODE_ENGINE_SOURCE") or REPO.parent / "shared" / "engine" / ENGINE_ARCHIVE)
+    if not path.is_file():
+        pytest.fail(f"The FarMesh engine archive {path} is missing: put shared/ beside the repository "
+                    f"(shared/engine/{ENGINE_ARCHIVE}) or set FARNODE_ENGINE_SOURCE to that archive.")
+    return path
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)

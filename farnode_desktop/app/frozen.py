@@ -68,6 +68,10 @@ def frozen_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bundle-check"]:
         return bundle_check(argv[1:])
+    if argv[:1] == ["wallet-keys"]:  # the wallet's helper process (core/payout/keys.py)
+        from farnode_desktop.core.payout.keys import serve
+
+        return serve()
     if argv and argv[0] in ("launcher", "traffic"):
         from farnode_desktop.core.errors import FarNodeError
 

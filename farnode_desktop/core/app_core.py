@@ -332,9 +332,11 @@ class AppCore:
         """The :class:`~farnode_desktop.core.payout.wallet.WalletManager` (imported on first use, off the GUI
         thread: eth-account takes about a second to import)."""
         if self._wallet is None:
+            from farnode_desktop.core.payout.keys import KeysProcess
             from farnode_desktop.core.payout.wallet import WalletManager
 
-            self._wallet = WalletManager(self.node.store, self._keystore)
+            # Key arithmetic in a helper process: eth-account would hold ~30 MB for the app's whole life.
+            self._wallet = WalletManager(self.node.store, self._keystore, keys=KeysProcess())
         return self._wallet
 
     def wallet_info(self) -> WalletInfo:

@@ -45,7 +45,8 @@ class NodeController:
         self.settings = settings if settings is not None else self.store.load()
         self.settings_warnings = list(self.store.warnings)
         # device "cpu"/"cuda" picks that engine build; "auto" follows the NVIDIA driver
-        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device))
+        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device),
+                                          source=self.settings.engine.source)
         self.restart_policy = restart_policy
         self.nvml = nvml  # None: the real NVML (tests pass one over a fake pynvml)
         self.supervisor = self._make_supervisor("main")
@@ -105,11 +106,12 @@ class NodeController:
         cancel = self._setup_cancel.is_set
         runtime = self.supervisor.runtime
         if runtime.name == "native":
-            self.engine.ensure(report, cancel=cancel)
+            self._ensure_engine(report, cancel)
         else:
             self._prepare_runtime(runtime, report, cancel)
         if self.is_local:
-            self._model_path = ensure_demo_model(self.paths, runtime, cancel=cancel)
+            self._model_path = ensure_demo_model(self.paths, runtime, cancel=cancel,
+                                                 previous_engine=bool(self.engine.previous_version))
         else:
             from farnode_desktop.core.models.hub import HubClient
 
@@ -132,6 +134,26 @@ class NodeController:
             return {}
         token = self.hf_token()
         return {"hf_token": token} if token else {}
+
+    def _ensure_engine(self, report, cancel) -> None:
+        """Set up (or upgrade) the engine environment. When an upgrade to a new lock version fails (offline,
+        disk full, cut short), the previous version's environment, which is removed only after the new one
+        is verified, keeps serving until the next start tries again."""
+        from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+
+        try:
+            self.engine.ensure(report, cancel=cancel)
+        except (EngineEnvError, DiskFullError) as exc:
+            if cancel() or not self.engine.fall_back_to_previous():
+                raise
+            log.warning("engine upgrade failed (%s); running the previous engine in %s", exc, self.engine.venv)
+            for sup in self.supervisors.values():
+                if sup.runtime.name == "native":
+                    sup.runtime.python = str(self.engine.python)
+            probe = self.engine.status().probe
+            report(C.EngineProgress(100.0, f"the engine update did not complete ({exc.message}); running the "
+                                           f"previous engine ({probe.summary if probe else self.engine.venv}) "
+                                           "until it does", done=True))
 
     def _prepare_runtime(self, runtime, report, cancel) -> None:
         """WSL2 / Docker: the runtime's own status and set-up commands (resumable), with progress."""
@@ -272,6 +294,7 @@ class NodeController:
     def save_settings(self, settings: Settings) -> None:
         self.store.save(settings)
         self.settings = settings
+        self.engine.source = settings.engine.source  # used at the next set-up or repair
 
     def node_pids(self) -> list[int]:
         return [s.pid for s in self.supervisors.values() if s.pid]

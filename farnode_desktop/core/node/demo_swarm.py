@@ -25,6 +25,7 @@ from farnode_desktop.core.errors import EngineEnvError, SettingsError
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node import processes
 from farnode_desktop.core.node.engine_venv import EngineEnv
+from farnode_desktop.core.node.model_support import check_model_dir
 from farnode_desktop.core.node.runtimes.base import EngineRuntime
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import LOCAL_SWARM, PUBLIC_SWARM, Settings
@@ -32,25 +33,34 @@ from farnode_desktop.engine import protocol as P
 
 log = logging.getLogger(__name__)
 
-DEMO_MODEL_DIR = "farmesh-demo-llama-v1"
+DEMO_MODEL_DIR = "farmesh-demo-llama31-v2"  # engine/make_model.py DEMO_MODEL_NAME (Llama 3.1 style)
 DEMO_DHT_PREFIX = "farmesh-demo"
 LOOPBACK_MBPS = 10_000.0  # what the local swarm's server reports as its network: loopback is no bottleneck
 
 
-def demo_model_path(paths: AppPaths) -> Path:
-    return paths.models_dir / DEMO_MODEL_DIR
+# The previous engine (lock version 1, petals 2.2 with transformers 4.34) cannot load a Llama 3.1 config: while
+# it still serves after a failed upgrade, the local swarm runs the previous (Llama 2 style) demo model.
+PREVIOUS_DEMO_MODEL_DIR = "farmesh-demo-llama-v1"
+
+
+def demo_model_path(paths: AppPaths, *, previous_engine: bool = False) -> Path:
+    return paths.models_dir / (PREVIOUS_DEMO_MODEL_DIR if previous_engine else DEMO_MODEL_DIR)
 
 
 def ensure_demo_model(paths: AppPaths, engine: EngineEnv | EngineRuntime, *,
-                      cancel: Callable[[], bool] | None = None) -> Path:
+                      cancel: Callable[[], bool] | None = None, previous_engine: bool | None = None) -> Path:
     """Generate the demo model if it is not there yet (in the engine, through its runtime; ``cancel()``
-    stops it at once). Returns its folder."""
-    target = demo_model_path(paths)
+    stops it at once). Returns its folder. ``previous_engine``: the previous lock version's engine runs
+    (after a failed upgrade; taken from the EngineEnv when one is given)."""
+    if previous_engine is None:
+        previous_engine = isinstance(engine, EngineEnv) and bool(engine.previous_version)
+    target = demo_model_path(paths, previous_engine=previous_engine)
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     runtime = engine.runtime() if isinstance(engine, EngineEnv) else engine
-    spec = runtime.command_spec("farnode_desktop.engine.make_model", [runtime.translate_path(target)])
+    spec = runtime.command_spec("farnode_desktop.engine.make_model", [runtime.translate_path(target), "--family",
+                                                                       "llama2" if previous_engine else "llama31"])
     done = processes.run(spec.argv, timeout=600, cancel=cancel, env=spec.env, cwd=spec.cwd)
     out = done.output.decode(errors="replace")
     if done.cancelled:
@@ -72,6 +82,7 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
     model = str(model_path) if (local and model_path) else net.model
     if not model:
         raise SettingsError("No model is set for this network. Choose one in Settings > Network.")
+    check_model_dir(model)  # a model family the engine cannot serve is refused before anything starts
     public_name = net.public_name or settings.wallet.address
     device = net.device if net.device != "auto" else "cpu"
     cfg = {
@@ -116,8 +127,9 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
 
 def _num_layers(model_dir: Path) -> int:
     try:
-        return int(json.loads((model_dir / "config.json").read_text())["num_hidden_layers"])
-    except (OSError, ValueError, KeyError):
+        config = json.loads((model_dir / "config.json").read_text())
+        return int(config.get("num_hidden_layers") or config["n_layer"])  # n_layer: BLOOM's name for it
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return 1
 
 

@@ -86,6 +86,8 @@ def failure_message(category: str, config: dict, detail: str = "", log_path: Pat
     if category == P.Category.MODEL:
         return (f"The model {config.get('model')!r} could not be loaded ({detail.strip()[:200]}). Check the "
                 "model name or folder in Settings > Network.")
+    if category == P.Category.MODEL_UNSUPPORTED:
+        return f"{detail.strip()[:400]} Change the model in Settings > Network."
     if category in (P.Category.OOM_AT_LOAD, P.Category.OOM):
         return ("The GPU ran out of memory while loading blocks. Serve fewer blocks (Settings > GPUs) or close "
                 "programs that use the GPU, then start again.")
