@@ -69,6 +69,7 @@ def has_display() -> bool:
 
 # ---------------------------------------------------------------------------------------------- nothing leaves
 P2PD_OFF = ("-natPortMap=0", "-autonat=0", "-relay=0", "-autoRelay=0")
+DEFAULT_PORTS = (31337, 8545)  # the node's and anvil's defaults
 
 
 def p2pd_problems(cmdline: list[str]) -> list[str]:
@@ -93,6 +94,7 @@ class NetworkWatch:
     p2pd: dict[int, list[str]] = field(default_factory=dict)  # pid -> command line, every p2pd seen
     outside: list[str] = field(default_factory=list)
     bad_p2pd: list[str] = field(default_factory=list)
+    fixed_ports: set[str] = field(default_factory=set)  # servers on a default port (another program may hold it)
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -125,6 +127,8 @@ class NetworkWatch:
             try:
                 if p.pid not in self.p2pd and p.name() == "p2pd":
                     cmdline = p.cmdline()
+                    if not cmdline:  # exiting (or a zombie): nothing to read
+                        continue
                     self.p2pd[p.pid] = cmdline
                     problems = p2pd_problems(cmdline)
                     if problems:
@@ -132,6 +136,9 @@ class NetworkWatch:
                 for c in p.net_connections(kind="inet"):
                     if c.raddr and not is_loopback_host(c.raddr.ip):
                         self.outside.append(f"{p.name()} (pid {p.pid}) connected to {c.raddr.ip}:{c.raddr.port}")
+                    elif c.status == psutil.CONN_LISTEN and c.laddr.port in DEFAULT_PORTS:
+                        self.fixed_ports.add(f"{p.name()} (pid {p.pid}) listens on the default port "
+                                             f"{c.laddr.port}: tests pick a free port")
             except psutil.Error:
                 continue
 
@@ -153,14 +160,16 @@ def _nothing_leaves_this_computer(network_watch):
     record, watch = network_watch
     offset = record.stat().st_size
     n_outside, n_bad = len(watch.outside), len(watch.bad_p2pd)
+    fixed_before = set(watch.fixed_ports)
     yield
     watch.sample()  # the last moment of the test too
     attempts = [json.loads(line) for line in record.read_text()[offset:].splitlines() if line.strip()]
     problems = [f"{a['who']} (pid {a['pid']}) tried {a['destination']} ({a['event']})\n{a['stack']}"
                 for a in attempts]
-    problems += watch.outside[n_outside:] + watch.bad_p2pd[n_bad:]
+    problems += watch.outside[n_outside:] + watch.bad_p2pd[n_bad:] + sorted(watch.fixed_ports - fixed_before)
     if problems:
-        pytest.fail("this test contacted (or tried to contact) an address outside this computer:\n"
+        pytest.fail("this test contacted (or tried to contact) an address outside this computer, or served on "
+                    "a fixed default port:\n"
                     + "\n".join(problems), pytrace=False)
 
 
