@@ -33,7 +33,8 @@ def test_an_installed_wheel_finds_its_resources(tmp_path):
                             "-q", "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next(wheels.glob("farnode_desktop-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
     for rel in EXPECTED:
         assert f"farnode_desktop/resources/{rel}" in names, rel
     assert not any(n.startswith("farnode_desktop/resources/contracts/build/") for n in names)
