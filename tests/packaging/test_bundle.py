@@ -227,3 +227,5 @@ def test_frozen_headless_node_goes_online_and_stops_cleanly(bundle, tmp_path):
                 p.kill()
             except psutil.Error:
                 pass
+        reader.join(10)
+        proc.stdout.close()
