@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 from xml.sax.saxutils import escape
 
-from farnode_desktop.core.atomic import atomic_write_text
+from farnode_desktop.core.atomic import atomic_write_bytes, atomic_write_text
 from farnode_desktop.core.errors import FarNodeError
 
 #: Variables that choose the data folder (and, for developers, the shared engine environment).
@@ -38,7 +38,7 @@ class ServiceError(FarNodeError):
 class ServicePlan:
     kind: str  # systemd | schtasks | launchd
     name: str
-    files: dict[Path, str]
+    files: dict[Path, str | bytes]
     install: list[list[str]]  # register (and enable at boot/login)
     start: list[list[str]]  # start it now
     remove: list[list[str]]
@@ -130,7 +130,7 @@ def schtasks_plan(command: list[str], env: dict[str, str], *, folder: Path, data
 </Task>
 """
     return ServicePlan(
-        "schtasks", name, {xml_path: xml},
+        "schtasks", name, {xml_path: xml.encode("utf-16")},  # Task Scheduler reads UTF-16 (with its BOM)
         install=[["schtasks", "/Create", "/TN", name, "/XML", str(xml_path), "/F"]],
         start=[["schtasks", "/Run", "/TN", name]],
         remove=[["schtasks", "/End", "/TN", name], ["schtasks", "/Delete", "/TN", name, "/F"]],
@@ -210,8 +210,11 @@ def cli_service(action: str, *, start: bool = True, out: IO[str] | None = None,
     out = out or sys.stdout
     plan = plan or plan_for_this_system()
     if action == "install":
-        for path, text in plan.files.items():
-            atomic_write_text(path, text, mode=0o644)
+        for path, content in plan.files.items():
+            if isinstance(content, bytes):
+                atomic_write_bytes(path, content, mode=0o644)
+            else:
+                atomic_write_text(path, content, mode=0o644)
             print(f"Wrote {path}", file=out)
         install = plan.install + (plan.start if start else [])
         for cmd in install:

@@ -23,32 +23,35 @@ WALLET_ACTIONS = ("create", "import", "address", "export", "remove", "verify-bin
 
 
 class Terminal:
-    """The user's terminal (``/dev/tty``), for what must not go to stdout or a log: phrases and keys."""
+    """The user's terminal (``/dev/tty``; ``CON`` on Windows), for what must not go to stdout or a log:
+    phrases and keys."""
 
     def __init__(self) -> None:
+        names = ("CONIN$", "CONOUT$") if os.name == "nt" else ("/dev/tty", "/dev/tty")
         try:
-            self._tty: IO[str] | None = open("/dev/tty", "r+", encoding="utf-8") if os.name != "nt" else \
-                open("CONOUT$", "w", encoding="utf-8")
+            self._in: IO[str] | None = open(names[0], encoding="utf-8")
+            self._out: IO[str] | None = open(names[1], "w", encoding="utf-8")
         except OSError:
-            self._tty = None
+            self._in = self._out = None
 
     @property
     def present(self) -> bool:
-        return self._tty is not None
+        return self._out is not None
 
     def write(self, text: str) -> None:
-        assert self._tty is not None
-        self._tty.write(text)
-        self._tty.flush()
+        assert self._out is not None
+        self._out.write(text)
+        self._out.flush()
 
     def ask(self, prompt: str) -> str:
         self.write(prompt)
-        assert self._tty is not None
-        return self._tty.readline().strip() if os.name != "nt" else input()
+        assert self._in is not None
+        return self._in.readline().strip()
 
     def close(self) -> None:
-        if self._tty is not None:
-            self._tty.close()
+        for f in (self._in, self._out):
+            if f is not None:
+                f.close()
 
 
 def _need_terminal(what: str) -> Terminal:
