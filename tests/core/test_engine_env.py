@@ -242,3 +242,20 @@ def test_an_install_cut_short_is_not_counted(tiny):
     assert [r.name for r in tiny.missing()] == ["farnode-probe-b"]
     tiny.ensure(verify=False)
     assert tiny.missing() == [] and record.is_file()
+
+
+def test_no_connection_to_the_git_source_says_what_to_do(app_paths, tmp_path, monkeypatch, build_tools):
+    monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
+    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"git+http://127.0.0.1:{port}/QuantumLabs-Git/farmesh.git@{PINNED}"
+    env = EngineEnv(app_paths, "cpu", lock_file=_lock_with_engine(tmp_path, url))
+    with pytest.raises(EngineEnvError) as ei:
+        env.ensure(verify=False)
+    assert f"no connection to its Git source (http://127.0.0.1:{port}/QuantumLabs-Git/farmesh)" in ei.value.message
+    assert "set the engine source to a local archive" in ei.value.message
+    assert env.missing() and [r.name for r in env.missing()] == ["farmesh"]  # the rest went in; it resumes
