@@ -53,11 +53,12 @@ def ensure_demo_model(paths: AppPaths, engine: EngineEnv) -> Path:
 
 
 def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main",
-                    model_path: Path | None = None) -> dict:
-    """The launcher's configuration (see engine/launcher.py) for these settings."""
+                    model_path: Path | None = None, model: str | None = None) -> dict:
+    """The launcher's configuration (see engine/launcher.py) for these settings; ``model``: the model to
+    serve when the app chose it (the public network with no model set)."""
     net = settings.network
     local = net.swarm == LOCAL_SWARM
-    model = str(model_path) if (local and model_path) else net.model
+    model = str(model_path) if (local and model_path) else (model or net.model)
     if not model:
         raise SettingsError("No model is set for this network. Choose one in Settings > Network.")
     public_name = net.public_name or settings.wallet.address
