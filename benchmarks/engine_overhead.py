@@ -89,7 +89,7 @@ class BareServer:
 def client_load(engine, bus, log_dir, model, addrs, dht_prefix, requests) -> float:
     """Tokens/s the client got (tokens sent to the server / time spent waiting on the server)."""
     lat: list[tuple[int, float]] = []
-    sub = bus.subscribe("traffic.request", lambda _t, ev: lat.append((ev["tokens_sent"], ev["latency_s"])))
+    sub = bus.subscribe("traffic.request", lambda _t, ev: lat.append((ev.tokens_sent, ev.latency_s)))
     gen = TrafficGenerator(engine, bus, log_dir)
     gen.start(model=model, initial_peers=addrs, dht_prefix=dht_prefix, rate_per_minute=0, count=requests,
               forward_every=0, max_new_tokens=16, prompt_len=8)
@@ -133,7 +133,7 @@ def main() -> int:
                 st = sup.wait_for({C.ONLINE, C.FAILED, C.HELD}, 300)
                 online = time.perf_counter() - t0
                 assert st.state == C.ONLINE, st
-                addrs = sup.peer["addrs"]
+                addrs = list(sup.peer.addrs)
                 tps = client_load(engine, bus, paths.log_dir, model, addrs, cfg["dht_prefix"], args.requests)
                 sup.stop()
             else:

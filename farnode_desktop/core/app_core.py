@@ -34,11 +34,13 @@ from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.metrics.recorder import MetricsRecorder
 from farnode_desktop.core.metrics.store import MetricsStore
 from farnode_desktop.core.node.controller import NodeController
+from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.payout.runner import EarningsRunner
 from farnode_desktop.core.policies.rules import Decision, PolicyEngine
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
+from farnode_desktop.engine.protocol import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +383,7 @@ class AppCore:
         Never contains the wallet key or phrase (they live in the OS keyring and are not read here)."""
         engine = {}
         try:
-            engine = self.node.engine.status()
+            engine = self.node.engine.status().to_dict()
         except Exception as exc:
             engine = {"error": str(exc)}
         inv = read_inventory(self._nvml, with_processes=False)
@@ -399,11 +401,11 @@ class AppCore:
         body = json.dumps(info, indent=2, default=str)
         return redact(f"{body}\n\n--- last {len(lines)} log lines ---\n" + "\n".join(lines[-300:]))
 
-    def engine_status(self) -> dict:
+    def engine_status(self) -> EngineStatus:
         """The engine environment's status (reads its folder; milliseconds to a second)."""
         return self.node.engine.status()
 
-    def repair_engine(self, progress: Callable[[C.EngineProgress], None]) -> dict:
+    def repair_engine(self, progress: Callable[[C.EngineProgress], None]) -> ProbeResult | None:
         """Create/repair the engine environment. BLOCKS for minutes; reports through ``progress``."""
         return self.node.engine.ensure(progress)
 

@@ -48,6 +48,10 @@ class NetworkSettings:
     demo_traffic_per_minute: float = 12.0
     runtime: str = "auto"  # where the engine runs: auto | native | wsl2 | docker (see core/node/runtimes)
     docker_image: str = ""  # docker runtime: empty = Petals' image learningathome/petals:main
+    # A metered link: the server runs no speed test and no version check, and reports the bandwidth below
+    # instead of a measured one. The local swarm never runs them (nothing of it leaves this computer).
+    metered: bool = False
+    bandwidth_mbps: float = 100.0
 
     def validate(self) -> list[str]:
         problems = []
@@ -75,6 +79,8 @@ class NetworkSettings:
             problems.append(f"network.announce_address {self.announce_address!r} is not an IP address or host name")
         if not (1 <= self.num_handlers <= 64):
             problems.append("network.num_handlers must be between 1 and 64")
+        if not (0 < self.bandwidth_mbps <= 1_000_000):
+            problems.append("network.bandwidth_mbps must be a positive number of Mbit/s")
         if self.demo_traffic_per_minute < 0:
             problems.append("network.demo_traffic_per_minute must not be negative")
         if self.runtime not in ("auto", "native", "wsl2", "docker"):

@@ -11,7 +11,12 @@ The server is Petals' own ``run_server`` (``farmesh`` when installed), unchanged
   rebalancing) and installs a connection-handler subclass that counts sessions, steps and tokens,
 - turns failures into categories the app can explain.
 
-Exit codes: 0 stopped cleanly, 2 bad configuration, 3 a start failure a retry will not fix, 1 a crash.
+Events, states, failure categories and exit codes: see protocol.py. Besides the engine's own options (see
+:meth:`Launcher.argv`), the configuration says how far the server may reach:
+- ``local_network``: a swarm on loopback only; every contact outside loopback is refused (loopback.py);
+- ``nat_traversal`` (default true): false turns NAT port mapping, AutoNAT and relays off for its p2pd (nat.py);
+- ``network_checks`` (default true): false skips the speed test and the version check, and the server reports
+  ``network_mbps`` (default 100) as its network's throughput.
 """
 
 from __future__ import annotations
@@ -29,15 +34,14 @@ import typing
 if __package__ in (None, ""):  # run as a file (frozen app or tests): make the sibling imports work
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from farnode_desktop.engine import protocol as P  # noqa: E402
 from farnode_desktop.engine.channel import (  # noqa: E402
-    PROTOCOL,
     ControlPipe,
-    Counters,
     EventWriter,
+    RequestCounters,
     kill_process_group_except_self,
 )
 
-EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_START_FAILED = 0, 1, 2, 3
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
 
 
@@ -45,7 +49,7 @@ class Launcher:
     def __init__(self, writer: EventWriter, config: dict):
         self.w = writer
         self.config = config
-        self.counters = Counters(writer)
+        self.counters = RequestCounters(writer)
         self.stop_requested = threading.Event()
         self._stop_lock = threading.Lock()
         self.interrupted = False  # the main thread got its one KeyboardInterrupt
@@ -73,7 +77,7 @@ class Launcher:
     # Windows or macOS.
     def on_signal(self, signum: int, _frame) -> None:
         """SIGINT/SIGTERM handler (main thread). Takes no locks and does no I/O: it may run inside any code,
-        emit() included; the watching thread emits and enforces the deadline."""
+        send() included; the watching thread sends and enforces the deadline."""
         if os.getpid() != self.pid:  # a forked server process inherited the handler: default behaviour
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
@@ -93,7 +97,7 @@ class Launcher:
             print(f"farnode launcher: stopping: {why}", file=sys.stderr, flush=True)
         except (OSError, ValueError):
             pass
-        self.w.emit("state", state="stopping", reason=why)
+        self.w.send(P.State(state=P.ServerState.STOPPING, reason=why))
         deadline = time.monotonic() + STOP_GRACE_S
         main = threading.main_thread()
         while not self.interrupted and main.is_alive() and time.monotonic() < deadline:
@@ -106,10 +110,10 @@ class Launcher:
         while main.is_alive() and time.monotonic() < deadline:
             main.join(max(deadline - time.monotonic(), 0.0))
         if main.is_alive():
-            self.w.emit("failed", category="stop_timeout",
-                        message=f"the server did not stop within {STOP_GRACE_S:.0f} s; its processes were killed")
+            self.w.send(P.Failed(category=P.Category.STOP_TIMEOUT, message=f"the server did not stop within "
+                                 f"{STOP_GRACE_S:.0f} s; its processes were killed"))
             kill_process_group_except_self()
-            os._exit(EXIT_CRASH)
+            os._exit(P.ExitCode.CRASH)
 
     # ---------------------------------------------------------------- engine hooks
     def install_hooks(self) -> None:
@@ -123,23 +127,29 @@ class Launcher:
         cli = importlib.import_module(f"{name}.cli.run_server")
         w, counters, launcher = self.w, self.counters, self
 
-        if self.config.get("local_network"):
-            # A private swarm on loopback: the network is not the bottleneck and no public speed test
-            # (speedtest.net) or version check (PyPI) is wanted.
-            def loopback_rps(config, **_kw):
-                return 10e9 / (config.hidden_size * 16)  # 10 Gbit/s in tokens/s, as Petals counts them
+        if not self.config.get("nat_traversal", True):
+            from farnode_desktop.engine.nat import disable_nat_traversal
 
-            throughput_mod.measure_network_rps = loopback_rps
+            disable_nat_traversal()
+        if not self.config.get("network_checks", True):
+            # No speed test (speedtest.net) and no version check (PyPI): the local swarm, where the network
+            # is not the bottleneck, and a metered link. The network's throughput is then the configured one.
+            mbps = float(self.config.get("network_mbps") or 100.0)
+
+            def configured_network_rps(config, **_kw):
+                return mbps * 1e6 / (config.hidden_size * 16)  # tokens/s, as the engine counts them
+
+            throughput_mod.measure_network_rps = configured_network_rps
             cli.validate_version = lambda: None
 
         orig_throughput = srv.get_server_throughput
 
         def get_server_throughput(*args, **kwargs):
             launcher.emit_peer()
-            w.emit("state", state="measuring_throughput")
+            w.send(P.State(state=P.ServerState.MEASURING_THROUGHPUT))
             info = orig_throughput(*args, **kwargs)
-            w.emit("throughput", **{k: info.get(k) for k in
-                                    ("throughput", "inference_rps", "forward_rps", "network_rps")})
+            w.send(P.Throughput(**{k: info.get(k) for k in
+                                   ("throughput", "inference_rps", "forward_rps", "network_rps")}))
             return info
 
         srv.get_server_throughput = get_server_throughput
@@ -149,8 +159,8 @@ class Launcher:
 
         def load_pretrained_block(model_name, block_index, *args, **kwargs):
             loading["n"] += 1
-            w.emit("state", state="loading_blocks", block=block_index, index=loading["n"],
-                   total=len(loading["blocks"]))
+            w.send(P.State(state=P.ServerState.LOADING_BLOCKS, block=block_index, index=loading["n"],
+                           total=len(loading["blocks"])))
             return orig_load(model_name, block_index, *args, **kwargs)
 
         srv.load_pretrained_block = load_pretrained_block
@@ -167,15 +177,15 @@ class Launcher:
 
         def create(cls, *args, block_indices, **kwargs):
             loading["blocks"], loading["n"] = list(block_indices), 0
-            w.emit("state", state="joining", blocks=list(block_indices))
+            w.send(P.State(state=P.ServerState.JOINING, blocks=tuple(block_indices)))
             try:
                 container = orig_create(cls, *args, block_indices=block_indices, **kwargs)
             except BaseException:
                 launcher.deferred = False  # nothing was started, or the exception stops the server anyway
                 raise
-            w.emit("blocks", blocks=list(block_indices), total_blocks=kwargs["block_config"].num_hidden_layers,
-                   dht_prefix=kwargs.get("dht_prefix"))
-            w.emit("state", state="online")
+            w.send(P.Blocks(blocks=tuple(block_indices), total_blocks=kwargs["block_config"].num_hidden_layers,
+                            dht_prefix=kwargs.get("dht_prefix")))
+            w.send(P.State(state=P.ServerState.ONLINE))
             return container
 
         container_cls.create = classmethod(create)
@@ -194,7 +204,7 @@ class Launcher:
         def _should_choose_other_blocks(self):
             move = orig_should(self)
             if move:
-                w.emit("state", state="rebalancing")
+                w.send(P.State(state=P.ServerState.REBALANCING))
             return move
 
         server_cls._should_choose_other_blocks = _should_choose_other_blocks
@@ -278,7 +288,7 @@ class Launcher:
         if dht is None or getattr(self, "_peer_sent", False):
             return
         self._peer_sent = True
-        self.w.emit("peer", peer_id=str(dht.peer_id), addrs=[str(a) for a in dht.get_visible_maddrs()])
+        self.w.send(P.Peer(peer_id=str(dht.peer_id), addrs=tuple(str(a) for a in dht.get_visible_maddrs())))
 
     # ---------------------------------------------------------------- run
     def argv(self) -> list[str]:
@@ -307,9 +317,9 @@ class Launcher:
     def run(self) -> int:
         import platform
 
-        self.w.emit("hello", pid=os.getpid(), protocol=PROTOCOL, python=platform.python_version())
-        self.w.emit("state", state="starting")
-        code = EXIT_OK
+        self.w.send(P.Hello(pid=os.getpid(), protocol=P.PROTOCOL, python=platform.python_version()))
+        self.w.send(P.State(state=P.ServerState.STARTING))
+        code = P.ExitCode.OK
         try:
             try:
                 self.in_engine = True
@@ -324,15 +334,15 @@ class Launcher:
     def _run_engine(self) -> int:
         problem = preflight(self.config)
         if problem:
-            self.w.emit("failed", **problem)
-            return EXIT_START_FAILED
+            self.w.send(problem)
+            return P.ExitCode.START_FAILED
         try:
             self.install_hooks()
             import torch
 
-            self.w.emit("engine", engine=self.engine.__name__,
-                        engine_version=getattr(self.engine, "__version__", "?"), torch_version=torch.__version__,
-                        cuda=torch.cuda.is_available())
+            self.w.send(P.EngineInfo(engine=self.engine.__name__,
+                                     engine_version=str(getattr(self.engine, "__version__", "?")),
+                                     torch_version=torch.__version__, cuda=torch.cuda.is_available()))
             cli = importlib.import_module(f"{self.engine.__name__}.cli.run_server")
             sys.argv = ["run_server", *self.argv()]
             cli.main()  # returns after a clean stop (KeyboardInterrupt is handled inside)
@@ -340,16 +350,16 @@ class Launcher:
             raise
         except SystemExit as exc:
             if exc.code not in (0, None):
-                self.w.emit("failed", category="config", message=f"the engine rejected its arguments ({exc.code})")
-                return EXIT_CONFIG
+                self.w.send(P.Failed(category=P.Category.CONFIG,
+                                     message=f"the engine rejected its arguments ({exc.code})"))
+                return P.ExitCode.CONFIG
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the app with a category
             category, message = classify(exc)
-            self.w.emit("failed", category=category, message=message,
-                        detail="".join(traceback.format_exception(exc))[-3000:])
-            return EXIT_START_FAILED if category in ("port_in_use", "model", "config", "oom_at_load",
-                                                     "engine_missing") else EXIT_CRASH
+            self.w.send(P.Failed(category=category, message=message,
+                                 detail="".join(traceback.format_exception(exc))[-3000:]))
+            return P.ExitCode.START_FAILED if category in P.START_FAILURES else P.ExitCode.CRASH
         self.counters.flush()
-        return EXIT_OK
+        return P.ExitCode.OK
 
 
 def _tokens_in(request) -> int:
@@ -367,25 +377,26 @@ def _tokens_of(flat_tensors) -> int:
     return int(shape[0] * shape[1]) if len(shape) >= 2 else 0
 
 
-def preflight(config: dict) -> dict | None:
+def preflight(config: dict) -> P.Failed | None:
     """Checks that need no engine: a clear failure before seconds of imports."""
     import socket
 
     model = config.get("model", "")
     if not model:
-        return {"category": "config", "message": "no model was given"}
+        return P.Failed(category=P.Category.CONFIG, message="no model was given")
     looks_local = model.startswith(("/", ".", "~")) or os.sep in model and not model.count("/") == 1
     if looks_local and not os.path.isdir(os.path.expanduser(model)):
-        return {"category": "model", "message": f"the model folder {model} does not exist"}
+        return P.Failed(category=P.Category.MODEL, message=f"the model folder {model} does not exist")
     if os.path.isdir(model) and not os.path.isfile(os.path.join(model, "config.json")):
-        return {"category": "model", "message": f"the model folder {model} has no config.json"}
+        return P.Failed(category=P.Category.MODEL, message=f"the model folder {model} has no config.json")
     port = int(config.get("port", 0))
     if port:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             s.bind((config.get("host", "0.0.0.0"), port))
         except OSError as exc:
-            return {"category": "port_in_use", "message": f"port {port} is already in use ({exc.strerror})"}
+            return P.Failed(category=P.Category.PORT_IN_USE,
+                            message=f"port {port} is already in use ({exc.strerror})")
         finally:
             s.close()
     return None
@@ -395,19 +406,19 @@ def classify(exc: BaseException) -> tuple[str, str]:
     text = f"{type(exc).__name__}: {exc}"
     low = text.lower()
     if "address already in use" in low:
-        return "port_in_use", text
+        return P.Category.PORT_IN_USE, text
     if "bootstrap" in low or "initial_peers responded" in low:
-        return "bootstrap", text
+        return P.Category.BOOTSTRAP, text
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in low:
-        return "oom_at_load", text
+        return P.Category.OOM_AT_LOAD, text
     if isinstance(exc, OSError) and ("config.json" in low or "huggingface" in low or "repo" in low
                                      or "not a valid model identifier" in low or "no such file" in low):
-        return "model", text
+        return P.Category.MODEL, text
     if isinstance(exc, (ValueError, TypeError)) and "config" in low:
-        return "model", text
+        return P.Category.MODEL, text
     if isinstance(exc, ModuleNotFoundError):
-        return "engine_missing", text
-    return "crash", text
+        return P.Category.ENGINE_MISSING, text
+    return P.Category.CRASH, text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -423,8 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     control = ControlPipe.from_stdin(writer)  # nothing else reads the control pipe
     config = control.read_config()
     if config is None:
-        writer.emit("failed", category="config", message="the launcher got no valid configuration on stdin")
-        return EXIT_CONFIG
+        writer.send(P.Failed(category=P.Category.CONFIG,
+                             message="the launcher got no valid configuration on stdin"))
+        return P.ExitCode.CONFIG
+    if config.get("local_network"):
+        from farnode_desktop.engine.loopback import guard
+
+        guard(who="launcher")
     launcher = Launcher(writer, config)
     # SIGINT may arrive ignored (inherited from a shell's background job): Petals' clean stop needs it.
     signal.signal(signal.SIGINT, launcher.on_signal)
@@ -432,9 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     control.watch_signals()
     control.start(launcher.request_stop)
     code = launcher.run()
-    writer.emit("state", state="stopped")
+    writer.send(P.State(state=P.ServerState.STOPPED))
     kill_process_group_except_self()  # nothing of this node outlives it, even after a failed shutdown
-    writer.emit("exit", code=code)
+    writer.send(P.Exit(code=int(code)))
     return code
 
 
@@ -447,4 +463,4 @@ if __name__ == "__main__":
             pass
     # Not sys.exit(): a server thread left behind by an interrupted start (Petals' non-daemon ModuleContainer)
     # would keep the interpreter waiting at exit; every process of the group is already gone.
-    os._exit(exit_code)
+    os._exit(int(exit_code))

@@ -1,4 +1,4 @@
-"""Imports the engine the way the launcher does and prints what it found as one JSON line.
+"""Imports the engine the way the launcher does and prints what it found as one JSON line (ProbeResult).
 
 Run by the app in the engine environment to verify it (``python -m farnode_desktop.engine.probe``).
 """
@@ -15,6 +15,7 @@ if __package__ in (None, ""):
 
 def main() -> int:
     from farnode_desktop.engine.compat import import_engine
+    from farnode_desktop.engine.protocol import ProbeResult
 
     engine = import_engine()
     import importlib
@@ -25,15 +26,15 @@ def main() -> int:
     importlib.import_module(f"{engine.__name__}.cli.run_server")
     import hivemind
 
-    print(json.dumps({
-        "engine": engine.__name__,
-        "engine_version": getattr(engine, "__version__", "?"),
-        "hivemind_version": hivemind.__version__,
-        "torch_version": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "cuda_available": torch.cuda.is_available(),
-        "python": sys.version.split()[0],
-    }))
+    print(json.dumps(ProbeResult(
+        engine=engine.__name__,
+        engine_version=str(getattr(engine, "__version__", "?")),
+        hivemind_version=hivemind.__version__,
+        torch_version=torch.__version__,
+        torch_cuda=torch.version.cuda,
+        cuda_available=torch.cuda.is_available(),
+        python=sys.version.split()[0],
+    ).to_dict()))
     return 0
 
 

@@ -1,12 +1,10 @@
 """Real client traffic for the local demo swarm: a FarMesh/Petals client that checks every answer.
 
-Run by the app in the engine environment: ``python -m farnode_desktop.engine.traffic --event-fd N`` with a
-JSON configuration as the first line of stdin (model, initial_peers, dht_prefix, rate_per_minute,
-max_new_tokens, prompt_len, count, seed, forward_every). It loads the same model locally, sends greedy
+Run by the app in the engine environment: ``python -m farnode_desktop.engine.traffic --event-fd N`` with its
+configuration (protocol.TrafficConfig) as the first line of stdin. It loads the same model locally, sends greedy
 generations (and now and then a plain forward pass) through the swarm at the configured rate, and compares:
-generated tokens must be identical, forward outputs within float tolerance. Events (JSON lines, see
-channel.py): ``ready``, ``request`` (kind, ok, tokens_sent, new_tokens, latency_s), ``mismatch``, ``error``,
-``done``. ``tokens_sent`` is counted inside the client at the point where each inference step leaves for a
+generated tokens must be identical, forward outputs within float tolerance. Events (protocol.py): Ready,
+Request, Mismatch, Error, Done. ``tokens_sent`` is counted inside the client at the point where each inference step leaves for a
 server, so the app can check it against what the server counted. Stops on ``stop``, at the end of stdin or when
 the event pipe's reader is gone (channel.ControlPipe).
 """
@@ -24,20 +22,29 @@ import traceback
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from farnode_desktop.engine import protocol as P  # noqa: E402
 from farnode_desktop.engine.channel import ControlPipe, EventWriter, kill_process_group_except_self  # noqa: E402
 
 STOP_GRACE_S = 8.0  # after a stop request, an unfinished request gets this long before the process exits
 
 
-def run(w: EventWriter, cfg: dict, stop: threading.Event) -> int:
+def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     from farnode_desktop.engine.compat import import_engine
 
+    if cfg.local_network:
+        from farnode_desktop.engine.loopback import guard
+
+        guard(who="traffic")
     engine = import_engine()
+    if not cfg.nat_traversal:
+        from farnode_desktop.engine.nat import disable_nat_traversal
+
+        disable_nat_traversal()
     import importlib
 
     import torch
 
-    torch.manual_seed(int(cfg.get("seed", 0)))
+    torch.manual_seed(cfg.seed)
     from transformers import AutoModelForCausalLM
 
     sent = {"tokens": 0}
@@ -54,28 +61,25 @@ def run(w: EventWriter, cfg: dict, stop: threading.Event) -> int:
 
     server_session.step = step
 
-    model_path = cfg["model"]
+    model_path = cfg.model
     local = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch.float32)
     local.eval()
     remote = engine.AutoDistributedModelForCausalLM.from_pretrained(
-        model_path, initial_peers=list(cfg["initial_peers"]), dht_prefix=cfg.get("dht_prefix"),
+        model_path, initial_peers=list(cfg.initial_peers), dht_prefix=cfg.dht_prefix,
         torch_dtype=torch.float32,
     )
     remote.eval()
-    w.emit("ready")
+    w.send(P.Ready())
     # Petals' client closes a forgotten _ServerInferenceSession in __del__ by running a coroutine on its
     # RemoteExpertWorker event loop and waiting for it. If the cyclic garbage collector happens to run on
     # that loop's own thread, the wait never ends (seen here: the 5th back-to-back generation hung). So the
     # collector runs only here, on the main thread, between requests.
     gc.disable()
-    rate = float(cfg.get("rate_per_minute", 12.0))
+    rate = cfg.rate_per_minute
     interval = 60.0 / rate if rate > 0 else 0.0
-    count = int(cfg.get("count", 0))
-    max_new = int(cfg.get("max_new_tokens", 16))
-    prompt_len = int(cfg.get("prompt_len", 8))
-    forward_every = int(cfg.get("forward_every", 0))
+    count, max_new, prompt_len, forward_every = cfg.count, cfg.max_new_tokens, cfg.prompt_len, cfg.forward_every
     vocab = int(local.config.vocab_size)
-    gen = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
+    gen = torch.Generator().manual_seed(cfg.seed)
     n = 0
     next_at = time.monotonic()
     while not stop.is_set() and (count == 0 or n < count):
@@ -106,15 +110,15 @@ def run(w: EventWriter, cfg: dict, stop: threading.Event) -> int:
                     new_tokens = 0
                     tokens_sent = int(ids.numel())
         except Exception as exc:  # noqa: BLE001 - the app shows it; the generator keeps going
-            w.emit("error", n=n, kind=kind, message=f"{type(exc).__name__}: {exc}",
-                   detail=traceback.format_exc()[-1500:])
+            w.send(P.Error(n=n, kind=kind, message=f"{type(exc).__name__}: {exc}",
+                           detail=traceback.format_exc()[-1500:]))
             continue
-        w.emit("request", n=n, kind=kind, ok=ok, tokens_sent=tokens_sent, new_tokens=new_tokens,
-               prompt_tokens=prompt_len, latency_s=round(latency, 4))
+        w.send(P.Request(n=n, kind=kind, ok=ok, tokens_sent=tokens_sent, new_tokens=new_tokens,
+                         prompt_tokens=prompt_len, latency_s=round(latency, 4)))
         if not ok:
-            w.emit("mismatch", n=n, kind=kind, prompt=ids.tolist(), got=got.tolist() if kind == "generate" else None,
-                   want=want.tolist() if kind == "generate" else None)
-    w.emit("done", requests=n)
+            w.send(P.Mismatch(n=n, kind=kind, prompt=ids.tolist(), got=got.tolist() if kind == "generate" else None,
+                              want=want.tolist() if kind == "generate" else None))
+    w.send(P.Done(requests=n))
     try:
         remote.transformer.h.sequence_manager.shutdown()
     except Exception:
@@ -137,21 +141,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     w = EventWriter(args.event_fd)
     control = ControlPipe.from_stdin(w)
-    cfg = control.read_config()
-    if cfg is None:
-        w.emit("error", message="no valid configuration on stdin")
-        return 2
+    try:
+        cfg = P.TrafficConfig.from_dict(control.read_config())
+    except P.ProtocolError as exc:
+        w.send(P.Error(message=f"no valid configuration on stdin ({exc})", fatal=True))
+        return P.ExitCode.CONFIG
     stop = threading.Event()
     control.start(lambda _why: _stop(stop))  # stop, end of stdin, or the event pipe's reader gone
     try:
         return run(w, cfg, stop)
     except Exception as exc:  # noqa: BLE001
-        w.emit("error", message=f"{type(exc).__name__}: {exc}", detail=traceback.format_exc()[-2000:], fatal=True)
-        return 1
+        w.send(P.Error(message=f"{type(exc).__name__}: {exc}", detail=traceback.format_exc()[-2000:], fatal=True))
+        return P.ExitCode.CRASH
 
 
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     kill_process_group_except_self()  # the client's own p2pd
-    os._exit(code)  # the client's DHT threads must not keep the process alive
+    os._exit(int(code))  # the client's DHT threads must not keep the process alive

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore, GpuReport
+from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
@@ -108,8 +109,8 @@ class EngineStep(QWizardPage):
     def initializePage(self) -> None:  # noqa: N802 (Qt API)
         self.tasks.run(self.core.engine_status, self._status)
 
-    def _status(self, st: dict) -> None:
-        ready = bool(st.get("ready"))
+    def _status(self, st: EngineStatus) -> None:
+        ready = st.ready
         self.status.setText("The engine is ready." if ready else "The engine is not set up yet.")
         self.bar.setValue(100 if ready else 0)
         self.button.setEnabled(not ready and not self.running)

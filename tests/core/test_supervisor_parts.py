@@ -1,34 +1,8 @@
-"""Supervisor pieces that need no engine: the event stream reader, failure messages, back-off."""
+"""Supervisor pieces that need no engine: failure messages, back-off."""
 
 from __future__ import annotations
 
-import io
-import logging
-
-from farnode_desktop.core.node.supervisor import RestartPolicy, failure_message, read_events
-
-
-class Trickle(io.RawIOBase):
-    """A pipe that hands out its bytes a few at a time, splitting lines and JSON objects."""
-
-    def __init__(self, data: bytes, step: int):
-        self.data, self.step = data, step
-
-    def readable(self):
-        return True
-
-    def read(self, n=-1):
-        chunk, self.data = self.data[: self.step], self.data[self.step:]
-        return chunk
-
-
-def test_events_survive_any_chunking_and_bad_lines(caplog):
-    data = b'{"e":"hello","pid":7}\n\nnot json\n[1,2]\n{"e":"state","state":"online"}\n{"e":"cut'
-    for step in (1, 3, 7, 64, 4096):
-        with caplog.at_level(logging.WARNING):
-            events = list(read_events(Trickle(data, step), logging.getLogger("t")))
-        assert events == [{"e": "hello", "pid": 7}, {"e": "state", "state": "online"}]
-    assert "not json" in caplog.text
+from farnode_desktop.core.node.supervisor import RestartPolicy, failure_message
 
 
 def test_failure_messages_say_what_to_do(tmp_path):

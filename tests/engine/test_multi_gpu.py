@@ -66,7 +66,7 @@ def test_each_gpu_server_runs_pinned_with_its_own_port_and_status(engine_paths, 
         for spec in specs:
             assert not port_is_free(spec.config["port"])
         # The second server joined the first one's swarm: its DHT knows the first server's peer.
-        assert node.supervisors["gpu-1"].peer["peer_id"] != node.supervisors["gpu-0"].peer["peer_id"]
+        assert node.supervisors["gpu-1"].peer.peer_id != node.supervisors["gpu-0"].peer.peer_id
         assert set(node.states()) == {"gpu-0", "gpu-1"}
         assert node.traffic.wait_for(lambda s: s.requests >= 2, 120) and node.traffic.stats.mismatches == 0
         assert node.stats().blocks == (0, 1, 2, 3)

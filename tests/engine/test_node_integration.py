@@ -41,7 +41,7 @@ def test_node_serves_checked_traffic_and_stops_clean(engine_paths, bus, free_por
 
         stats = node.stats()
         assert stats.blocks == (0, 1, 2, 3) and stats.total_blocks == 4
-        assert stats.peer_id and node.supervisor.peer["addrs"][0].endswith(stats.peer_id)
+        assert stats.peer_id and node.supervisor.peer.addrs[0].endswith(stats.peer_id)
         # Tokens counted inside the server (inference and forward) equal what the client sent.
         assert wait_until(lambda: node.stats().tokens_served == traffic.tokens_sent, 5), \
             (node.stats(), traffic)

@@ -44,7 +44,7 @@ def test_wallet_node_public_name_binding_and_no_secret_anywhere(engine_paths, bu
         assert node.supervisor._config["public_name"] == new.address  # announced to the swarm
 
         # The statement a payout service checks: this node's peer id belongs to this wallet's owner.
-        peer_id = node.supervisor.peer["peer_id"]
+        peer_id = node.supervisor.peer.peer_id
         binding = manager.sign_node_binding(peer_id, chain_id=31337)
         assert verify_node_binding(binding.statement, binding.signature, expected_peer_id=peer_id) == new.address
 

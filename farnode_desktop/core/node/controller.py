@@ -251,13 +251,13 @@ class NodeController:
             if cfg.get("new_swarm"):  # the local swarm: join the first server's DHT
                 deadline = threading.Event()
                 for _ in range(600):
-                    if lead.peer.get("addrs") or not self._user_wants_running:
+                    if lead.peer.addrs or not self._user_wants_running:
                         break
                     deadline.wait(0.2)
-                if not lead.peer.get("addrs"):
+                if not lead.peer.addrs:
                     return
                 cfg.pop("new_swarm")
-                cfg["initial_peers"] = lead.peer["addrs"]
+                cfg["initial_peers"] = list(lead.peer.addrs)
             if self._user_wants_running:
                 self.supervisors[spec.node_id].start(cfg, spec.env, secrets=self._engine_secrets)
 
@@ -365,8 +365,8 @@ class NodeController:
 
     def _start_traffic(self) -> None:
         peer = self.supervisor.peer
-        if not peer.get("addrs") or self._model_path is None:
+        if not peer.addrs or self._model_path is None:
             return
-        self.traffic.start(model=self._model_path, initial_peers=peer["addrs"],
+        self.traffic.start(model=self._model_path, initial_peers=list(peer.addrs),
                            dht_prefix=self.supervisor.config.get("dht_prefix"),
                            rate_per_minute=self.settings.network.demo_traffic_per_minute)

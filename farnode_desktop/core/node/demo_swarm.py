@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from farnode_desktop.core.errors import EngineEnvError, SettingsError
@@ -25,11 +25,13 @@ from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT, EngineEnv, engine_subprocess_env
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import LOCAL_SWARM, PUBLIC_SWARM, Settings
+from farnode_desktop.engine import protocol as P
 
 log = logging.getLogger(__name__)
 
 DEMO_MODEL_DIR = "farmesh-demo-llama-v1"
 DEMO_DHT_PREFIX = "farmesh-demo"
+LOOPBACK_MBPS = 10_000.0  # what the local swarm's server reports as its network: loopback is no bottleneck
 
 
 def demo_model_path(paths: AppPaths) -> Path:
@@ -74,9 +76,15 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
         "public_name": public_name or None,
     }
     if local:
+        # Nothing of the local swarm leaves this computer: no NAT port mapping, AutoNAT or relays for its
+        # p2pd, no speed test or version check, and the engine refuses any connection outside loopback.
         cfg.update(new_swarm=True, dht_prefix=net.dht_prefix or DEMO_DHT_PREFIX, local_network=True,
+                   nat_traversal=False, network_checks=False, network_mbps=LOOPBACK_MBPS,
                    torch_dtype="float32", quant_type="none", update_period=30)
     else:
+        cfg.update(nat_traversal=True, network_checks=not net.metered)
+        if net.metered:
+            cfg["network_mbps"] = net.bandwidth_mbps
         if net.dht_prefix:
             cfg["dht_prefix"] = net.dht_prefix
         if net.swarm != PUBLIC_SWARM:
@@ -138,12 +146,14 @@ class TrafficGenerator:
     def start(self, *, model: Path, initial_peers: list[str], dht_prefix: str | None, rate_per_minute: float,
               count: int = 0, max_new_tokens: int = 12, prompt_len: int = 6, forward_every: int = 5,
               seed: int = 0) -> None:
+        """Start the client on the local swarm (loopback only, no NAT traversal)."""
         if self.running:
             return
         self._stats = TrafficStats()
-        cfg = dict(model=str(model), initial_peers=initial_peers, dht_prefix=dht_prefix,
-                   rate_per_minute=rate_per_minute, count=count, max_new_tokens=max_new_tokens,
-                   prompt_len=prompt_len, forward_every=forward_every, seed=seed)
+        cfg = P.TrafficConfig(model=str(model), initial_peers=tuple(initial_peers), dht_prefix=dht_prefix,
+                              rate_per_minute=rate_per_minute, count=count, max_new_tokens=max_new_tokens,
+                              prompt_len=prompt_len, forward_every=forward_every, seed=seed,
+                              nat_traversal=False, local_network=True)
         r_fd, w_fd = os.pipe()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")
@@ -155,37 +165,35 @@ class TrafficGenerator:
         finally:
             os.close(w_fd)
             logf.close()
-        self._proc.stdin.write((json.dumps(cfg) + "\n").encode())
+        self._proc.stdin.write((cfg.to_json() + "\n").encode())
         self._proc.stdin.flush()
         t = threading.Thread(target=self._read, args=(r_fd,), daemon=True, name="traffic-events")
         t.start()
         self._threads = [t]
 
     def _read(self, fd: int) -> None:
-        from farnode_desktop.core.node.supervisor import read_events
+        def bad(line: bytes, why: str) -> None:
+            log.warning("unreadable event from the demo client (%s): %r", why, line)
 
         with os.fdopen(fd, "rb", buffering=0) as pipe:
-            for ev in read_events(pipe, log):
+            for ev in P.iter_events(pipe, bad):
                 self._on_event(ev)
 
-    def _on_event(self, ev: dict) -> None:
-        kind = ev.get("e")
+    def _on_event(self, ev: P.Event) -> None:
         s = self._stats
         with self._lock:
-            if kind == "ready":
-                s = TrafficStats(s.requests, s.ok, s.mismatches, s.errors, s.tokens_sent, True, s.last_error)
-            elif kind == "request":
-                ok = bool(ev.get("ok"))
-                s = TrafficStats(s.requests + 1, s.ok + ok, s.mismatches + (not ok), s.errors,
-                                 s.tokens_sent + int(ev.get("tokens_sent", 0)), s.ready, s.last_error)
-            elif kind == "error":
-                s = TrafficStats(s.requests, s.ok, s.mismatches, s.errors + 1, s.tokens_sent, s.ready,
-                                 str(ev.get("message", ""))[:300])
+            if isinstance(ev, P.Ready):
+                s = replace(s, ready=True)
+            elif isinstance(ev, P.Request):
+                s = replace(s, requests=s.requests + 1, ok=s.ok + ev.ok, mismatches=s.mismatches + (not ev.ok),
+                            tokens_sent=s.tokens_sent + ev.tokens_sent)
+            elif isinstance(ev, P.Error):
+                s = replace(s, errors=s.errors + 1, last_error=ev.message[:300])
             self._stats = s
-        if kind in ("request", "error", "mismatch"):
-            self.bus.publish(f"traffic.{kind}", ev)
-        if kind == "mismatch":
-            log.error("the swarm's answer differs from the local model's: request %s", ev.get("n"))
+        if isinstance(ev, (P.Request, P.Error, P.Mismatch)):
+            self.bus.publish(f"traffic.{ev.KIND}", ev)  # the typed event
+        if isinstance(ev, P.Mismatch):
+            log.error("the swarm's answer differs from the local model's: request %s", ev.n)
 
     def wait_for(self, predicate, timeout: float) -> bool:
         deadline = time.time() + timeout

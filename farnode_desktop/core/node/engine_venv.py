@@ -31,6 +31,7 @@ from farnode_desktop.core.errors import DiskFullError, EngineEnvError
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.resources import engine_package_root
 from farnode_desktop.core.snapshots import EngineProgress
+from farnode_desktop.engine.protocol import ProbeResult, ProtocolError
 
 LOCK_VERSION = 1
 VARIANTS = ("cpu", "cuda")
@@ -47,6 +48,22 @@ SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What is known of an engine environment without running it (its folder and its ready marker)."""
+
+    variant: str
+    path: str
+    ready: bool
+    missing: tuple[str, ...] | None  # locked packages not installed at their version; None: no environment
+    probe: ProbeResult | None  # what its last verification found
+
+    def to_dict(self) -> dict:
+        return {"variant": self.variant, "path": self.path, "ready": self.ready,
+                "missing": list(self.missing) if self.missing is not None else None,
+                "probe": self.probe.to_dict() if self.probe else None}
 
 
 @dataclass(frozen=True)
@@ -137,19 +154,22 @@ class EngineEnv:
                 out.append(r)
         return out
 
-    def status(self) -> dict:
+    def status(self) -> EngineStatus:
         marker = self._read_marker()
         ready = bool(marker) and marker.get("lock") == lock_digest(self.lock_file) and self.python.exists()
-        return {
-            "variant": self.variant,
-            "path": str(self.venv),
-            "ready": ready,
-            "missing": [r.spec for r in self.missing()] if self.venv.exists() else None,
-            "probe": marker.get("probe") if marker else None,
-        }
+        return EngineStatus(variant=self.variant, path=str(self.venv), ready=ready,
+                            missing=tuple(r.spec for r in self.missing()) if self.venv.exists() else None,
+                            probe=self._marker_probe(marker))
 
     def is_ready(self) -> bool:
-        return self.status()["ready"]
+        return self.status().ready
+
+    @staticmethod
+    def _marker_probe(marker: dict | None) -> ProbeResult | None:
+        try:
+            return ProbeResult.from_dict(marker.get("probe")) if marker else None
+        except ProtocolError:
+            return None
 
     def _read_marker(self) -> dict | None:
         try:
@@ -160,14 +180,14 @@ class EngineEnv:
 
     # ------------------------------------------------------------------ setting up
     def ensure(self, progress: ProgressFn | None = None, *, cancel: Callable[[], bool] | None = None,
-               verify: bool = True) -> dict:
-        """Create/repair the environment, install what the lock lacks, verify it. Returns the probe
-        (``{}`` when ``verify`` is False)."""
+               verify: bool = True) -> ProbeResult | None:
+        """Create/repair the environment, install what the lock lacks, verify it. Returns what the
+        verification found (None when ``verify`` is False)."""
         report = progress or (lambda p: None)
-        if self.is_ready() and not self.missing():
-            probe = self._read_marker()["probe"]
+        status = self.status()
+        if status.ready and status.probe is not None and not status.missing:
             report(EngineProgress(100.0, "engine ready", done=True))
-            return probe
+            return status.probe
         self._check_disk()
         report(EngineProgress(0.0, "creating the engine environment"))
         self._create_venv()
@@ -186,11 +206,11 @@ class EngineEnv:
             done += weights[req.name]
         if not verify:
             report(EngineProgress(100.0, "packages installed", done=True))
-            return {}
+            return None
         report(EngineProgress(96.0, "verifying the engine"))
         probe = self.verify()
         atomic_write_json(self.marker, {"lock": lock_digest(self.lock_file), "variant": self.variant,
-                                        "verified_at": time.time(), "probe": probe})
+                                        "verified_at": time.time(), "probe": probe.to_dict()})
         report(EngineProgress(100.0, "engine ready", done=True))
         return probe
 
@@ -251,7 +271,7 @@ class EngineEnv:
         raise EngineEnvError(f"Installing {req.spec} into the engine environment failed: {out.strip()[-300:]}",
                              detail=out)
 
-    def verify(self) -> dict:
+    def verify(self) -> ProbeResult:
         if not self.python.exists():
             raise EngineEnvError("The engine environment is missing. Set it up from the app (or run "
                                  "`farnode-desktop engine setup`).", title="Engine not installed")
@@ -268,7 +288,12 @@ class EngineEnv:
                 f"({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}). "
                 "Repair it with `farnode-desktop engine setup`.",
                 title="Engine environment broken", detail=proc.stderr[-3000:])
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        try:
+            return ProbeResult.from_dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        except (ValueError, IndexError) as exc:  # ProtocolError is a ValueError
+            raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
+                                 "`farnode-desktop engine setup`.", title="Engine environment broken",
+                                 detail=proc.stdout[-2000:] + proc.stderr[-2000:]) from exc
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -309,14 +334,14 @@ def cli_engine(action: str, variant: str) -> int:
     paths = AppPaths.default().ensure()
     env = EngineEnv(paths, choose_variant(paths, variant))
     if action == "status":
-        print(json.dumps(env.status(), indent=2))
+        print(json.dumps(env.status().to_dict(), indent=2))
         return 0
     if action == "remove":
         env.remove()
         print(f"Removed the engine environment at {env.root}")
         return 0
     if action == "verify":
-        print(json.dumps(env.verify(), indent=2))
+        print(json.dumps(env.verify().to_dict(), indent=2))
         return 0
     last = [""]
 
@@ -329,6 +354,5 @@ def cli_engine(action: str, variant: str) -> int:
         last[0] = line
 
     probe = env.ensure(show)
-    print(f"Engine ready: {probe['engine']} {probe['engine_version']}, torch {probe['torch_version']} "
-          f"({env.variant}) in {env.venv}")
+    print(f"Engine ready: {probe.summary} ({env.variant}) in {env.venv}")
     return 0

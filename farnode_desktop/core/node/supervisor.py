@@ -1,7 +1,7 @@
 """Supervises one engine process (the launcher running a FarMesh block server): start, stop, restart.
 
-Qt-free; this module owns the subprocess control of node processes. The launcher reports over a pipe as
-JSON lines (see ``farnode_desktop/engine/channel.py``); its log (stderr and stdout) goes to a rotating file
+Qt-free; this module owns the subprocess control of node processes. The launcher reports over a pipe in
+the wire protocol (``farnode_desktop/engine/protocol.py``), read here as typed events; its log (stderr and stdout) goes to a rotating file
 and to ``node.log`` events. States, stats and lifecycle events are published on the :class:`EventBus`
 (topics in :mod:`farnode_desktop.core.snapshots`).
 
@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,13 +33,14 @@ from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.base import EngineRuntime, NativeRuntime
 from farnode_desktop.core.resources import engine_source_root
+from farnode_desktop.engine import protocol as P
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_START_FAILED = 0, 1, 2, 3
 _LAUNCHER_STATES = {
-    "starting": C.STARTING, "measuring_throughput": C.MEASURING, "loading_blocks": C.LOADING,
-    "joining": C.JOINING, "online": C.ONLINE, "rebalancing": C.REBALANCING, "stopping": C.STOPPING,
+    P.ServerState.STARTING: C.STARTING, P.ServerState.MEASURING_THROUGHPUT: C.MEASURING,
+    P.ServerState.LOADING_BLOCKS: C.LOADING, P.ServerState.JOINING: C.JOINING, P.ServerState.ONLINE: C.ONLINE,
+    P.ServerState.REBALANCING: C.REBALANCING, P.ServerState.STOPPING: C.STOPPING,
 }
 
 
@@ -62,62 +63,35 @@ class _Run:
     started: float
     event_source: object  # a readable binary file: the event pipe, or the process's stdout
     log_source: object  # its log: stdout (events on a pipe) or stderr (events on stdout)
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_FIELDS, 0))
-    failure: dict | None = None
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(P.COUNTER_FIELDS, 0))
+    failure: P.Failed | None = None
     got_hello: bool = False
     stop_requested: bool = False
     engine_pid: int | None = None  # the launcher's pid as it sees itself (differs under WSL2/Docker)
-
-
-COUNTER_FIELDS = ("inference_sessions", "inference_sessions_closed", "inference_steps", "inference_tokens", "forward_requests",
-                  "forward_tokens", "backward_requests", "backward_tokens")
-
-
-def read_events(stream, logger: logging.Logger | None = None) -> Iterator[dict]:
-    """The JSON-line events an engine process writes (see ``farnode_desktop/engine/channel.py``), until the
-    stream ends. A line that is not a JSON object is logged and skipped."""
-    buf = b""
-    while True:
-        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
-        if not chunk:
-            return
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                ev = None
-            if isinstance(ev, dict):
-                yield ev
-            elif logger is not None:
-                logger.warning("unreadable event from the engine: %r", line[:200])
 
 
 def failure_message(category: str, config: dict, detail: str = "", log_path: Path | None = None) -> str:
     """The plain-language message for a failure category: what happened, then what to do."""
     port = config.get("port")
     see_log = f" The details are in the log ({log_path})." if log_path else ""
-    if category == "port_in_use":
+    if category == P.Category.PORT_IN_USE:
         return (f"Port {port} is already used by another program (or by a FarNode node that is still "
                 "running). Close that program, or choose another port in Settings > Network.")
-    if category == "bootstrap":
+    if category == P.Category.BOOTSTRAP:
         return ("None of the network's initial peers could be reached. Check your internet connection and the "
                 "initial peers in Settings > Network, then start again.")
-    if category == "model":
+    if category == P.Category.MODEL:
         return (f"The model {config.get('model')!r} could not be loaded ({detail.strip()[:200]}). Check the "
                 "model name or folder in Settings > Network.")
-    if category in ("oom_at_load", "oom"):
+    if category in (P.Category.OOM_AT_LOAD, P.Category.OOM):
         return ("The GPU ran out of memory while loading blocks. Serve fewer blocks (Settings > GPUs) or close "
                 "programs that use the GPU, then start again.")
-    if category == "engine_missing":
+    if category == P.Category.ENGINE_MISSING:
         return ("The engine environment is missing or broken. Open Settings > Engine and repair it (or run "
                 "`farnode-desktop engine setup`)." + see_log)
-    if category == "config":
+    if category == P.Category.CONFIG:
         return f"The node's settings were rejected ({detail.strip()[:200]}). Check Settings > Network." + see_log
-    if category == "stop_timeout":
+    if category == P.Category.STOP_TIMEOUT:
         return "The server did not stop in time and was ended." + see_log
     return f"The server stopped unexpectedly{(' (' + detail.strip()[:200] + ')') if detail else ''}." + see_log
 
@@ -149,10 +123,10 @@ class Supervisor:
         self._crashes: collections.deque[float] = collections.deque()
         self._restart_timer: threading.Timer | None = None
         self._want_running = False
-        self._peer: dict = {}
+        self._peer = P.Peer()
         self._blocks: tuple[int, ...] = ()
         self._total_blocks = 0
-        self._throughput: dict = {}
+        self._throughput = P.Throughput()
         self._online_since = 0.0  # when the current run last came online (epoch s); 0 when not online
         self._rate_window: collections.deque[tuple[float, int, int]] = collections.deque(maxlen=16)
         self._ticker: threading.Thread | None = None
@@ -165,8 +139,9 @@ class Supervisor:
         return self._state
 
     @property
-    def peer(self) -> dict:
-        return dict(self._peer)
+    def peer(self) -> P.Peer:
+        """The server's peer id and addresses (empty until the launcher reported them)."""
+        return self._peer
 
     @property
     def config(self) -> dict:
@@ -268,7 +243,7 @@ class Supervisor:
     def stats(self) -> C.NodeStats:
         run = self._run
         now = time.time()
-        counters = dict(run.counters) if run else dict.fromkeys(COUNTER_FIELDS, 0)
+        counters = dict(run.counters) if run else dict.fromkeys(P.COUNTER_FIELDS, 0)
         counters.pop("inference_sessions_closed")
         inf_rate = fwd_rate = 0.0
         if len(self._rate_window) >= 2:
@@ -278,12 +253,12 @@ class Supervisor:
                 inf_rate, fwd_rate = (i1 - i0) / (t1 - t0), (f1 - f0) / (t1 - t0)
         return C.NodeStats(
             time=now, node_id=self.node_id, run_id=run.run_id if run else "", state=self._state.state,
-            peer_id=self._peer.get("peer_id", ""), blocks=self._blocks, total_blocks=self._total_blocks,
+            peer_id=self._peer.peer_id, blocks=self._blocks, total_blocks=self._total_blocks,
             uptime_s=(now - self._online_since) if run and self._online_since else 0.0,
-            reported_throughput=float(self._throughput.get("throughput") or 0.0),
-            inference_rps=float(self._throughput.get("inference_rps") or 0.0),
-            forward_rps=float(self._throughput.get("forward_rps") or 0.0),
-            network_rps=float(self._throughput.get("network_rps") or 0.0),
+            reported_throughput=self._throughput.throughput or 0.0,
+            inference_rps=self._throughput.inference_rps or 0.0,
+            forward_rps=self._throughput.forward_rps or 0.0,
+            network_rps=self._throughput.network_rps or 0.0,
             inference_tokens_per_s=max(inf_rate, 0.0), forward_tokens_per_s=max(fwd_rate, 0.0),
             **counters,
         )
@@ -310,7 +285,7 @@ class Supervisor:
         self.cleanup_leftovers()
         native = isinstance(self.runtime, NativeRuntime)
         if native and not self.engine.python.exists():
-            return self._fail("engine_missing", "")
+            return self._fail(P.Category.ENGINE_MISSING, "")
         self._set_state(C.STARTING)
         r_fd, w_fd = os.pipe() if native else (None, None)
         spec = self.runtime.spawn_spec("farnode_desktop.engine.launcher", [], self._env_extra, w_fd,
@@ -321,7 +296,7 @@ class Supervisor:
             for fd in (r_fd, w_fd):
                 if fd is not None:
                     os.close(fd)
-            return self._fail("engine_missing", str(exc))
+            return self._fail(P.Category.ENGINE_MISSING, str(exc))
         if w_fd is not None:
             os.close(w_fd)
         if spec.events_on_stdout:
@@ -333,7 +308,7 @@ class Supervisor:
         run = _Run(proc=proc, run_id=uuid.uuid4().hex[:12], started=time.time(), event_source=events,
                    log_source=logs)
         self._run = run
-        self._peer, self._blocks, self._total_blocks, self._throughput = {}, (), 0, {}
+        self._peer, self._blocks, self._total_blocks, self._throughput = P.Peer(), (), 0, P.Throughput()
         self._rate_window.clear()
         self._write_pid_file(proc.pid)
         try:
@@ -360,38 +335,40 @@ class Supervisor:
 
     # ------------------------------------------------------------------ threads
     def _read_events(self, run: _Run) -> None:
+        def bad(line: bytes, why: str) -> None:
+            self._logger.warning("unreadable event from the engine (%s): %r", why, line)
+
         with run.event_source as pipe:
-            for ev in read_events(pipe, self._logger):
+            for ev in P.iter_events(pipe, bad):
                 self._on_event(run, ev)
 
-    def _on_event(self, run: _Run, ev: dict) -> None:
-        kind = ev.get("e")
-        if kind == "hello":
+    def _on_event(self, run: _Run, ev: P.Event) -> None:
+        if isinstance(ev, P.Hello):
             run.got_hello = True
-            run.engine_pid = ev.get("pid")
-        elif kind == "state":
-            state = _LAUNCHER_STATES.get(ev.get("state", ""))
+            run.engine_pid = ev.pid
+        elif isinstance(ev, P.State):
+            state = _LAUNCHER_STATES.get(ev.state)
             if state and not (run.stop_requested and state != C.STOPPING) and self._run is run:
                 detail = ""
                 if state == C.LOADING:
-                    detail = f"loading block {ev.get('block')} ({ev.get('index')} of {ev.get('total')})"
+                    detail = f"loading block {ev.block} ({ev.index} of {ev.total})"
                 self._set_state(state, message=detail)
                 if state == C.ONLINE:
                     self._emit_event("online", f"serving blocks {list(self._blocks)}", blocks=list(self._blocks),
-                                     peer_id=self._peer.get("peer_id", ""))
-        elif kind == "peer":
-            self._peer = {"peer_id": ev.get("peer_id", ""), "addrs": list(ev.get("addrs", []))}
-        elif kind == "blocks":
-            self._blocks = tuple(int(b) for b in ev.get("blocks", []))
-            self._total_blocks = int(ev.get("total_blocks") or 0)
-        elif kind == "throughput":
+                                     peer_id=self._peer.peer_id)
+        elif isinstance(ev, P.Peer):
+            self._peer = ev
+        elif isinstance(ev, P.Blocks):
+            self._blocks = ev.blocks
+            self._total_blocks = ev.total_blocks
+        elif isinstance(ev, P.Throughput):
             self._throughput = ev
-        elif kind == "counters":
-            for k in COUNTER_FIELDS:
-                run.counters[k] += int(ev.get(k, 0))
-        elif kind == "failed":
+        elif isinstance(ev, P.Counters):
+            for k, v in ev.deltas().items():
+                run.counters[k] += v
+        elif isinstance(ev, P.Failed):
             run.failure = ev
-            self._logger.error("engine reported a failure: %s: %s", ev.get("category"), ev.get("message"))
+            self._logger.error("engine reported a failure: %s: %s", ev.category, ev.message)
 
     def _read_log(self, run: _Run) -> None:
         for raw in iter(run.log_source.readline, b""):
@@ -414,13 +391,12 @@ class Supervisor:
                 self._set_state(C.STOPPED)
                 self._emit_event("stop", "node stopped", exit_code=code)
                 return
-            failure = run.failure or {}
-            category = failure.get("category", "")
-            detail = failure.get("message", "")
+            category = run.failure.category if run.failure else ""
+            detail = run.failure.message if run.failure else ""
             if not run.got_hello and code >= 0:  # it exited by itself before saying hello: no usable engine
-                category, detail = "engine_missing", f"the engine exited with code {code} before it started"
-            if code in (EXIT_CONFIG, EXIT_START_FAILED) or category == "engine_missing":
-                self._fail(category or "config", detail)
+                category, detail = P.Category.ENGINE_MISSING, f"the engine exited with code {code} before it started"
+            if code in (P.ExitCode.CONFIG, P.ExitCode.START_FAILED) or category == P.Category.ENGINE_MISSING:
+                self._fail(category or P.Category.CONFIG, detail)
                 return
             # A crash: restart with back-off, or hold after too many.
             now = time.time()
@@ -428,18 +404,18 @@ class Supervisor:
             while self._crashes and now - self._crashes[0] > self.policy.window_s:
                 self._crashes.popleft()
             n = len(self._crashes)
-            why = failure_message(category or "crash", self._config, detail or f"exit code {code}", self.log_path)
+            why = failure_message(category or P.Category.CRASH, self._config, detail or f"exit code {code}", self.log_path)
             self._emit_event("crash", why, exit_code=code, crashes=n)
             if n >= self.policy.max_crashes:
                 self._want_running = False
                 msg = (f"The node crashed {n} times in {self.policy.window_s / 60:.0f} minutes and is on hold. "
                        f"Last problem: {why} Press Start to try again.")
-                self._set_state(C.HELD, message=msg, category=category or "crash")
+                self._set_state(C.HELD, message=msg, category=category or P.Category.CRASH)
                 self._emit_event("hold", msg)
                 return
             delay = self.policy.delay(n)
             self._set_state(C.RESTARTING, message=f"restarting in {delay:.0f} s after a crash: {why}",
-                            category=category or "crash")
+                            category=category or P.Category.CRASH)
             self._restart_timer = threading.Timer(delay, self._restart)
             self._restart_timer.daemon = True
             self._restart_timer.start()

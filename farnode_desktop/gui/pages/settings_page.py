@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
@@ -284,15 +285,14 @@ class SettingsPage(QWidget):
         self.tasks.run(self.core.engine_status, self._engine_status,
                        lambda e, tb: self.engine_status.setText(f"Could not read the engine status: {e}"))
 
-    def _engine_status(self, st: dict) -> None:
-        if st.get("ready"):
-            probe = st.get("probe") or {}
-            extra = f" (torch {probe.get('torch')})" if isinstance(probe, dict) and probe.get("torch") else ""
-            self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {st.get('variant')} "
-                                       f"engine{extra} in {st.get('path')}.")
+    def _engine_status(self, st: EngineStatus) -> None:
+        if st.ready:
+            extra = f" ({st.probe.summary})" if st.probe else ""
+            self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {st.variant} "
+                                       f"engine{extra} in {st.path}.")
         else:
-            self.engine_status.setText(f"<span style='color:#e0a100'>Not set up</span>: the {st.get('variant')} "
-                                       f"engine will be installed in {st.get('path')} (about 2.5 GB; minutes).")
+            self.engine_status.setText(f"<span style='color:#e0a100'>Not set up</span>: the {st.variant} "
+                                       f"engine will be installed in {st.path} (about 2.5 GB; minutes).")
 
     def repair_engine(self) -> None:
         self.repair.setEnabled(False)
@@ -306,7 +306,7 @@ class SettingsPage(QWidget):
         self.engine_bar.setValue(int(p.percent))
         self.engine_step.setText(p.step)
 
-    def _repaired(self, _probe: dict) -> None:
+    def _repaired(self, _probe: object) -> None:
         self.repair.setEnabled(True)
         self.engine_step.setText("The engine is ready.")
         self.refresh_engine()

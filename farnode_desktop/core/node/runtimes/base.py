@@ -23,9 +23,9 @@ from pathlib import Path
 
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.snapshots import EngineProgress
+from farnode_desktop.engine.protocol import STOP_LINE
 
 RUNTIMES = ("auto", "native", "wsl2", "docker")
-STOP_LINE = b"stop\n"  # the launcher's control pipe (stdin) command for a clean stop
 # Launcher configuration keys that hold host paths (see core/node/demo_swarm.py launcher_config).
 PATH_KEYS = ("identity_path", "cache_dir", "model")
 # What an engine process needs from the app's environment (the rest stays on the host side).
