@@ -134,7 +134,8 @@ def cli_swarm(*, as_json: bool = False, paths: AppPaths | None = None, out: Text
                            "`farnode-desktop swarm` again.", title="No network to read")
     engine = EngineEnv(paths, choose_variant(paths, net.device))
     runtime = make_runtime(net.runtime, engine=engine, paths=paths, variant=engine.variant)
-    view = read_once(runtime, initial_peers=peers, my_peers=mine, nat_traversal=net.swarm != LOCAL_SWARM,
+    view = read_once(runtime, initial_peers=peers, my_peers=mine,
+                     nat_traversal=net.swarm != LOCAL_SWARM and net.nat_traversal,
                      check=sorted(mine), timeout=timeout, log_path=paths.log_dir / "swarm-command.log")
     if as_json:
         print(json.dumps(dict(view.to_dict(), network=net.swarm), indent=2), file=out)

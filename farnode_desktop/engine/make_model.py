@@ -19,18 +19,20 @@ DEMO_CONFIG = dict(
 SEED = 20261126
 
 
-def make(out_dir: str) -> str:
+def make(out_dir: str, overrides: dict | None = None, seed: int = SEED) -> str:
+    """Write the demo model (``overrides``: config values that replace the demo's, e.g. more layers for a
+    test network) with weights drawn from ``seed``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(SEED)
-    config = LlamaConfig(**DEMO_CONFIG, torch_dtype="float32")
+    torch.manual_seed(seed)
+    config = LlamaConfig(**{**DEMO_CONFIG, **(overrides or {})}, torch_dtype="float32")
     model = LlamaForCausalLM(config)
     tmp = out_dir + ".tmp"
     os.makedirs(tmp, exist_ok=True)
     model.save_pretrained(tmp, safe_serialization=True)
     with open(os.path.join(tmp, "farnode-model.json"), "w") as f:
-        json.dump({"name": DEMO_MODEL_NAME, "seed": SEED}, f)
+        json.dump({"name": DEMO_MODEL_NAME, "seed": seed, "overrides": overrides or {}}, f)
     if os.path.isdir(out_dir):
         import shutil
 
@@ -40,4 +42,6 @@ def make(out_dir: str) -> str:
 
 
 if __name__ == "__main__":
-    print(make(sys.argv[1]))
+    # OUT_DIR [CONFIG_OVERRIDES_JSON [SEED]]
+    print(make(sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else None,
+               int(sys.argv[3]) if len(sys.argv) > 3 else SEED))

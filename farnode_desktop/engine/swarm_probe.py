@@ -81,7 +81,7 @@ def read_models(dht, engine, timeout: float) -> list[dict]:
     import importlib
 
     dht_utils = importlib.import_module(f"{engine.__name__}.utils.dht")
-    index = dht.get(model_index_key(engine.__name__), latest=True)
+    index = dht.get(model_index_key(engine.__name__), latest=True, return_future=True).result(timeout)
     models = []
     entries = index.value if index is not None and isinstance(index.value, dict) else {}
     for prefix, item in sorted(entries.items()):
@@ -95,16 +95,26 @@ def read_models(dht, engine, timeout: float) -> list[dict]:
         if num_blocks <= 0 or num_blocks > 10_000:
             continue
         uids = [f"{prefix}.{i}" for i in range(num_blocks)]
-        infos = dht_utils.get_remote_module_infos(dht, uids, latest=True)
-        servers: dict[str, dict] = {}
+        infos = dht_utils.get_remote_module_infos(dht, uids, latest=True, return_future=True).result(timeout)
+        records: dict[str, list] = {}
         for block, module in enumerate(infos):
             for peer_id, si in module.servers.items():
-                pid = peer_id.to_base58()
-                entry = servers.setdefault(pid, {"peer_id": pid, "blocks": [], **_server_fields(si)})
-                entry["blocks"].append(block)
+                records.setdefault(peer_id.to_base58(), []).append((block, si))
+        # A server that moved to other blocks still has records of its old ones, announced offline: it is
+        # shown in its liveliest state, with the blocks of that state.
+        servers: dict[str, dict] = {}
+        for pid, recs in records.items():
+            best = max(_state_value(si) for _, si in recs)
+            first = next(si for _, si in recs if _state_value(si) == best)
+            servers[pid] = {"peer_id": pid, "blocks": [b for b, si in recs if _state_value(si) == best],
+                            **_server_fields(first)}
         models.append({"dht_prefix": prefix, "num_blocks": num_blocks, "repository": info.get("repository"),
                        "servers": sorted(servers.values(), key=lambda s: (min(s["blocks"]), s["peer_id"]))})
     return models
+
+
+def _state_value(si) -> int:
+    return int(getattr(si.state, "value", si.state))
 
 
 def _server_fields(si) -> dict:
@@ -115,6 +125,9 @@ def _server_fields(si) -> dict:
         value = getattr(si, name, None)
         out[name] = value
     return out
+
+
+_P2P = []  # the probe's one handle on its DHT's p2p daemon, made on first use
 
 
 def check_servers(dht, engine, peers: list[str], models: list[dict], timeout: float) -> dict[str, dict]:
@@ -134,7 +147,9 @@ def check_servers(dht, engine, peers: list[str], models: list[dict], timeout: fl
         for s in m["servers"]:
             if s["blocks"]:
                 uid_of.setdefault(s["peer_id"], f"{m['dht_prefix']}.{s['blocks'][0]}")
-    p2p = RemoteExpertWorker.run_coroutine(dht.replicate_p2p())
+    if not _P2P:
+        _P2P.append(RemoteExpertWorker.run_coroutine(dht.replicate_p2p()))
+    p2p = _P2P[0]
     out = {}
     for peer in peers:
         uid = uid_of.get(peer)
@@ -153,10 +168,6 @@ def check_servers(dht, engine, peers: list[str], models: list[dict], timeout: fl
                          "version": info.get("version"), "dht_client_mode": info.get("dht_client_mode")}
         except Exception as exc:  # noqa: BLE001 - not answering is the result
             out[peer] = {"answered": False, "why": f"{type(exc).__name__}: {exc}"[:300]}
-    try:
-        RemoteExpertWorker.run_coroutine(p2p.shutdown())  # the replica only: the DHT's daemon keeps running
-    except Exception:  # noqa: BLE001
-        pass
     return out
 
 
@@ -195,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     out.emit("hello", engine=engine.__name__, engine_version=getattr(engine, "__version__", "?"),
              public_peers=public)
     peers = list(config.get("initial_peers") or public)
-    timeout = float(config.get("timeout") or 30)
+    timeout = float(config.get("timeout") or 15)
     nat = bool(config.get("nat_traversal", True))
     from hivemind import DHT
 
@@ -209,15 +220,21 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     interval = float(config.get("interval") or 0)
     check = [str(p) for p in config.get("check") or []]
+    import faulthandler
+
     try:
         while True:
             started = time.monotonic()
+            # A reading that hangs (a DHT query without a deadline) ends the process with its stacks in the
+            # log; the app starts a new probe.
+            faulthandler.dump_traceback_later(3 * timeout + 30, exit=True)
             try:
                 models = read_models(dht, engine, timeout)
                 checks = check_servers(dht, engine, check, models, timeout)
                 out.emit("network", peer_id=str(dht.peer_id), models=models, checks=checks)
             except Exception as exc:  # noqa: BLE001 - one failed reading; the next one may work
                 out.emit("error", message=f"{type(exc).__name__}: {exc}"[:1500])
+            faulthandler.cancel_dump_traceback_later()
             if interval <= 0 or stop.wait(max(0.0, interval - (time.monotonic() - started))):
                 break
     finally:

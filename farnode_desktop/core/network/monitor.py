@@ -162,7 +162,7 @@ class NetworkMonitor:
             try:
                 proc = _spawn(self.runtime_factory(), {
                     "initial_peers": peers, "interval": self.interval_s, "nat_traversal": self.nat_traversal(),
-                    "check": sorted(mine), "timeout": 30}, self.log_path)
+                    "check": sorted(mine), "timeout": 15}, self.log_path)
             except (OSError, FarNodeError) as exc:
                 self._error(f"The network probe could not start ({getattr(exc, 'message', exc)}). Repair the "
                             "engine in Settings > Engine.")

@@ -124,7 +124,7 @@ class NodeController:
         from farnode_desktop.core.network.view import Candidate, choose_model
         from farnode_desktop.core.node.plan import choose_dtype
 
-        view = read_once(self.supervisor.runtime, initial_peers=[], nat_traversal=True,
+        view = read_once(self.supervisor.runtime, initial_peers=[], nat_traversal=self.settings.network.nat_traversal,
                          log_path=self.paths.log_dir / "network-probe.log")
         hub = HubClient(self.hf_token)
         inventory = read_inventory(self.nvml, with_processes=True) if self.settings.network.device != "cpu" else None
@@ -326,9 +326,10 @@ class NodeController:
         return self.paths.run_dir / "peers.json"
 
     def my_peers(self) -> dict[str, dict]:
-        """node_id -> {peer_id, addrs} of the servers that reported their peer."""
-        return {n: s.peer for n, s in list(self.supervisors.items()) if s.peer.get("peer_id")
-                and s.state.state not in (C.STOPPED, C.FAILED, C.HELD)}
+        """node_id -> {peer_id, addrs} of the running servers that reported their peer."""
+        return {n: {"peer_id": s.peer.peer_id, "addrs": list(s.peer.addrs)}
+                for n, s in list(self.supervisors.items())
+                if s.peer.peer_id and s.state.state not in (C.STOPPED, C.FAILED, C.HELD)}
 
     def my_peer_ids(self) -> set[str]:
         return {p["peer_id"] for p in self.my_peers().values()}
@@ -340,6 +341,30 @@ class NodeController:
         if self.settings.network.swarm == "custom":
             return own + [p for p in self.settings.network.initial_peers if p not in own]
         return own
+
+    def reachability(self, view=None) -> dict:
+        """node_id -> ReachabilityStatus of each running server off the local swarm, from the engine's own
+        peer-to-peer check and the network view (``view``: the latest NetworkView, or None)."""
+        from farnode_desktop.core.network.reachability import assess, fix_text
+
+        if self.is_local:
+            return {}
+        out = {}
+        for node_id, sup in list(self.supervisors.items()):
+            if sup.state.state in (C.STOPPED, C.FAILED, C.HELD) or not sup.peer.peer_id:
+                continue
+            ev = sup.reachability
+            mine = None
+            if view is not None:
+                mine = next((s for m in view.models for s in m.servers if s.peer_id == sup.peer.peer_id), None)
+            cfg = sup.config
+            announced = [a.split("/p2p/")[0] for a in sup.peer.addrs] or list(cfg.get("announce_maddrs") or [])
+            fix = fix_text(int(cfg.get("port") or 0), announced, runtime=sup.runtime.name,
+                           announce_setting=self.settings.network.announce_address)
+            out[node_id] = assess(engine_direct=ev.direct if ev else None, engine_asked=ev.asked if ev else 0,
+                                  using_relay=mine.using_relay if mine else None,
+                                  answered=mine.answered if mine else None, fix=fix)
+        return out
 
     def _write_peers_file(self) -> None:
         from farnode_desktop.core.atomic import atomic_write_json

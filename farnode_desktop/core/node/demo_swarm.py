@@ -82,7 +82,7 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
                    nat_traversal=False, network_checks=False, network_mbps=LOOPBACK_MBPS,
                    torch_dtype="float32", quant_type="none", update_period=30)
     else:
-        cfg.update(nat_traversal=True, network_checks=not net.metered)
+        cfg.update(nat_traversal=net.nat_traversal, network_checks=not net.metered)
         if net.metered:
             cfg["network_mbps"] = net.bandwidth_mbps
         if net.dht_prefix:
