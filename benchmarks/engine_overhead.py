@@ -1,14 +1,19 @@
-"""What running the server through FarNode costs, against Petals' own ``run_server`` started bare.
+"""What running the server through FarNode costs, against FarMesh's own ``run_server`` started bare.
 
 Same engine environment, same demo model, same arguments, same client load (a real FarMesh client sending
 greedy generations back to back), alternating runs. Prints time-to-online and client-side throughput of each
-and their ratios. Targets: the app costs under 3 % throughput and under 1 s of start-up.
+and their ratios. Targets: throughput ratio app/bare >= 0.97 and under 1 s of start-up.
 
-The bare server runs through the smallest possible wrapper: the hivemind re-export bridge (without it this
-Petals cannot import hivemind 1.1.12 at all) and no PyPI version check (the app skips it on the local swarm
-too). Both read the same cached throughput measurement, so neither measures it during the runs.
+The bare server runs through the smallest possible wrapper: the hivemind re-export bridge (without it FarMesh
+cannot import hivemind 1.1.12 at all), NAT traversal off and no PyPI version check (as the app does on the
+local swarm: nothing leaves this computer). Both read the same cached throughput measurement, so neither
+measures it during the runs.
 
-Usage: python benchmarks/engine_overhead.py [--rounds 3] [--requests 40]
+Then a table of tokens/s per model family: a tiny model of each family the engine serves (Llama 2, Llama 3.1,
+Mixtral, BLOOM; engine/make_model.py) served by the app's supervisor, generated through by a real client
+(tests/engine/family_client.py), greedy tokens checked against plain transformers.
+
+Usage: python benchmarks/engine_overhead.py [--rounds 3] [--requests 40] [--families-only | --no-families]
 (FARNODE_ENGINE_ROOT may point at a ready engine environment; otherwise the default one is used/set up.)
 """
 
@@ -30,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from farnode_desktop.core import snapshots as C  # noqa: E402
 from farnode_desktop.core.events import EventBus  # noqa: E402
 from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_model, launcher_config  # noqa: E402
-from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT, EngineEnv, engine_subprocess_env  # noqa: E402
+from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT, EngineEnv  # noqa: E402
+from farnode_desktop.core.node.runtimes.base import engine_subprocess_env  # noqa: E402
 from farnode_desktop.core.node.supervisor import Supervisor  # noqa: E402
 from farnode_desktop.core.paths import AppPaths  # noqa: E402
 from farnode_desktop.core.settings import Settings  # noqa: E402
@@ -38,8 +44,10 @@ from farnode_desktop.core.settings import Settings  # noqa: E402
 BARE = (
     "import sys, runpy\n"
     "from farnode_desktop.engine.compat import bridge_hivemind\n"
+    "from farnode_desktop.engine.nat import disable_nat_traversal\n"
     "bridge_hivemind()\n"
-    "import petals.cli.run_server as rs\n"
+    "disable_nat_traversal()\n"
+    "import farmesh.cli.run_server as rs\n"
     "rs.validate_version = lambda: None\n"
     "sys.argv = ['run_server'] + sys.argv[1:]\n"
     "rs.main()\n"
@@ -106,15 +114,27 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=40)
+    ap.add_argument("--families-only", action="store_true")
+    ap.add_argument("--no-families", action="store_true")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="farnode-bench-")
     os.environ["FARNODE_HOME"] = home
     paths = AppPaths.default().ensure()
     engine = EngineEnv(paths, "cpu")
-    print("engine:", engine.ensure()["engine_version"], "at", engine.venv, flush=True)
+    t0 = time.perf_counter()
+    probe = engine.ensure()
+    print(f"engine: {probe.summary} at {engine.venv} (ready after {time.perf_counter() - t0:.0f} s)", flush=True)
+    if not args.families_only:
+        overhead(args, paths, engine)
+    if not args.no_families:
+        families(paths, engine)
+    return 0
+
+
+def overhead(args, paths: AppPaths, engine: EngineEnv) -> None:
     model = ensure_demo_model(paths, engine)
     settings = Settings()
-    settings.network.port = 31390
+    settings.network.port = free_port()
     cfg = launcher_config(settings, paths, model_path=model)
     bus = EventBus()
     results: dict[str, dict[str, list[float]]] = {m: {"online": [], "tps": []} for m in ("app", "bare")}
@@ -164,7 +184,72 @@ def main() -> int:
     print(f"throughput cost of the app: {100 * (1 - ratio):+.2f} % (median of the per-round ratios; target < 3 %)")
     print(f"start-up cost of the app:   {delta:+.2f} s (median of the per-round differences; target < 1 s)")
     print(f"(medians of {args.rounds} alternating rounds, {args.requests} requests each, on {os.cpu_count()} CPUs)")
-    return 0
+    print(f"throughput ratio app/bare: {ratio:.3f} (target >= 0.97)")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+FAMILIES = ("llama2", "llama31", "mixtral", "bloom")
+CLIENT = Path(__file__).resolve().parents[1] / "tests" / "engine" / "family_client.py"
+
+
+def families(paths: AppPaths, engine: EngineEnv, prompts: int = 4) -> None:
+    """Tokens/s per model family: one server per family (the app's supervisor), a real client's greedy
+    generations of 10 tokens (the first prompt, which finds the route, is left out)."""
+    import json
+    import signal
+
+    bus = EventBus()
+    rows = []
+    for family in FAMILIES:
+        model = paths.models_dir / f"tiny-{family}"
+        subprocess.run([str(engine.python), "-m", "farnode_desktop.engine.make_model", str(model), "--family",
+                        family], check=True, capture_output=True, env=engine_subprocess_env(),
+                       cwd=str(PACKAGE_ROOT.parent))
+        settings = Settings()
+        settings.network.port = free_port()
+        settings.network.dht_prefix = f"tiny-{family}"
+        cfg = launcher_config(settings, paths, model_path=model)
+        sup = Supervisor(engine, bus, log_dir=paths.log_dir, run_dir=paths.run_dir)
+        t0 = time.perf_counter()
+        sup.start(cfg)
+        st = sup.wait_for({C.ONLINE, C.FAILED, C.HELD}, 300)
+        online = time.perf_counter() - t0
+        assert st.state == C.ONLINE, st
+        log = paths.log_dir / f"client-{family}.log"
+        with open(log, "w+") as out:
+            proc = subprocess.Popen([str(engine.python), str(CLIENT), str(model), sup.peer.addrs[0],
+                                     cfg["dht_prefix"], str(prompts)], stdout=out, stderr=subprocess.STDOUT,
+                                    env=engine_subprocess_env(), cwd=str(PACKAGE_ROOT.parent),
+                                    start_new_session=True)
+            try:
+                proc.wait(600)
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            out.seek(0)
+            lines = [line for line in out.read().splitlines() if line.startswith("{")]
+        sup.stop()
+        sup.close()
+        result = json.loads(lines[-1])
+        exact = all(r["got"] == r["want"] for r in result["results"])
+        tps = statistics.median(r["tokens_per_s"] for r in result["results"][1:])
+        rows.append((family, online, tps, exact, result["block_params"]))
+        print(f"{family}: online after {online:.1f} s, {tps:.1f} tokens/s, tokens equal: {exact}", flush=True)
+    print()
+    print(f"{'family':10}{'online (s)':>12}{'tokens/s':>10}{'exact':>7}{'block params':>14}")
+    for family, online, tps, exact, params in rows:
+        print(f"{family:10}{online:12.1f}{tps:10.1f}{'yes' if exact else 'NO':>7}{params:14d}")
+    print(f"(tiny models: 4 blocks, hidden size 64, float32 on the CPU; {prompts - 1} prompts of 10 new tokens "
+          f"each, median; {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ Depends: libc6 (>= 2.31), libegl1, libgl1, libfontconfig1, libxkbcommon0, libxkb
 Recommends: python3 (>= 3.10), python3-venv, gnome-keyring | kwalletmanager
 Description: Lend your NVIDIA GPU to the FarMesh network and get paid for it
  FarNode Desktop serves blocks of a large language model on the FarMesh
- network (Petals) from your gaming PC's NVIDIA GPU, pauses itself while you
+ network (FarMesh) from your gaming PC's NVIDIA GPU, pauses itself while you
  play, and shows throughput and earnings. The engine's Python environment is
  set up by the app on first run (python3 and python3-venv are needed for it).
 CONTROL

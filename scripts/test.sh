@@ -8,7 +8,20 @@ scripts/system-deps.sh
 # The engine's own environment, set up exactly as the app does it for a user (idempotent), in .engine/ so
 # that every test's private data folder shares it.
 export FARNODE_ENGINE_ROOT="${FARNODE_ENGINE_ROOT:-$PWD/.engine}"
+# The engine package itself comes from the archive of its pinned commit in shared/ beside the repository
+# (CI lays shared/ there), not from its Git source: the tests run offline.
+export FARNODE_ENGINE_SOURCE="${FARNODE_ENGINE_SOURCE:-$(cd .. && pwd)/shared/engine/farmesh-75a473e.tar.gz}"
+if [ ! -f "$FARNODE_ENGINE_SOURCE" ]; then
+  echo "scripts/test.sh: the FarMesh engine archive $FARNODE_ENGINE_SOURCE is missing. Put shared/ beside the" \
+       "repository (shared/engine/farmesh-75a473e.tar.gz) or set FARNODE_ENGINE_SOURCE to that archive." >&2
+  exit 2
+fi
 .venv/bin/farnode-desktop engine setup --variant cpu
+# The build tools pip needs to build the engine from its source archive, for the tests that install it against
+# a local package index (they serve these two wheels): fetched here, before the tests watch the network.
+.venv/bin/pip download --no-deps -q -d "$FARNODE_ENGINE_ROOT/build-tools" setuptools==84.2.1 wheel==0.45.1  # wheel 0.45: the last with no dependencies
+# The previous release's engine (lock version 1, petals 2.2), for the test of the upgrade in place.
+.venv/bin/python tests/engine/previous_engine.py "$FARNODE_ENGINE_ROOT"
 .venv/bin/ruff check farnode_desktop tests benchmarks scripts packaging
 
 mkdir -p test-artifacts

@@ -1,13 +1,30 @@
-"""Fixtures shared by every test area. Area-specific fixtures live in tests/<area>/conftest.py."""
+"""Fixtures shared by every test area. Area-specific fixtures live in tests/<area>/conftest.py.
+
+A test fails when it leaves threads or processes behind (``_nothing_left_behind``; the GUI tests' conftest
+adds Qt timers), and when something contacted an address outside this computer. Every test runs under two
+checks for the latter (see :class:`NetworkWatch`):
+- Python code, in this process and in the engine processes of a local swarm, goes through the audit hook of
+  ``farnode_desktop.engine.loopback``: a contact outside loopback is refused and recorded in the file named by
+  ``FARNODE_EGRESS_LOG``;
+- every process this one started is sampled: a connection to an address outside loopback, or a p2pd started
+  with NAT port mapping, AutoNAT or relays on (or listening or bootstrapping outside loopback), is recorded.
+A test during which either check recorded something fails.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.engine.loopback import EGRESS_LOG_ENV, guard, is_loopback_host
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -26,6 +43,20 @@ def app_paths(farnode_home) -> AppPaths:
     return AppPaths.default().ensure()
 
 
+ENGINE_ARCHIVE = "farmesh-75a473e.tar.gz"  # `git archive` of the commit the engine lock pins
+
+
+@pytest.fixture(scope="session")
+def engine_archive() -> Path:
+    """The engine's source archive for offline installs: FARNODE_ENGINE_SOURCE (scripts/test.sh sets it), else
+    shared/engine/ beside the repository (where CI lays shared/)."""
+    path = Path(os.environ.get("FARNODE_ENGINE_SOURCE") or REPO.parent / "shared" / "engine" / ENGINE_ARCHIVE)
+    if not path.is_file():
+        pytest.fail(f"The FarMesh engine archive {path} is missing: put shared/ beside the repository "
+                    f"(shared/engine/{ENGINE_ARCHIVE}) or set FARNODE_ENGINE_SOURCE to that archive.")
+    return path
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
@@ -34,3 +65,147 @@ def artifacts_dir() -> Path:
 
 def has_display() -> bool:
     return bool(os.environ.get("DISPLAY"))
+
+
+# ---------------------------------------------------------------------------------------------- nothing leaves
+P2PD_OFF = ("-natPortMap=0", "-autonat=0", "-relay=0", "-autoRelay=0")
+
+
+def p2pd_problems(cmdline: list[str]) -> list[str]:
+    """What is wrong with a p2pd command line for a swarm that must stay on this computer."""
+    problems = [f"{flag.split('=')[0]} is not off" for flag in P2PD_OFF if flag not in cmdline]
+    for arg in cmdline:
+        key, _, value = arg.partition("=")
+        if key in ("-hostAddrs", "-bootstrapPeers", "-announceAddrs") and value:
+            for maddr in value.split(","):
+                parts = maddr.split("/")
+                if len(parts) < 3 or parts[1] not in ("ip4", "ip6") or not is_loopback_host(parts[2]):
+                    problems.append(f"{key} has {maddr}")
+    return problems
+
+
+@dataclass
+class NetworkWatch:
+    """Samples every process started by this one (recursively) for connections outside loopback and for
+    p2pd command lines. ``interval`` seconds between samples."""
+
+    interval: float = 0.25
+    p2pd: dict[int, list[str]] = field(default_factory=dict)  # pid -> command line, every p2pd seen
+    outside: list[str] = field(default_factory=list)
+    bad_p2pd: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="network-watch", daemon=True)
+        self._me = psutil.Process()
+        self._lock = threading.Lock()
+
+    def start(self) -> NetworkWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        with self._lock:
+            self._sample()
+
+    def _sample(self) -> None:
+        try:
+            procs = [self._me, *self._me.children(recursive=True)]
+        except psutil.Error:
+            return
+        for p in procs:
+            try:
+                if p.pid not in self.p2pd and p.name() == "p2pd":
+                    cmdline = p.cmdline()
+                    self.p2pd[p.pid] = cmdline
+                    problems = p2pd_problems(cmdline)
+                    if problems:
+                        self.bad_p2pd.append(f"p2pd {p.pid}: {', '.join(problems)}: {' '.join(cmdline)}")
+                for c in p.net_connections(kind="inet"):
+                    if c.raddr and not is_loopback_host(c.raddr.ip):
+                        self.outside.append(f"{p.name()} (pid {p.pid}) connected to {c.raddr.ip}:{c.raddr.port}")
+            except psutil.Error:
+                continue
+
+
+@pytest.fixture(scope="session")
+def network_watch(tmp_path_factory):
+    """The session's egress record (a file the loopback guards append to) and its process watch."""
+    record = tmp_path_factory.mktemp("egress") / "egress.jsonl"
+    record.touch()
+    os.environ[EGRESS_LOG_ENV] = str(record)  # inherited by every process the tests start
+    guard(who="pytest")  # this process: refuse and record
+    watch = NetworkWatch().start()
+    yield record, watch
+    watch.stop()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_this_computer(network_watch):
+    record, watch = network_watch
+    offset = record.stat().st_size
+    n_outside, n_bad = len(watch.outside), len(watch.bad_p2pd)
+    yield
+    watch.sample()  # the last moment of the test too
+    attempts = [json.loads(line) for line in record.read_text()[offset:].splitlines() if line.strip()]
+    problems = [f"{a['who']} (pid {a['pid']}) tried {a['destination']} ({a['event']})\n{a['stack']}"
+                for a in attempts]
+    problems += watch.outside[n_outside:] + watch.bad_p2pd[n_bad:]
+    if problems:
+        pytest.fail("this test contacted (or tried to contact) an address outside this computer:\n"
+                    + "\n".join(problems), pytrace=False)
+
+
+# ---------------------------------------------------------------------------------------------- left behind
+LEFTOVER_GRACE_S = 5.0  # what a test started gets this long to end after the test (and its fixtures) ended
+
+
+def _threads() -> dict[int, threading.Thread]:
+    return {t.ident: t for t in threading.enumerate() if t.ident is not None}
+
+
+def _children() -> dict[int, psutil.Process]:
+    try:
+        return {p.pid: p for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:
+        return {}
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_behind(network_watch):
+    """Threads and processes a test started must be gone when it ends (its fixtures' teardown included:
+    this fixture is set up first and torn down last). What is left is reported, and processes are killed so
+    the next test starts clean."""
+    threads_before, children_before = _threads(), _children()
+    yield
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while True:
+        threads = [t for ident, t in _threads().items() if ident not in threads_before and t.is_alive()]
+        procs = [p for pid, p in _children().items() if pid not in children_before and _running(p)]
+        if not (threads or procs) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    problems = [f"thread {t.name!r} ({'daemon' if t.daemon else 'not daemon'})" for t in threads]
+    for p in procs:
+        try:
+            problems.append(f"process {p.pid} {' '.join(p.cmdline())[:160]}")
+            p.kill()
+        except psutil.Error:
+            pass
+    if problems:
+        pytest.fail("this test left things running:\n  " + "\n  ".join(problems), pytrace=False)

@@ -50,7 +50,7 @@ def _pick_engine():
 
 def launcher_command(module: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The command and environment that run ``python -m <module> <args>`` in the engine's interpreter."""
-    from farnode_desktop.core.node.engine_venv import engine_subprocess_env
+    from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 
     if not module.startswith("farnode_desktop.engine."):
         raise ValueError(f"not an engine module: {module!r}")
@@ -65,6 +65,10 @@ def frozen_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bundle-check"]:
         return bundle_check(argv[1:])
+    if argv[:1] == ["wallet-keys"]:  # the wallet's helper process (core/payout/keys.py)
+        from farnode_desktop.core.payout.keys import serve
+
+        return serve()
     if argv and argv[0] in ("launcher", "traffic"):
         from farnode_desktop.core.errors import FarNodeError
 

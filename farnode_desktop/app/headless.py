@@ -1,16 +1,20 @@
-"""The node without a window: a live status line in the terminal; Ctrl-C stops it cleanly."""
+"""The node without a window: the same :class:`AppCore` as the window (instance lock, policies, metrics,
+earnings sync, the node), a live status line in the terminal or JSON Lines with ``--json``; Ctrl-C stops
+it cleanly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import signal
 import sys
 import threading
 import time
+from typing import IO, Any
 
 from farnode_desktop.core import snapshots as C
-from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node.controller import NodeController
+from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.paths import AppPaths
 
 
@@ -20,6 +24,9 @@ def _fmt_uptime(s: float) -> str:
 
 
 HEARTBEAT_S = 60.0  # without a terminal, an unchanged status is repeated this often (seconds)
+#: What ``--json`` writes: the node's states, stats, events and log lines, the policies' decisions, engine
+#: set-up progress and earnings.
+JSON_TOPICS = ("node.*", "policy.decision", "engine.progress", "earnings.update")
 
 
 def status_line(stats: C.NodeStats, state: C.NodeState, traffic=None) -> str:
@@ -40,74 +47,123 @@ def status_line(stats: C.NodeStats, state: C.NodeState, traffic=None) -> str:
     return line
 
 
-def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool = False) -> int:
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: dataclasses as objects, tuples as lists, non-finite floats as null
+    (strict JSON has no NaN or Infinity), anything else unknown as its text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+class JsonLines:
+    """JSON Lines on a text stream, from any thread: each object is one complete line, written by one
+    ``write`` call under a lock, then flushed, so that lines of different threads never mix."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, obj: dict) -> None:
+        line = json.dumps(jsonable(obj), separators=(",", ":"), allow_nan=False) + "\n"
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+    def event(self, topic: str, payload: Any) -> None:
+        body = jsonable(payload)
+        if isinstance(payload, C.NodeStats):  # the totals a script wants, as the status line shows them
+            body.update(requests=payload.requests, tokens_served=payload.tokens_served)
+        self.write({"topic": topic, **(body if isinstance(body, dict) else {"value": body})})
+
+
+def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool = False,
+                 out: IO[str] | None = None) -> int:
+    """Run the node until Ctrl-C/SIGTERM (or ``duration`` seconds). Raises
+    :class:`~farnode_desktop.core.instance.AlreadyRunning` when this data folder is in use."""
+    out = out or sys.stdout
     paths = AppPaths.default().ensure()
-    bus = EventBus()
-    node = NodeController(paths, bus)
-    for w in node.settings_warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    if not traffic:
-        node.settings.network.demo_traffic_per_minute = 0
-    tty = sys.stdout.isatty()
-    if json_events:
-        def dump(topic, payload):
-            body = payload.__dict__ if hasattr(payload, "__dict__") else payload
-            print(json.dumps({"topic": topic, **(body if isinstance(body, dict) else {"value": body})},
-                             default=str), flush=True)
-        bus.subscribe("node.*", dump)
-    else:
-        bus.subscribe("node.event", lambda _t, ev: print(("\r\033[K" if tty else "") + f"* {ev.message}",
-                                                         flush=True))
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    where = "the local demo swarm (a private FarMesh network on this computer)" if node.is_local else \
-        f"the FarMesh network ({node.settings.network.swarm})"
-    print(f"FarNode node on {where}. Press Ctrl-C to stop.", flush=True)
-
-    def progress(p: C.EngineProgress) -> None:
-        msg = f"[engine set-up {p.percent:5.1f}%] {p.step}"
-        print(("\r\033[K" + msg) if tty else msg, end="" if tty and not p.done else "\n", flush=True)
-
-    starter = threading.Thread(target=lambda: _start(node, progress), daemon=True)
-    starter.start()
-    t_end = time.time() + duration if duration else None
-    code = 0
-    last_key: tuple = ()
-    last_print = 0.0
+    core = AppCore(paths, face="headless")
+    tty = out.isatty() and not json_events
+    jl = JsonLines(out) if json_events else None
+    # In --json mode stdout carries JSON Lines only; words go to stderr.
+    say = (lambda text: print(text, file=sys.stderr, flush=True)) if jl else (
+        lambda text: print(text, file=out, flush=True))
     try:
-        while not stop.wait(1.0):
-            if t_end and time.time() >= t_end:
-                break
-            st = node.state
-            if not json_events:
-                stats = node.stats()
-                tstats = node.traffic.stats if node.is_local else None
-                line = status_line(stats, st, tstats)
-                if tty:
-                    print("\r\033[K" + line, end="", flush=True)
-                elif st.state != C.PROVISIONING:
-                    # A log file gets a line when something counted changes (not the uptime or the decaying
-                    # rate), and a heartbeat once a minute.
-                    key = (st.state, st.message, tuple(stats.blocks), stats.tokens_served, stats.requests,
-                           (tstats.ok, tstats.requests) if tstats is not None else None)
-                    if key != last_key or time.monotonic() - last_print >= HEARTBEAT_S:
-                        print(line, flush=True)
-                        last_key, last_print = key, time.monotonic()
-            if st.state in (C.FAILED, C.HELD) and not starter.is_alive():
-                print(f"\n{st.message}", file=sys.stderr)
-                code = 1
-                break
+        for w in core.node.settings_warnings:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+        if not traffic:
+            core.node.settings.network.demo_traffic_per_minute = 0
+        if jl is not None:
+            for topic in JSON_TOPICS:
+                core.bus.subscribe(topic, jl.event)
+        else:
+            core.bus.subscribe("node.event", lambda _t, ev: print(("\r\033[K" if tty else "") + f"* {ev.message}",
+                                                                 file=out, flush=True))
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        where = "the local demo swarm (a private FarMesh network on this computer)" if core.node.is_local else \
+            f"the FarMesh network ({core.settings.network.swarm})"
+        say(f"FarNode node on {where}. Press Ctrl-C to stop.")
+
+        def progress(p: C.EngineProgress) -> None:
+            if jl is not None:
+                jl.event("engine.progress", p)
+                return
+            msg = f"[engine set-up {p.percent:5.1f}%] {p.step}"
+            print(("\r\033[K" + msg) if tty else msg, end="" if tty and not p.done else "\n", file=out,
+                  flush=True)
+
+        core.start()
+        starter = threading.Thread(target=_start, args=(core, progress), daemon=True, name="headless-start")
+        starter.start()
+        code = _loop(core, starter, stop, duration, out, tty, quiet=jl is not None)
     finally:
-        print("\nStopping ..." if tty else "Stopping ...", flush=True)
-        node.stop()
-        node.close()
-        print("Stopped.", flush=True)
+        say("\nStopping ..." if tty else "Stopping ...")
+        core.close()
+        say("Stopped.")
     return code
 
 
-def _start(node: NodeController, progress) -> None:
+def _loop(core: AppCore, starter: threading.Thread, stop: threading.Event, duration: float, out: IO[str],
+          tty: bool, quiet: bool) -> int:
+    t_end = time.time() + duration if duration else None
+    last_key: tuple = ()
+    last_print = 0.0
+    while not stop.wait(1.0):
+        if t_end and time.time() >= t_end:
+            return 0
+        st = core.state
+        if not quiet:
+            stats = core.node.stats()
+            tstats = core.node.traffic.stats if core.node.is_local else None
+            line = status_line(stats, st, tstats)
+            if tty:
+                print("\r\033[K" + line, end="", file=out, flush=True)
+            elif st.state != C.PROVISIONING:
+                # A log file gets a line when something counted changes (not the uptime or the decaying
+                # rate), and a heartbeat once a minute.
+                key = (st.state, st.message, tuple(stats.blocks), stats.tokens_served, stats.requests,
+                       (tstats.ok, tstats.requests) if tstats is not None else None)
+                if key != last_key or time.monotonic() - last_print >= HEARTBEAT_S:
+                    print(line, file=out, flush=True)
+                    last_key, last_print = key, time.monotonic()
+        if st.state in (C.FAILED, C.HELD) and not starter.is_alive():
+            print(f"\n{st.message}", file=sys.stderr, flush=True)
+            return 1
+    return 0
+
+
+def _start(core: AppCore, progress) -> None:
     try:
-        node.start(progress)
+        core.start_node(progress)
     except Exception as exc:  # shown through the FAILED state
         print(f"\n{getattr(exc, 'title', 'Error')}: {getattr(exc, 'message', exc)}", file=sys.stderr, flush=True)

@@ -1,8 +1,10 @@
-"""Everything the desktop app runs, assembled in one Qt-free object.
+"""Everything the app runs, assembled in one Qt-free object: the one composition root.
 
-:class:`AppCore` owns the event bus, the node controller, the metrics store and its recorder, the GPU
-telemetry sampler and the policy runner (pauses and manual pauses act on the node through it). The GUI
-(or a test) builds one, calls :meth:`AppCore.start`, drives it, and calls :meth:`AppCore.close` on quit.
+:class:`AppCore` owns the data folder's instance lock, the event bus, the node controller, the metrics store
+and its recorder, the GPU telemetry sampler, the policy runner (pauses and manual pauses act on the node
+through it) and the earnings sync. Both faces of the app build exactly this: the window
+(:mod:`farnode_desktop.gui.app`) and the headless node (:mod:`farnode_desktop.app.headless`). A face builds
+one, calls :meth:`AppCore.start`, drives it, and calls :meth:`AppCore.close` on quit.
 
 Every method that can block (node start/stop, engine set-up, NVML inventory, database queries) says so;
 the GUI runs those on its task runner, never on its own thread. Policy callbacks hand their work to a small
@@ -29,8 +31,14 @@ from typing import Any
 from farnode_desktop import APP_NAME, __version__
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.gpu.inventory import GpuInventory, TelemetrySampler, read_inventory
+from farnode_desktop.core.gpu.inventory import (
+    GpuInventory,
+    TelemetrySampler,
+    processes_for_policies,
+    read_inventory,
+)
 from farnode_desktop.core.gpu.nvml import Nvml
+from farnode_desktop.core.instance import InstanceLock
 from farnode_desktop.core.metrics.recorder import MetricsRecorder
 from farnode_desktop.core.metrics.store import MetricsStore
 from farnode_desktop.core.node.controller import NodeController
@@ -99,12 +107,29 @@ def redact_settings(d: Any) -> Any:
 
 
 class AppCore:
-    """The app's running parts. Thread-safe where noted; built on any thread, closed once."""
+    """The app's running parts. Thread-safe where noted; built on any thread, closed once.
 
-    def __init__(self, paths: AppPaths, *, bus: EventBus | None = None, nvml: Nvml | None = None,
-                 policy_inputs: PolicyInputs | None = None, node: NodeController | None = None,
-                 keystore: Any = None, earnings_interval_s: float = 60.0) -> None:
+    Building one takes the data folder for this process (``face``: ``window`` or ``headless``, said to a
+    second launch): it raises :class:`~farnode_desktop.core.instance.AlreadyRunning`, naming the holder,
+    when another process runs on the same data folder. :meth:`close` gives the folder back."""
+
+    def __init__(self, paths: AppPaths, *, face: str = "window", bus: EventBus | None = None,
+                 nvml: Nvml | None = None, policy_inputs: PolicyInputs | None = None,
+                 node: NodeController | None = None, keystore: Any = None,
+                 earnings_interval_s: float = 60.0) -> None:
         self.paths = paths.ensure()
+        self.face = face
+        self.instance = InstanceLock(self.paths.run_dir)
+        self.instance.acquire(face)
+        try:
+            self._build(bus, nvml, policy_inputs, node, keystore, earnings_interval_s)
+        except BaseException:
+            self.instance.release()
+            raise
+
+    def _build(self, bus: EventBus | None, nvml: Nvml | None, policy_inputs: PolicyInputs | None,
+               node: NodeController | None, keystore: Any, earnings_interval_s: float) -> None:
+        paths = self.paths
         self.first_run = not paths.settings_file.exists()
         self.bus = bus or EventBus()
         self.node = node or NodeController(self.paths, self.bus)
@@ -137,11 +162,30 @@ class AppCore:
 
     def _default_policy_inputs(self) -> PolicyInputs:
         try:
-            return PolicyInputs.for_this_system(own_pids=self.node.node_pids,
+            return PolicyInputs.for_this_system(gpu_processes=self._gpu_processes,
+                                                own_pids=self.node.node_pids,
                                                 contributing_gpus=lambda: self.node.settings.gpus.contributing)
         except Exception:  # a platform provider that cannot load must not stop the app
             log.exception("policy inputs for this system are not available")
-            return PolicyInputs(own_pids=self.node.node_pids)
+            return PolicyInputs(gpu_processes=self._gpu_processes,
+                                own_pids=self.node.node_pids)
+
+    def _gpu_processes(self) -> list:
+        """Processes on the GPUs, for the policies, less the node's own (its server processes and every
+        process they started: the policy runner itself leaves out only the pids the supervisors know)."""
+        procs = processes_for_policies(self._nvml)
+        if not procs:
+            return procs
+        import psutil
+
+        own: set[int] = set()
+        for pid in self.node.node_pids():
+            own.add(pid)
+            try:
+                own.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+            except psutil.Error:
+                continue
+        return [p for p in procs if p.pid not in own]
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -170,6 +214,7 @@ class AppCore:
             self._workers.shutdown(wait=True, cancel_futures=True)
             self.recorder.close()
             self.store.close()
+            self.instance.release()
 
     @property
     def closed(self) -> bool:
@@ -322,9 +367,11 @@ class AppCore:
         """The :class:`~farnode_desktop.core.payout.wallet.WalletManager` (imported on first use, off the GUI
         thread: eth-account takes about a second to import)."""
         if self._wallet is None:
+            from farnode_desktop.core.payout.keys import KeysProcess
             from farnode_desktop.core.payout.wallet import WalletManager
 
-            self._wallet = WalletManager(self.node.store, self._keystore)
+            # Key arithmetic in a helper process: eth-account would hold ~30 MB for the app's whole life.
+            self._wallet = WalletManager(self.node.store, self._keystore, keys=KeysProcess())
         return self._wallet
 
     def wallet_info(self) -> WalletInfo:

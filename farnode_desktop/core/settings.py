@@ -50,7 +50,7 @@ class NetworkSettings:
     # Local demo swarm: rate of the built-in client traffic (requests per minute; 0 turns it off).
     demo_traffic_per_minute: float = 12.0
     runtime: str = "auto"  # where the engine runs: auto | native | wsl2 | docker (see core/node/runtimes)
-    docker_image: str = ""  # docker runtime: empty = Petals' image learningathome/petals:main
+    docker_image: str = ""  # docker runtime: empty = the public image learningathome/petals:main
     # A metered link: the server runs no speed test and no version check, and reports the bandwidth below
     # instead of a measured one. The local swarm never runs them (nothing of it leaves this computer).
     metered: bool = False
@@ -91,6 +91,20 @@ class NetworkSettings:
         if self.docker_image and (any(c.isspace() for c in self.docker_image) or self.docker_image.startswith("-")):
             problems.append(f"network.docker_image {self.docker_image!r} is not an image name")
         return problems
+
+
+@dataclass
+class EngineSettings:
+    """Where the engine (FarMesh) is installed from."""
+
+    # empty: FarMesh's Git source at the commit the app's lock pins; else a local source archive
+    # (.tar.gz/.zip, e.g. `git archive` of that commit) or wheel, for offline machines
+    source: str = ""
+
+    def validate(self) -> list[str]:
+        if self.source and not self.source.lower().endswith((".tar.gz", ".tgz", ".tar", ".zip", ".whl")):
+            return [f"engine.source must be a source archive (.tar.gz, .zip) or a wheel (.whl), not {self.source!r}"]
+        return []
 
 
 @dataclass
@@ -213,6 +227,7 @@ class UpdateSettings:
 @dataclass
 class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     gpus: GpuSettings = field(default_factory=GpuSettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
     chain: ChainSettings = field(default_factory=ChainSettings)

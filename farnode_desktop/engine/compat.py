@@ -1,10 +1,14 @@
-"""Bridges between the engine packages that the app pins.
+"""The one compatibility shim between the engine and the packages the app pins: the hivemind re-exports.
 
-Petals 2.2.0.post1 imports names such as ``PeerID``, ``anext``, ``get_logger`` or ``MSGPackSerializer`` from
-the top-level ``hivemind`` package. hivemind 1.1.12 (the first release with a Linux p2pd in its wheel and
-pydantic 2 support) no longer re-exports them there. :func:`bridge_hivemind` restores them lazily through a
-module-level ``__getattr__`` (PEP 562) that looks the name up in hivemind's submodules, so nothing is
-imported before it is asked for and new names need no list here.
+FarMesh (like Petals, whose code it is) imports names such as ``PeerID``, ``anext``, ``get_logger`` or
+``MSGPackSerializer`` from the top-level ``hivemind`` package. FarMesh pins hivemind to a Git commit, which
+no package index carries; hivemind 1.1.12 (the first release with a Linux p2pd in its wheel and pydantic 2
+support) no longer re-exports those names at its top level. :func:`bridge_hivemind` restores them lazily
+through a module-level ``__getattr__`` (PEP 562) that looks the name up in hivemind's own submodules, so
+nothing is imported before it is asked for. No engine code is changed or copied.
+
+``tests/engine/test_compat.py`` checks that the shim is still needed: the day hivemind re-exports these
+names again (or FarMesh stops importing them from there), it fails, and this module can go.
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ from __future__ import annotations
 import importlib
 import types
 
+# What FarMesh 75a473e imports from hivemind's top level that hivemind 1.1.12 no longer has there.
+BRIDGED_NAMES = (
+    "BatchTensorDescriptor", "MAX_DHT_TIME_DISCREPANCY_SECONDS", "MSGPackSerializer", "P2P", "P2PContext",
+    "PeerID", "TensorDescriptor", "TimedStorage", "anext", "deserialize_tensor_stream", "deserialize_torch_tensor",
+    "get_dht_time", "get_logger", "nested_compare", "nested_flatten", "nested_pack", "serialize_torch_tensor",
+)
+
+# Where hivemind keeps them now (searched in this order).
 _SEARCH = (
     "hivemind.p2p",
     "hivemind.compression",
@@ -63,7 +75,8 @@ def bridge_hivemind() -> types.ModuleType:
 
 
 def import_engine() -> types.ModuleType:
-    """The FarMesh engine module: ``farmesh`` where it is installed, else ``petals``."""
+    """The engine module: ``farmesh``; ``petals`` in an environment of the previous lock (version 1), which
+    keeps serving while an upgrade to FarMesh has not completed."""
     bridge_hivemind()
     try:
         return importlib.import_module("farmesh")

@@ -5,8 +5,8 @@ with the server's configuration as the first line of standard input (JSON). Late
 are commands (``stop``). End of file on standard input means the app is gone: the server is stopped
 cleanly (blocks announced offline) and every process of this node's process group is gone afterwards.
 
-The server is Petals' own ``run_server`` (``farmesh`` when installed), unchanged. The launcher only:
-- bridges the hivemind re-export gap (compat.py),
+The server is FarMesh's own ``run_server`` (``farmesh.cli.run_server``), unchanged. The launcher only:
+- bridges the hivemind re-export gap (compat.py, the one compatibility shim),
 - wraps a few engine functions to emit lifecycle events (measuring, loading block i of n, joining, online,
   rebalancing) and installs a connection-handler subclass that counts sessions, steps and tokens,
 - turns failures into categories the app can explain.
@@ -42,6 +42,19 @@ from farnode_desktop.engine.channel import (  # noqa: E402
     kill_process_group_except_self,
 )
 
+# Model families the engine knows but cannot serve (the app refuses local models of these before starting;
+# here they are refused for models named by a hub id, as soon as the engine has read their config).
+BROKEN_FAMILIES = {
+    "falcon": ("FarMesh's Falcon support is broken on the transformers version it runs on (4.43): its server "
+               "fails while starting and its client cannot generate (the engine's open issue 608). Choose a "
+               "Llama, Mixtral or BLOOM model instead."),
+}
+
+
+class ModelNotSupported(Exception):
+    pass
+
+
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
 
 
@@ -66,7 +79,7 @@ class Launcher:
         self.pid = os.getpid()
 
     # ---------------------------------------------------------------- control: stdin, signals, watchdog
-    # Petals stops cleanly on one KeyboardInterrupt in the main thread (a second one aborts that clean-up).
+    # FarMesh stops cleanly on one KeyboardInterrupt in the main thread (a second one aborts that clean-up).
     # A SIGINT sent to the process may be taken by any of its threads: Python then only marks it, and the
     # main thread raises KeyboardInterrupt when it next wakes up, which in Server.run's balance-check wait
     # is up to 2 x mean_balance_check_period later (minutes). So every stop request (the control pipe, a
@@ -156,6 +169,20 @@ class Launcher:
             return result
 
         srv.check_direct_reachability = check_direct_reachability
+
+        auto_config = srv.AutoDistributedConfig
+
+        class CheckedConfig:  # the server reads the model's config first, before its DHT or any block
+            @staticmethod
+            def from_pretrained(*args, **kwargs):
+                config = auto_config.from_pretrained(*args, **kwargs)
+                kind = getattr(config, "model_type", "")
+                if kind in BROKEN_FAMILIES:
+                    raise ModelNotSupported(f"{args[0] if args else 'This model'} is a {kind.capitalize()} "
+                                            f"model. {BROKEN_FAMILIES[kind]}")
+                return config
+
+        srv.AutoDistributedConfig = CheckedConfig
 
         orig_throughput = srv.get_server_throughput
 
@@ -398,10 +425,15 @@ class Launcher:
                     f"(tried: {', '.join(peers)})")))
                 return P.ExitCode.CRASH  # the network may come back: the app retries with a growing delay
             import torch
+            import transformers
+
+            from farnode_desktop.engine.probe import source_commit
 
             self.w.send(P.EngineInfo(engine=self.engine.__name__,
                                      engine_version=str(getattr(self.engine, "__version__", "?")),
-                                     torch_version=torch.__version__, cuda=torch.cuda.is_available()))
+                                     engine_commit=source_commit(self.engine.__name__),
+                                     torch_version=torch.__version__, transformers_version=transformers.__version__,
+                                     cuda=torch.cuda.is_available()))
             cli = importlib.import_module(f"{self.engine.__name__}.cli.run_server")
             sys.argv = ["run_server", *self.argv()]
             cli.main()  # returns after a clean stop (KeyboardInterrupt is handled inside)
@@ -503,6 +535,8 @@ def preflight(config: dict) -> P.Failed | None:
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, ModelNotSupported):
+        return P.Category.MODEL_UNSUPPORTED, str(exc)
     text = f"{type(exc).__name__}: {exc}"
     low = text.lower()
     if "address already in use" in low:
@@ -543,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
 
         guard(who="launcher")
     launcher = Launcher(writer, config, hf_token=hf_token)
-    # SIGINT may arrive ignored (inherited from a shell's background job): Petals' clean stop needs it.
+    # SIGINT may arrive ignored (inherited from a shell's background job): the engine's clean stop needs it.
     signal.signal(signal.SIGINT, launcher.on_signal)
     signal.signal(signal.SIGTERM, launcher.on_signal)
     control.watch_signals()
@@ -562,6 +596,6 @@ if __name__ == "__main__":
             stream.flush()
         except (OSError, ValueError):
             pass
-    # Not sys.exit(): a server thread left behind by an interrupted start (Petals' non-daemon ModuleContainer)
+    # Not sys.exit(): a server thread left behind by an interrupted start (the engine's non-daemon ModuleContainer)
     # would keep the interpreter waiting at exit; every process of the group is already gone.
     os._exit(int(exit_code))

@@ -56,13 +56,22 @@ def refused(event: str, args: tuple) -> str | None:
             return None  # Unix sockets, socketpairs, a sendmsg on a connected socket
         host = address[0] if isinstance(address, tuple) and address else address
         return None if is_loopback_host(host) else f"{host}:{address[1] if len(address) > 1 else '?'}"
-    if event == "socket.getaddrinfo":
+    if event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
         host = args[0]
-        return None if is_loopback_host(host) or host == _HOSTNAME else f"{host} (name lookup)"
-    if event in ("socket.gethostbyname", "socket.gethostbyname_ex"):
-        host = args[0]
-        return None if is_loopback_host(host) or host == _HOSTNAME else f"{host} (name lookup)"
+        if is_loopback_host(host) or host == _HOSTNAME or _is_ip_literal(host):
+            return None  # no DNS server is asked (an address is checked when something connects to it)
+        return f"{host} (name lookup)"
     return None
+
+
+def _is_ip_literal(host) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    try:
+        ipaddress.ip_address(str(host).strip("[]").split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
 
 
 _HOSTNAME = socket.gethostname()  # its own name resolves through /etc/hosts, not a DNS server

@@ -45,6 +45,7 @@ class Category:
     PORT_IN_USE = "port_in_use"
     BOOTSTRAP = "bootstrap"  # none of the initial peers answered
     MODEL = "model"  # the model could not be found or loaded
+    MODEL_UNSUPPORTED = "model_unsupported"  # a model family the engine cannot serve (Falcon today)
     OOM_AT_LOAD = "oom_at_load"
     OOM = "oom"
     CONFIG = "config"
@@ -54,8 +55,8 @@ class Category:
 
 
 # Failures a restart will not fix: the launcher exits with ExitCode.START_FAILED and the app does not retry.
-START_FAILURES = frozenset({Category.PORT_IN_USE, Category.MODEL, Category.CONFIG, Category.OOM_AT_LOAD,
-                            Category.ENGINE_MISSING})
+START_FAILURES = frozenset({Category.PORT_IN_USE, Category.MODEL, Category.MODEL_UNSUPPORTED, Category.CONFIG,
+                            Category.OOM_AT_LOAD, Category.ENGINE_MISSING})
 
 
 class ServerState:
@@ -114,7 +115,9 @@ class EngineInfo(Event):
     KIND: ClassVar[str] = "engine"
     engine: str = ""
     engine_version: str = ""
+    engine_commit: str | None = None  # the source commit pip recorded (a Git install); None from an archive
     torch_version: str = ""
+    transformers_version: str = ""
     cuda: bool = False
 
 
@@ -371,8 +374,10 @@ class ProbeResult:
 
     engine: str
     engine_version: str
+    engine_commit: str | None = None  # the source commit pip recorded (a Git install); None from an archive
     hivemind_version: str = ""
     torch_version: str = ""
+    transformers_version: str = ""
     torch_cuda: str | None = None
     cuda_available: bool = False
     python: str = ""
@@ -390,8 +395,9 @@ class ProbeResult:
 
     @property
     def summary(self) -> str:
-        """``petals 2.2.0, torch 2.13.0+cpu`` - what the settings page and the command line show."""
-        return f"{self.engine} {self.engine_version}, torch {self.torch_version}"
+        """``farmesh 2.3.0.dev2, torch 2.13.0+cpu, transformers 4.43.1``."""
+        return (f"{self.engine} {self.engine_version}, torch {self.torch_version}"
+                + (f", transformers {self.transformers_version}" if self.transformers_version else ""))
 
 
 # ---------------------------------------------------------------------------------------------- configurations

@@ -1,4 +1,4 @@
-"""Real client traffic for the local demo swarm: a FarMesh/Petals client that checks every answer.
+"""Real client traffic for the local demo swarm: a FarMesh client that checks every answer.
 
 Run by the app in the engine environment: ``python -m farnode_desktop.engine.traffic --event-fd N`` with its
 configuration (protocol.TrafficConfig) as the first line of stdin. It loads the same model locally, sends greedy
@@ -54,7 +54,7 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
 
     def step(self, inputs, *args, **kwargs):
         out = orig_step(self, inputs, *args, **kwargs)
-        # Petals checks that the output has the shape of what this step sent (the whole history on a
+        # The engine checks that the output has the shape of what this step sent (the whole history on a
         # session's first step with this server, the new tokens after): batch x tokens x hidden.
         sent["tokens"] += int(out.shape[0]) * int(out.shape[1])
         return out
@@ -70,7 +70,7 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     )
     remote.eval()
     w.send(P.Ready())
-    # Petals' client closes a forgotten _ServerInferenceSession in __del__ by running a coroutine on its
+    # The engine's client closes a forgotten _ServerInferenceSession in __del__ by running a coroutine on its
     # RemoteExpertWorker event loop and waiting for it. If the cyclic garbage collector happens to run on
     # that loop's own thread, the wait never ends (seen here: the 5th back-to-back generation hung). So the
     # collector runs only here, on the main thread, between requests.

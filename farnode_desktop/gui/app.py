@@ -1,7 +1,9 @@
 """The desktop app: single instance, the core, the main window, the tray, first run and a clean quit.
 
-``run_gui(minimized)`` is what ``farnode-desktop gui`` calls. A second launch finds the first through a
-local socket, asks it to show its window, and exits 0.
+``run_gui(minimized)`` is what ``farnode-desktop gui`` calls. The data folder belongs to one process, window
+or headless (the core's instance lock). A second window finds a first window through a local socket, asks
+it to show itself, says which process it is and exits 0; when a headless node holds the folder it says so
+(terminal and a message box) and exits 1.
 
 Test hook: with ``FARNODE_TEST_STATE_FILE`` set, the app writes a small JSON file (state, window title,
 tray icon geometry, chart points, time of the first paint) whenever the state changes and once a second.
@@ -29,6 +31,7 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.instance import AlreadyRunning, Holder, InstanceLock
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
@@ -59,6 +62,29 @@ def signal_running_instance(key: str, timeout_ms: int = 800) -> bool:
     sock.waitForBytesWritten(timeout_ms)
     sock.disconnectFromServer()
     return True
+
+
+def refuse_second_launch(holder: Holder | None, key: str, paths: AppPaths, wait_s: float = 3.0) -> int:
+    """Another process holds this data folder. A window: bring it forward (it may be a moment before it
+    listens, when it has just started) and say which process it is; exit code 0. Anything else: say who
+    holds the folder and how to stop it, on the terminal and in a message box; exit code 1."""
+    if holder is None or holder.face == "window":
+        deadline = time.monotonic() + wait_s
+        while True:
+            if signal_running_instance(key):
+                who = holder.describe() if holder else "another process"
+                print(f"{APP_NAME} is already running on this data folder ({who}): its window was brought "
+                      "forward.", flush=True)
+                return 0
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+    refusal = AlreadyRunning(holder, paths.data_dir)
+    print(f"{refusal.title}: {refusal.message}", file=sys.stderr, flush=True)
+    from PySide6.QtWidgets import QMessageBox
+
+    QMessageBox.warning(None, refusal.title, refusal.message)
+    return 1
 
 
 class GuiState:
@@ -110,6 +136,7 @@ class GuiApp(QObject):
         self.window.dashboard.toggle_requested.connect(self.toggle_node)
         self.window.close_requested.connect(self._window_closed)
         self.quitting = False
+        self.brought_forward = 0  # times a second launch asked for this window
         self.busy = False  # a start or stop is under way
         self.first_paint_time: float | None = None
         self.window.first_painted.connect(self._on_first_paint)
@@ -145,6 +172,13 @@ class GuiApp(QObject):
 
     def pause_for(self, seconds: float | None) -> None:
         self.core.pause_for(seconds)
+
+    def bring_forward(self) -> None:
+        """A second launch asked for this window."""
+        self.brought_forward += 1
+        self.window.bring_forward()
+        if self._test_file:
+            self.write_test_state()
 
     def resume_now(self) -> None:
         self.core.resume_now()
@@ -239,6 +273,7 @@ class GuiApp(QObject):
             "chart_points": sum(points.values()),
             "chart_served_points": points.get("tokens_inference_per_s", 0) + points.get("tokens_forward_per_s", 0), "first_paint": self.first_paint_time, "quitting": self.quitting,
             "quit_done": quit_done, "node_pids": self.core.node.node_pids(),
+            "brought_forward": self.brought_forward, "requests": self.core.node.stats().requests,
         }
         # Only a change is written: an fsync'd file every second would be the hook's own CPU cost in the
         # footprint benchmark, not the app's. "time" is when the state last changed.
@@ -293,14 +328,16 @@ def run_gui(minimized: bool = False) -> int:
     QApplication.setDesktopFileName("farnode-desktop")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setQuitOnLastWindowClosed(False)
-    paths = AppPaths.default()
+    paths = AppPaths.default().ensure()
     key = instance_key(paths)
-    if signal_running_instance(key):
-        print(f"{APP_NAME} is already running: its window was brought forward.", flush=True)
-        return 0
+    holder = InstanceLock(paths.run_dir).holder()
+    if holder is not None:
+        return refuse_second_launch(holder, key, paths)
     apply_theme(app)
     try:
-        core = AppCore(paths)
+        core = AppCore(paths, face="window")
+    except AlreadyRunning as exc:  # taken between the check above and now
+        return refuse_second_launch(exc.holder, key, paths)
     except FarNodeError as exc:
         from PySide6.QtWidgets import QMessageBox
 
@@ -318,7 +355,7 @@ def run_gui(minimized: bool = False) -> int:
         sock = server.nextPendingConnection()
         if sock is None:
             return
-        sock.readyRead.connect(lambda: (sock.readAll(), gui.window.bring_forward()))
+        sock.readyRead.connect(lambda: (sock.readAll(), gui.bring_forward()))
         sock.disconnected.connect(sock.deleteLater)
 
     server.newConnection.connect(on_connection)

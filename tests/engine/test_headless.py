@@ -40,7 +40,7 @@ def test_headless_node_runs_and_stops_on_ctrl_c(engine_paths, free_port):
         counted = [re.sub(r"\|\s+[\d.]+ tok/s |\| up \S+\s*", "", ln) for ln in online]
         assert all(a != b for a, b in zip(counted, counted[1:], strict=False)), "\n".join(online)
         pid_info = engine_paths.run_dir / "node-main.json"
-        launcher = int(json.loads(pid_info.read_text())["pgid"])
+        launcher = int(json.loads(pid_info.read_text())["pid"])
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         out, _ = proc.communicate(timeout=60)
     finally:

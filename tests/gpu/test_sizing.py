@@ -52,12 +52,47 @@ def test_model_spec_from_config_and_block_params():
     assert LLAMA2_70B.cache_bytes_per_block(32768) == 2 * 8192 * 32768 // 8 * 2
 
 
+# Parameter counts the models' authors publish (embeddings included; BLOOM and Falcon tie the output head).
+@pytest.mark.parametrize("name, total_b", [
+    ("meta-llama/Meta-Llama-3.1-8B", 8.03), ("mistralai/Mixtral-8x7B-v0.1", 46.70), ("bigscience/bloom", 176.25),
+    ("tiiuae/falcon-7b", 6.92),
+])
+def test_each_familys_block_size_matches_the_published_model_size(name, total_b):
+    m = REFERENCE_MODELS[name]
+    tied = m.family in ("bloom", "falcon")
+    total = m.num_layers * m.block_params + m.vocab_size * m.hidden_size * (1 if tied else 2)
+    assert round(total / 1e9, 2) == total_b
+
+
+def test_families_from_their_configs():
+    mixtral = ModelSpec.from_config_dict({"_name_or_path": "mistralai/Mixtral-8x7B-v0.1", "model_type": "mixtral", "hidden_size": 4096, "intermediate_size": 14336,
+                                          "num_hidden_layers": 32, "num_attention_heads": 32,
+                                          "num_key_value_heads": 8, "num_local_experts": 8, "vocab_size": 32000})
+    assert mixtral == REFERENCE_MODELS["mistralai/Mixtral-8x7B-v0.1"]
+    # every expert is held in memory: a Mixtral block is a Llama block with 7 more MLPs and a router
+    llama_like = ModelSpec("x", 4096, 14336, 32, 32, 8, 32000)
+    assert mixtral.block_params - llama_like.block_params == 7 * 3 * 4096 * 14336 + 4096 * 8
+    bloom = ModelSpec.from_config_dict({"_name_or_path": "bigscience/bloom", "model_type": "bloom", "n_embed": 14336, "n_layer": 70, "n_head": 112,
+                                        "vocab_size": 250880})
+    assert bloom == REFERENCE_MODELS["bigscience/bloom"] and bloom.kv_groups == 1
+    falcon = ModelSpec.from_config_dict({"_name_or_path": "tiiuae/falcon-7b", "model_type": "falcon", "hidden_size": 4544, "num_hidden_layers": 32,
+                                         "num_attention_heads": 71, "multi_query": True, "vocab_size": 65024})
+    assert falcon == REFERENCE_MODELS["tiiuae/falcon-7b"]
+    # multi-query attention: one key/value head, so the attention cache is 71 times smaller than with MHA
+    assert falcon.num_key_value_heads == 1 and falcon.kv_groups == 71
+    assert falcon.cache_bytes_per_block(8192) == 2 * 4544 * 8192 // 71 * 2
+    falcon40 = ModelSpec.from_config_dict({"_name_or_path": "tiiuae/falcon-40b", "model_type": "falcon", "hidden_size": 8192, "num_hidden_layers": 60,
+                                           "num_attention_heads": 128, "num_kv_heads": 8, "vocab_size": 65024,
+                                           "new_decoder_architecture": True})
+    assert falcon40 == REFERENCE_MODELS["tiiuae/falcon-40b"]
+
+
 @pytest.mark.parametrize("bad, words", [
     ({**LLAMA2_7B_CONFIG, "hidden_size": "4096"}, "hidden_size"),
     ({**LLAMA2_7B_CONFIG, "num_hidden_layers": 0}, "num_layers"),
     ({**LLAMA2_7B_CONFIG, "num_attention_heads": 30}, "multiple"),
     ({**LLAMA2_7B_CONFIG, "num_key_value_heads": 5}, "key/value"),
-    ({"model_type": "bloom", "n_embed": 14336}, "Llama-style"),
+    ({"model_type": "bloom", "n_embed": 14336}, "has no num_hidden_layers, num_attention_heads, vocab_size"),
     ([1, 2], "not a JSON object"),
 ])
 def test_bad_model_config_is_a_clear_error(bad, words):

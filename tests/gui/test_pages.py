@@ -177,7 +177,17 @@ def test_settings_start_at_login_writes_the_autostart_entry(qtbot, gui, tmp_path
 def test_settings_engine_status_is_shown(qtbot, gui):
     page = gui.window.settings_page
     qtbot.waitUntil(lambda: "Checking" not in page.engine_status.text(), timeout=10_000)
-    assert "engine" in page.engine_status.text()
+    text = page.engine_status.text()
+    st = gui.core.engine_status()
+    if not st.ready:
+        assert "Not set up" in text and "engine will be installed" in text
+        return
+    # the engine, its source commit, torch and transformers, as the verification of the real environment found
+    p = st.probe
+    assert p.engine == "farmesh" and st.source_commit and p.torch_version and p.transformers_version
+    for part in (f"FarMesh {p.engine_version} (commit {st.source_commit[:7]})", f"torch {p.torch_version}",
+                 f"transformers {p.transformers_version}"):
+        assert part in text
 
 
 # ---------------------------------------------------------------------------------------------- logs

@@ -70,6 +70,7 @@ def test_wallet_create_shows_the_phrase_once_then_export_and_remove(qtbot, keyri
         dlg.ack.setChecked(True)
         dlg.close_button.click()
         assert dlg.secret.text() == ""
+        Account.enable_unaudited_hdwallet_features()
         address = Account.from_mnemonic(" ".join(words)).address
         qtbot.waitUntil(lambda: page.full.isVisible() and page.address.text() == address, timeout=10_000)
         assert not page.qr.pixmap().isNull()

@@ -30,12 +30,6 @@ from tests.models.conftest import put_in_hf_cache
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ID = "farnode-test/tiny-llama-3.1-8blocks"
-# A Llama-3.1-style model: grouped-query attention, rope_theta 500000, llama3 rope scaling; 8 blocks.
-TINY_LLAMA31 = dict(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=8,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                    rope_theta=500000.0, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                                       "high_freq_factor": 4.0,
-                                                       "original_max_position_embeddings": 256})
 BLOCKS_PER_NODE = 5
 START_TIMEOUT_S = 300
 
@@ -70,7 +64,9 @@ def tiny_model_dir(tmp_path_factory, shared_engine_root) -> Path:
     out = tmp_path_factory.mktemp("tiny-model") / "model"
     env = engine_subprocess_env()
     python = shared_engine_root / f"cpu-v{LOCK_VERSION}" / "venv" / "bin" / "python"
-    subprocess.run([str(python), "-m", "farnode_desktop.engine.make_model", str(out), json.dumps(TINY_LLAMA31), "7"],
+    # the Llama-3.1 style (grouped-query attention, rope_theta 500000, llama3 rope scaling) with 8 blocks
+    subprocess.run([str(python), "-m", "farnode_desktop.engine.make_model", str(out), "--family", "llama31",
+                    "--layers", "8", "--seed", "7"],
                    check=True, env=env, cwd=str(REPO), capture_output=True, timeout=300)
     return out
 

@@ -55,6 +55,14 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _engine_root() -> str:
     root = os.environ.get("FARNODE_ENGINE_ROOT", "")
     if not root or not any(Path(root).glob("*-v*/ready.json")):
@@ -168,6 +176,9 @@ def test_frozen_launcher_reexecs_the_engine_on_the_bundled_source(bundle, tmp_pa
 @pytest.mark.engine
 def test_frozen_headless_node_goes_online_and_stops_cleanly(bundle, tmp_path):
     env = {**_env(tmp_path / "home"), "FARNODE_ENGINE_ROOT": _engine_root()}
+    settings = tmp_path / "home" / "config" / "settings.json"  # a free port, never the default 31337
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"network": {"port": _free_port()}}))
     proc = subprocess.Popen([str(EXE), "node", "--duration", "600"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
     lines: list[str] = []

@@ -217,13 +217,19 @@ def test_wsl_setup_installs_a_distro_when_there_is_none(wsl):
     copy = steps[labels.index("copying the engine files into WSL")].argv
     assert copy[-3:-1] == ("sh", "-c") and "'/mnt/c/Program Files/FarNode Desktop/_internal/engine_src/farnode_desktop'" in copy[-1]
     lock = read_lock(lock_path("cuda"))
-    pips = [s for s in steps if s.label.startswith("installing ") and "==" in s.argv[-1]]
-    assert [s.argv[-1] for s in pips] == [r.spec for r in lock]
+    pips = [s for s in steps if s.label.startswith("installing ") and "pip" in s.argv]
+    engine = lock[-1]
+    assert engine.name == "farmesh" and engine.url
+    # every package at its locked version; the engine from its pinned commit's source archive over HTTPS
+    assert [s.argv[-1] for s in pips] == [r.spec for r in lock[:-1]] + [engine.archive_url]
+    assert pips[-1].argv[-1] == f"https://github.com/QuantumLabs-Git/farmesh/archive/{engine.commit}.tar.gz"
     torch = next(s for s in pips if s.argv[-1].startswith("torch=="))
     assert "--no-deps" not in torch.argv and torch.weight == 40.0
     assert all("--no-deps" in s.argv for s in pips if s is not torch)
     assert "farnode_desktop.engine.probe" in steps[-2].argv
-    assert json.loads(steps[-1].input) == {"lock": lock_digest(lock_path("cuda")), "variant": "cuda"}
+    assert json.loads(steps[-1].input) == {
+        "lock": lock_digest(lock_path("cuda")), "variant": "cuda",
+        "engine_source": {"kind": "archive", "where": engine.archive_url, "commit": engine.commit}}
     assert not any(s.check for s in steps)
 
 

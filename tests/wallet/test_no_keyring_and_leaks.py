@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from farnode_desktop.core.node.demo_swarm import launcher_config
+from farnode_desktop.core.node.engine_venv import EngineEnv
+from farnode_desktop.core.node.runtimes import make_runtime
 from farnode_desktop.core.paths import AppPaths
-from farnode_desktop.core.payout.wallet import WalletManager, engine_environment, engine_public_name
+from farnode_desktop.core.payout.wallet import WalletManager
 from farnode_desktop.core.settings import SettingsStore
 
 pytestmark = pytest.mark.keyring
@@ -73,7 +76,8 @@ def _secret_forms(key_hex: str) -> list[bytes]:
     return [body.encode(), ("0x" + body).encode(), bytes.fromhex(body)]
 
 
-def test_secrets_never_reach_files_logs_settings_or_engine_env(app_paths, keystore, secret_service, caplog):
+def test_secrets_never_reach_files_logs_settings_or_engine_env(app_paths, keystore, secret_service, caplog,
+                                                               monkeypatch):
     # Everything the app logs, at every level, goes to a file in the log dir during this test.
     handler = logging.FileHandler(app_paths.log_dir / "app.log")
     handler.setLevel(logging.DEBUG)
@@ -96,13 +100,20 @@ def test_secrets_never_reach_files_logs_settings_or_engine_env(app_paths, keysto
         binding = wallet.sign_node_binding("12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN", chain_id=1)
         (app_paths.data_dir / "binding.json").write_text(json.dumps(binding.__dict__))  # what the app may keep
         settings = store.load()
-        engine_env = engine_environment({**os.environ, "HOME": "/home/x"}, settings)
-        public_name = engine_public_name(settings)
+        # A user's environment may hold a key under a usual name: it must not reach the engine either.
+        monkeypatch.setenv("WALLET_PRIVATE_KEY", key2)
+        monkeypatch.setenv("ETH_MNEMONIC", phrase)
+        # What the app really gives an engine process: the runtime's spawn spec (argv, environment) and the
+        # launcher configuration it writes on the control pipe.
+        runtime = make_runtime(settings.network.runtime, engine=EngineEnv(app_paths, "cpu"), paths=app_paths)
+        spec = runtime.spawn_spec("farnode_desktop.engine.launcher", [], {}, None)
+        config = runtime.translate_config(launcher_config(settings, app_paths, model_path=app_paths.models_dir))
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
         handler.close()
-    assert public_name == phrase_acct.address == engine_env["FARNODE_PUBLIC_NAME"]
+    assert config["public_name"] == phrase_acct.address  # the node announces the payout address, nothing more
+    assert "WALLET_PRIVATE_KEY" not in spec.env and "ETH_MNEMONIC" not in spec.env
 
     needles: list[bytes] = []
     for k in (key1, key2, key3):
@@ -121,8 +132,11 @@ def test_secrets_never_reach_files_logs_settings_or_engine_env(app_paths, keysto
     for f in (secret_service.data_home / "keyrings").rglob("*"):
         if f.is_file():
             haystacks[str(f)] = f.read_bytes()
-    haystacks["os.environ"] = "\n".join(f"{k}={v}" for k, v in os.environ.items()).encode()
-    haystacks["engine env"] = "\n".join(f"{k}={v}" for k, v in engine_env.items()).encode()
+    haystacks["os.environ"] = "\n".join(f"{k}={v}" for k, v in os.environ.items()
+                                        if k not in ("WALLET_PRIVATE_KEY", "ETH_MNEMONIC")).encode()
+    haystacks["engine env"] = "\n".join(f"{k}={v}" for k, v in spec.env.items()).encode()
+    haystacks["engine argv"] = "\n".join(spec.argv).encode()
+    haystacks["engine config"] = json.dumps(config).encode()
     haystacks["settings"] = json.dumps(settings.to_dict()).encode()
     haystacks["log records"] = "\n".join(r.getMessage() for r in caplog.records).encode()
     haystacks["binding"] = repr(binding).encode()

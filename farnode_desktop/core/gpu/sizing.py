@@ -56,6 +56,7 @@ MIN_CC_NF4 = (5, 0)
 MIN_CC_INT8 = (7, 5)  # LLM.int8() matmul needs Turing's int8 tensor cores
 
 QUANTIZATIONS = ("nf4", "int8", "none")
+FAMILIES = ("llama", "mixtral", "bloom", "falcon")  # the engine's model families
 
 # -- memory model (Petals 2.2: get_block_size, Server.__init__, _choose_num_blocks) ------------------
 CUDA_CONTEXT_MIB = 512  # the server process's CUDA context, cuBLAS/cuDNN workspaces (not in Petals' estimate)
@@ -90,7 +91,10 @@ def parse_version(text: str | None) -> tuple[int, ...] | None:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The shape of a Llama-style model (what ``config.json`` says), enough to size its blocks."""
+    """The shape of a model (what ``config.json`` says), enough to size its blocks. ``family`` is the engine's
+    model family: ``llama`` (Llama 2/3/3.1 and other Llama-architecture models), ``mixtral`` (a mixture of
+    ``num_experts`` experts), ``bloom`` or ``falcon`` (``multi_query``: one key/value head, as Falcon-7B;
+    ``new_decoder_architecture``: grouped key/value heads and two layer norms, as Falcon-40B/180B)."""
 
     name: str
     hidden_size: int
@@ -99,8 +103,12 @@ class ModelSpec:
     num_attention_heads: int
     num_key_value_heads: int
     vocab_size: int
+    family: str = "llama"
     num_experts: int = 0  # mixture of experts (Mixtral: num_local_experts); 0 for a dense MLP
     torch_dtype: str = ""  # the dtype its weights were published in (config.json), "" when it does not say
+    bias: bool = False  # falcon: linear layers with biases
+    parallel_attn: bool = True  # falcon: attention and MLP share one input layer norm
+    new_decoder_architecture: bool = False  # falcon 40B/180B
 
     def __post_init__(self) -> None:
         for f in ("hidden_size", "intermediate_size", "num_layers", "num_attention_heads",
@@ -109,6 +117,9 @@ class ModelSpec:
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise FarNodeError(f"The model's {f} is {v!r}; it must be a positive whole number. Check the "
                                    "model's config.json.", title="Model configuration problem")
+        if self.family not in FAMILIES:
+            raise FarNodeError(f"The model's family {self.family!r} is not one the engine knows "
+                               f"({', '.join(FAMILIES)}).", title="Model configuration problem")
         if self.hidden_size % self.num_attention_heads:
             raise FarNodeError(f"The model's hidden_size {self.hidden_size} is not a multiple of its "
                                f"{self.num_attention_heads} attention heads. Check the model's config.json.",
@@ -120,31 +131,52 @@ class ModelSpec:
 
     @classmethod
     def from_config_dict(cls, config: Any, name: str | None = None) -> ModelSpec:
-        """From a Hugging Face ``config.json`` dict of a Llama-style model (llama, mistral, qwen2 ...)."""
+        """From a Hugging Face ``config.json`` dict of a model of one of the engine's families."""
         if not isinstance(config, dict):
             raise FarNodeError("The model's config.json is not a JSON object.", title="Model configuration problem")
-        missing = [k for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                               "vocab_size") if k not in config]
+        kind = str(config.get("model_type") or "llama")
+        family = kind if kind in FAMILIES else "llama"  # mistral, qwen2 ...: the Llama block shape
+        if family == "bloom":
+            config = dict(config, hidden_size=config.get("hidden_size", config.get("n_embed")),
+                          num_hidden_layers=config.get("num_hidden_layers", config.get("n_layer")),
+                          num_attention_heads=config.get("num_attention_heads", config.get("n_head")))
+            config.setdefault("intermediate_size", 4 * config["hidden_size"] if config["hidden_size"] else None)
+        if family == "falcon":
+            h = config.get("hidden_size")
+            config = dict(config, intermediate_size=config.get("ffn_hidden_size") or (4 * h if h else None))
+        required = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+        missing = [k for k in required if config.get(k) is None]
         if missing:
-            kind = config.get("model_type", "unknown")
             raise FarNodeError(
                 f"The model's config.json has no {', '.join(missing)} (model type {kind!r}). FarNode can size "
-                "Llama-style models only; set the number of blocks by hand in the settings for this model.",
+                f"{', '.join(FAMILIES)} models; set the number of blocks by hand in the settings for this model.",
                 title="Model configuration problem")
         heads = config["num_attention_heads"]
-        kv = config.get("num_key_value_heads")
+        if family == "falcon":
+            if config.get("new_decoder_architecture"):
+                kv = config.get("num_kv_heads") or heads
+            else:
+                kv = 1 if config.get("multi_query", True) else heads
+        elif family == "bloom":
+            kv = heads
+        else:
+            kv = config.get("num_key_value_heads") or heads
         experts = config.get("num_local_experts") or 0
         dtype = config.get("torch_dtype")
         return cls(
-            name=name or str(config.get("_name_or_path") or config.get("model_type") or "model"),
+            name=name or str(config.get("_name_or_path") or kind or "model"),
             hidden_size=config["hidden_size"],
             intermediate_size=config["intermediate_size"],
             num_layers=config["num_hidden_layers"],
             num_attention_heads=heads,
-            num_key_value_heads=heads if kv is None else kv,
+            num_key_value_heads=kv,
             vocab_size=config["vocab_size"],
+            family=family,
             num_experts=experts if isinstance(experts, int) and not isinstance(experts, bool) else 0,
             torch_dtype=dtype if isinstance(dtype, str) else "",
+            bias=bool(config.get("bias", False)) if family == "falcon" else False,
+            parallel_attn=bool(config.get("parallel_attn", True)) if family == "falcon" else True,
+            new_decoder_architecture=bool(config.get("new_decoder_architecture")) if family == "falcon" else False,
         )
 
     @classmethod
@@ -170,13 +202,24 @@ class ModelSpec:
 
     @property
     def block_params(self) -> int:
-        """Parameters of one decoder block: q/o projections h*h each, k/v h*kv_dim each, a gated MLP
-        (gate, up, down: 3*h*i) and two RMSNorm weights (2*h). Llama has no biases. A mixture of experts
-        (Mixtral) has ``num_experts`` such MLPs and a router (h * experts)."""
+        """Parameters of one decoder block, per family (checked against the real blocks of tiny models of
+        every family in tests/engine/test_model_families.py)."""
         h, i = self.hidden_size, self.intermediate_size
         kv_dim = self.num_key_value_heads * self.head_dim
-        mlp = 3 * h * i * max(self.num_experts, 1) + (h * self.num_experts if self.num_experts else 0)
-        return 2 * h * h + 2 * h * kv_dim + mlp + 2 * h
+        if self.family in ("llama", "mixtral"):
+            # q/o projections h*h each, k/v h*kv_dim each, a gated MLP (gate, up, down: 3*h*i), two RMSNorms;
+            # a mixture of experts (Mixtral) holds ``num_experts`` such MLPs and a router (h * experts)
+            mlp = 3 * h * i * max(self.num_experts, 1) + (h * self.num_experts if self.num_experts else 0)
+            return 2 * h * h + 2 * h * kv_dim + mlp + 2 * h
+        if self.family == "bloom":
+            # fused QKV (h -> 3h) and dense (h -> h), MLP h -> i -> h, all with biases; two LayerNorms
+            return (3 * h * h + 3 * h) + (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
+        # falcon: fused QKV (h -> h + 2 kv_dim: one key/value head when multi-query), dense, MLP h -> i -> h
+        params = h * (h + 2 * kv_dim) + h * h + 2 * h * i
+        if self.bias:
+            params += (h + 2 * kv_dim) + h + i + h
+        norms = 2 if self.new_decoder_architecture or not self.parallel_attn else 1
+        return params + norms * 2 * h
 
     def block_bytes(self, quantization: str = "none", dtype_bytes: int = 2) -> int:
         """Memory of one block's weights on the GPU (bytes), as Petals' ``get_block_size`` computes it;
@@ -201,13 +244,19 @@ class ModelSpec:
         return int(2 * GIB / 14336 * self.hidden_size)
 
 
-# Shapes of models commonly served on FarMesh / Petals swarms (from their config.json files).
+# Shapes of models commonly served on FarMesh swarms (from their config.json files).
 REFERENCE_MODELS: dict[str, ModelSpec] = {
     m.name: m for m in (
         ModelSpec("meta-llama/Llama-2-70b-hf", 8192, 28672, 80, 64, 8, 32000),
         ModelSpec("meta-llama/Meta-Llama-3.1-8B", 4096, 14336, 32, 32, 8, 128256),
         ModelSpec("meta-llama/Meta-Llama-3.1-70B", 8192, 28672, 80, 64, 8, 128256),
         ModelSpec("meta-llama/Meta-Llama-3.1-405B", 16384, 53248, 126, 128, 8, 128256),
+        ModelSpec("mistralai/Mixtral-8x7B-v0.1", 4096, 14336, 32, 32, 8, 32000, family="mixtral", num_experts=8),
+        ModelSpec("bigscience/bloom", 14336, 4 * 14336, 70, 112, 112, 250880, family="bloom"),
+        # refused by the app while the engine's Falcon support is broken (core/node/model_support.py)
+        ModelSpec("tiiuae/falcon-7b", 4544, 4 * 4544, 32, 71, 1, 65024, family="falcon"),
+        ModelSpec("tiiuae/falcon-40b", 8192, 4 * 8192, 60, 128, 8, 65024, family="falcon",
+                  new_decoder_architecture=True),
     )
 }
 DEFAULT_REFERENCE_MODEL = "meta-llama/Llama-2-70b-hf"

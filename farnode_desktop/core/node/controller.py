@@ -22,6 +22,7 @@ from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import LOCAL_SWARM, Settings, SettingsStore
 
 log = logging.getLogger(__name__)
+SETUP_UNWIND_S = 10.0  # a cancelled set-up's processes are killed at once; this bounds the wait for it
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,23 @@ class NodeController:
         self.settings = settings if settings is not None else self.store.load()
         self.settings_warnings = list(self.store.warnings)
         # device "cpu"/"cuda" picks that engine build; "auto" follows the NVIDIA driver
-        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device))
+        self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device),
+                                          source=self.settings.engine.source)
         self.restart_policy = restart_policy
         self.nvml = nvml  # None: the real NVML (tests pass one over a fake pynvml)
         self.supervisor = self._make_supervisor("main")
         self.supervisors: dict[str, Supervisor] = {"main": self.supervisor}
         self.plan_notes: list[str] = []
-        self.traffic = TrafficGenerator(self.engine, self.bus, paths.log_dir)
+        self.traffic = TrafficGenerator(self.supervisor.runtime, self.bus, paths.log_dir)
         self._model_path: Path | None = None
         self._model_config = None  # ModelConfig of a public/custom network's model (read by prepare())
         self._chosen_why = ""  # the public network with no model set: why the app chose the one it serves
         self.plan = None  # the NodePlan of the last start
         self.hf_tokens = None  # HfTokenStore, made on first use (the keyring may be slow)
         self._lock = threading.RLock()
+        self._setup_cancel = threading.Event()  # set: the set-up in progress (if any) must end now
+        self._setup_idle = threading.Event()  # set: no set-up in progress
+        self._setup_idle.set()
         self._paused_reason = ""
         self._user_wants_running = False
         self._sub = self.bus.subscribe("node.state", self._on_state)
@@ -95,15 +100,19 @@ class NodeController:
 
     # ------------------------------------------------------------------ actions
     def prepare(self, progress: Callable[[C.EngineProgress], None] | None = None) -> None:
-        """Set up the engine environment (minutes the first time) and the demo model."""
+        """Set up the engine environment (minutes the first time) and the demo model. :meth:`stop` and
+        :meth:`close` cancel it: its processes (pip, the probe) are killed at once and the next start
+        continues where it stopped."""
         report = progress or (lambda p: self.bus.publish("engine.progress", p))
+        cancel = self._setup_cancel.is_set
         runtime = self.supervisor.runtime
         if runtime.name == "native":
-            self.engine.ensure(report)
+            self._ensure_engine(report, cancel)
         else:
-            self._prepare_runtime(runtime, report)
+            self._prepare_runtime(runtime, report, cancel)
         if self.is_local:
-            self._model_path = ensure_demo_model(self.paths, self.engine)
+            self._model_path = ensure_demo_model(self.paths, runtime, cancel=cancel,
+                                                 previous_engine=bool(self.engine.previous_version))
         elif not self.settings.network.model.strip() and self.settings.network.swarm == "public":
             self._model_config, self._chosen_why = self.choose_model()
         else:
@@ -172,12 +181,32 @@ class NodeController:
         token = self.hf_token()
         return {"hf_token": token} if token else {}
 
-    def _prepare_runtime(self, runtime, report) -> None:
+    def _ensure_engine(self, report, cancel) -> None:
+        """Set up (or upgrade) the engine environment. When an upgrade to a new lock version fails (offline,
+        disk full, cut short), the previous version's environment, which is removed only after the new one
+        is verified, keeps serving until the next start tries again."""
+        from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+
+        try:
+            self.engine.ensure(report, cancel=cancel)
+        except (EngineEnvError, DiskFullError) as exc:
+            if cancel() or not self.engine.fall_back_to_previous():
+                raise
+            log.warning("engine upgrade failed (%s); running the previous engine in %s", exc, self.engine.venv)
+            for sup in self.supervisors.values():
+                if sup.runtime.name == "native":
+                    sup.runtime.python = str(self.engine.python)
+            probe = self.engine.status().probe
+            report(C.EngineProgress(100.0, f"the engine update did not complete ({exc.message}); running the "
+                                           f"previous engine ({probe.summary if probe else self.engine.venv}) "
+                                           "until it does", done=True))
+
+    def _prepare_runtime(self, runtime, report, cancel) -> None:
         """WSL2 / Docker: the runtime's own status and set-up commands (resumable), with progress."""
         from farnode_desktop.core.errors import EngineEnvError
         from farnode_desktop.core.node.runtimes.base import run_steps
 
-        outputs = [(r.returncode, r.output) for r in run_steps(runtime.status_steps())]
+        outputs = [(r.returncode, r.output) for r in run_steps(runtime.status_steps(), cancel=cancel)]
         status = runtime.parse_status(outputs)
         if not status.available:
             raise EngineEnvError(status.message, title=f"{runtime.name} is not ready")
@@ -190,7 +219,7 @@ class NodeController:
                                         distros=parse_wsl_list(outputs[1][1]) if len(outputs) > 1 else [])
         else:
             steps = runtime.setup_steps(self.engine.variant)
-        run_steps(steps, progress=report)
+        run_steps(steps, progress=report, cancel=cancel)
 
     def start(self, progress: Callable[[C.EngineProgress], None] | None = None) -> C.NodeState:
         with self._lock:
@@ -200,12 +229,19 @@ class NodeController:
                 self.supervisor.reset_hold()
             if self.supervisor.state.state == C.STOPPED:
                 self.supervisor.set_state(C.PROVISIONING)
+            self._setup_cancel.clear()
+            self._setup_idle.clear()
         try:
             self.prepare(progress)
         except Exception as exc:
+            if self._setup_cancel.is_set():  # stopped during set-up: not a failure
+                self.supervisor.set_state(C.STOPPED, message="engine set-up stopped; it continues at the next start")
+                return self.supervisor.state
             message = getattr(exc, "message", str(exc))
             self.supervisor.set_state(C.FAILED, message=message, category="engine_missing")
             raise
+        finally:
+            self._setup_idle.set()
         specs = self.server_specs()
         with self._lock:
             if not self._user_wants_running:
@@ -265,6 +301,7 @@ class NodeController:
         with self._lock:
             self._user_wants_running = False
             self._paused_reason = ""
+        self._cancel_setup()
         self.traffic.stop()
         self._stop_all()
         return self.supervisor.state
@@ -303,6 +340,7 @@ class NodeController:
     def save_settings(self, settings: Settings) -> None:
         self.store.save(settings)
         self.settings = settings
+        self.engine.source = settings.engine.source  # used at the next set-up or repair
 
     def node_pids(self) -> list[int]:
         return [s.pid for s in self.supervisors.values() if s.pid]
@@ -310,8 +348,15 @@ class NodeController:
     def states(self) -> dict[str, C.NodeState]:
         return {node_id: s.state for node_id, s in self.supervisors.items()}
 
+    def _cancel_setup(self) -> None:
+        """End an engine set-up in progress (its processes are killed) and wait until it has unwound."""
+        self._setup_cancel.set()
+        if not self._setup_idle.wait(SETUP_UNWIND_S):
+            log.warning("the engine set-up did not end within %.0f s of being cancelled", SETUP_UNWIND_S)
+
     def close(self) -> None:
         self._sub.close()
+        self._cancel_setup()
         self.traffic.stop()
         self._stop_all()
         for s in self.supervisors.values():

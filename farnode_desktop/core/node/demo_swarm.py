@@ -13,44 +13,64 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
+import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from farnode_desktop.core.errors import EngineEnvError, SettingsError
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT, EngineEnv, engine_subprocess_env
+from farnode_desktop.core.node import processes
+from farnode_desktop.core.node.engine_venv import EngineEnv
+from farnode_desktop.core.node.model_support import check_model_dir
+from farnode_desktop.core.node.runtimes.base import EngineRuntime
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import LOCAL_SWARM, PUBLIC_SWARM, Settings
 from farnode_desktop.engine import protocol as P
 
 log = logging.getLogger(__name__)
 
-DEMO_MODEL_DIR = "farmesh-demo-llama-v1"
+DEMO_MODEL_DIR = "farmesh-demo-llama31-v2"  # engine/make_model.py DEMO_MODEL_NAME (Llama 3.1 style)
 DEMO_DHT_PREFIX = "farmesh-demo"
 LOOPBACK_MBPS = 10_000.0  # what the local swarm's server reports as its network: loopback is no bottleneck
 
 
-def demo_model_path(paths: AppPaths) -> Path:
-    return paths.models_dir / DEMO_MODEL_DIR
+# The previous engine (lock version 1, petals 2.2 with transformers 4.34) cannot load a Llama 3.1 config: while
+# it still serves after a failed upgrade, the local swarm runs the previous (Llama 2 style) demo model.
+PREVIOUS_DEMO_MODEL_DIR = "farmesh-demo-llama-v1"
 
 
-def ensure_demo_model(paths: AppPaths, engine: EngineEnv) -> Path:
-    """Generate the demo model if it is not there yet. Returns its folder."""
-    target = demo_model_path(paths)
+def demo_model_path(paths: AppPaths, *, previous_engine: bool = False) -> Path:
+    return paths.models_dir / (PREVIOUS_DEMO_MODEL_DIR if previous_engine else DEMO_MODEL_DIR)
+
+
+def ensure_demo_model(paths: AppPaths, engine: EngineEnv | EngineRuntime, *,
+                      cancel: Callable[[], bool] | None = None, previous_engine: bool | None = None) -> Path:
+    """Generate the demo model if it is not there yet (in the engine, through its runtime; ``cancel()``
+    stops it at once). Returns its folder. ``previous_engine``: the previous lock version's engine runs
+    (after a failed upgrade; taken from the EngineEnv when one is given)."""
+    if previous_engine is None:
+        previous_engine = isinstance(engine, EngineEnv) and bool(engine.previous_version)
+    target = demo_model_path(paths, previous_engine=previous_engine)
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([str(engine.python), "-m", "farnode_desktop.engine.make_model", str(target)],
-                          capture_output=True, text=True, timeout=600, env=engine_subprocess_env(),
-                          cwd=str(PACKAGE_ROOT.parent))
-    if proc.returncode != 0:
+    runtime = engine.runtime() if isinstance(engine, EngineEnv) else engine
+    spec = runtime.command_spec("farnode_desktop.engine.make_model", [runtime.translate_path(target), "--family",
+                                                                       "llama2" if previous_engine else "llama31"])
+    done = processes.run(spec.argv, timeout=600, cancel=cancel, env=spec.env, cwd=spec.cwd)
+    out = done.output.decode(errors="replace")
+    if done.cancelled:
+        shutil.rmtree(str(target) + ".tmp", ignore_errors=True)
+        raise EngineEnvError("Making the demo model was cancelled. Start again to make it.",
+                             title="Engine set-up cancelled")
+    if done.returncode != 0:
         raise EngineEnvError("The demo model could not be generated: "
-                             f"{(proc.stderr.strip().splitlines() or ['unknown error'])[-1]}. Repair the engine "
-                             "with `farnode-desktop engine setup`.", detail=proc.stderr[-2000:])
+                             f"{(out.strip().splitlines() or ['unknown error'])[-1]}. Repair the engine "
+                             "with `farnode-desktop engine setup`.", detail=out[-2000:])
     return target
 
 
@@ -63,6 +83,7 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
     model = str(model_path) if (local and model_path) else (model or net.model)
     if not model:
         raise SettingsError("No model is set for this network. Choose one in Settings > Network.")
+    check_model_dir(model)  # a model family the engine cannot serve is refused before anything starts
     public_name = net.public_name or settings.wallet.address
     device = net.device if net.device != "auto" else "cpu"
     cfg = {
@@ -107,8 +128,9 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
 
 def _num_layers(model_dir: Path) -> int:
     try:
-        return int(json.loads((model_dir / "config.json").read_text())["num_hidden_layers"])
-    except (OSError, ValueError, KeyError):
+        config = json.loads((model_dir / "config.json").read_text())
+        return int(config.get("num_hidden_layers") or config["n_layer"])  # n_layer: BLOOM's name for it
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return 1
 
 
@@ -126,11 +148,12 @@ class TrafficStats:
 class TrafficGenerator:
     """A real FarMesh client process sending checked requests to the local swarm."""
 
-    def __init__(self, engine: EngineEnv, bus: EventBus, log_dir: Path):
-        self.engine = engine
+    def __init__(self, engine: EngineEnv | EngineRuntime, bus: EventBus, log_dir: Path):
+        self.runtime = engine.runtime() if isinstance(engine, EngineEnv) else engine
         self.bus = bus
         self.log_path = Path(log_dir) / "traffic.log"
         self._proc: subprocess.Popen | None = None
+        self._tree: processes.ProcessTree | None = None
         self._stats = TrafficStats()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -150,32 +173,39 @@ class TrafficGenerator:
         if self.running:
             return
         self._stats = TrafficStats()
-        cfg = P.TrafficConfig(model=str(model), initial_peers=tuple(initial_peers), dht_prefix=dht_prefix,
+        cfg = P.TrafficConfig(model=self.runtime.translate_path(model), initial_peers=tuple(initial_peers),
+                              dht_prefix=dht_prefix,
                               rate_per_minute=rate_per_minute, count=count, max_new_tokens=max_new_tokens,
                               prompt_len=prompt_len, forward_every=forward_every, seed=seed,
                               nat_traversal=False, local_network=True)
-        r_fd, w_fd = os.pipe()
+        native = self.runtime.name == "native"
+        r_fd, w_fd = os.pipe() if native else (None, None)
+        spec = self.runtime.spawn_spec("farnode_desktop.engine.traffic", [], None, w_fd, node_id="traffic")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log_path, "ab")
+        logf = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed here after the start
+        kwargs = spec.popen_kwargs()
+        if not spec.events_on_stdout:
+            kwargs.update(stdout=logf, stderr=subprocess.STDOUT)
+        else:
+            kwargs.update(stderr=logf)
         try:
-            self._proc = subprocess.Popen(
-                [str(self.engine.python), "-m", "farnode_desktop.engine.traffic", "--event-fd", str(w_fd)],
-                stdin=subprocess.PIPE, stdout=logf, stderr=subprocess.STDOUT, pass_fds=(w_fd,),
-                start_new_session=True, env=engine_subprocess_env(), cwd=str(PACKAGE_ROOT.parent))
+            self._proc, self._tree = processes.spawn(spec.argv, **kwargs)
         finally:
-            os.close(w_fd)
+            if w_fd is not None:
+                os.close(w_fd)
             logf.close()
+        events = self._proc.stdout if spec.events_on_stdout else os.fdopen(r_fd, "rb", buffering=0)
         self._proc.stdin.write((cfg.to_json() + "\n").encode())
         self._proc.stdin.flush()
-        t = threading.Thread(target=self._read, args=(r_fd,), daemon=True, name="traffic-events")
+        t = threading.Thread(target=self._read, args=(events,), daemon=True, name="traffic-events")
         t.start()
         self._threads = [t]
 
-    def _read(self, fd: int) -> None:
+    def _read(self, events) -> None:
         def bad(line: bytes, why: str) -> None:
             log.warning("unreadable event from the demo client (%s): %r", why, line)
 
-        with os.fdopen(fd, "rb", buffering=0) as pipe:
+        with events as pipe:
             for ev in P.iter_events(pipe, bad):
                 self._on_event(ev)
 
@@ -211,7 +241,7 @@ class TrafficGenerator:
         if proc is None:
             return
         try:
-            proc.stdin.write(b"stop\n")
+            proc.stdin.write(P.STOP_LINE)
             proc.stdin.close()
         except OSError:
             pass
@@ -219,10 +249,8 @@ class TrafficGenerator:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its client-side p2pd too
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self._tree is not None:
+            self._tree.kill()  # its client-side p2pd too
         proc.wait()
         for t in self._threads:
             t.join(2)

@@ -1,14 +1,26 @@
 """The engine's own Python environment: created, repaired, verified and located by the app.
 
-The engine (torch, transformers, hivemind, petals) never shares an interpreter with the GUI: it lives in a
-virtual environment under the user's data folder, one per lock variant (``engine/<variant>-v<lock>``).
-Installing goes package by package from a pinned lock with ``--no-deps`` so that
+The engine (torch, transformers, hivemind, FarMesh) never shares an interpreter with the GUI: it lives in a
+virtual environment under the user's data folder, one per lock variant and lock version
+(``engine/<variant>-v<lock>``). Installing goes package by package from a pinned lock with ``--no-deps`` so that
 
 - progress is real (percent, current package) and reported as :class:`EngineProgress` events,
 - it is resumable: what is already installed at the locked version is skipped,
 - it is idempotent: a verified environment whose lock did not change is left alone.
 
-This module owns the subprocess calls to pip and to the engine's interpreter for set-up; the node's
+The lock's last line is the engine itself, FarMesh, which is on no package index: its Git source at a fixed
+commit (``name==version @ git+URL@commit``). It is installed with git where git exists, else from that
+commit's source archive over HTTPS, or from a local archive or wheel named by the ``engine.source`` setting
+or ``FARNODE_ENGINE_SOURCE`` (offline machines, the test suite). After installing, the environment is
+verified by importing the engine and checking its version and source commit; the commit is recorded in the
+environment's marker (an install from an archive does not carry it).
+
+A new lock version is set up beside the previous one, which keeps working until the new one is verified and
+is removed only then (:meth:`EngineEnv.remove_previous`).
+
+Set-up runs pip and the engine probe through the native runtime (``command_spec``) as process trees
+(:mod:`.processes`): cancelling the set-up (Quit, Ctrl-C) kills them at once, and the next set-up continues
+where it stopped (a package counts as installed only once pip wrote its RECORD, pip's last step). The node's
 server processes are owned by :mod:`farnode_desktop.core.node.supervisor`.
 """
 
@@ -19,21 +31,26 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
+import tarfile
 import time
+import urllib.request
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+from farnode_desktop.core.node import processes
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.resources import engine_package_root
 from farnode_desktop.core.snapshots import EngineProgress
 from farnode_desktop.engine.protocol import ProbeResult, ProtocolError
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2  # 1: petals 2.2.0.post1 from the package index; 2: FarMesh from its Git source
+ENGINE_PACKAGE = "farmesh"
+SOURCE_ENV = "FARNODE_ENGINE_SOURCE"  # a local archive or wheel of the engine (overrides the setting)
 VARIANTS = ("cpu", "cuda")
 # Disk needed to set up each variant (bytes), checked before anything is written.
 NEEDED_BYTES = {"cpu": 2_500_000_000, "cuda": 8_000_000_000}
@@ -41,9 +58,6 @@ PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
 
 ProgressFn = Callable[[EngineProgress], None]
-# Environment variable names that must never reach an engine process (wallet secrets by any usual name).
-SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE|WALLET_?(KEY|SECRET)|SECRET",
-                           re.I)
 
 
 def _norm(name: str) -> str:
@@ -59,21 +73,81 @@ class EngineStatus:
     ready: bool
     missing: tuple[str, ...] | None  # locked packages not installed at their version; None: no environment
     probe: ProbeResult | None  # what its last verification found
+    source_commit: str | None = None  # the engine's source commit, as checked at set-up
+    source: str | None = None  # where the engine was installed from (its Git URL, archive URL or file)
+    lock_version: int = LOCK_VERSION
 
     def to_dict(self) -> dict:
-        return {"variant": self.variant, "path": self.path, "ready": self.ready,
+        """What ``farnode-desktop engine status`` prints: the engine, its source commit, torch and
+        transformers first."""
+        p = self.probe
+        return {"variant": self.variant, "path": self.path, "ready": self.ready, "lock_version": self.lock_version,
+                "engine": p.engine if p else None, "engine_version": p.engine_version if p else None,
+                "source_commit": self.source_commit, "source": self.source,
+                "torch_version": p.torch_version if p else None,
+                "transformers_version": p.transformers_version if p else None,
                 "missing": list(self.missing) if self.missing is not None else None,
-                "probe": self.probe.to_dict() if self.probe else None}
+                "probe": p.to_dict() if p else None}
 
 
 @dataclass(frozen=True)
 class Requirement:
     name: str
     version: str
+    url: str = ""  # the engine: its Git source, ``git+https://host/owner/repo.git@<full commit id>``
 
     @property
     def spec(self) -> str:
         return f"{self.name}=={self.version}"
+
+    @property
+    def commit(self) -> str:
+        return self.url.rpartition("@")[2] if self.url else ""
+
+    @property
+    def repo_url(self) -> str:
+        """``https://host/owner/repo`` of a Git requirement."""
+        repo = self.url.removeprefix("git+").rpartition("@")[0]
+        return repo.removesuffix(".git")
+
+    @property
+    def archive_url(self) -> str:
+        """The source archive of the pinned commit (GitHub's layout), for machines without git."""
+        return f"{self.repo_url}/archive/{self.commit}.tar.gz"
+
+    @property
+    def pip_target(self) -> str:
+        """What pip installs for this line: ``name==version``, or the Git URL at its commit."""
+        return self.url or self.spec
+
+
+@dataclass(frozen=True)
+class EngineSource:
+    """Where the engine package is installed from: ``git`` (its Git source at the locked commit), ``archive``
+    (that commit's source archive, downloaded over HTTPS) or ``local`` (an archive or wheel on this disk)."""
+
+    kind: str
+    where: str  # the URL or the file
+    commit: str | None = None  # known before installing (a git archive's header); None: learnt after
+
+
+def archive_commit(path: Path) -> str | None:
+    """The commit id that ``git archive`` (and GitHub's source archives) write into a tar or zip archive's
+    header; None when the file carries none (a wheel, an sdist)."""
+    name = path.name.lower()
+    try:
+        if name.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")):
+            with tarfile.open(path) as tar:
+                commit = tar.pax_headers.get("comment", "")
+        elif name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                commit = zf.comment.decode("ascii", "replace")
+        else:
+            return None
+    except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
+        raise EngineEnvError(f"The engine archive {path} cannot be read ({exc}). Download it again.") from exc
+    commit = commit.strip()
+    return commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None
 
 
 def lock_path(variant: str) -> Path:
@@ -87,9 +161,18 @@ def read_lock(path: Path) -> list[Requirement]:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        name, _, version = line.partition("==")
-        reqs.append(Requirement(name.strip(), version.strip()))
+        spec, _, url = line.partition(" @ ")
+        name, _, version = spec.partition("==")
+        reqs.append(Requirement(name.strip(), version.strip(), url.strip()))
     return reqs
+
+
+def engine_requirement(reqs: list[Requirement]) -> Requirement:
+    """The lock's line for the engine itself."""
+    for r in reqs:
+        if _norm(r.name) == ENGINE_PACKAGE:
+            return r
+    raise EngineEnvError(f"The engine lock names no {ENGINE_PACKAGE}: reinstall FarNode Desktop.")
 
 
 def lock_digest(path: Path) -> str:
@@ -111,9 +194,15 @@ def base_python() -> str:
 
 
 class EngineEnv:
-    """One variant's environment under ``paths.engine_root``."""
+    """One variant's environment under ``paths.engine_root``.
 
-    def __init__(self, paths: AppPaths, variant: str = "cpu", *, lock_file: Path | None = None):
+    ``source``: the ``engine.source`` setting (a local archive or wheel of the engine; empty: its Git source).
+    ``FARNODE_ENGINE_SOURCE`` overrides it.
+    """
+
+    SOURCE_RECORD = "engine-source.json"  # how the engine package in this venv was installed, and its commit
+
+    def __init__(self, paths: AppPaths, variant: str = "cpu", *, lock_file: Path | None = None, source: str = ""):
         if variant not in VARIANTS:
             raise EngineEnvError(f"Unknown engine variant {variant!r}; use one of {', '.join(VARIANTS)}.")
         self.paths = paths
@@ -122,6 +211,8 @@ class EngineEnv:
         self.venv = self.root / "venv"
         self.marker = self.root / "ready.json"
         self.lock_file = lock_file or LOCKS_DIR / f"{variant}.txt"
+        self.source = source
+        self.previous_version = 0  # > 0: running the previous lock version's environment (a failed upgrade)
 
     # ------------------------------------------------------------------ locating
     @property
@@ -141,6 +232,8 @@ class EngineEnv:
         if site is None:
             return out
         for d in site.glob("*.dist-info"):
+            if not (d / "RECORD").is_file():  # pip writes RECORD last: an install cut short is not installed
+                continue
             name, _, version = d.name[: -len(".dist-info")].partition("-")
             out[_norm(name)] = version
         return out
@@ -152,14 +245,29 @@ class EngineEnv:
             v = have.get(_norm(r.name))
             if v is None or (v != r.version and v.split("+")[0] != r.version):
                 out.append(r)
+            elif r.url and not self._source_satisfies(r):
+                out.append(r)  # the right version, but from another commit or another local file
         return out
+
+    def _source_satisfies(self, req: Requirement) -> bool:
+        record = self._read_json(self.root / self.SOURCE_RECORD) or {}
+        if record.get("commit") == req.commit:
+            return True
+        local = self.local_source()
+        return record.get("commit") is None and local is not None and record.get("where") == str(local)
 
     def status(self) -> EngineStatus:
         marker = self._read_marker()
-        ready = bool(marker) and marker.get("lock") == lock_digest(self.lock_file) and self.python.exists()
+        if self.previous_version:  # its own lock went with the release that made it: its marker is the proof
+            ready = bool(marker) and self.python.exists()
+        else:
+            ready = bool(marker) and marker.get("lock") == lock_digest(self.lock_file) and self.python.exists()
+        source = (marker or {}).get("engine_source") or {}
         return EngineStatus(variant=self.variant, path=str(self.venv), ready=ready,
-                            missing=tuple(r.spec for r in self.missing()) if self.venv.exists() else None,
-                            probe=self._marker_probe(marker))
+                            missing=(tuple(r.spec for r in self.missing()) if self.venv.exists()
+                                     and not self.previous_version else None),
+                            probe=self._marker_probe(marker), source_commit=source.get("commit"),
+                            source=source.get("where"), lock_version=self.previous_version or LOCK_VERSION)
 
     def is_ready(self) -> bool:
         return self.status().ready
@@ -171,48 +279,179 @@ class EngineEnv:
         except ProtocolError:
             return None
 
-    def _read_marker(self) -> dict | None:
+    @staticmethod
+    def _read_json(path: Path) -> dict | None:
         try:
-            data = json.loads(self.marker.read_text())
+            data = json.loads(path.read_text())
             return data if isinstance(data, dict) else None
         except (OSError, ValueError):
             return None
 
+    def _read_marker(self) -> dict | None:
+        return self._read_json(self.marker)
+
+    # ------------------------------------------------------------------ the engine's source
+    def local_source(self) -> Path | None:
+        """The local archive or wheel to install the engine from (``FARNODE_ENGINE_SOURCE``, else the
+        ``engine.source`` setting), or None for the engine's Git source."""
+        value = os.environ.get(SOURCE_ENV) or self.source
+        return Path(value).expanduser().resolve() if value else None
+
+    def engine_source(self, req: Requirement) -> EngineSource:
+        """Where to install the engine from, checked as far as it can be before installing."""
+        local = self.local_source()
+        if local is not None:
+            origin = SOURCE_ENV if os.environ.get(SOURCE_ENV) else "the engine source setting"
+            if not local.is_file():
+                raise EngineEnvError(f"The engine archive {local} (from {origin}) does not exist. Point it at a "
+                                     f"{req.name} source archive or wheel, or clear it to install "
+                                     f"{req.name} from {req.repo_url}.", title="Engine source not found")
+            commit = archive_commit(local)
+            if commit is not None and commit != req.commit:
+                raise EngineEnvError(f"{local} holds {req.name} commit {commit}, but this FarNode Desktop needs "
+                                     f"commit {req.commit} ({req.repo_url}/tree/{req.commit}). Use an archive of "
+                                     "that commit, or clear the engine source setting.",
+                                     title="Wrong engine version")
+            return EngineSource("local", str(local), commit)
+        if shutil.which("git"):
+            return EngineSource("git", req.url)
+        return EngineSource("archive", req.archive_url)
+
+    def _download_archive(self, req: Requirement, url: str) -> Path:
+        """The pinned commit's source archive, downloaded once into the environment's folder."""
+        target = self.root / "downloads" / f"{req.name}-{req.commit}.tar.gz"
+        if target.is_file() and archive_commit(target) == req.commit:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_suffix(".part")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
+                shutil.copyfileobj(resp, out)
+        except OSError as exc:
+            raise EngineEnvError(f"Could not download the engine ({req.name}) from {url}: {exc}. Check your "
+                                 "internet connection and run the set-up again, or set the engine source to a "
+                                 "local archive of it.", title="Engine download failed") from exc
+        os.replace(part, target)
+        commit = archive_commit(target)
+        if commit != req.commit:
+            raise EngineEnvError(f"The archive downloaded from {url} is commit {commit or 'unknown'}, not "
+                                 f"{req.commit}. Run the set-up again; if it repeats, report it.",
+                                 title="Engine download failed")
+        return target
+
+    def _install_engine(self, req: Requirement, cancel=None) -> None:
+        source = self.engine_source(req)
+        where = source.where
+        if source.kind == "archive":
+            where = str(self._download_archive(req, where))
+            source = EngineSource("archive", req.archive_url, req.commit)
+        # --force-reinstall: the same version from another commit or file replaces what is there
+        self._run_pip(req, ["--force-reinstall", "--no-deps", where if source.kind != "git" else req.pip_target],
+                      cancel)
+        commit = source.commit or self._installed_vcs_commit(req.name)
+        if source.kind == "git" and commit != req.commit:
+            raise EngineEnvError(f"pip installed {req.name} commit {commit or 'unknown'} instead of {req.commit}. "
+                                 "Run the set-up again; if it repeats, report it.")
+        atomic_write_json(self.root / self.SOURCE_RECORD, {"kind": source.kind, "where": source.where,
+                                                           "commit": commit})
+
+    def _installed_vcs_commit(self, name: str) -> str | None:
+        """The commit pip recorded for a package installed from a VCS URL (PEP 610 ``direct_url.json``)."""
+        site = self.site_packages()
+        for d in site.glob("*.dist-info") if site else ():
+            if _norm(d.name.partition("-")[0]) == _norm(name):
+                info = self._read_json(d / "direct_url.json") or {}
+                return (info.get("vcs_info") or {}).get("commit_id")
+        return None
+
     # ------------------------------------------------------------------ setting up
     def ensure(self, progress: ProgressFn | None = None, *, cancel: Callable[[], bool] | None = None,
                verify: bool = True) -> ProbeResult | None:
-        """Create/repair the environment, install what the lock lacks, verify it. Returns what the
-        verification found (None when ``verify`` is False)."""
+        """Create/repair the environment, install what the lock lacks, verify it, then remove the previous
+        lock version's environment. Returns what the verification found (None when ``verify`` is False)."""
         report = progress or (lambda p: None)
+        if self.previous_version:  # try the upgrade again
+            self.previous_version = 0
+            self.root = self.paths.engine_root / f"{self.variant}-v{LOCK_VERSION}"
+            self.venv, self.marker = self.root / "venv", self.root / "ready.json"
         status = self.status()
         if status.ready and status.probe is not None and not status.missing:
+            self.remove_previous()
             report(EngineProgress(100.0, "engine ready", done=True))
             return status.probe
+        lock = read_lock(self.lock_file)
+        for req in lock:
+            if req.url:
+                self.engine_source(req)  # a wrong local archive is refused before anything is written
         self._check_disk()
         report(EngineProgress(0.0, "creating the engine environment"))
-        self._create_venv()
+        self._create_venv(cancel)
         todo = self.missing()
-        lock = read_lock(self.lock_file)
         weights = {r.name: (40.0 if r.name == "torch" else 1.0) for r in lock}
         total = sum(weights.values())
         done = total - sum(weights[r.name] for r in todo)
         for i, req in enumerate(todo, 1):
-            if cancel and cancel():
-                raise EngineEnvError("Engine set-up was cancelled. Run it again to continue where it stopped.",
-                                     title="Engine set-up cancelled")
+            _check_cancel(cancel)
             report(EngineProgress(min(99.0, 95.0 * done / total),
                                   f"installing {req.name} {req.version} ({i}/{len(todo)})"))
-            self._pip_install(req)
+            if req.url:
+                self._install_engine(req, cancel)
+            else:
+                self._pip_install(req, cancel)
             done += weights[req.name]
         if not verify:
             report(EngineProgress(100.0, "packages installed", done=True))
             return None
         report(EngineProgress(96.0, "verifying the engine"))
-        probe = self.verify()
+        probe = self.verify(cancel)
         atomic_write_json(self.marker, {"lock": lock_digest(self.lock_file), "variant": self.variant,
-                                        "verified_at": time.time(), "probe": probe.to_dict()})
+                                        "lock_version": LOCK_VERSION, "verified_at": time.time(),
+                                        "probe": probe.to_dict(),
+                                        "engine_source": self._read_json(self.root / self.SOURCE_RECORD)})
+        self.remove_previous()
         report(EngineProgress(100.0, "engine ready", done=True))
         return probe
+
+    # ------------------------------------------------------------------ the previous lock version
+    def fall_back_to_previous(self) -> bool:
+        """After a failed upgrade: use the newest previous lock version's environment that is still ready
+        (its marker and interpreter are there), until the next set-up succeeds. False when there is none."""
+        for old in self.previous_roots():
+            marker = self._read_json(old / "ready.json")
+            python = old / "venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+            if marker and self._marker_probe(marker) is not None and python.exists():
+                self.previous_version = int(old.name.rpartition("-v")[2])
+                self.root, self.venv, self.marker = old, old / "venv", old / "ready.json"
+                return True
+        return False
+
+    def previous_roots(self) -> list[Path]:
+        """Environments of earlier lock versions of this variant beside this one, newest first."""
+        found = []
+        for d in self.paths.engine_root.glob(f"{self.variant}-v*"):
+            m = re.fullmatch(rf"{self.variant}-v(\d+)", d.name)
+            if m and int(m.group(1)) < LOCK_VERSION and d.is_dir():
+                found.append((int(m.group(1)), d))
+        return [d for _, d in sorted(found, reverse=True)]
+
+    def remove_previous(self) -> list[Path]:
+        """Remove earlier lock versions' environments, once this one is verified. Not in an engine root shared
+        through ``FARNODE_ENGINE_ROOT`` (developers, the test suite): other checkouts may still use them.
+        Each is renamed first, so a removal cut short never leaves something that looks like an engine."""
+        if os.environ.get("FARNODE_ENGINE_ROOT") or self.previous_version or not self.is_ready():
+            return []
+        removed = []
+        for old in self.previous_roots():
+            doomed = old.with_name(f".removing-{old.name}")
+            try:
+                os.replace(old, doomed)
+            except OSError:
+                continue
+            shutil.rmtree(doomed, ignore_errors=True)
+            removed.append(old)
+        for leftover in self.paths.engine_root.glob(f".removing-{self.variant}-v*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        return removed
 
     def _check_disk(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -224,44 +463,70 @@ class EngineEnv:
                 f"{free / 1e9:.1f} GB are free. Free some disk space and try again."
             )
 
-    def _create_venv(self) -> None:
+    def runtime(self):
+        """The native runtime over this environment: how its interpreter's processes are started."""
+        from farnode_desktop.core.node.runtimes.base import NativeRuntime
+
+        return NativeRuntime(self.python, PACKAGE_ROOT.parent)
+
+    def _run(self, module: str, args: list[str], *, timeout: float, cancel) -> processes.Finished:
+        spec = self.runtime().command_spec(module, args)
+        try:
+            done = processes.run(spec.argv, timeout=timeout, cancel=cancel, env=spec.env, cwd=spec.cwd)
+        except OSError as exc:
+            return processes.Finished(127, str(exc).encode())
+        _check_cancel(lambda: done.cancelled)
+        return done
+
+    def _create_venv(self, cancel=None) -> None:
         if self.python.exists():
-            try:
-                subprocess.run([str(self.python), "-c", "import sys"], check=True, capture_output=True, timeout=60)
+            if self._run("pip", ["--version"], timeout=60, cancel=cancel).returncode == 0:  # it runs, with pip
                 return
-            except (OSError, subprocess.SubprocessError):
-                pass  # broken (its base Python moved or was removed): make it again
+            # broken (its base Python moved, or its creation was cut short): make it again
             shutil.rmtree(self.venv, ignore_errors=True)
         py = base_python()
         try:
-            subprocess.run([py, "-m", "venv", str(self.venv)], check=True, capture_output=True, text=True,
-                           timeout=300)
-        except subprocess.CalledProcessError as exc:
-            raise EngineEnvError(
-                f"Could not create the engine environment with {py}: {exc.stderr.strip()[-400:]}. "
-                "Install the Python 'venv' module (on Debian/Ubuntu: apt install python3-venv) and retry.",
-            ) from exc
+            done = processes.run([py, "-m", "venv", str(self.venv)], timeout=300, cancel=cancel)
         except OSError as exc:
             raise EngineEnvError(f"Could not run {py} to create the engine environment ({exc}).") from exc
+        _check_cancel(lambda: done.cancelled)
+        if done.returncode != 0:
+            raise EngineEnvError(
+                f"Could not create the engine environment with {py}: "
+                f"{done.output.decode(errors='replace').strip()[-400:]}. "
+                "Install the Python 'venv' module (on Debian/Ubuntu: apt install python3-venv) and retry.")
 
-    def _pip_install(self, req: Requirement) -> None:
-        cmd = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-               "--progress-bar", "off", "-q"]
-        if not (req.name == "torch" and self.variant == "cuda"):
-            cmd.append("--no-deps")  # the lock is complete; the CUDA torch brings its nvidia-* wheels
-        cmd.append(req.spec)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-        if proc.returncode == 0:
+    def _drop_unfinished(self, req: Requirement) -> None:
+        """Remove the metadata of an install of ``req`` that was cut short (no RECORD): pip would take it as
+        installed, and cannot uninstall it."""
+        site = self.site_packages()
+        for d in site.glob("*.dist-info") if site else ():
+            if _norm(d.name[: -len(".dist-info")].partition("-")[0]) == _norm(req.name) and not (d / "RECORD").is_file():
+                shutil.rmtree(d, ignore_errors=True)
+
+    def _pip_install(self, req: Requirement, cancel=None) -> None:
+        # --no-deps: the lock is complete; the CUDA torch brings its nvidia-* wheels
+        self._run_pip(req, [req.spec] if req.name == "torch" and self.variant == "cuda" else ["--no-deps", req.spec],
+                      cancel)
+
+    def _run_pip(self, req: Requirement, args: list[str], cancel=None) -> None:
+        self._drop_unfinished(req)
+        done = self._run("pip", ["install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
+                                 "-q", *args], timeout=3600, cancel=cancel)
+        if done.returncode == 0:
             return
-        out = (proc.stderr + proc.stdout)[-2000:]
+        out = done.output.decode(errors="replace")[-2000:]
         low = out.lower()
         if "no space left" in low:
             raise DiskFullError(f"The disk filled up while installing {req.spec} for the engine. Free some disk "
                                 "space and run the set-up again; it continues where it stopped.", detail=out)
         if any(s in low for s in ("connection", "network is unreachable", "temporary failure in name resolution",
-                                  "read timed out", "max retries exceeded")):
-            raise EngineEnvError(f"Could not download {req.spec}: no connection to the package index. Check your "
-                                 "internet connection and run the set-up again; it continues where it stopped.",
+                                  "read timed out", "max retries exceeded", "could not resolve host",
+                                  "unable to access")):
+            where = f"its Git source ({req.repo_url})" if req.url else "the package index"
+            raise EngineEnvError(f"Could not download {req.spec}: no connection to {where}. Check your "
+                                 "internet connection and run the set-up again; it continues where it stopped."
+                                 + (" Offline, set the engine source to a local archive of it." if req.url else ""),
                                  detail=out)
         if "no matching distribution" in low or "could not find a version" in low:
             raise EngineEnvError(f"{req.spec} is not available for this computer (Python "
@@ -271,50 +536,56 @@ class EngineEnv:
         raise EngineEnvError(f"Installing {req.spec} into the engine environment failed: {out.strip()[-300:]}",
                              detail=out)
 
-    def verify(self) -> ProbeResult:
+    def verify(self, cancel=None) -> ProbeResult:
         if not self.python.exists():
             raise EngineEnvError("The engine environment is missing. Set it up from the app (or run "
                                  "`farnode-desktop engine setup`).", title="Engine not installed")
-        env = engine_subprocess_env()
-        try:
-            proc = subprocess.run([str(self.python), "-m", "farnode_desktop.engine.probe"], capture_output=True,
-                                  text=True, timeout=300, env=env, cwd=str(PACKAGE_ROOT.parent))
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineEnvError(f"The engine environment does not run ({exc}). Repair it with "
-                                 "`farnode-desktop engine setup`.", title="Engine environment broken") from exc
-        if proc.returncode != 0:
-            raise EngineEnvError(
-                "The engine environment is broken: importing the engine failed "
-                f"({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}). "
-                "Repair it with `farnode-desktop engine setup`.",
-                title="Engine environment broken", detail=proc.stderr[-3000:])
-        try:
-            return ProbeResult.from_dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-        except (ValueError, IndexError) as exc:  # ProtocolError is a ValueError
-            raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
-                                 "`farnode-desktop engine setup`.", title="Engine environment broken",
-                                 detail=proc.stdout[-2000:] + proc.stderr[-2000:]) from exc
+        done = self._run("farnode_desktop.engine.probe", [], timeout=300, cancel=cancel)
+        out = done.output.decode(errors="replace")
+        if done.returncode != 0:
+            why = "it did not finish in time" if done.timed_out else (
+                out.strip().splitlines()[-1] if out.strip() else f"exit code {done.returncode}")
+            raise EngineEnvError(f"The engine environment is broken: importing the engine failed ({why}). "
+                                 "Repair it with `farnode-desktop engine setup`.",
+                                 title="Engine environment broken", detail=out[-3000:])
+        for line in reversed(out.strip().splitlines()):  # its result is its last JSON line (logs may follow)
+            try:
+                probe = ProbeResult.from_dict(json.loads(line))
+            except ValueError:  # json's errors and ProtocolError
+                continue
+            self._check_engine(probe)
+            return probe
+        raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
+                             "`farnode-desktop engine setup`.", title="Engine environment broken",
+                             detail=out[-3000:])
+    def _check_engine(self, probe: ProbeResult) -> None:
+        """The imported engine is the locked one: its name, version and source commit."""
+        req = engine_requirement(read_lock(self.lock_file))
+        problem = ""
+        if probe.engine != req.name:
+            problem = f"it imports {probe.engine!r} instead of {req.name}"
+        elif probe.engine_version != req.version:
+            problem = f"{req.name} is version {probe.engine_version}, not {req.version}"
+        else:
+            record = self._read_json(self.root / self.SOURCE_RECORD) or {}
+            commit = probe.engine_commit or record.get("commit")
+            local = self.local_source()
+            if commit is None and not (local is not None and record.get("where") == str(local)):
+                problem = f"the source commit of {req.name} is unknown"
+            elif commit is not None and commit != req.commit:
+                problem = f"{req.name} is commit {commit}, not {req.commit}"
+        if problem:
+            raise EngineEnvError(f"The engine environment holds the wrong engine: {problem}. Repair it with "
+                                 "`farnode-desktop engine setup`.", title="Engine environment broken")
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def engine_subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for engine processes: only what they need, never the app's secrets.
-
-    Starts from the user's environment minus variables that would break or leak into the engine's
-    interpreter (the GUI venv's PYTHONPATH/PYTHONHOME, Qt variables), and puts this package's folder on
-    PYTHONPATH so ``python -m farnode_desktop.engine.*`` works in the engine venv.
-    """
-    drop_prefixes = ("PYTHON", "QT_", "VIRTUAL_ENV", "PYSIDE")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes) and not SECRET_ENV_RE.search(k)}
-    env["PYTHONPATH"] = str(PACKAGE_ROOT.parent)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONWARNINGS"] = "ignore::FutureWarning,ignore::UserWarning"
-    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    if extra:
-        env.update(extra)
-    return env
+def _check_cancel(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise EngineEnvError("Engine set-up was cancelled. Run it again to continue where it stopped.",
+                             title="Engine set-up cancelled")
 
 
 def choose_variant(paths: AppPaths, requested: str = "auto") -> str:
@@ -331,8 +602,11 @@ def choose_variant(paths: AppPaths, requested: str = "auto") -> str:
 
 
 def cli_engine(action: str, variant: str) -> int:
+    from farnode_desktop.core.settings import SettingsStore
+
     paths = AppPaths.default().ensure()
-    env = EngineEnv(paths, choose_variant(paths, variant))
+    settings = SettingsStore(paths.settings_file).load()
+    env = EngineEnv(paths, choose_variant(paths, variant), source=settings.engine.source)
     if action == "status":
         print(json.dumps(env.status().to_dict(), indent=2))
         return 0
@@ -353,6 +627,8 @@ def cli_engine(action: str, variant: str) -> int:
             print(line, flush=True)
         last[0] = line
 
+    t0 = time.monotonic()
     probe = env.ensure(show)
-    print(f"Engine ready: {probe.summary} ({env.variant}) in {env.venv}")
+    print(f"Engine ready: {probe.summary}, source commit {env.status().source_commit or 'unknown'} "
+          f"({env.variant}) in {env.venv} [{time.monotonic() - t0:.0f} s]")
     return 0

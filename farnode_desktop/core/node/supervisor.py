@@ -18,7 +18,6 @@ import json
 import logging
 import logging.handlers
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -30,12 +29,14 @@ from pathlib import Path
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.node import processes
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.base import EngineRuntime, NativeRuntime
 from farnode_desktop.core.resources import engine_source_root
 from farnode_desktop.engine import protocol as P
 
 log = logging.getLogger(__name__)
+LAUNCHER_MODULE = "farnode_desktop.engine.launcher"
 
 _LAUNCHER_STATES = {
     P.ServerState.STARTING: C.STARTING, P.ServerState.MEASURING_THROUGHPUT: C.MEASURING,
@@ -59,6 +60,7 @@ class _Run:
     """One launcher process."""
 
     proc: subprocess.Popen
+    tree: processes.ProcessTree  # the launcher and everything it started (the stop helper)
     run_id: str
     started: float
     event_source: object  # a readable binary file: the event pipe, or the process's stdout
@@ -89,6 +91,8 @@ def failure_message(category: str, config: dict, detail: str = "", log_path: Pat
     if category == P.Category.MODEL:
         return (f"The model {config.get('model')!r} could not be loaded ({detail.strip()[:200]}). Check the "
                 "model name or folder in Settings > Network.")
+    if category == P.Category.MODEL_UNSUPPORTED:
+        return f"{detail.strip()[:400]} Change the model in Settings > Network."
     if category in (P.Category.OOM_AT_LOAD, P.Category.OOM):
         return ("The GPU ran out of memory while loading blocks. Serve fewer blocks (Settings > GPUs) or close "
                 "programs that use the GPU, then start again.")
@@ -108,10 +112,11 @@ class Supervisor:
 
     def __init__(self, engine: EngineEnv, bus: EventBus, *, node_id: str = "main", log_dir: Path,
                  run_dir: Path, policy: RestartPolicy | None = None, stop_timeout_s: float = 30.0,
-                 runtime: EngineRuntime | None = None):
+                 runtime: EngineRuntime | None = None, launcher: str = LAUNCHER_MODULE):
         self.engine = engine
         # Where the engine runs: this machine's engine venv (native), WSL2 or Docker (core/node/runtimes).
         self.runtime = runtime or NativeRuntime(engine.python, engine_source_root())
+        self.launcher = launcher  # the module the runtime runs (tests run a fast stand-in that speaks its protocol)
         self.bus = bus
         self.node_id = node_id
         self.policy = policy or RestartPolicy()
@@ -224,7 +229,7 @@ class Supervisor:
         if run.proc.poll() is None:
             self._logger.warning("the server did not stop in time; killing it")
         if strategy.kill_group:
-            self._kill_group(run.proc.pid)
+            run.tree.kill()
         elif run.proc.poll() is None:
             run.proc.kill()
         for cmd in strategy.kill_commands:
@@ -241,9 +246,12 @@ class Supervisor:
 
     def _run_quietly(self, cmd) -> None:
         try:
-            subprocess.run(list(cmd), capture_output=True, timeout=30)
-        except (OSError, subprocess.SubprocessError) as exc:
+            done = processes.run(cmd, timeout=30)
+        except OSError as exc:
             self._logger.warning("stop command %s failed: %s", cmd[0], exc)
+            return
+        if done.returncode in (124, 127):
+            self._logger.warning("stop command %s failed: %s", cmd[0], done.output[-300:].decode(errors="replace"))
 
     def reset_hold(self) -> None:
         """Leave the HELD/FAILED state (the user acknowledged the message)."""
@@ -296,14 +304,14 @@ class Supervisor:
     def _spawn(self) -> C.NodeState:
         self.cleanup_leftovers()
         native = isinstance(self.runtime, NativeRuntime)
-        if native and not self.engine.python.exists():
+        if native and not Path(self.runtime.python).exists():
             return self._fail(P.Category.ENGINE_MISSING, "")
         self._set_state(C.STARTING)
         r_fd, w_fd = os.pipe() if native else (None, None)
-        spec = self.runtime.spawn_spec("farnode_desktop.engine.launcher", [], self._env_extra, w_fd,
+        spec = self.runtime.spawn_spec(self.launcher, [], self._env_extra, w_fd,
                                        ports=[int(self._config.get("port") or 0)], node_id=self.node_id)
         try:
-            proc = subprocess.Popen(spec.argv, **spec.popen_kwargs())
+            proc, tree = processes.spawn(spec.argv, **spec.popen_kwargs())
         except OSError as exc:
             for fd in (r_fd, w_fd):
                 if fd is not None:
@@ -317,7 +325,7 @@ class Supervisor:
                 os.close(r_fd)
         else:
             events, logs = os.fdopen(r_fd, "rb", buffering=0), proc.stdout
-        run = _Run(proc=proc, run_id=uuid.uuid4().hex[:12], started=time.time(), event_source=events,
+        run = _Run(proc=proc, tree=tree, run_id=uuid.uuid4().hex[:12], started=time.time(), event_source=events,
                    log_source=logs)
         self._run = run
         self._peer, self._blocks, self._total_blocks, self._throughput = P.Peer(), (), 0, P.Throughput()
@@ -397,7 +405,7 @@ class Supervisor:
 
     def _wait_exit(self, run: _Run) -> None:
         code = run.proc.wait()
-        self._kill_group(run.proc.pid)  # nothing of this run outlives it (handlers, DHT, p2pd)
+        run.tree.kill()  # nothing of this run outlives it (handlers, DHT, p2pd)
         time.sleep(0.05)  # let the event reader drain the last lines
         with self._lock:
             if self._run is not run:
@@ -498,16 +506,12 @@ class Supervisor:
             h.close()
             self._logger.removeHandler(h)
 
-    @staticmethod
-    def _kill_group(pgid: int) -> None:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
     def _write_pid_file(self, pid: int) -> None:
-        atomic_write_json(self.pid_file, {"pid": pid, "pgid": pid, "started": time.time(),
-                                          "port": self._config.get("port"), "app_pid": os.getpid()})
+        tree = self._run.tree if self._run is not None else None
+        atomic_write_json(self.pid_file, {"pid": pid, "grouped": bool(tree and tree.grouped),
+                                          "started": tree.started if tree else time.time(),
+                                          "port": self._config.get("port"), "app_pid": os.getpid(),
+                                          "app_started": _started_at(os.getpid())})
 
     def _remove_pid_file(self) -> None:
         try:
@@ -516,30 +520,60 @@ class Supervisor:
             pass
 
     def cleanup_leftovers(self) -> int:
-        """Kill what an earlier, killed run of the app left behind (its pid file names the process group).
-        Returns how many processes were killed."""
+        """Kill what an earlier, killed run of the app left behind (its pid file names the launcher's process
+        tree). Only when the app that recorded it is dead: a live app (another process on this data folder, or
+        this one) still owns its node. Returns how many processes were killed."""
         try:
             info = json.loads(self.pid_file.read_text())
-            pgid = int(info["pgid"])
+            pid = int(info["pid"])
+            tree = processes.ProcessTree(pid, grouped=bool(info.get("grouped", True)),
+                                         started=float(info.get("started") or 0.0))
         except (OSError, ValueError, KeyError, TypeError):
             return 0
-        if self._run is not None and self._run.proc.pid == pgid:
+        if self._run is not None and self._run.proc.pid == pid:
+            return 0
+        if recorded_app_alive(info):
+            log.warning("the node processes of launcher %d in %s belong to a running app (pid %s): left alone",
+                        pid, self.pid_file, info.get("app_pid"))
             return 0
         import psutil
 
         victims = []
-        for p in psutil.process_iter(["pid", "cmdline"]):
+        for p in tree.members():
             try:
-                if os.getpgid(p.pid) == pgid and p.pid != os.getpid():
-                    cmd = " ".join(p.info["cmdline"] or [])
-                    if "farnode_desktop.engine" in cmd or "p2pd" in cmd or "python" in cmd:
-                        victims.append(p)
-            except (ProcessLookupError, PermissionError, psutil.Error):
+                cmd = " ".join(p.cmdline() or [])
+            except psutil.Error:
                 continue
+            if p.pid != os.getpid() and ("farnode_desktop.engine" in cmd or "p2pd" in cmd or "python" in cmd):
+                victims.append(p)
         if victims:
-            log.warning("removing %d processes left by an earlier run (process group %d)", len(victims), pgid)
-            self._kill_group(pgid)
-            psutil.wait_procs(victims, timeout=5)
+            log.warning("removing %d processes left by an earlier run (launcher %d)", len(victims), pid)
+            tree.kill()
         self._remove_pid_file()
         return len(victims)
 
+
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch s), to tell it from a later process given the same pid."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def recorded_app_alive(info: dict) -> bool:
+    """Whether the app that wrote a pid file (``app_pid``, ``app_started``) still runs. A file without
+    ``app_pid`` was written before apps recorded themselves: its app is taken as gone."""
+    try:
+        app_pid = int(info["app_pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    started = _started_at(app_pid)
+    if started is None:
+        return False
+    recorded = info.get("app_started")
+    if isinstance(recorded, (int, float)) and abs(started - recorded) > 1.0:
+        return False  # the pid was reused by another process
+    return True

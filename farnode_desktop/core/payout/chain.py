@@ -1,4 +1,5 @@
-"""A small, robust Ethereum JSON-RPC client: the only module that imports :mod:`web3`.
+"""A small, robust Ethereum JSON-RPC client over HTTP(S), on the standard library (no web3: the earnings
+sync needs six read-only calls, and web3 with its HTTP stack held about 30 MB of the window's memory).
 
 - Every request is retried with exponential back-off (and jitter) on connection errors, timeouts, HTTP 429
   and 5xx, and JSON-RPC "rate limit" errors; ``Retry-After`` is honoured. Other errors fail at once with a
@@ -13,23 +14,25 @@ RPC URLs often embed an API key: messages only ever show the URL's host.
 
 from __future__ import annotations
 
-import functools
+import base64
+import http.client
+import itertools
+import json
 import random
 import re
+import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-
-import requests
-from web3 import Web3
-from web3.providers.rpc import HTTPProvider
+from urllib.parse import unquote, urlsplit
 
 from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.payout.address import checksum
 
-TRANSFER_TOPIC = "0x" + Web3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"  # keccak(Transfer(address,address,uint256))
 _SEL_BALANCE_OF = "0x70a08231"
 _SEL_DECIMALS = "0x313ce567"
 
@@ -110,11 +113,82 @@ def address_from_topic(topic: str) -> str:
     return checksum("0x" + topic[-40:])
 
 
-@functools.lru_cache(maxsize=4096)
-def checksum(address: str) -> str:
-    """The EIP-55 checksummed form of ``address``; cached, since logs repeat the same few addresses (a
-    keccak per address otherwise cost ~0.2 ms, most of a 10,000-payout sync's time)."""
-    return Web3.to_checksum_address(address)
+class HttpStatusError(Exception):
+    def __init__(self, status: int, headers: Any) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.headers = headers
+
+
+class JsonRpcHttp:
+    """JSON-RPC requests POSTed over HTTP(S) with one kept-alive connection per thread (http.client).
+    Honours the ``https_proxy``/``http_proxy``/``no_proxy`` variables and user:password in the URL."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        parts = urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.https else 80)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.timeout_s = timeout_s
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json",
+                        "User-Agent": "farnode-desktop"}
+        if parts.username:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        self.proxy = urlsplit(proxy) if proxy and not urllib.request.proxy_bypass(self.host) else None
+        self._ids = itertools.count(1)
+        self._local = threading.local()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.proxy is not None:
+            conn_host, conn_port = self.proxy.hostname or "", self.proxy.port or 8080
+        else:
+            conn_host, conn_port = self.host, self.port
+        if self.https:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                conn_host, conn_port, timeout=self.timeout_s, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(conn_host, conn_port, timeout=self.timeout_s)
+        if self.proxy is not None and self.https:
+            conn.set_tunnel(self.host, self.port)
+        return conn
+
+    def post(self, method: str, params: list) -> Any:
+        """The decoded JSON answer. Raises :class:`HttpStatusError` (not 2xx), OSError / HTTPException
+        (connection), ValueError (not JSON)."""
+        body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}).encode()
+        path = self.path if self.proxy is None or self.https else f"http://{self.host}:{self.port}{self.path}"
+        for fresh in (False, True):
+            conn = getattr(self._local, "conn", None)
+            if conn is None or fresh:
+                if conn is not None:
+                    conn.close()
+                conn = self._local.conn = self._connect()
+            try:
+                conn.request("POST", path, body, self.headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError,
+                    ConnectionResetError):
+                conn.close()
+                self._local.conn = None
+                if fresh:  # a new connection failed too: not a stale keep-alive
+                    raise
+        if resp.will_close:
+            conn.close()
+            self._local.conn = None
+        if not 200 <= resp.status < 300:
+            raise HttpStatusError(resp.status, resp.headers)
+        return json.loads(data)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
 
 def _hex_int(v: Any) -> int:
@@ -178,8 +252,7 @@ class ChainClient:
         self._lock = threading.Lock()
         self.calls = 0
         self.retries = 0
-        self._provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s},
-                                      exception_retry_configuration=None)
+        self._http = JsonRpcHttp(rpc_url, timeout_s)
 
     # ------------------------------------------------------------------------------------------ requests
     def _count(self, retry: bool = False) -> None:
@@ -204,19 +277,19 @@ class ChainClient:
             self._count(retry=attempt > 0)
             retry_after = None
             try:
-                response = self._provider.make_request(method, list(params))  # type: ignore[arg-type]
-            except requests.HTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else 0
+                response = self._http.post(method, list(params))
+            except HttpStatusError as exc:
+                status = exc.status
                 if status == 429 or status >= 500 or status == 0:
                     last = f"HTTP {status}"
-                    retry_after = exc.response.headers.get("Retry-After") if exc.response is not None else None
+                    retry_after = exc.headers.get("Retry-After")
                 elif status in (401, 403):
                     raise ChainError(f"The RPC provider {self.where} refused access (HTTP {status}). Check the "
                                      "RPC URL and its API key in the earnings settings.", detail=repr(exc)) from None
                 else:
                     raise ChainError(f"The RPC provider {self.where} answered HTTP {status} to {method}. Check "
                                      "the RPC URL in the earnings settings.", detail=repr(exc)) from None
-            except (requests.ConnectionError, requests.Timeout, OSError) as exc:
+            except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, TLS
                 last = type(exc).__name__
             except ValueError as exc:  # not JSON: a proxy's error page, a truncated answer
                 last = f"invalid response ({exc})"[:200]

@@ -9,7 +9,9 @@ Every operation either completes or leaves the previous wallet exactly as it was
 to the keyring (and read back) before the settings switch to its address, and a failure at any step
 undoes the steps before it.
 
-This module owns ``eth-account`` (and its ``eth_utils`` helpers) and ``segno`` (QR codes).
+The key arithmetic (new keys, phrases, signatures) is in :mod:`farnode_desktop.core.payout.keys`, in this
+process or in a short helper process (the app core's choice: eth-account's memory stays out of the app).
+This module owns ``segno`` (QR codes).
 """
 
 from __future__ import annotations
@@ -17,38 +19,33 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from eth_account import Account
-from eth_account.hdaccount.mnemonic import Language, Mnemonic
-from eth_account.messages import encode_defunct
-from eth_utils import is_checksum_address, to_checksum_address
-
 from farnode_desktop import APP_ID
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.node.engine_venv import SECRET_ENV_RE
+from farnode_desktop.core.payout.address import checksum, is_checksum_address
+from farnode_desktop.core.payout.keys import (
+    DEFAULT_DERIVATION_PATH,
+    PHRASE_LENGTHS,
+    KeyPair,
+    KeysInProcess,
+    WalletError,
+)
 from farnode_desktop.core.payout.keystore import Keystore
-from farnode_desktop.core.settings import Settings, SettingsStore
+from farnode_desktop.core.settings import SettingsStore
 
-Account.enable_unaudited_hdwallet_features()
-
-DEFAULT_DERIVATION_PATH = "m/44'/60'/0'/0/0"
-PHRASE_LENGTHS = (12, 15, 18, 21, 24)
 BINDING_TITLE = "FarNode node binding"
 _SECRET_FORMAT = 1
-_PATH_RE = re.compile(r"^m(/[0-9]{1,10}'?)+$")
-_HEX_KEY_RE = re.compile(r"^(0[xX])?[0-9a-fA-F]{64}$")
 _ADDRESS_RE = re.compile(r"^0[xX][0-9a-fA-F]{40}$")
 _PEER_ID_RE = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{20,128}$")  # libp2p peer ids are base58btc
 
+__all__ = ["DEFAULT_DERIVATION_PATH", "PHRASE_LENGTHS", "WalletError", "WalletManager", "NewWallet", "NodeBinding",
+           "parse_address", "binding_statement", "verify_node_binding", "address_qr", "FarNodeError"]
+
 T = TypeVar("T")
-
-
-class WalletError(FarNodeError):
-    title = "Wallet problem"
 
 
 @dataclass(frozen=True)
@@ -97,64 +94,7 @@ def parse_address(text: str, *, what: str = "address") -> str:
     if body != body.lower() and body != body.upper() and not is_checksum_address("0x" + body):
         raise WalletError(f"The {what} {s} has a wrong checksum (the mix of capital and small letters does not "
                           "match), which usually means a typo. Copy it again from its source.")
-    return to_checksum_address("0x" + body)
-
-
-def _normalise_key(key: str) -> bytes:
-    s = (key or "").strip()
-    if not _HEX_KEY_RE.match(s):
-        n = len(s[2:] if s[:2].lower() == "0x" else s)
-        hint = (" That looks like a recovery phrase: use 'Import recovery phrase' instead."
-                if len(s.split()) in PHRASE_LENGTHS else
-                " That looks like an address, not a private key." if _ADDRESS_RE.match(s) else "")
-        raise WalletError("This is not a valid private key: a key is 64 hexadecimal characters (0-9, a-f), "
-                          f"optionally starting with 0x; what was entered has {n} characters after any 0x."
-                          + hint)
-    raw = bytes.fromhex(s[2:] if s[:2].lower() == "0x" else s)
-    return raw
-
-
-def _account_from_key(key: str):
-    raw = _normalise_key(key)
-    try:
-        return Account.from_key(raw)
-    except Exception:  # out of the curve's range (0, >= n): never chain, the message may hold the key
-        raise WalletError("This private key is outside the range a secp256k1 key can have (it is zero or too "
-                          "large), so it cannot be a real wallet key. Check it and try again.") from None
-
-
-def _normalise_phrase(phrase: str) -> str:
-    words = (phrase or "").strip().lower().split()
-    if len(words) not in PHRASE_LENGTHS:
-        raise WalletError(f"A recovery phrase has 12, 15, 18, 21 or 24 words; this one has {len(words)}. "
-                          "Check that you copied all the words.")
-    wordlist = set(Mnemonic(Language.ENGLISH).wordlist)
-    unknown = [str(i + 1) for i, w in enumerate(words) if w not in wordlist]
-    if unknown:
-        raise WalletError("Word(s) number " + ", ".join(unknown) + " of the recovery phrase are not in the "
-                          "BIP-39 English word list. Check the spelling of those words.")
-    joined = " ".join(words)
-    if not Mnemonic(Language.ENGLISH).is_mnemonic_valid(joined):
-        raise WalletError("The words are all valid, but the phrase's checksum does not match: a word is wrong "
-                          "or the order is different. Check the phrase word by word.")
-    return joined
-
-
-def _account_from_phrase(phrase: str, path: str, passphrase: str):
-    path = (path or DEFAULT_DERIVATION_PATH).strip()
-    if not _PATH_RE.match(path):
-        raise WalletError(f"The derivation path {path!r} is not valid: it looks like m/44'/60'/0'/0/0. "
-                          "Leave it empty for the standard Ethereum path.")
-    words = _normalise_phrase(phrase)
-    try:
-        return Account.from_mnemonic(words, passphrase=passphrase or "", account_path=path)
-    except Exception:
-        raise WalletError("The wallet could not be derived from this recovery phrase and path. Check both "
-                          "and try again.") from None
-
-
-def _key_hex(account: Any) -> str:
-    return "0x" + bytes(account.key).hex()
+    return checksum("0x" + body)
 
 
 # ------------------------------------------------------------------------------------------------ manager
@@ -164,9 +104,10 @@ class WalletManager:
     Blocking (the keyring may be slow or show a prompt): call it off the GUI thread.
     """
 
-    def __init__(self, settings_store: SettingsStore, keystore: Keystore | None = None):
+    def __init__(self, settings_store: SettingsStore, keystore: Keystore | None = None, keys: Any = None):
         self.settings_store = settings_store
         self.keystore = keystore or Keystore()
+        self.keys = keys or KeysInProcess()  # or keys.KeysProcess(): the same operations in a helper process
 
     # -- reading
     def address(self) -> str:
@@ -178,8 +119,8 @@ class WalletManager:
         address = self.address()
         return bool(address) and self.keystore.get_secret(address) is not None
 
-    def _with_account(self, fn: Callable[[Any], T]) -> T:
-        """Load the key from the keyring, call ``fn(account)``, and drop the key again."""
+    def _with_key(self, fn: Callable[[KeyPair], T]) -> T:
+        """Load the key from the keyring, check it is the wallet's, call ``fn(pair)``, and drop it again."""
         address = self.address()
         if not address:
             raise WalletError("There is no payout wallet yet. Create one or import one first.")
@@ -188,29 +129,28 @@ class WalletManager:
             raise WalletError(f"The key of the payout wallet {address} is not in your keyring (it was removed "
                               "or the keyring was reset). Import the wallet again from its private key or "
                               "recovery phrase.")
-        account = None
+        pair = None
         try:
             try:
-                data = json.loads(raw)
-                account = Account.from_key(data["private_key"])
+                pair = self.keys.from_key(json.loads(raw)["private_key"])
             except Exception:
                 raise WalletError(f"The keyring entry of {address} is damaged and holds no usable key. Import "
                                   "the wallet again from its private key or recovery phrase.") from None
-            if account.address != address:
+            if pair.address != address:
                 raise WalletError(f"The keyring entry of {address} holds the key of another address. Import the "
                                   "wallet again from its private key or recovery phrase.")
-            return fn(account)
+            return fn(pair)
         finally:
-            del account, raw
+            del pair, raw
 
     # -- changing
-    def _install(self, account: Any, source: str) -> str:
-        """Store ``account``'s key, then switch the settings to its address; undo on failure."""
+    def _install(self, pair: KeyPair, source: str) -> str:
+        """Store the key, then switch the settings to its address; undo on failure."""
         self.keystore.backend()  # refuse early, before anything happens, when there is no keyring
         settings = self.settings_store.load()
-        address = account.address
+        address = pair.address
         previous_entry = self.keystore.get_secret(address)
-        payload = json.dumps({"v": _SECRET_FORMAT, "address": address, "private_key": _key_hex(account),
+        payload = json.dumps({"v": _SECRET_FORMAT, "address": address, "private_key": pair.key,
                               "source": source, "created": int(time.time())})
         self.keystore.set_secret(address, payload)
         del payload
@@ -234,26 +174,26 @@ class WalletManager:
         if words not in PHRASE_LENGTHS:
             raise WalletError("A recovery phrase has 12, 15, 18, 21 or 24 words.")
         self.keystore.backend()
-        account, phrase = Account.create_with_mnemonic(num_words=words, account_path=DEFAULT_DERIVATION_PATH)
-        address = self._install(account, "created")
-        return NewWallet(address=address, phrase=phrase)
+        pair = self.keys.create(words, DEFAULT_DERIVATION_PATH)
+        address = self._install(pair, "created")
+        return NewWallet(address=address, phrase=pair.phrase)
 
     def import_private_key(self, key: str) -> str:
         """Make the wallet of ``key`` (64 hex characters, with or without 0x) the payout wallet."""
-        return self._install(_account_from_key(key), "private_key")
+        return self._install(self.keys.from_key(key), "private_key")
 
     def import_phrase(self, phrase: str, *, derivation_path: str = DEFAULT_DERIVATION_PATH,
                       passphrase: str = "") -> str:
         """Make the wallet derived from a BIP-39 ``phrase`` (and optional path and passphrase) the payout
         wallet."""
-        return self._install(_account_from_phrase(phrase, derivation_path, passphrase), "phrase")
+        return self._install(self.keys.from_phrase(phrase, derivation_path, passphrase), "phrase")
 
     def export_private_key(self, *, confirm: bool = False) -> str:
         """The private key (0x + 64 hex). Only with ``confirm=True``, after the user explicitly agreed."""
         if confirm is not True:
             raise WalletError("Exporting the private key needs your explicit confirmation: anyone who sees the "
                               "key can take your earnings. Confirm to show it.", title="Confirmation needed")
-        return self._with_account(_key_hex)
+        return self._with_key(lambda pair: pair.key)
 
     def remove(self, *, confirm: bool = False) -> str:
         """Remove the payout wallet: its key from the keyring and its address from the settings."""
@@ -278,7 +218,7 @@ class WalletManager:
     # -- signing
     def sign_message(self, text: str) -> str:
         """An EIP-191 (personal_sign) signature of ``text`` by the wallet, 0x-hex."""
-        return self._with_account(lambda a: "0x" + bytes(a.sign_message(encode_defunct(text=text)).signature).hex())
+        return self._with_key(lambda pair: self.keys.sign(pair.key, text))
 
     def sign_node_binding(self, peer_id: str, address: str | None = None, *, chain_id: int,
                           issued_at: int | None = None) -> NodeBinding:
@@ -333,7 +273,7 @@ def parse_binding_statement(statement: str) -> dict[str, str]:
 
 def verify_node_binding(statement: str, signature: str, *, expected_peer_id: str | None = None,
                         expected_chain_id: int | None = None, max_age_s: float | None = None,
-                        now: float | None = None) -> str:
+                        now: float | None = None, keys: Any = None) -> str:
     """Check a node-binding statement and its signature; return the bound (checksummed) wallet address.
 
     Raises :class:`WalletError` when the statement is malformed, the signature is not the wallet's, or an
@@ -348,11 +288,7 @@ def verify_node_binding(statement: str, signature: str, *, expected_peer_id: str
         raise WalletError("The node-binding statement's chain id or timestamp is not a number.") from None
     if statement != binding_statement(fields["Peer ID"], address, chain_id, issued_at):
         raise WalletError("The node-binding statement is not in the canonical form; it may have been altered.")
-    try:
-        sig = bytes.fromhex(signature[2:] if signature[:2].lower() == "0x" else signature)
-        signer = Account.recover_message(encode_defunct(text=statement), signature=sig)
-    except Exception:
-        raise WalletError("The node-binding signature is malformed (it must be 65 bytes as hex).") from None
+    signer = (keys or KeysInProcess()).recover(statement, signature)
     if signer != address:
         raise WalletError(f"The node-binding signature was made by {signer}, not by the wallet {address} it "
                           "names: the statement is not valid.")
@@ -384,20 +320,3 @@ def address_qr(address: str, *, kind: str = "png", scale: int = 8, border: int =
     buf = io.BytesIO()
     segno.make_qr(content, error="m").save(buf, kind=kind, scale=scale, border=border)
     return buf.getvalue()
-
-
-def engine_public_name(settings: Settings) -> str:
-    """The public name the node announces to the network: the explicit one, else the payout address."""
-    return settings.network.public_name or settings.wallet.address
-
-
-def engine_environment(base: Mapping[str, str], settings: Settings) -> dict[str, str]:
-    """The environment for the engine process: ``base`` without anything that could carry a wallet secret,
-    plus ``FARNODE_PUBLIC_NAME`` (the address). The key itself is never read here."""
-    env = {k: v for k, v in base.items() if not SECRET_ENV_RE.search(k)}
-    name = engine_public_name(settings)
-    if name:
-        env["FARNODE_PUBLIC_NAME"] = name
-    else:
-        env.pop("FARNODE_PUBLIC_NAME", None)
-    return env

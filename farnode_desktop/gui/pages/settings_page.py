@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
-from farnode_desktop.core.node.engine_venv import EngineStatus
+from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
@@ -178,7 +178,15 @@ class SettingsPage(QWidget):
         self.engine_bar.setRange(0, 100)
         self.engine_bar.hide()
         self.engine_step = QLabel("")
+        self.engine_source = QLineEdit()
+        self.engine_source.setPlaceholderText("empty: FarMesh from its Git source (needs the internet)")
+        self.engine_source.setToolTip("Offline machines: a local source archive (.tar.gz, .zip) or wheel of the "
+                                      "engine at the commit this version of FarNode pins. Used at the next set-up.")
         v.addWidget(self.engine_status)
+        src_row = QHBoxLayout()
+        src_row.addWidget(QLabel("Engine source:"))
+        src_row.addWidget(self.engine_source, 1)
+        v.addLayout(src_row)
         row = QHBoxLayout()
         row.addWidget(self.repair)
         row.addWidget(self.engine_bar, 1)
@@ -237,6 +245,7 @@ class SettingsPage(QWidget):
         self.rate.setValue(c.reward_per_1k_tokens)
         self.at_login.setChecked(p.start_at_login)
         self.minimized.setChecked(p.start_minimized)
+        self.engine_source.setText(s.engine.source)
         self._swarm_changed()
         self.saved_label.setText("")
 
@@ -267,7 +276,7 @@ class SettingsPage(QWidget):
                         payout_senders=[x.strip() for x in self.senders.text().split(",") if x.strip()],
                         confirmations=self.confirmations.value(), reward_per_1k_tokens=self.rate.value())
         return replace(s, network=net, gpus=replace(s.gpus, reserve_vram_mib=self.reserve.value()), policies=pol,
-                       chain=chain)
+                       chain=chain, engine=replace(s.engine, source=self.engine_source.text().strip()))
 
     def save(self) -> bool:
         try:
@@ -287,9 +296,10 @@ class SettingsPage(QWidget):
 
     def _engine_status(self, st: EngineStatus) -> None:
         if st.ready:
-            extra = f" ({st.probe.summary})" if st.probe else ""
-            self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {st.variant} "
-                                       f"engine{extra} in {st.path}.")
+            previous = (" This is the previous engine: its update did not complete; Set up / repair tries "
+                        "again." if st.lock_version < LOCK_VERSION else "")
+            self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {engine_summary(st)}, "
+                                       f"{st.variant} build, in {st.path}.{previous}")
         else:
             self.engine_status.setText(f"<span style='color:#e0a100'>Not set up</span>: the {st.variant} "
                                        f"engine will be installed in {st.path} (about 2.5 GB; minutes).")
@@ -316,3 +326,16 @@ class SettingsPage(QWidget):
         self.engine_step.setText("Set-up stopped: see the message.")
         show_error(self, exc, tb)
         self.refresh_engine()
+
+
+def engine_summary(st: EngineStatus) -> str:
+    """``FarMesh 2.3.0.dev2 (commit 75a473e), torch 2.13.0, transformers 4.43.1`` from an engine status."""
+    p = st.probe
+    if p is None:
+        return "engine (not verified yet)"
+    name = {"farmesh": "FarMesh"}.get(p.engine, p.engine)
+    parts = [f"{name} {p.engine_version}" + (f" (commit {st.source_commit[:7]})" if st.source_commit
+                                              else " (commit unknown)")]
+    parts += [f"{label} {v}" for label, v in (("torch", p.torch_version), ("transformers", p.transformers_version))
+              if v]
+    return ", ".join(parts)

@@ -14,6 +14,7 @@ except on Windows, where it is ``wsl2`` (Petals does not run natively on Windows
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from abc import ABC, abstractmethod
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.resources import engine_source_root
 from farnode_desktop.core.snapshots import EngineProgress
 from farnode_desktop.engine.protocol import STOP_LINE
 
@@ -31,6 +33,31 @@ PATH_KEYS = ("identity_path", "cache_dir", "model")
 # What an engine process needs from the app's environment (the rest stays on the host side).
 ENGINE_ENV_KEYS = ("PYTHONUNBUFFERED", "PYTHONWARNINGS", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_OFFLINE",
                    "HF_ENDPOINT", "CUDA_VISIBLE_DEVICES", "PETALS_CACHE")
+
+
+# Environment variable names that must never reach an engine process (wallet secrets by any usual name).
+SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE|WALLET_?(KEY|SECRET)|SECRET",
+                           re.I)
+
+
+def engine_subprocess_env(extra: dict[str, str] | None = None, *, source_root: str | Path | None = None
+                          ) -> dict[str, str]:
+    """Environment for engine processes: only what they need, never the app's secrets.
+
+    Starts from the user's environment minus variables that would break or leak into the engine's
+    interpreter (the GUI venv's PYTHONPATH/PYTHONHOME, Qt variables), and puts this package's folder on
+    PYTHONPATH so ``python -m farnode_desktop.engine.*`` works in the engine venv.
+    """
+    drop_prefixes = ("PYTHON", "QT_", "VIRTUAL_ENV", "PYSIDE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes) and not SECRET_ENV_RE.search(k)}
+    env["PYTHONPATH"] = str(source_root or engine_source_root())
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONWARNINGS"] = "ignore::FutureWarning,ignore::UserWarning"
+    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if extra:
+        env.update(extra)
+    return env
+
 
 
 class EngineRuntimeError(FarNodeError):
@@ -50,19 +77,18 @@ class SpawnSpec:
     pass_fds: tuple[int, ...]
     cwd: str | None
     events_on_stdout: bool
-    start_new_session: bool = True
     name: str = ""  # container name (Docker), empty otherwise
 
     def popen_kwargs(self) -> dict:
-        """Keyword arguments for ``subprocess.Popen(spec.argv, **kwargs)``."""
+        """Keyword arguments for ``subprocess.Popen(spec.argv, **kwargs)`` (or ``processes.spawn``): the
+        process gets a group of its own (see :mod:`farnode_desktop.core.node.processes`)."""
+        from farnode_desktop.core.node.processes import group_popen_kwargs
+
         kw: dict = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env, cwd=self.cwd,
                         stderr=subprocess.PIPE if self.events_on_stdout else subprocess.STDOUT)
-        if os.name == "nt":
-            kw["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
-                subprocess, "CREATE_NO_WINDOW", 0)
-        else:
-            kw["pass_fds"] = self.pass_fds
-            kw["start_new_session"] = self.start_new_session
+        if self.pass_fds:
+            kw["pass_fds"] = self.pass_fds  # an event pipe: native runtimes, which are POSIX only
+        kw.update(group_popen_kwargs())
         return kw
 
 
@@ -119,6 +145,11 @@ class EngineRuntime(ABC):
         """How to run ``python -m <module> <args>`` in the engine. ``event_fd``: the write end of the event
         pipe, or None for events on stdout (always the case for WSL2 and Docker, whatever is passed)."""
 
+    @abstractmethod
+    def command_spec(self, module: str, args: Sequence[str], env_extra: dict[str, str] | None = None) -> SpawnSpec:
+        """How to run ``python -m <module> <args>`` in the engine to its end (pip, the engine probe, the
+        demo-model generator): its output on stdout, no event channel."""
+
     def translate_path(self, path: str | Path) -> str:
         """A host path as the engine sees it."""
         return str(path)
@@ -167,17 +198,20 @@ class NativeRuntime(EngineRuntime):
         self.source_root = str(source_root)
         self._env = env  # None: engine_subprocess_env() at spawn time
 
-    def spawn_spec(self, module, args, env_extra, event_fd, *, ports=(), node_id="main") -> SpawnSpec:
+    def _env_for(self, env_extra: dict[str, str] | None) -> dict[str, str]:
         if self._env is None:
-            from farnode_desktop.core.node.engine_venv import engine_subprocess_env
+            return engine_subprocess_env(env_extra, source_root=self.source_root)
+        return {**self._env, "PYTHONPATH": self.source_root, **(env_extra or {})}
 
-            env = engine_subprocess_env(env_extra)
-        else:
-            env = {**self._env, "PYTHONPATH": self.source_root, **(env_extra or {})}
+    def spawn_spec(self, module, args, env_extra, event_fd, *, ports=(), node_id="main") -> SpawnSpec:
         fd_args = ["--event-fd", str(event_fd if event_fd is not None else 1)]
-        return SpawnSpec(argv=[self.python, "-m", module, *args, *fd_args], env=env,
+        return SpawnSpec(argv=[self.python, "-m", module, *args, *fd_args], env=self._env_for(env_extra),
                          pass_fds=(event_fd,) if event_fd is not None else (), cwd=self.source_root,
                          events_on_stdout=event_fd is None)
+
+    def command_spec(self, module, args, env_extra=None) -> SpawnSpec:
+        return SpawnSpec(argv=[self.python, "-m", module, *args], env=self._env_for(env_extra), pass_fds=(),
+                         cwd=self.source_root, events_on_stdout=False)
 
     def stop_strategy(self, engine_pid=None, node_id="main") -> StopStrategy:
         # One SIGINT only: the launcher turns a stdin "stop" into a SIGINT to itself, and a second SIGINT
@@ -195,19 +229,22 @@ def decode_output(raw: bytes) -> str:
     return raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\x00", "")
 
 
-Runner = Callable[[SetupStep], StepResult]
+Runner = Callable[..., StepResult]  # (step, cancel) -> result
 
 
-def run_step(step: SetupStep) -> StepResult:
-    """Run one step (stdout and stderr together, decoded). A missing program or a timeout is rc 127/124."""
-    try:
-        proc = subprocess.run(list(step.argv), input=step.input, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=step.timeout_s, check=False)
-    except FileNotFoundError as exc:
-        return StepResult(step, 127, f"{step.argv[0]}: not found ({exc})")
-    except subprocess.TimeoutExpired as exc:
-        return StepResult(step, 124, decode_output(exc.output or b"") + f"\ntimed out after {step.timeout_s:.0f} s")
-    return StepResult(step, proc.returncode, decode_output(proc.stdout))
+def run_step(step: SetupStep, cancel: Callable[[], bool] | None = None) -> StepResult:
+    """Run one step (stdout and stderr together, decoded), as a process tree that ``cancel()`` ends at
+    once. A missing program or a timeout is rc 127/124."""
+    from farnode_desktop.core.node.processes import run
+
+    done = run(step.argv, timeout=step.timeout_s, cancel=cancel, input=step.input)
+    output = decode_output(done.output)
+    if done.timed_out:
+        output += f"\ntimed out after {step.timeout_s:.0f} s"
+    if done.cancelled:
+        raise EngineRuntimeError("The engine set-up was cancelled. Run it again to continue.",
+                                 title="Engine set-up cancelled")
+    return StepResult(step, done.returncode, output)
 
 
 def run_steps(steps: Sequence[SetupStep], *, progress: Callable[[EngineProgress], None] | None = None,
@@ -223,7 +260,7 @@ def run_steps(steps: Sequence[SetupStep], *, progress: Callable[[EngineProgress]
             raise EngineRuntimeError("The engine set-up was cancelled. Run it again to continue.",
                                 title="Engine set-up cancelled")
         report(EngineProgress(min(99.0, 100.0 * done / total), step.label))
-        res = runner(step)
+        res = runner(step, cancel)
         results.append(res)
         if res.returncode != 0 and not step.check:
             tail = res.output.strip()[-300:]

@@ -172,12 +172,20 @@ class DockerRuntime(EngineRuntime):
     def spawn_spec(self, module, args, env_extra, event_fd, *, ports=(), node_id="main") -> SpawnSpec:
         argv = [*self.run_args(node_id, ports, env_extra), self.image, "python", "-m", module, *args,
                 "--event-fd", "1"]
+        return SpawnSpec(argv=argv, env=self._host_env(), pass_fds=(), cwd=None, events_on_stdout=True,
+                         name=container_name(node_id))
+
+    def command_spec(self, module, args, env_extra=None) -> SpawnSpec:
+        name = "cmd-" + module.rsplit(".", 1)[-1]
+        argv = [*self.run_args(name, (), env_extra, interactive=False), self.image, "python", "-m", module, *args]
+        return SpawnSpec(argv=argv, env=self._host_env(), pass_fds=(), cwd=None, events_on_stdout=False,
+                         name=container_name(name))
+
+    def _host_env(self) -> dict[str, str]:
         import os
 
         host = self.host_env if self.host_env is not None else dict(os.environ)
-        env = {k: v for k, v in host.items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
-        return SpawnSpec(argv=argv, env=env, pass_fds=(), cwd=None, events_on_stdout=True,
-                         name=container_name(node_id))
+        return {k: v for k, v in host.items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
 
     def translate_path(self, path) -> str:
         s = str(path)

@@ -160,10 +160,18 @@ class Wsl2Runtime(EngineRuntime):
         # fallback `kill -- -PID` reach the DHT, handlers and p2pd) while wsl.exe still waits for it.
         argv = list(self.wsl_cmd("env", *assignments, "setsid", "-w", self.python, "-m", module, *args,
                                  "--event-fd", "1", cwd=str(WSL_SRC)))
+        return SpawnSpec(argv=argv, env=self._host_env(), pass_fds=(), cwd=None, events_on_stdout=True)
+
+    def command_spec(self, module, args, env_extra=None) -> SpawnSpec:
+        assignments = [f"{k}={v}" for k, v in sorted(self._engine_env(env_extra).items())]
+        argv = list(self.wsl_cmd("env", *assignments, self.python, "-m", module, *args, cwd=str(WSL_SRC)))
+        return SpawnSpec(argv=argv, env=self._host_env(), pass_fds=(), cwd=None, events_on_stdout=False)
+
+    def _host_env(self) -> dict[str, str]:
         host = self.host_env if self.host_env is not None else dict(os.environ)
         host_env = {k: v for k, v in host.items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
         host_env["WSL_UTF8"] = "1"  # wsl.exe's own messages in UTF-8
-        return SpawnSpec(argv=argv, env=host_env, pass_fds=(), cwd=None, events_on_stdout=True)
+        return host_env
 
     def translate_path(self, path) -> str:
         return windows_to_wsl_path(path, self.distro)
@@ -225,7 +233,12 @@ class Wsl2Runtime(EngineRuntime):
     def setup_steps(self, variant: str | None = None, *, distros: list[WslDistro] | None = None) -> list[SetupStep]:
         """The whole set-up, given the distributions found (``parse_wsl_list``); resumable: pip skips what
         is installed at the locked version, the venv and the distribution are reused."""
-        from farnode_desktop.core.node.engine_venv import lock_digest, lock_path, read_lock
+        from farnode_desktop.core.node.engine_venv import (
+            engine_requirement,
+            lock_digest,
+            lock_path,
+            read_lock,
+        )
 
         variant = variant or self.variant
         steps: list[SetupStep] = []
@@ -260,13 +273,19 @@ class Wsl2Runtime(EngineRuntime):
                    "--progress-bar", "off", "-q"]
             if not (req.name == "torch" and variant == "cuda"):
                 cmd.append("--no-deps")  # as EngineEnv: the lock is complete; CUDA torch brings nvidia-*
-            steps.append(SetupStep(f"installing {req.name} {req.version}", self.wsl_cmd(*cmd, req.spec),
+            # The engine (on no package index): its pinned commit's source archive over HTTPS (a fresh
+            # distribution may have no git); the URL names the full commit id.
+            target = req.archive_url if req.url else req.spec
+            steps.append(SetupStep(f"installing {req.name} {req.version}", self.wsl_cmd(*cmd, target),
                                    weight=weight, timeout_s=3600))
         probe_env = [f"{k}={v}" for k, v in sorted(self._engine_env(None).items())]
         steps.append(SetupStep("verifying the engine", self.wsl_cmd(
             "env", *probe_env, self.python, "-m", "farnode_desktop.engine.probe", cwd=str(WSL_SRC)), weight=2,
             timeout_s=600))
-        marker = json.dumps({"lock": lock_digest(lock_path(variant)), "variant": variant}).encode()
+        engine = engine_requirement(lock)
+        marker = json.dumps({"lock": lock_digest(lock_path(variant)), "variant": variant,
+                             "engine_source": {"kind": "archive", "where": engine.archive_url,
+                                               "commit": engine.commit}}).encode()
         steps.append(SetupStep("marking the engine ready", self.sh(
             f"cat > {q(str(self.engine_dir / 'ready.json'))}"), input=marker, timeout_s=60))
         return steps

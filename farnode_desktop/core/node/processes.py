@@ -1,0 +1,226 @@
+"""Engine processes on this computer: started as a group of their own, stopped as a whole.
+
+Every process the app runs in the engine's environment (the server's launcher, the demo client, pip, the
+engine probe, the demo-model generator) and the programs that host it (``wsl.exe``, ``docker``) start through
+:func:`spawn` and end through :class:`ProcessTree`, the one stop helper:
+
+- where the OS has process groups (Linux, macOS: ``os.killpg``), the process leads a new session and group,
+  and everything it starts (the server's DHT process, handlers, p2pd) stays in that group unless it leaves on
+  purpose, so the group is the tree, even after the leader died and its children were re-parented;
+- elsewhere (Windows), the process gets a new process group (for console control events), and the tree is
+  the process and its descendants as ``psutil`` sees them through parent pids, remembered as they are seen
+  so that children re-parented after their parent's death are still found.
+
+:func:`run` runs a command to its end with a timeout and a cancel check: cancelling (Quit, Ctrl-C, a stop
+during engine set-up) kills the whole tree at once.
+
+This module owns ``os.killpg``/``os.getpgid`` and process-group creation flags; nothing else calls them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import psutil
+
+POLL_S = 0.1  # how often run() checks its cancel function
+
+
+def has_process_groups() -> bool:
+    """Whether this OS has POSIX process groups (checked at call time: tests take them away)."""
+    return all(hasattr(os, name) for name in ("killpg", "getpgid", "setsid"))
+
+
+def group_popen_kwargs() -> dict:
+    """``subprocess.Popen`` arguments that give a new process its own group."""
+    if has_process_groups():
+        return {"start_new_session": True}
+    flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+    return {"creationflags": flags} if flags else {}
+
+
+class ProcessTree:
+    """A started process and every process it started, as one thing to signal, list and kill."""
+
+    def __init__(self, pid: int, *, grouped: bool | None = None, started: float | None = None):
+        self.pid = pid
+        # grouped: the process leads its own process group (spawned here on an OS with groups)
+        self.grouped = has_process_groups() if grouped is None else grouped
+        self._known: dict[int, float] = {}  # pid -> create time of members seen so far (no groups)
+        try:
+            self.started = started if started is not None else psutil.Process(pid).create_time()
+        except psutil.Error:
+            self.started = started if started is not None else time.time()
+
+    def members(self) -> list[psutil.Process]:
+        """The processes of the tree that are alive now (the root included while it lives; zombies, which
+        only wait to be reaped, are not counted)."""
+        found = _group_members(self.pid) if self.grouped else self._descendants()
+        out = []
+        for p in found:
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+            except psutil.Error:
+                continue
+        return out
+
+    def _descendants(self) -> list[psutil.Process]:
+        children: dict[int, list[psutil.Process]] = {}
+        by_pid: dict[int, psutil.Process] = {}
+        for p in psutil.process_iter(["ppid", "create_time"]):
+            by_pid[p.pid] = p
+            children.setdefault(p.info["ppid"], []).append(p)
+        found: dict[int, psutil.Process] = {}
+        todo = [self.pid, *self._known]
+        while todo:
+            pid = todo.pop()
+            p = by_pid.get(pid)
+            if p is not None and pid not in found and _same_process(p, self._known.get(pid), self.started):
+                found[pid] = p
+            for child in children.get(pid, ()):
+                if child.pid not in found and (child.info["create_time"] or 0) >= self.started - 1:
+                    found[child.pid] = child
+                    todo.append(child.pid)
+        for pid, p in found.items():
+            self._known.setdefault(pid, p.info.get("create_time") or 0.0)
+        return list(found.values())
+
+    def signal_root(self, sig: int) -> None:
+        """Send ``sig`` to the tree's first process only (its clean stop: SIGINT for the launcher)."""
+        try:
+            os.kill(self.pid, sig)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+    def kill(self) -> int:
+        """Kill every process of the tree now. Returns how many were alive."""
+        if self.grouped:
+            victims = _group_members(self.pid)
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+        else:
+            victims = self._descendants()
+            for p in victims:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+        _wait_gone(victims, 5.0)
+        return len(victims)
+
+    def alive(self) -> bool:
+        return bool(self.members())
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> None:
+    """Until every process has exited (a zombie counts as gone: whoever its parent now is reaps it)."""
+    deadline = time.monotonic() + timeout
+    left = list(procs)
+    while left and time.monotonic() < deadline:
+        still = []
+        for p in left:
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    still.append(p)
+            except psutil.Error:
+                continue
+        left = still
+        if left:
+            time.sleep(0.02)
+
+
+def _same_process(p: psutil.Process, create_time: float | None, started: float) -> bool:
+    t = p.info.get("create_time") or 0.0
+    return abs(t - create_time) < 0.01 if create_time is not None else t >= started - 1
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                out.append(p)
+        except (ProcessLookupError, PermissionError, OSError, psutil.Error):
+            continue
+    return out
+
+
+def spawn(argv: Sequence[str], **popen_kwargs) -> tuple[subprocess.Popen, ProcessTree]:
+    """Start ``argv`` as the first process of a new tree (see :func:`group_popen_kwargs`)."""
+    kwargs = {**popen_kwargs}
+    kwargs.pop("start_new_session", None)
+    kwargs.pop("creationflags", None)
+    kwargs.update(group_popen_kwargs())
+    proc = subprocess.Popen(list(argv), **kwargs)
+    return proc, ProcessTree(proc.pid, grouped="start_new_session" in kwargs)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a command run by :func:`run` ended."""
+
+    returncode: int  # 124 timed out, 127 not found, -9 (or the kill's code) cancelled
+    output: bytes  # stdout and stderr together
+    cancelled: bool = False
+    timed_out: bool = False
+
+
+def run(argv: Sequence[str], *, timeout: float, cancel: Callable[[], bool] | None = None,
+        input: bytes | None = None, env: dict[str, str] | None = None, cwd: str | None = None) -> Finished:
+    """Run a command to its end (its output collected), killing its whole tree at once when ``cancel()``
+    becomes true or ``timeout`` seconds pass."""
+    try:
+        proc, tree = spawn(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    except FileNotFoundError as exc:
+        return Finished(127, f"{argv[0]}: not found ({exc})".encode())
+    chunks: list[bytes] = []
+
+    def pump() -> None:
+        if input is not None:
+            try:
+                proc.stdin.write(input)
+                proc.stdin.close()
+            except OSError:
+                pass
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True, name="run-output")
+    reader.start()
+    deadline = time.monotonic() + timeout
+    cancelled = timed_out = False
+    try:
+        while True:
+            try:
+                proc.wait(POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if cancel is not None and cancel():
+                cancelled = True
+            elif time.monotonic() >= deadline:
+                timed_out = True
+            if cancelled or timed_out:
+                tree.kill()
+                proc.wait()
+                break
+    except BaseException:  # KeyboardInterrupt in the caller's thread: the tree is in a session of its own
+        tree.kill()
+        proc.wait()
+        raise
+    if not cancelled and not timed_out:
+        tree.kill()  # anything it left running in its group
+    reader.join(5)
+    proc.stdout.close()
+    code = 124 if timed_out else proc.returncode
+    return Finished(code, b"".join(chunks), cancelled=cancelled, timed_out=timed_out)

@@ -1,0 +1,101 @@
+"""The data folder's instance lock between real processes: the second is refused with the holder's pid, the
+lock dies with its holder however it exits, and the node processes it started never inherit it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from farnode_desktop.core.instance import AlreadyRunning, InstanceLock
+
+REPO = Path(__file__).resolve().parents[2]
+
+HOLDER = r"""
+import subprocess, sys, time
+from farnode_desktop.core.instance import InstanceLock
+lock = InstanceLock(sys.argv[1])
+lock.acquire(sys.argv[2])
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # like an engine process
+print(child.pid, flush=True)
+sys.stdin.readline()
+lock.release()
+print("released", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    procs = []
+
+    def start(face: str = "headless") -> tuple[subprocess.Popen, int]:
+        p = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "run"), face], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=REPO,
+                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+        child = int(p.stdout.readline())
+        procs.append((p, child))
+        return p, child
+
+    yield start
+    for p, child in procs:
+        for pid in (p.pid, child):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait()
+
+
+def test_a_second_process_is_refused_with_the_holders_pid(tmp_path, holder):
+    proc, _ = holder("window")
+    lock = InstanceLock(tmp_path / "run")
+    with pytest.raises(AlreadyRunning) as err:
+        lock.acquire("headless")
+    assert err.value.holder.pid == proc.pid and err.value.holder.face == "window"
+    assert f"process {proc.pid}" in err.value.message and "the FarNode window" in err.value.message
+    assert lock.holder().pid == proc.pid
+    assert not lock.held
+
+    proc.stdin.write("\n")  # the holder lets go
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "released"
+    assert lock.holder() is None
+    lock.acquire("headless")
+    try:
+        assert lock.holder().pid == os.getpid() and lock.holder().face == "headless"
+        record = json.loads((tmp_path / "run" / "instance.lock").read_text())
+        assert record["pid"] == os.getpid()
+    finally:
+        lock.release()
+
+
+def test_the_lock_dies_with_a_killed_holder_not_with_its_children(tmp_path, holder):
+    proc, child = holder("headless")
+    assert InstanceLock(tmp_path / "run").holder().pid == proc.pid
+    proc.kill()  # no clean-up at all
+    proc.wait()
+    assert psutil.pid_exists(child)  # its "engine" process lives on, and does not hold the lock
+    lock = InstanceLock(tmp_path / "run")
+    assert lock.holder() is None
+    lock.acquire("window")
+    lock.release()
+
+
+def test_two_locks_in_one_process_conflict_too(tmp_path):
+    first, second = InstanceLock(tmp_path / "run"), InstanceLock(tmp_path / "run")
+    first.acquire("window")
+    try:
+        with pytest.raises(AlreadyRunning) as err:
+            second.acquire("window")
+        assert err.value.holder.pid == os.getpid()
+    finally:
+        first.release()
+    second.acquire("window")
+    second.release()
