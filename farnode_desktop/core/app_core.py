@@ -304,7 +304,7 @@ class AppCore:
             self.last_error = state
         if self._closed:
             return
-        serving = any(s.state.state in (C.ONLINE, C.REBALANCING) for s in list(self.node.supervisors.values()))
+        serving = bool(self.node.my_peer_ids())  # a server on the network (also while it moves blocks)
         self.network.watch("node", serving and not self.node.is_local)
         if not serving:
             self.bus.publish("node.reachability_status", {})

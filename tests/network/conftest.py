@@ -23,7 +23,8 @@ import pytest
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineEnv, engine_subprocess_env
+from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineEnv
+from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import CUSTOM_SWARM, Settings, SettingsStore
 from tests.models.conftest import put_in_hf_cache

@@ -5,6 +5,8 @@ The tests run in file order on one network (module scope); the last ones stop a 
 
 from __future__ import annotations
 
+import os
+
 import psutil
 import pytest
 
@@ -101,6 +103,41 @@ def test_every_node_is_reachable_directly(three_nodes):
                             else None, 120)
         assert status is not None and status.state == DIRECT, (n.name, n.core.reachability())
         assert status.fix == ""
+
+
+@pytest.mark.display
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (scripts/test.sh starts Xvfb)")
+def test_network_page_draws_every_server_and_the_coverage(three_nodes, qtbot, artifacts_dir):
+    """The window's Network page for node B under the real display (Xvfb in scripts/test.sh)."""
+    from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+    from farnode_desktop.gui.main_window import MainWindow
+
+    a, b, c = three_nodes
+    bridge = BusBridge(b.core.bus, resolve_state=b.core.resolve_state, resolve_stats=b.core.resolve_stats)
+    tasks = TaskRunner()
+    window = MainWindow(b.core, bridge, tasks)
+    qtbot.addWidget(window)
+    window.resize(1060, 900)
+    window.show()
+    qtbot.waitExposed(window)
+    window.show_page("Network")
+    page = window.network_page
+    qtbot.waitUntil(lambda: page.cards and len([s for s in page.cards[0].model.servers if s.online]) == 3,
+                    timeout=60_000)
+    card = page.cards[0]
+    m = card.model
+    assert m.model_id == MODEL_ID and card.table.rowCount() == len(m.servers)
+    assert list(card.chart.bars.opts["height"]) == list(m.servers_per_block)
+    assert list(card.chart.line.getData()[1]) == list(m.throughput_per_block)
+    rows = {card.table.item(r, 0).toolTip(): r for r in range(card.table.rowCount())}
+    mine = rows[b.peer_id]
+    assert "(this node)" in card.table.item(mine, 0).text() and card.table.item(mine, 0).font().bold()
+    assert card.table.item(mine, 2).text() == f"{min(b.sup.stats().blocks)}–{max(b.sup.stats().blocks)}"
+    qtbot.wait(500)
+    assert window.grab().save(str(artifacts_dir / "gui-network-three-nodes.png"))
+    window.network_page.hide()
+    bridge.close()
+    tasks.wait(5000)
 
 
 def test_a_node_announcing_an_address_nothing_listens_on_is_unreachable(three_nodes, tmp_path):

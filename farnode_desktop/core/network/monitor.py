@@ -196,7 +196,7 @@ class NetworkMonitor:
                       proc: subprocess.Popen) -> None:
         """Restart the probe when the peers to join through or this node's servers change."""
         while not done.wait(2):
-            if list(self.peers()) != peers or set(self.mine()) != mine:
+            if set(self.peers()) != set(peers) or set(self.mine()) != mine:
                 try:
                     proc.stdin.write(b"stop\n")
                     proc.stdin.flush()

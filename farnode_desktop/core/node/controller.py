@@ -162,14 +162,18 @@ class NodeController:
         log.info("model chosen for the public network: %s", why)
         return configs[model_id], why
 
-    def hf_token(self) -> str | None:
-        """The Hugging Face token (the OS keyring's, else HF_TOKEN from the app's environment), or None.
-        Reads the keyring (blocking)."""
+    def hf_tokens_store(self):
+        """The HfTokenStore (the Hugging Face token in the OS keyring)."""
         if self.hf_tokens is None:
             from farnode_desktop.core.models.hf_token import HfTokenStore
 
             self.hf_tokens = HfTokenStore()
-        return self.hf_tokens.read()
+        return self.hf_tokens
+
+    def hf_token(self) -> str | None:
+        """The Hugging Face token (the OS keyring's, else HF_TOKEN from the app's environment), or None.
+        Reads the keyring (blocking)."""
+        return self.hf_tokens_store().read()
 
     def _engine_secrets(self) -> dict:
         """What the engine gets through its control pipe only: the Hugging Face token for a hub model."""

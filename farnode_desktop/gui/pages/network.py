@@ -42,6 +42,7 @@ def coverage_chart(model: ModelView):
     n = model.num_blocks
     plot = pg.PlotWidget()
     plot.setMinimumHeight(190)
+    plot.setMaximumHeight(260)
     plot.setBackground(None)
     item = plot.getPlotItem()
     item.setMouseEnabled(False, False)
