@@ -145,10 +145,20 @@ class AppCore:
         self._wallet: Any = None  # WalletManager, built on first use (eth-account takes ~1 s to import)
         self.earnings = EarningsRunner(self.paths.data_dir, self.bus, lambda: self.node.settings,
                                        self.store.tokens_served_between, interval_s=earnings_interval_s)
+        from farnode_desktop.core.network.monitor import NetworkMonitor
+
+        # The network around the node, read from its DHT by an engine-side probe: while the node serves off
+        # the local swarm (for its reachability) and while the Network page is open.
+        self.network = NetworkMonitor(
+            self.bus, lambda: self.node.supervisor.runtime, self.paths.log_dir, peers=self.node.network_peers,
+            mine=self.node.my_peer_ids, nat_traversal=lambda: not self.node.is_local
+            and self.node.settings.network.nat_traversal)
         self._closed = False
         self._close_lock = threading.Lock()
         self.last_error: C.NodeState | None = None
         self._sub = self.bus.subscribe("node.state", self._on_state)
+        self._net_subs = [self.bus.subscribe("network.view", self._on_reachability_input),
+                          self.bus.subscribe("node.reachability", self._on_reachability_input)]
 
     def _default_policy_inputs(self) -> PolicyInputs:
         try:
@@ -191,6 +201,9 @@ class AppCore:
                 return
             self._closed = True
         self._sub.close()
+        for sub in self._net_subs:
+            sub.close()
+        self.network.close()
         self.policies.stop()
         self.telemetry.stop()
         self.earnings.stop()
@@ -289,6 +302,24 @@ class AppCore:
     def _on_state(self, _topic: str, state: C.NodeState) -> None:
         if state.state in (C.FAILED, C.HELD):
             self.last_error = state
+        if self._closed:
+            return
+        serving = bool(self.node.my_peer_ids())  # a server on the network (also while it moves blocks)
+        self.network.watch("node", serving and not self.node.is_local)
+        if not serving:
+            self.bus.publish("node.reachability_status", {})
+
+    # ------------------------------------------------------------------ the network around the node
+    def reachability(self) -> dict:
+        """node_id -> ReachabilityStatus of each server serving off the local swarm (empty otherwise)."""
+        return self.node.reachability(self.network.latest)
+
+    def _on_reachability_input(self, _topic: str, _payload: Any) -> None:
+        self.bus.publish("node.reachability_status", self.reachability())
+
+    def watch_network(self, on: bool) -> None:
+        """The Network page is shown (on) or hidden: keep the network view fresh meanwhile. Returns at once."""
+        self.network.watch("page", on)
 
     # ------------------------------------------------------------------ settings
     def save_settings(self, settings: Settings) -> None:
