@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "blocks, quantization, dtype, addresses, model, why)")
     pl.add_argument("--json", action="store_true", help="print the plan as JSON")
 
+    sw = sub.add_parser("swarm", help="show the network: models served, block coverage, servers (this node marked)")
+    sw.add_argument("--json", action="store_true", help="print the network view as JSON")
+
     t = sub.add_parser("hf-token", help="keep a Hugging Face access token (for gated models) in the OS keyring")
     t.add_argument("action", choices=["set", "status", "remove"],
                    help="set: read the token from standard input (never give it on the command line)")
@@ -111,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             from farnode_desktop.app.network_cli import cli_plan
 
             return cli_plan(as_json=args.json)
+        if command == "swarm":
+            from farnode_desktop.app.network_cli import cli_swarm
+
+            return cli_swarm(as_json=args.json)
         if command == "hf-token":
             from farnode_desktop.app.network_cli import cli_hf_token
 

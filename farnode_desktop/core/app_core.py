@@ -49,7 +49,7 @@ from farnode_desktop.core.payout.runner import EarningsRunner
 from farnode_desktop.core.policies.rules import Decision, PolicyEngine
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
-from farnode_desktop.core.status import describe, plain, reachability, stats_fields, uptime_text
+from farnode_desktop.core.status import describe, plain, reachability_from_addresses, stats_fields, uptime_text
 from farnode_desktop.engine.protocol import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -150,10 +150,20 @@ class AppCore:
         # ``farnode-desktop status`` (and settings or wallet changes made from a shell) reach this core here.
         self.control = ControlServer(self.paths.run_dir, {"status": lambda _req: self.status_report(),
                                                           "reload-settings": lambda _req: self.reload_settings()})
+        from farnode_desktop.core.network.monitor import NetworkMonitor
+
+        # The network around the node, read from its DHT by an engine-side probe: while the node serves off
+        # the local swarm (for its reachability) and while the Network page is open.
+        self.network = NetworkMonitor(
+            self.bus, lambda: self.node.supervisor.runtime, self.paths.log_dir, peers=self.node.network_peers,
+            mine=self.node.my_peer_ids, nat_traversal=lambda: not self.node.is_local
+            and self.node.settings.network.nat_traversal)
         self._closed = False
         self._close_lock = threading.Lock()
         self.last_error: C.NodeState | None = None
         self._sub = self.bus.subscribe("node.state", self._on_state)
+        self._net_subs = [self.bus.subscribe("network.view", self._on_reachability_input),
+                          self.bus.subscribe("node.reachability", self._on_reachability_input)]
 
     def _default_policy_inputs(self) -> PolicyInputs:
         try:
@@ -200,6 +210,9 @@ class AppCore:
                 return
             self._closed = True
         self._sub.close()
+        for sub in self._net_subs:
+            sub.close()
+        self.network.close()
         self.policies.stop()
         self.telemetry.stop()
         self.earnings.stop()
@@ -299,6 +312,24 @@ class AppCore:
     def _on_state(self, _topic: str, state: C.NodeState) -> None:
         if state.state in (C.FAILED, C.HELD):
             self.last_error = state
+        if self._closed:
+            return
+        serving = bool(self.node.my_peer_ids())  # a server on the network (also while it moves blocks)
+        self.network.watch("node", serving and not self.node.is_local)
+        if not serving:
+            self.bus.publish("node.reachability_status", {})
+
+    # ------------------------------------------------------------------ the network around the node
+    def reachability(self) -> dict:
+        """node_id -> ReachabilityStatus of each server serving off the local swarm (empty otherwise)."""
+        return self.node.reachability(self.network.latest)
+
+    def _on_reachability_input(self, _topic: str, _payload: Any) -> None:
+        self.bus.publish("node.reachability_status", self.reachability())
+
+    def watch_network(self, on: bool) -> None:
+        """The Network page is shown (on) or hidden: keep the network view fresh meanwhile. Returns at once."""
+        self.network.watch("page", on)
 
     # ------------------------------------------------------------------ status (any thread, quick)
     def status_report(self) -> dict:
@@ -316,7 +347,7 @@ class AppCore:
             "node": stats_fields(stats),
             "uptime": uptime_text(stats.uptime_s),
             "peer_id": peer.peer_id,
-            "reachability": reachability(self.node.is_local, list(peer.addrs), st.state),
+            "reachability": self._reachability_report(list(peer.addrs), st.state),
             "policy": list(self.policies.last_decision.reasons) if self.policies.last_decision else [],
         }
         if self.node.is_local:
@@ -328,6 +359,15 @@ class AppCore:
             snap = self.earnings.latest
             report["earnings"] = {"configured": True, **(plain(snap) if snap is not None else
                                                          {"text": "not synced yet"})}
+        return report
+
+    def _reachability_report(self, addrs: list[str], state: str) -> dict:
+        """Who can reach the node: what the network probe found (off the local swarm, once it ran), else
+        what the announced addresses say."""
+        report = reachability_from_addresses(self.node.is_local, addrs, state)
+        found = self.reachability().get(self.node.supervisor.node_id) if not self.node.is_local else None
+        if found is not None and found.state != "unknown":
+            report.update(probe=found.state, text=f"{found.words}: {found.detail}", fix=found.fix)
         return report
 
     def reload_settings(self) -> dict:

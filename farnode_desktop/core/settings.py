@@ -43,6 +43,9 @@ class NetworkSettings:
     public_name: str = ""  # empty: the payout wallet address, when there is one
     num_blocks: int = 0  # 0: sized automatically
     quantization: str = "auto"  # auto | nf4 | int8 | none
+    # public/custom network: UPnP/NAT-PMP port mapping, AutoNAT and relays for the node's p2p daemons; off for
+    # a network that lives on a LAN or on this computer (and in tests). The local swarm never uses them.
+    nat_traversal: bool = True
     torch_dtype: str = "auto"  # auto (the model's own dtype on a GPU, float32 on the CPU) | float32 | float16 | bfloat16
     device: str = "auto"  # auto | cpu | cuda
     num_handlers: int = 2
@@ -54,9 +57,6 @@ class NetworkSettings:
     # instead of a measured one. The local swarm never runs them (nothing of it leaves this computer).
     metered: bool = False
     bandwidth_mbps: float = 100.0
-    # NAT port mapping (UPnP / NAT-PMP), AutoNAT and relays for a public or custom network; off for a network
-    # inside a LAN or a host whose port is forwarded by hand (the local swarm never uses them)
-    nat_traversal: bool = True
 
     def validate(self) -> list[str]:
         problems = []

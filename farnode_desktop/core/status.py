@@ -58,7 +58,7 @@ def uptime_text(seconds: float) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def reachability(swarm_is_local: bool, addrs: list[str], state: str) -> dict:
+def reachability_from_addresses(swarm_is_local: bool, addrs: list[str], state: str) -> dict:
     """Who can reach the node, from the addresses its server announced: ``scope`` is ``this computer``,
     ``local network``, ``internet`` or ``unknown`` (not announced yet), ``text`` says it in words."""
     if swarm_is_local:
