@@ -49,7 +49,13 @@ from farnode_desktop.core.payout.runner import EarningsRunner
 from farnode_desktop.core.policies.rules import Decision, PolicyEngine
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
-from farnode_desktop.core.status import describe, plain, reachability_from_addresses, stats_fields, uptime_text
+from farnode_desktop.core.status import (
+    describe,
+    plain,
+    reachability_from_addresses,
+    stats_fields,
+    uptime_text,
+)
 from farnode_desktop.engine.protocol import ProbeResult
 
 log = logging.getLogger(__name__)
