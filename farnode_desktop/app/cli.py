@@ -1,4 +1,4 @@
-"""Command line: ``farnode-desktop [gui|node|engine|gpus|settings|launcher] ...``.
+"""Command line: ``farnode-desktop [gui|node|status|settings|wallet|service|engine|gpus|plan|hf-token] ...``.
 
 With no subcommand the app opens its window when a display is available and runs the headless node
 otherwise. Imports are lazy so that each subcommand loads only what it needs.
@@ -20,11 +20,18 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line that says what is wrong and where the help is, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="farnode-desktop", description=f"{APP_NAME} {__version__}")
+    p = _Parser(prog="farnode-desktop", description=f"{APP_NAME} {__version__}")
     p.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log more to the terminal")
-    sub = p.add_subparsers(dest="command")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     g = sub.add_parser("gui", help="open the app window (the default on a desktop)")
     g.add_argument("--minimized", action="store_true", help="start in the tray")
@@ -44,12 +51,38 @@ def build_parser() -> argparse.ArgumentParser:
                                      "blocks, quantization, dtype, addresses, model, why)")
     pl.add_argument("--json", action="store_true", help="print the plan as JSON")
 
+    sw = sub.add_parser("swarm", help="show the network: models served, block coverage, servers (this node marked)")
+    sw.add_argument("--json", action="store_true", help="print the network view as JSON")
+
     t = sub.add_parser("hf-token", help="keep a Hugging Face access token (for gated models) in the OS keyring")
     t.add_argument("action", choices=["set", "status", "remove"],
                    help="set: read the token from standard input (never give it on the command line)")
 
-    s = sub.add_parser("settings", help="show the settings file and its values")
-    s.add_argument("action", choices=["show", "path"], nargs="?", default="show")
+    st = sub.add_parser("status", help="how the node of this data folder is doing (run by the window or headless)")
+    st.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    s = sub.add_parser("settings", help="get, set, unset or edit settings (typed and checked; see `settings get`)",
+                       description="settings get [SECTION | SECTION.KEY] | set KEY VALUE... | unset KEY | edit | "
+                                   "show | path. Lists take several values (or one JSON list).")
+    s.add_argument("action", choices=["get", "set", "unset", "edit", "show", "path"], nargs="?", default="show")
+    s.add_argument("--json", action="store_true", help="get: print JSON")
+    s.add_argument("args", nargs=argparse.REMAINDER, help="KEY and VALUE(s)")
+
+    w = sub.add_parser("wallet", help="the payout wallet: create, import, address, export, remove, verify-binding "
+                                      "(the key stays in the OS keyring)")
+    w.add_argument("action", choices=["create", "import", "address", "export", "remove", "verify-binding"])
+    w.add_argument("--phrase", action="store_true", help="import: a recovery phrase instead of a private key "
+                                                         "(read without echo, or from stdin; never an argument)")
+    w.add_argument("--words", type=int, default=12, choices=[12, 15, 18, 21, 24], help="create: phrase length")
+    w.add_argument("--yes", action="store_true", help="remove: do not ask for confirmation")
+    w.add_argument("--peer-id", default="", help="verify-binding: the node's peer id (default: the running node's)")
+    w.add_argument("--chain-id", type=int, default=0, help="verify-binding: the chain (default: chain.chain_id)")
+    w.add_argument("--json", action="store_true", help="address, verify-binding: print JSON")
+
+    sv = sub.add_parser("service", help="run the headless node at boot/login: a systemd user unit on Linux, "
+                                        "Task Scheduler on Windows, a LaunchAgent on macOS")
+    sv.add_argument("action", choices=["install", "remove", "status"])
+    sv.add_argument("--no-start", action="store_true", help="install: enable it, but do not start it now")
     return p
 
 
@@ -81,18 +114,38 @@ def main(argv: list[str] | None = None) -> int:
             from farnode_desktop.app.network_cli import cli_plan
 
             return cli_plan(as_json=args.json)
+        if command == "swarm":
+            from farnode_desktop.app.network_cli import cli_swarm
+
+            return cli_swarm(as_json=args.json)
         if command == "hf-token":
             from farnode_desktop.app.network_cli import cli_hf_token
 
             return cli_hf_token(args.action)
         if command == "settings":
-            return _cli_settings(args.action)
+            from farnode_desktop.app.settings_cli import cli_settings
+
+            rest = [a for a in args.args if a != "--json"] if args.action == "get" else args.args
+            return cli_settings(args.action, rest, as_json=args.json or rest != args.args)
+        if command == "status":
+            from farnode_desktop.app.status_cli import cli_status
+
+            return cli_status(as_json=args.json)
+        if command == "wallet":
+            from farnode_desktop.app.wallet_cli import cli_wallet
+
+            return cli_wallet(args.action, phrase=args.phrase, words=args.words, yes=args.yes,
+                              peer_id=args.peer_id, chain_id=args.chain_id, as_json=args.json)
+        if command == "service":
+            from farnode_desktop.app.service import cli_service
+
+            return cli_service(args.action, start=not args.no_start)
         if command == "gui":
             from farnode_desktop.gui.app import run_gui
 
             return run_gui(minimized=getattr(args, "minimized", False))
-    except FarNodeError as exc:
-        print(f"\n{exc.title}: {exc.message}", file=sys.stderr)
+    except FarNodeError as exc:  # one line: what happened and what to do
+        print(f"{exc.title}: {exc.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -101,20 +154,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     return 0
 
-
-def _cli_settings(action: str) -> int:
-    import json
-
-    from farnode_desktop.core.paths import AppPaths
-    from farnode_desktop.core.settings import SettingsStore
-
-    paths = AppPaths.default()
-    if action == "path":
-        print(paths.settings_file)
-        return 0
-    store = SettingsStore(paths.settings_file)
-    settings = store.load()
-    for w in store.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    print(json.dumps(settings.to_dict(), indent=2, sort_keys=True))
-    return 0

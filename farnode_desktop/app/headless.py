@@ -16,34 +16,33 @@ from typing import IO, Any
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.paths import AppPaths
-
-
-def _fmt_uptime(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
+from farnode_desktop.core.status import BUSY_COLOUR, STATE_COLOURS, describe, stats_fields, uptime_text
 
 HEARTBEAT_S = 60.0  # without a terminal, an unchanged status is repeated this often (seconds)
 #: What ``--json`` writes: the node's states, stats, events and log lines, the policies' decisions, engine
 #: set-up progress and earnings.
 JSON_TOPICS = ("node.*", "policy.decision", "engine.progress", "earnings.update")
+STATE_WIDTH = 34  # the state column: "Online, serving blocks 10-23 of 80" fits
 
 
-def status_line(stats: C.NodeStats, state: C.NodeState, traffic=None) -> str:
-    blocks = f"{stats.blocks[0]}-{stats.blocks[-1]} of {stats.total_blocks}" if stats.blocks else "-"
-    parts = [
-        f"{state.state.upper():<13}",
-        f"blocks {blocks}",
-        f"{stats.inference_tokens_per_s + stats.forward_tokens_per_s:7.1f} tok/s",
-        f"served {stats.tokens_served} tok",
-        f"requests {stats.requests}",
-        f"up {_fmt_uptime(stats.uptime_s)}",
-    ]
+def status_line(stats: C.NodeStats, state: C.NodeState, traffic=None, *, colour: bool = False) -> str:
+    """One line in plain words with aligned columns: state, tokens/s, tokens served, requests, uptime (and
+    on the local swarm how many answers the demo client checked). Colour only when ``colour``."""
+    words = describe(state, stats)
+    if len(words) > STATE_WIDTH:
+        words = words[:STATE_WIDTH - 1] + "…"
+    cell = f"{words:<{STATE_WIDTH}}"
+    if colour:
+        code = STATE_COLOURS.get(state.state, BUSY_COLOUR)
+        cell = f"\033[{code}m{cell}\033[0m"
+    rate = stats.inference_tokens_per_s + stats.forward_tokens_per_s
+    parts = [cell, f"{rate:8.1f} tok/s", f"served {stats.tokens_served:>9,} tok", f"{stats.requests:>6,} requests",
+             f"up {uptime_text(stats.uptime_s)}"]
     if traffic is not None and traffic.requests:
         parts.append(f"checked {traffic.ok}/{traffic.requests} ok")
-    line = " | ".join(parts)
-    if state.message and state.state not in (C.ONLINE,):
-        line += f" | {state.message}"
+    line = "  ".join(parts)
+    if state.message and state.state not in (C.ONLINE, C.PAUSED, C.LOADING):
+        line += f"  ({state.message})"
     return line
 
 
@@ -78,9 +77,8 @@ class JsonLines:
             self._stream.flush()
 
     def event(self, topic: str, payload: Any) -> None:
-        body = jsonable(payload)
-        if isinstance(payload, C.NodeStats):  # the totals a script wants, as the status line shows them
-            body.update(requests=payload.requests, tokens_served=payload.tokens_served)
+        # node.stats: with the totals a script wants, exactly as `status --json` gives them ("node")
+        body = stats_fields(payload) if isinstance(payload, C.NodeStats) else jsonable(payload)
         self.write({"topic": topic, **(body if isinstance(body, dict) else {"value": body})})
 
 
@@ -97,7 +95,7 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if jl else (
         lambda text: print(text, file=out, flush=True))
     try:
-        for w in core.node.settings_warnings:
+        for w in core.node.settings_warnings + core.node.settings_notes:
             print(f"warning: {w}", file=sys.stderr, flush=True)
         if not traffic:
             core.node.settings.network.demo_traffic_per_minute = 0
@@ -145,7 +143,7 @@ def _loop(core: AppCore, starter: threading.Thread, stop: threading.Event, durat
         if not quiet:
             stats = core.node.stats()
             tstats = core.node.traffic.stats if core.node.is_local else None
-            line = status_line(stats, st, tstats)
+            line = status_line(stats, st, tstats, colour=tty and _colour_ok())
             if tty:
                 print("\r\033[K" + line, end="", file=out, flush=True)
             elif st.state != C.PROVISIONING:
@@ -167,3 +165,9 @@ def _start(core: AppCore, progress) -> None:
         core.start_node(progress)
     except Exception as exc:  # shown through the FAILED state
         print(f"\n{getattr(exc, 'title', 'Error')}: {getattr(exc, 'message', exc)}", file=sys.stderr, flush=True)
+
+
+def _colour_ok() -> bool:
+    import os
+
+    return not os.environ.get("NO_COLOR") and os.environ.get("TERM", "") != "dumb"

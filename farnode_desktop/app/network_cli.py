@@ -72,3 +72,74 @@ def cli_hf_token(action: str, *, paths: AppPaths | None = None, out: TextIO | No
     store.set(token)
     print(f"Saved the Hugging Face token in the keyring{who}.", file=out)
     return 0
+
+
+def _read_peers_file(paths: AppPaths) -> dict:
+    try:
+        data = json.loads((paths.run_dir / "peers.json").read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def format_view(view, network: str) -> list[str]:
+    """The network view as lines of text (``farnode-desktop swarm``)."""
+    import time as _time
+
+    lines = [f"Network: {network}, read {_time.strftime('%H:%M:%S', _time.localtime(view.time))}"
+             + (f"; this node: {', '.join(p[:12] + '…' for p in view.my_peers)}" if view.my_peers else "")]
+    if not view.models:
+        lines.append("No model is served on this network right now.")
+    for m in view.models:
+        servers = [s for s in m.servers if s.state != "offline"]
+        whole = "every block is served" if m.complete else "SOME BLOCKS HAVE NO SERVER: generation fails"
+        lines.append(f"Model {m.name} ({m.dht_prefix}): {m.num_blocks} blocks, {len(servers)} servers, {whole}")
+        lines.append("  servers per block: " + " ".join(f"{i}:{n}" for i, n in enumerate(m.servers_per_block)))
+        start, end = m.least_covered
+        low = min(m.throughput_per_block[start:end], default=0.0)
+        n = min(m.servers_per_block[start:end], default=0)
+        lines.append(f"  least covered: blocks {start}-{end - 1} ({n} server{'s' * (n != 1)}, {low:.0f} tokens/s)")
+        for s in m.servers:
+            a, b = s.span
+            relay = "relay" if s.using_relay else "direct" if s.using_relay is False else "?"
+            cache = f"cache {s.cache_tokens_left} tokens" if s.cache_tokens_left is not None else "cache ?"
+            answered = "" if s.answered is None else ("  answers" if s.answered else "  NOT ANSWERING")
+            lines.append(f"  {'*' if s.mine else ' '} {s.peer_id}  blocks {a}-{b - 1}  {s.state}  "
+                         f"v{s.version or '?'}  {relay}  {s.throughput:.0f} tokens/s  {cache}"
+                         f"{'  ' + s.public_name if s.public_name else ''}{answered}"
+                         f"{'  (this node)' if s.mine else ''}")
+    return lines
+
+
+def cli_swarm(*, as_json: bool = False, paths: AppPaths | None = None, out: TextIO | None = None,
+              timeout: float = 60.0) -> int:
+    """Read the network this node's settings name (through this node's own servers when they run) and
+    print its models, their block coverage and servers; this node's servers are marked."""
+    from farnode_desktop.core.errors import FarNodeError
+    from farnode_desktop.core.network.monitor import read_once
+    from farnode_desktop.core.node.engine_venv import EngineEnv, choose_variant
+    from farnode_desktop.core.node.runtimes import make_runtime
+    from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM
+
+    out = out or sys.stdout
+    paths = (paths or AppPaths.default()).ensure()
+    settings = _settings(paths, out)
+    net = settings.network
+    running = _read_peers_file(paths).get("servers") or {}
+    own = [a for p in running.values() for a in p.get("addrs", [])]
+    mine = {p["peer_id"] for p in running.values() if p.get("peer_id")}
+    peers = own + [p for p in (net.initial_peers if net.swarm == CUSTOM_SWARM else []) if p not in own]
+    if net.swarm == LOCAL_SWARM and not peers:
+        raise FarNodeError("The local demo swarm exists only while this node runs. Start the node, then run "
+                           "`farnode-desktop swarm` again.", title="No network to read")
+    engine = EngineEnv(paths, choose_variant(paths, net.device))
+    runtime = make_runtime(net.runtime, engine=engine, paths=paths, variant=engine.variant)
+    view = read_once(runtime, initial_peers=peers, my_peers=mine,
+                     nat_traversal=net.swarm != LOCAL_SWARM and net.nat_traversal,
+                     check=sorted(mine), timeout=timeout, log_path=paths.log_dir / "swarm-command.log")
+    if as_json:
+        print(json.dumps(dict(view.to_dict(), network=net.swarm), indent=2), file=out)
+    else:
+        for line in format_view(view, net.swarm):
+            print(line, file=out)
+    return 0

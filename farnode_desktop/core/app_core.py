@@ -30,6 +30,7 @@ from typing import Any
 
 from farnode_desktop import APP_NAME, __version__
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.control import ControlServer
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.gpu.inventory import (
     GpuInventory,
@@ -48,6 +49,13 @@ from farnode_desktop.core.payout.runner import EarningsRunner
 from farnode_desktop.core.policies.rules import PolicyEngine
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
+from farnode_desktop.core.status import (
+    describe,
+    plain,
+    reachability_from_addresses,
+    stats_fields,
+    uptime_text,
+)
 from farnode_desktop.engine.protocol import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -145,10 +153,23 @@ class AppCore:
         self._wallet: Any = None  # WalletManager, built on first use (eth-account takes ~1 s to import)
         self.earnings = EarningsRunner(self.paths.data_dir, self.bus, lambda: self.node.settings,
                                        self.store.tokens_served_between, interval_s=earnings_interval_s)
+        # ``farnode-desktop status`` (and settings or wallet changes made from a shell) reach this core here.
+        self.control = ControlServer(self.paths.run_dir, {"status": lambda _req: self.status_report(),
+                                                          "reload-settings": lambda _req: self.reload_settings()})
+        from farnode_desktop.core.network.monitor import NetworkMonitor
+
+        # The network around the node, read from its DHT by an engine-side probe: while the node serves off
+        # the local swarm (for its reachability) and while the Network page is open.
+        self.network = NetworkMonitor(
+            self.bus, lambda: self.node.supervisor.runtime, self.paths.log_dir, peers=self.node.network_peers,
+            mine=self.node.my_peer_ids, nat_traversal=lambda: not self.node.is_local
+            and self.node.settings.network.nat_traversal)
         self._closed = False
         self._close_lock = threading.Lock()
         self.last_error: C.NodeState | None = None
         self._sub = self.bus.subscribe("node.state", self._on_state)
+        self._net_subs = [self.bus.subscribe("network.view", self._on_reachability_input),
+                          self.bus.subscribe("node.reachability", self._on_reachability_input)]
 
     def _default_policy_inputs(self) -> PolicyInputs:
         try:
@@ -183,6 +204,10 @@ class AppCore:
         self.telemetry.start()
         self.policies.start()
         self.earnings.start()
+        try:
+            self.control.start()
+        except OSError as exc:  # the app runs without it; `status` says none runs
+            log.warning("the control socket in %s could not be opened: %s", self.paths.run_dir, exc)
 
     def close(self) -> None:
         """Stop the node (blocks up to its stop timeout), the samplers, and flush the metrics. Idempotent."""
@@ -191,6 +216,9 @@ class AppCore:
                 return
             self._closed = True
         self._sub.close()
+        for sub in self._net_subs:
+            sub.close()
+        self.network.close()
         self.policies.stop()
         self.telemetry.stop()
         self.earnings.stop()
@@ -201,6 +229,7 @@ class AppCore:
             self._workers.shutdown(wait=True, cancel_futures=True)
             self.recorder.close()
             self.store.close()
+            self.control.close()
             self.instance.release()
 
     @property
@@ -285,6 +314,79 @@ class AppCore:
     def _on_state(self, _topic: str, state: C.NodeState) -> None:
         if state.state in (C.FAILED, C.HELD):
             self.last_error = state
+        if self._closed:
+            return
+        serving = bool(self.node.my_peer_ids())  # a server on the network (also while it moves blocks)
+        self.network.watch("node", serving and not self.node.is_local)
+        if not serving:
+            self.bus.publish("node.reachability_status", {})
+
+    # ------------------------------------------------------------------ the network around the node
+    def reachability(self) -> dict:
+        """node_id -> ReachabilityStatus of each server serving off the local swarm (empty otherwise)."""
+        return self.node.reachability(self.network.latest)
+
+    def _on_reachability_input(self, _topic: str, _payload: Any) -> None:
+        self.bus.publish("node.reachability_status", self.reachability())
+
+    def watch_network(self, on: bool) -> None:
+        """The Network page is shown (on) or hidden: keep the network view fresh meanwhile. Returns at once."""
+        self.network.watch("page", on)
+
+    # ------------------------------------------------------------------ status (any thread, quick)
+    def status_report(self) -> dict:
+        """How the node is doing, for ``farnode-desktop status [--json]``: state in words, blocks, tokens/s,
+        requests, uptime, reachability, earnings, and which process runs it."""
+        st, stats = self.node.state, self.node.stats()
+        peer = self.node.supervisor.peer
+        net = self.settings.network
+        report: dict = {
+            "time": time.time(),
+            "app": {"pid": os.getpid(), "face": self.face, "version": __version__,
+                    "data_folder": str(self.paths.data_dir)},
+            "state": st.state, "words": describe(st, stats), "message": st.message,
+            "network": {"swarm": net.swarm, "model": net.model or "(the embedded demo model)", "port": net.port},
+            "node": stats_fields(stats),
+            "uptime": uptime_text(stats.uptime_s),
+            "peer_id": peer.peer_id,
+            "reachability": self._reachability_report(list(peer.addrs), st.state),
+            "policy": list(self.policies.last_decision.reasons) if self.policies.last_decision else [],
+        }
+        if self.node.is_local:
+            report["demo_traffic"] = plain(self.node.traffic.stats)
+        if not self.earnings.configured():
+            report["earnings"] = {"configured": False,
+                                  "text": "not set up (a payout wallet and the chain settings are needed)"}
+        else:
+            snap = self.earnings.latest
+            report["earnings"] = {"configured": True, **(plain(snap) if snap is not None else
+                                                         {"text": "not synced yet"})}
+        return report
+
+    def _reachability_report(self, addrs: list[str], state: str) -> dict:
+        """Who can reach the node: what the network probe found (off the local swarm, once it ran), else
+        what the announced addresses say."""
+        report = reachability_from_addresses(self.node.is_local, addrs, state)
+        found = self.reachability().get(self.node.supervisor.node_id) if not self.node.is_local else None
+        if found is not None and found.state != "unknown":
+            report.update(probe=found.state, text=f"{found.words}: {found.detail}", fix=found.fix)
+        return report
+
+    def reload_settings(self) -> dict:
+        """The settings file changed from a shell (``settings set``, ``wallet``): take it. Policies and the
+        earnings sync follow at once; the node's network settings at its next start."""
+        from farnode_desktop.core.settings import SettingsStore
+
+        store = SettingsStore(self.paths.settings_file)
+        settings = store.load()
+        if store.warnings:
+            return {"ok": False, "warnings": store.warnings}
+        old = self.node.settings
+        self.node.settings = settings
+        self.policies.update_settings(settings.policies)
+        if (old.chain, old.wallet) != (settings.chain, settings.wallet):
+            self.earnings.sync_now()
+        return {"ok": True, "restart_needed": old.network != settings.network}
 
     # ------------------------------------------------------------------ settings
     def save_settings(self, settings: Settings) -> None:

@@ -54,7 +54,7 @@ class AlreadyRunning(FarNodeError):
             how = f" Stop it with Ctrl-C in its terminal (or `kill -INT {holder.pid}`), then start again."
         elif holder is not None:
             how = " Use that window (it is in the tray when it is not on the screen), or quit it first."
-        super().__init__(f"FarNode is already running on this data folder ({folder}): {who}.{how}")
+        super().__init__(f"this data folder ({folder}) is in use by {who}.{how}")
 
 
 class InstanceLock:

@@ -6,7 +6,9 @@ Secrets never live here: the wallet's key is in the OS keyring, the settings hol
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -41,6 +43,9 @@ class NetworkSettings:
     public_name: str = ""  # empty: the payout wallet address, when there is one
     num_blocks: int = 0  # 0: sized automatically
     quantization: str = "auto"  # auto | nf4 | int8 | none
+    # public/custom network: UPnP/NAT-PMP port mapping, AutoNAT and relays for the node's p2p daemons; off for
+    # a network that lives on a LAN or on this computer (and in tests). The local swarm never uses them.
+    nat_traversal: bool = True
     torch_dtype: str = "auto"  # auto (the model's own dtype on a GPU, float32 on the CPU) | float32 | float16 | bfloat16
     device: str = "auto"  # auto | cpu | cuda
     num_handlers: int = 2
@@ -70,9 +75,10 @@ class NetworkSettings:
         if self.device == "cpu" and self.torch_dtype == "float16":
             problems.append("network.torch_dtype float16 does not run on the CPU: choose auto, float32 or bfloat16")
         for p in self.initial_peers:
-            if "/p2p/" not in p or not p.startswith("/"):
+            why = multiaddr_problem(p)
+            if why:
                 problems.append(f"peer address {p!r} is not a multiaddr with a /p2p/<peer id> part (like "
-                                "/ip4/203.0.113.5/tcp/31337/p2p/12D3KooW...)")
+                                f"/ip4/203.0.113.5/tcp/31337/p2p/12D3KooW...): {why}")
         if any(c.isspace() or c == "/" for c in self.host):
             problems.append(f"network.host {self.host!r} is not an IP address")
         if any(c.isspace() or c == "/" for c in self.announce_address):
@@ -88,6 +94,58 @@ class NetworkSettings:
         if self.docker_image and (any(c.isspace() for c in self.docker_image) or self.docker_image.startswith("-")):
             problems.append(f"network.docker_image {self.docker_image!r} is not an image name")
         return problems
+
+
+_BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]+$")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
+
+
+def multiaddr_problem(addr: str) -> str:
+    """What is wrong with a peer's multiaddr (``/ip4/<ip>/tcp/<port>/p2p/<peer id>``, also ip6, dns, dns4,
+    dns6, udp, quic, quic-v1), or "" when it looks right."""
+    import ipaddress
+
+    if not addr.startswith("/"):
+        return "it must start with /"
+    parts = addr.split("/")[1:]
+    if parts and parts[-1] == "":
+        parts.pop()
+    if not parts:
+        return "it is empty"
+    i, seen_host, seen_p2p = 0, False, False
+    while i < len(parts):
+        proto = parts[i]
+        if proto in ("quic", "quic-v1"):
+            i += 1
+            continue
+        if i + 1 >= len(parts):
+            return f"/{proto} has no value"
+        value = parts[i + 1]
+        if proto in ("ip4", "ip6"):
+            try:
+                ipaddress.IPv4Address(value) if proto == "ip4" else ipaddress.IPv6Address(value)
+            except ValueError:
+                return f"{value!r} is not an {'IPv4' if proto == 'ip4' else 'IPv6'} address"
+            seen_host = True
+        elif proto in ("dns", "dns4", "dns6"):
+            if not _DNS_NAME.match(value):
+                return f"{value!r} is not a host name"
+            seen_host = True
+        elif proto in ("tcp", "udp"):
+            if not (value.isdigit() and 0 < int(value) <= 65535):
+                return f"{value!r} is not a port number (1-65535)"
+        elif proto == "p2p":
+            if not (_BASE58.match(value) and 40 <= len(value) <= 60):
+                return f"{value!r} is not a peer id (a base58 string such as 12D3KooW... or Qm...)"
+            seen_p2p = True
+        else:
+            return f"/{proto} is not a protocol FarMesh peers use"
+        i += 2
+    if not seen_p2p:
+        return "it has no /p2p/<peer id> part"
+    if not seen_host:
+        return "it has no /ip4, /ip6 or /dns address"
+    return ""
 
 
 @dataclass
@@ -277,19 +335,157 @@ def _migrate(raw: dict[str, Any]) -> None:
         net["host"] = ""  # version 1 saved its loopback default even for public networks
 
 
+# ---------------------------------------------------------------------------------------- the schema
+def setting_types() -> dict[str, Any]:
+    """Every setting by its dotted name (``network.port``) and its type (str, int, float, bool, list[str])."""
+    out: dict[str, Any] = {}
+    for section in dataclasses.fields(Settings):
+        cls = get_type_hints(Settings)[section.name]
+        for name, want in get_type_hints(cls).items():
+            out[f"{section.name}.{name}"] = want
+    return out
+
+
+def section_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings)]
+
+
+def closest_name(name: str, candidates: list[str]) -> str:
+    """The candidate that ``name`` most likely misspells ("" when none is close)."""
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if not found and "." in name:  # a right section with a wrong key, or the reverse
+        section, _, key = name.partition(".")
+        keys = [c for c in candidates if c.startswith(section + ".")]
+        found = difflib.get_close_matches(name, keys, n=1, cutoff=0.4)
+    return found[0] if found else ""
+
+
+def _type_name(want: Any) -> str:
+    if getattr(want, "__origin__", None) is list:
+        return "a list of texts"
+    return {str: "a text", int: "a whole number", float: "a number", bool: "true or false"}[want]
+
+
+def unknown_setting_error(key: str) -> SettingsError:
+    known = list(setting_types()) + section_names()
+    near = closest_name(key, known)
+    hint = f" Did you mean {near}?" if near else " `farnode-desktop settings get` lists them all."
+    return SettingsError(f"There is no setting called {key}.{hint}", title="Unknown setting")
+
+
+def parse_setting(key: str, values: list[str]) -> Any:
+    """The typed value of setting ``key`` from command-line words: a list takes every word (or one JSON
+    list), a boolean true/false/yes/no/on/off/1/0, numbers as written. Raises :class:`SettingsError`."""
+    types = setting_types()
+    if key not in types:
+        raise unknown_setting_error(key)
+    want = types[key]
+    if getattr(want, "__origin__", None) is list:
+        if len(values) == 1 and values[0].strip().startswith("["):
+            try:
+                parsed = json.loads(values[0])
+            except ValueError:
+                parsed = None
+            if not (isinstance(parsed, list) and all(isinstance(v, str) for v in parsed)):
+                raise SettingsError(f"{key} takes a list of texts; {values[0]!r} is not a JSON list of texts.",
+                                    title="Wrong type")
+            return parsed
+        return [v for v in values if v != ""]
+    if len(values) != 1:
+        raise SettingsError(f"{key} takes one value ({_type_name(want)}), not {len(values)}.", title="Wrong type")
+    text = values[0].strip()
+    if want is bool:
+        low = text.lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+    elif want is int:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    elif want is float:
+        try:
+            value = float(text)
+            if value == value and value not in (float("inf"), float("-inf")):
+                return value
+        except ValueError:
+            pass
+    else:
+        return values[0]
+    raise SettingsError(f"{key} takes {_type_name(want)}; {values[0]!r} is not one.", title="Wrong type")
+
+
+def get_setting(settings: Settings, key: str) -> Any:
+    """The value of a setting (``network.port``) or a section (``network``, as a dict)."""
+    section, _, name = key.partition(".")
+    if section not in section_names() or (name and f"{section}.{name}" not in setting_types()):
+        raise unknown_setting_error(key)
+    part = getattr(settings, section)
+    return getattr(part, name) if name else dataclasses.asdict(part)
+
+
+def with_setting(settings: Settings, key: str, value: Any) -> Settings:
+    """A copy of ``settings`` with one setting changed (not validated: the store's save does that)."""
+    if key not in setting_types():
+        raise unknown_setting_error(key)
+    section, _, name = key.partition(".")
+    return dataclasses.replace(settings, **{section: dataclasses.replace(getattr(settings, section),
+                                                                      **{name: value})})
+
+
+def default_setting(key: str) -> Any:
+    return get_setting(Settings(), key)
+
+
+def unknown_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a settings file that no setting reads: ``{key: value}`` at the top level and
+    ``{"section.key": value}`` inside known sections."""
+    out: dict[str, Any] = {}
+    known = set(setting_types())
+    for k, v in raw.items():
+        if k == "schema_version":
+            continue
+        if k not in section_names():
+            out[k] = v
+        elif isinstance(v, dict):
+            out.update({f"{k}.{sub}": sv for sub, sv in v.items() if f"{k}.{sub}" not in known})
+    return out
+
+
+def check_settings(raw: Any) -> tuple[Settings, list[str]]:
+    """A settings file's content as :class:`Settings`, and every problem in it (wrong types, invalid values),
+    without resetting anything: for an edit that is saved only when it has none."""
+    if not isinstance(raw, dict):
+        return Settings(), ["the top level must be an object ({...})"]
+    raw = json.loads(json.dumps(raw))  # a copy: _migrate changes it in place
+    _migrate(raw)
+    problems: list[str] = []
+    hints = get_type_hints(Settings)
+    settings = Settings(**{f.name: _coerce(hints[f.name], raw.get(f.name, {}), f.name, problems)
+                           for f in dataclasses.fields(Settings)})
+    problems = [p.replace("; the default is used", "").replace("; defaults used", "") for p in problems]
+    return settings, problems + settings.validate()
+
+
 class SettingsStore:
     """Loads and saves :class:`Settings` at one path.
 
     ``load()`` never raises for a bad file: it keeps the file aside, falls back to defaults where needed, and
-    lists what happened in ``self.warnings`` so the app can tell the user.
+    lists what happened in ``self.warnings`` so the app can tell the user. Keys that no setting reads (a
+    typo, or a setting of a newer version) are listed in ``self.notes`` with their closest valid name, and
+    kept in the file by every save.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.warnings: list[str] = []
+        self.notes: list[str] = []
 
     def load(self) -> Settings:
         self.warnings = []
+        self.notes = []
         if not self.path.exists():
             return Settings()
         try:
@@ -303,6 +499,12 @@ class SettingsStore:
                 "are used; re-enter your settings or restore them from that file."
             )
             return Settings()
+        known = list(setting_types()) + section_names()
+        for key in unknown_keys(raw):
+            near = closest_name(key, known)
+            self.notes.append(f"{self.path.name}: unknown setting {key!r}"
+                              + (f" (did you mean {near!r}?)" if near else "")
+                              + "; it is kept in the file but not used.")
         problems: list[str] = []
         _migrate(raw)
         hints = get_type_hints(Settings)
@@ -330,4 +532,18 @@ class SettingsStore:
         if problems:
             raise SettingsError("These settings are not valid: " + "; ".join(problems)
                                 + ". Correct them and save again.")
-        atomic_write_json(self.path, settings.to_dict())
+        data = settings.to_dict()
+        for key, value in self._unknown_on_disk().items():  # never drop what this version does not know
+            section, dot, sub = key.partition(".")
+            if dot and isinstance(data.get(section), dict):
+                data[section].setdefault(sub, value)
+            elif not dot:
+                data.setdefault(key, value)
+        atomic_write_json(self.path, data)
+
+    def _unknown_on_disk(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {}
+        return unknown_keys(raw) if isinstance(raw, dict) else {}

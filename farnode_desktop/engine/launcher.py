@@ -58,10 +58,16 @@ class ModelNotSupported(Exception):
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
 
 
+REACHABILITY_RECHECK_S = (5.0, 60.0, 600.0)  # after online; while nobody could be asked; once answered
+
+
 class Launcher:
-    def __init__(self, writer: EventWriter, config: dict):
+    def __init__(self, writer: EventWriter, config: dict, *, hf_token: str | None = None):
         self.w = writer
         self.config = config
+        # The Hugging Face token came with the configuration on the control pipe; it is handed to the
+        # server in memory (its ``token`` argument), never to argv, the environment or a log.
+        self.hf_token = hf_token
         self.counters = RequestCounters(writer)
         self.stop_requested = threading.Event()
         self._stop_lock = threading.Lock()
@@ -155,6 +161,15 @@ class Launcher:
             throughput_mod.measure_network_rps = configured_network_rps
             cli.validate_version = lambda: None
 
+        orig_reach = srv.check_direct_reachability
+
+        def check_direct_reachability(*args, **kwargs):
+            result = orig_reach(*args, **kwargs)  # None: no peer could be asked (a new network)
+            w.send(P.Reachability(direct=result, via="start"))
+            return result
+
+        srv.check_direct_reachability = check_direct_reachability
+
         auto_config = srv.AutoDistributedConfig
 
         class CheckedConfig:  # the server reads the model's config first, before its DHT or any block
@@ -213,6 +228,7 @@ class Launcher:
             w.send(P.Blocks(blocks=tuple(block_indices), total_blocks=kwargs["block_config"].num_hidden_layers,
                             dht_prefix=kwargs.get("dht_prefix")))
             w.send(P.State(state=P.ServerState.ONLINE))
+            launcher.start_reachability_checks()
             return container
 
         container_cls.create = classmethod(create)
@@ -250,6 +266,8 @@ class Launcher:
 
             def __init__(self, *args, **kwargs):
                 launcher.server = self
+                if launcher.hf_token and not kwargs.get("token"):
+                    kwargs["token"] = launcher.hf_token
                 try:
                     super().__init__(*args, **kwargs)
                     launcher.emit_peer()  # inside the try: an interrupt here must still stop the DHT
@@ -310,6 +328,41 @@ class Launcher:
 
         handler_mod.run_rpc_forward, handler_mod.run_rpc_backward = run_rpc_forward, run_rpc_backward
 
+    def bootstrap_peers(self) -> list[str]:
+        """The addresses the server joins through: the configured ones, else the engine's public ones."""
+        if self.config.get("new_swarm"):
+            return []
+        if self.config.get("initial_peers"):
+            return [str(p) for p in self.config["initial_peers"]]
+        constants = importlib.import_module(f"{self.engine.__name__}.constants")
+        return [str(p) for p in getattr(constants, "PUBLIC_INITIAL_PEERS", [])]
+
+    def start_reachability_checks(self) -> None:
+        """Off the local swarm: ask peers again, while serving, whether they reach this server."""
+        if self.config.get("local_network") or getattr(self, "_reach_thread", None) is not None:
+            return
+        self._reach_thread = threading.Thread(target=self._reachability_loop, daemon=True,
+                                              name="farnode-reachability")
+        self._reach_thread.start()
+
+    def _reachability_loop(self) -> None:
+        from farnode_desktop.engine.reachability import ask_peers_to_check
+
+        delay = REACHABILITY_RECHECK_S[0]
+        while not self.stop_requested.wait(delay):
+            dht = getattr(self.server, "dht", None)
+            if dht is None:
+                return
+            try:
+                direct, asked = dht.run_coroutine(ask_peers_to_check)
+            except Exception as exc:  # noqa: BLE001 - the DHT is going away, or a peer misbehaved
+                print(f"farnode launcher: reachability check failed: {exc!r}", file=sys.stderr, flush=True)
+                direct, asked = None, 0
+            if self.stop_requested.is_set():
+                return
+            self.w.send(P.Reachability(direct=direct, via="peers", asked=asked))
+            delay = REACHABILITY_RECHECK_S[1] if direct is None else REACHABILITY_RECHECK_S[2]
+
     def emit_peer(self) -> None:
         dht = getattr(self.server, "dht", None)
         if dht is None or getattr(self, "_peer_sent", False):
@@ -365,6 +418,12 @@ class Launcher:
             return P.ExitCode.START_FAILED
         try:
             self.install_hooks()
+            peers = self.bootstrap_peers()
+            if peers and not any_peer_answers(peers):
+                self.w.send(P.Failed(category=P.Category.BOOTSTRAP, message=(
+                    f"none of the network's initial peers answered within {BOOTSTRAP_TIMEOUT_S:.0f} s "
+                    f"(tried: {', '.join(peers)})")))
+                return P.ExitCode.CRASH  # the network may come back: the app retries with a growing delay
             import torch
             import transformers
 
@@ -407,6 +466,47 @@ def _tokens_of(flat_tensors) -> int:
         return 0
     shape = tuple(flat_tensors[0].shape)
     return int(shape[0] * shape[1]) if len(shape) >= 2 else 0
+
+
+BOOTSTRAP_TIMEOUT_S = 10.0
+
+
+def _tcp_target(maddr: str) -> tuple[str, int] | None:
+    parts = maddr.strip("/").split("/")
+    if len(parts) >= 4 and parts[0] in ("ip4", "ip6", "dns", "dns4", "dns6") and parts[2] == "tcp":
+        try:
+            return parts[1], int(parts[3])
+        except ValueError:
+            return None
+    return None
+
+
+def any_peer_answers(peers: list[str], timeout: float = BOOTSTRAP_TIMEOUT_S) -> bool:
+    """Whether at least one peer accepts a TCP connection (all tried at once; returns at the first answer,
+    or after about ``timeout`` seconds). Peers on other transports count as answering: the engine decides."""
+    import socket
+
+    targets = [t for t in (_tcp_target(p) for p in peers) if t is not None]
+    if len(targets) < len(peers):
+        return True
+    answered, done = threading.Event(), threading.Semaphore(0)
+
+    def attempt(host: str, port: int) -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answered.set()
+        except OSError:
+            pass
+        finally:
+            done.release()
+
+    for host, port in targets:
+        threading.Thread(target=attempt, args=(host, port), daemon=True, name="farnode-bootstrap").start()
+    deadline = time.monotonic() + timeout + 5  # a name lookup may outlast the connect timeout
+    for _ in targets:
+        if answered.is_set() or not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            break
+    return answered.is_set()
 
 
 def preflight(config: dict) -> P.Failed | None:
@@ -471,11 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         writer.send(P.Failed(category=P.Category.CONFIG,
                              message="the launcher got no valid configuration on stdin"))
         return P.ExitCode.CONFIG
+    hf_token = config.pop("hf_token", None)  # in memory only, from here to the server's token argument
     if config.get("local_network"):
         from farnode_desktop.engine.loopback import guard
 
         guard(who="launcher")
-    launcher = Launcher(writer, config)
+    launcher = Launcher(writer, config, hf_token=hf_token)
     # SIGINT may arrive ignored (inherited from a shell's background job): the engine's clean stop needs it.
     signal.signal(signal.SIGINT, launcher.on_signal)
     signal.signal(signal.SIGTERM, launcher.on_signal)

@@ -1,7 +1,8 @@
 """Generates small models with fixed random weights, the same bytes every time: the demo model of the local
 swarm (Llama 3.1 style, like the network's main models) and one tiny model of every family the engine knows.
 
-Run in the engine environment: ``python -m farnode_desktop.engine.make_model OUT_DIR [--family NAME]``.
+Run in the engine environment:
+``python -m farnode_desktop.engine.make_model OUT_DIR [--family NAME] [--layers N] [--seed S]``.
 Writes ``config.json`` and ``model.safetensors`` (no download). The app calls it once per data directory for
 the demo model; the traffic generator checks the swarm's answers against this same model run locally.
 The other families serve the engine's tests and benchmarks.
@@ -40,13 +41,16 @@ FAMILIES: dict[str, tuple[str, dict]] = {
 }
 
 
-def make(out_dir: str, family: str = DEMO_FAMILY) -> str:
+def make(out_dir: str, family: str = DEMO_FAMILY, *, layers: int | None = None, seed: int = SEED) -> str:
+    """``layers``: a different number of blocks than the family's 4 (a test network of several servers)."""
     import torch
     import transformers
 
     model_type, shape = FAMILIES[family]
+    if layers:
+        shape = dict(shape, **{"n_layer" if model_type == "bloom" else "num_hidden_layers": layers})
     config = transformers.AutoConfig.for_model(model_type, **shape, torch_dtype="float32")
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config)
     tmp = out_dir + ".tmp"
     os.makedirs(tmp, exist_ok=True)
@@ -58,7 +62,7 @@ def make(out_dir: str, family: str = DEMO_FAMILY) -> str:
         model.save_pretrained(tmp, safe_serialization=True)
     name = DEMO_MODEL_NAME if family == DEMO_FAMILY else f"farmesh-tiny-{family}"
     with open(os.path.join(tmp, "farnode-model.json"), "w") as f:
-        json.dump({"name": name, "family": family, "seed": SEED}, f)
+        json.dump({"name": name, "family": family, "seed": seed, "layers": layers}, f)
     if os.path.isdir(out_dir):
         import shutil
 
@@ -71,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="farnode-make-model")
     ap.add_argument("out_dir")
     ap.add_argument("--family", choices=sorted(FAMILIES), default=DEMO_FAMILY)
+    ap.add_argument("--layers", type=int, default=None, help="blocks (default: the family's 4)")
+    ap.add_argument("--seed", type=int, default=SEED)
     args = ap.parse_args(argv)
-    print(make(args.out_dir, args.family))
+    print(make(args.out_dir, args.family, layers=args.layers, seed=args.seed))
     return 0
 
 

@@ -193,6 +193,19 @@ class Failed(Event):
 
 
 @dataclass(frozen=True)
+class Reachability(Event):
+    """Whether other peers reach this server directly, by the engine's own peer-to-peer check: peers of the
+    network are asked to dial it on a fresh connection. ``direct`` None: no peer could be asked (a node that
+    starts a network, before anyone joins). ``via``: ``start`` (the engine's check before it joins) or
+    ``peers`` (asked again while it serves); ``asked``: how many peers answered the question."""
+
+    KIND: ClassVar[str] = "reachability"
+    direct: bool | None = None
+    via: str = ""
+    asked: int = 0
+
+
+@dataclass(frozen=True)
 class Exit(Event):
     KIND: ClassVar[str] = "exit"
     code: int = 0
@@ -263,7 +276,7 @@ class Unknown(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.KIND: cls for cls in (
-    Hello, EngineInfo, State, Peer, Throughput, Blocks, Counters, Failed, Exit,
+    Hello, EngineInfo, State, Peer, Throughput, Blocks, Counters, Failed, Reachability, Exit,
     Ready, Request, Mismatch, Error, Done)}
 
 _SCALARS: dict[str, Callable] = {"int": int, "float": float, "str": str, "bool": bool}

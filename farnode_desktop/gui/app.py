@@ -365,6 +365,8 @@ def run_gui(minimized: bool = False) -> int:
 
     for warning in core.node.settings_warnings:
         show_error(None, FarNodeError(warning, title="Settings were reset"))
+    if core.node.settings_notes:
+        show_error(None, FarNodeError("\n".join(core.node.settings_notes), title="Unknown settings"))
 
     if core.first_run:
         from farnode_desktop.gui.first_run import FirstRunWizard

@@ -22,7 +22,8 @@ from farnode_desktop.core.events import EventBus, Subscription
 log = logging.getLogger(__name__)
 
 TOPICS = ("node.state", "node.stats", "node.event", "node.log", "gpu.telemetry", "gpu.inventory",
-          "engine.progress", "policy.decision", "earnings.update")
+          "engine.progress", "policy.decision", "earnings.update", "network.view", "network.error",
+          "node.reachability_status")
 
 
 class BusBridge(QObject):
@@ -38,6 +39,9 @@ class BusBridge(QObject):
     progress = Signal(object)  # EngineProgress
     decision = Signal(object)  # policies.Decision
     earnings = Signal(object)  # EarningsSnapshot
+    network = Signal(object)  # NetworkView
+    network_error = Signal(str)
+    reachability = Signal(object)  # dict node_id -> ReachabilityStatus
 
     def __init__(self, bus: EventBus, parent: QObject | None = None, *,
                  resolve_state: Callable[[Any], Any] | None = None,
@@ -51,7 +55,8 @@ class BusBridge(QObject):
         self._map = {"node.state": self.state, "node.stats": self.stats, "node.event": self.node_event,
                      "node.log": self.log_line, "gpu.telemetry": self.telemetry, "gpu.inventory": self.inventory,
                      "engine.progress": self.progress, "policy.decision": self.decision,
-                     "earnings.update": self.earnings}
+                     "earnings.update": self.earnings, "network.view": self.network,
+                     "network.error": self.network_error, "node.reachability_status": self.reachability}
         self._subs: list[Subscription] = [bus.subscribe(t, self._relay) for t in TOPICS]
 
     def _relay(self, topic: str, payload: Any) -> None:  # runs on the publisher's thread
@@ -62,7 +67,7 @@ class BusBridge(QObject):
                 payload = self._resolve_stats(payload)
             sig = self._map.get(topic)
             if sig is not None:
-                sig.emit(payload if topic != "node.log" else str(payload))
+                sig.emit(payload if topic not in ("node.log", "network.error") else str(payload))
             self.event.emit(topic, payload)
         except RuntimeError:  # the bridge was deleted while a worker still published
             pass

@@ -23,6 +23,7 @@ from farnode_desktop.gui.look import look, state_icon
 from farnode_desktop.gui.pages.dashboard import DashboardPage
 from farnode_desktop.gui.pages.gpus import GpusPage
 from farnode_desktop.gui.pages.logs import LogsPage
+from farnode_desktop.gui.pages.network import NetworkPage
 from farnode_desktop.gui.pages.settings_page import SettingsPage
 
 PageFactory = Callable[[AppCore, BusBridge, TaskRunner], QWidget]
@@ -47,6 +48,8 @@ class MainWindow(QMainWindow):
         self.dashboard = DashboardPage(core, bridge, tasks)
         self.add_page("Dashboard", self.dashboard)
         self.add_page("GPUs", GpusPage(core, bridge, tasks))
+        self.network_page = NetworkPage(core, bridge, tasks)
+        self.add_page("Network", self.network_page)
         for name, factory in extra_pages or []:
             self.add_page(name, factory(core, bridge, tasks))
         self.settings_page = SettingsPage(core, bridge, tasks)

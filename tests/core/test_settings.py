@@ -19,7 +19,7 @@ def test_round_trip_is_atomic_and_private(tmp_path):
     store = SettingsStore(path)
     s = Settings()
     s.network.port = 40000
-    s.network.initial_peers = ["/ip4/1.2.3.4/tcp/31337/p2p/QmPeer"]
+    s.network.initial_peers = ["/ip4/1.2.3.4/tcp/31337/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"]
     s.wallet.address = "0x0000000000000000000000000000000000000001"
     store.save(s)
     assert (path.stat().st_mode & 0o777) == 0o600

@@ -58,6 +58,8 @@ def test_a_p2pd_with_nat_traversal_or_outside_addresses_is_caught():
     good = ["p2pd", "-natPortMap=0", "-autonat=0", "-relay=0", "-autoRelay=0",
             "-hostAddrs=/ip4/127.0.0.1/tcp/5000", "-bootstrapPeers=/ip4/127.0.0.1/tcp/5001/p2p/12D3KooWX"]
     assert p2pd_problems(good) == []
+    # every interface, announced on loopback only (a custom network's plan run in the tests)
+    assert p2pd_problems([*good[:5], "-hostAddrs=/ip4/0.0.0.0/tcp/5000", "-announceAddrs=/ip4/127.0.0.1/tcp/5000"]) == []
     bad = ["p2pd", "-natPortMap=1", "-autonat=0", "-relay=1", "-hostAddrs=/ip4/0.0.0.0/tcp/5000,/ip6/::1/tcp/1",
            "-bootstrapPeers=/ip4/203.0.113.7/tcp/31337/p2p/12D3KooWX"]
     assert p2pd_problems(bad) == ["-natPortMap is not off", "-relay is not off", "-autoRelay is not off",

@@ -36,6 +36,8 @@ SAMPLES = [
     P.Blocks(t=6.0, blocks=(0, 1), total_blocks=4, dht_prefix="farmesh-demo"),
     P.Counters(t=7.0, pid=9, inference_steps=3, inference_tokens=18),
     P.Failed(t=8.0, category=P.Category.PORT_IN_USE, message="port 5 is in use", detail="Traceback ..."),
+    P.Reachability(t=8.5, direct=True, via="peers", asked=2),
+    P.Reachability(t=8.6, direct=None, via="start"),
     P.Exit(t=9.0, code=P.ExitCode.START_FAILED),
     P.Ready(t=10.0),
     P.Request(t=11.0, n=1, kind="generate", ok=True, tokens_sent=17, new_tokens=12, prompt_tokens=6, latency_s=0.25),

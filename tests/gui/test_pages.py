@@ -147,14 +147,14 @@ def test_settings_page_rejects_bad_input_and_saves_good_input(qtbot, gui, artifa
     assert box.windowTitle() == "Settings problem" and "/p2p/" in box.text()
     assert not gui.core.paths.settings_file.exists()  # nothing half-saved
     box.close()
-    page.peers.setPlainText("/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWExample")
+    page.peers.setPlainText("/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN")
     page.steam.setChecked(False)
     page.schedule_on.setChecked(True)
     page.schedule.setPlainText("mon-fri 22:00-07:00")
     assert page.save() is True
     saved = json.loads(gui.core.paths.settings_file.read_text())
     assert saved["network"]["swarm"] == "custom" and saved["network"]["port"] == 40123
-    assert saved["network"]["initial_peers"] == ["/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWExample"]
+    assert saved["network"]["initial_peers"] == ["/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"]
     assert saved["policies"]["pause_for_steam_games"] is False
     assert saved["policies"]["schedule"] == ["mon-fri 22:00-07:00"]
     assert gui.core.policies._engine.settings.schedule_enabled  # the policies got the new settings

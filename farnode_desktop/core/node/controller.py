@@ -44,6 +44,7 @@ class NodeController:
         self.store = SettingsStore(paths.settings_file)
         self.settings = settings if settings is not None else self.store.load()
         self.settings_warnings = list(self.store.warnings)
+        self.settings_notes = list(self.store.notes)  # unknown keys in the file (kept there, not used)
         # device "cpu"/"cuda" picks that engine build; "auto" follows the NVIDIA driver
         self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device),
                                           source=self.settings.engine.source)
@@ -55,6 +56,7 @@ class NodeController:
         self.traffic = TrafficGenerator(self.supervisor.runtime, self.bus, paths.log_dir)
         self._model_path: Path | None = None
         self._model_config = None  # ModelConfig of a public/custom network's model (read by prepare())
+        self._chosen_why = ""  # the public network with no model set: why the app chose the one it serves
         self.plan = None  # the NodePlan of the last start
         self.hf_tokens = None  # HfTokenStore, made on first use (the keyring may be slow)
         self._lock = threading.RLock()
@@ -112,25 +114,74 @@ class NodeController:
         if self.is_local:
             self._model_path = ensure_demo_model(self.paths, runtime, cancel=cancel,
                                                  previous_engine=bool(self.engine.previous_version))
+        elif not self.settings.network.model.strip() and self.settings.network.swarm == "public":
+            self._model_config, self._chosen_why = self.choose_model()
         else:
             from farnode_desktop.core.models.hub import HubClient
 
             self._model_config = HubClient(self.hf_token).model_config(self.settings.network.model)
+            self._chosen_why = ""
 
-    def hf_token(self) -> str | None:
-        """The Hugging Face token (the OS keyring's, else HF_TOKEN from the app's environment), or None.
-        Reads the keyring (blocking)."""
+    def choose_model(self):
+        """The public network with no model set: read the network, and pick the model where this node's
+        GPUs add the most (it fits, and its blocks are the least covered). Returns (ModelConfig, why).
+        Blocking (the engine's probe: seconds; the hub)."""
+        from farnode_desktop.core.errors import FarNodeError
+        from farnode_desktop.core.gpu.inventory import read_inventory
+        from farnode_desktop.core.gpu.sizing import ModelSpec, recommend
+        from farnode_desktop.core.models.hub import HubClient
+        from farnode_desktop.core.network.monitor import read_once
+        from farnode_desktop.core.network.view import Candidate, choose_model
+        from farnode_desktop.core.node.plan import choose_dtype
+
+        view = read_once(self.supervisor.runtime, initial_peers=[], nat_traversal=self.settings.network.nat_traversal,
+                         log_path=self.paths.log_dir / "network-probe.log")
+        hub = HubClient(self.hf_token)
+        inventory = read_inventory(self.nvml, with_processes=True) if self.settings.network.device != "cpu" else None
+        configs, candidates = {}, []
+        for m in view.models:
+            if not m.model_id:
+                continue
+            try:
+                cfg = hub.model_config(m.model_id)
+                spec = ModelSpec.from_config_dict(cfg.config, name=m.model_id)
+            except FarNodeError as exc:
+                candidates.append(Candidate(m.model_id, 0, exc.message))
+                continue
+            configs[m.model_id] = cfg
+            if inventory is None or not inventory.gpus:
+                fit = self.settings.network.num_blocks or 1  # the CPU serves what the settings say
+            else:
+                dtype, _ = choose_dtype(self.settings, spec.torch_dtype, "cuda",
+                                        [g.compute_capability for g in inventory.gpus])
+                fit = sum(p.num_blocks for p in recommend(inventory, self.settings, spec, dtype=dtype).plans)
+            candidates.append(Candidate(m.model_id, fit, "" if fit else "it does not fit in this GPU's free memory"))
+        model_id, why = choose_model(view, candidates)
+        if not model_id:
+            raise FarNodeError(f"FarNode could not choose a model: {why}. Choose one in Settings > Network.",
+                               title="No model to serve")
+        log.info("model chosen for the public network: %s", why)
+        return configs[model_id], why
+
+    def hf_tokens_store(self):
+        """The HfTokenStore (the Hugging Face token in the OS keyring)."""
         if self.hf_tokens is None:
             from farnode_desktop.core.models.hf_token import HfTokenStore
 
             self.hf_tokens = HfTokenStore()
-        return self.hf_tokens.read()
+        return self.hf_tokens
+
+    def hf_token(self) -> str | None:
+        """The Hugging Face token (the OS keyring's, else HF_TOKEN from the app's environment), or None.
+        Reads the keyring (blocking)."""
+        return self.hf_tokens_store().read()
 
     def _engine_secrets(self) -> dict:
         """What the engine gets through its control pipe only: the Hugging Face token for a hub model."""
         from farnode_desktop.core.models.hub import is_hub_id
 
-        if self.is_local or not is_hub_id(self.settings.network.model):
+        model = self._model_config.model if self._model_config is not None else self.settings.network.model
+        if self.is_local or not is_hub_id(model):
             return {}
         token = self.hf_token()
         return {"hf_token": token} if token else {}
@@ -217,7 +268,7 @@ class NodeController:
         from farnode_desktop.core.node.plan import plan_for
 
         return plan_for(self.settings, self.paths, nvml=self.nvml, model=self._model_config,
-                        model_path=self._model_path, token=self.hf_token)
+                        model_path=self._model_path, token=self.hf_token, chosen_why=self._chosen_why)
 
     def _start_specs(self, specs: list[ServerSpec]) -> C.NodeState:
         """Start every server. On the local swarm the first one founds the swarm and the others join it."""
@@ -317,7 +368,69 @@ class NodeController:
             s.close()
 
     # ------------------------------------------------------------------ demo traffic
+    # ------------------------------------------------------------------ the network around the node
+    @property
+    def peers_file(self) -> Path:
+        """This node's servers on the network (peer ids, addresses) while they run, for other processes
+        (``farnode-desktop swarm``)."""
+        return self.paths.run_dir / "peers.json"
+
+    def my_peers(self) -> dict[str, dict]:
+        """node_id -> {peer_id, addrs} of the running servers that reported their peer."""
+        return {n: {"peer_id": s.peer.peer_id, "addrs": list(s.peer.addrs)}
+                for n, s in list(self.supervisors.items())
+                if s.peer.peer_id and s.state.state not in (C.STOPPED, C.FAILED, C.HELD)}
+
+    def my_peer_ids(self) -> set[str]:
+        return {p["peer_id"] for p in self.my_peers().values()}
+
+    def network_peers(self) -> list[str]:
+        """Addresses to read the network through: this node's own servers, the custom network's peers; []
+        for the public network's bootstrap peers (the engine's)."""
+        own = [a for p in self.my_peers().values() for a in p.get("addrs", [])]
+        if self.settings.network.swarm == "custom":
+            return own + [p for p in self.settings.network.initial_peers if p not in own]
+        return own
+
+    def reachability(self, view=None) -> dict:
+        """node_id -> ReachabilityStatus of each running server off the local swarm, from the engine's own
+        peer-to-peer check and the network view (``view``: the latest NetworkView, or None)."""
+        from farnode_desktop.core.network.reachability import assess, fix_text
+
+        if self.is_local:
+            return {}
+        out = {}
+        for node_id, sup in list(self.supervisors.items()):
+            if sup.state.state in (C.STOPPED, C.FAILED, C.HELD) or not sup.peer.peer_id:
+                continue
+            ev = sup.reachability
+            mine = None
+            if view is not None:
+                mine = next((s for m in view.models for s in m.servers if s.peer_id == sup.peer.peer_id), None)
+            cfg = sup.config
+            announced = [a.split("/p2p/")[0] for a in sup.peer.addrs] or list(cfg.get("announce_maddrs") or [])
+            fix = fix_text(int(cfg.get("port") or 0), announced, runtime=sup.runtime.name,
+                           announce_setting=self.settings.network.announce_address)
+            out[node_id] = assess(engine_direct=ev.direct if ev else None, engine_asked=ev.asked if ev else 0,
+                                  using_relay=mine.using_relay if mine else None,
+                                  answered=mine.answered if mine else None, fix=fix)
+        return out
+
+    def _write_peers_file(self) -> None:
+        from farnode_desktop.core.atomic import atomic_write_json
+
+        peers = self.my_peers()
+        try:
+            if peers:
+                atomic_write_json(self.peers_file, {"network": self.settings.network.swarm, "servers": peers})
+            else:
+                self.peers_file.unlink(missing_ok=True)
+        except (OSError, Exception) as exc:  # noqa: BLE001 - only the swarm command reads it
+            log.warning("could not record this node's peers: %s", exc)
+
     def _on_state(self, _topic: str, state: C.NodeState) -> None:
+        if state.state in (C.ONLINE, C.STOPPED, C.FAILED, C.HELD):
+            self._write_peers_file()
         if state.node_id != self.supervisor.node_id:
             return  # the demo traffic follows the first server
         if state.state == C.ONLINE and self.is_local and self.settings.network.demo_traffic_per_minute > 0:

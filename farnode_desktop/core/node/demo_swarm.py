@@ -75,11 +75,12 @@ def ensure_demo_model(paths: AppPaths, engine: EngineEnv | EngineRuntime, *,
 
 
 def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main",
-                    model_path: Path | None = None) -> dict:
-    """The launcher's configuration (see engine/launcher.py) for these settings."""
+                    model_path: Path | None = None, model: str | None = None) -> dict:
+    """The launcher's configuration (see engine/launcher.py) for these settings; ``model``: the model to
+    serve when the app chose it (the public network with no model set)."""
     net = settings.network
     local = net.swarm == LOCAL_SWARM
-    model = str(model_path) if (local and model_path) else net.model
+    model = str(model_path) if (local and model_path) else (model or net.model)
     if not model:
         raise SettingsError("No model is set for this network. Choose one in Settings > Network.")
     check_model_dir(model)  # a model family the engine cannot serve is refused before anything starts
@@ -102,7 +103,7 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
                    nat_traversal=False, network_checks=False, network_mbps=LOOPBACK_MBPS,
                    torch_dtype="float32", quant_type="none", update_period=30)
     else:
-        cfg.update(nat_traversal=True, network_checks=not net.metered)
+        cfg.update(nat_traversal=net.nat_traversal, network_checks=not net.metered)
         if net.metered:
             cfg["network_mbps"] = net.bandwidth_mbps
         if net.dht_prefix:

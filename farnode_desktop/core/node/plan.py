@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from farnode_desktop.core.gpu.inventory import GpuInventory
-from farnode_desktop.core.models.hub import ModelConfig
+from farnode_desktop.core.models.hub import ModelConfig, cached_weights, hub_cache_dir
 from farnode_desktop.core.node.demo_swarm import launcher_config
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, Settings
@@ -164,14 +164,14 @@ def _free_port() -> int:
 
 # ------------------------------------------------------------------------------------------ the plan
 def make_plan(settings: Settings, paths: AppPaths, *, inventory: GpuInventory | None,
-              model: ModelConfig | None = None, model_path: Path | None = None) -> NodePlan:
+              model: ModelConfig | None = None, model_path: Path | None = None, chosen_why: str = "") -> NodePlan:
     """The node's plan. ``inventory``: the GPUs (None or empty: the CPU); ``model``: the model's
     configuration for a public or custom network; ``model_path``: the demo model on the local swarm."""
     from farnode_desktop.core.gpu.sizing import ModelSpec, recommend
 
     net = settings.network
     local = net.swarm == LOCAL_SWARM
-    base = launcher_config(settings, paths, model_path=model_path)
+    base = launcher_config(settings, paths, model_path=model_path, model=model.model if model else None)
     notes: list[str] = []
     config_dict = model.config if model is not None else None
     if config_dict is None and model_path is not None and (Path(model_path) / "config.json").is_file():
@@ -208,6 +208,11 @@ def make_plan(settings: Settings, paths: AppPaths, *, inventory: GpuInventory | 
     dtype, dtype_reason = choose_dtype(settings, model_dtype, device, caps)
     host = listen_host(settings)
     announce, announce_reason = announce_host(settings)
+    # A hub model whose weights are already in the Hugging Face cache is served from there (nothing is
+    # downloaded again); otherwise the engine downloads the blocks it serves into the app's own cache.
+    weights_cached = bool(model is not None and model.source != "folder" and cached_weights(model.model))
+    if weights_cached:
+        notes.append(f"the model's weights are read from the Hugging Face cache ({hub_cache_dir()})")
 
     servers: list[PlannedServer] = []
     total = spec.num_layers if spec else int((config_dict or {}).get("num_hidden_layers") or 0)
@@ -226,6 +231,8 @@ def make_plan(settings: Settings, paths: AppPaths, *, inventory: GpuInventory | 
             port = _free_port()  # an announced address needs a fixed port
         cfg = dict(base, device=dev, torch_dtype=dtype, port=port, host=host,
                    identity_path=str(paths.run_dir / f"identity-{node_id}.key"))
+        if weights_cached:
+            cfg["cache_dir"] = str(hub_cache_dir())
         if total and blocks:
             blocks = min(blocks, total)
         if local:
@@ -250,6 +257,8 @@ def make_plan(settings: Settings, paths: AppPaths, *, inventory: GpuInventory | 
             torch_dtype=dtype, attn_cache_tokens=tokens, listen=(_maddr(host, port),),
             announce=tuple(announce_maddrs), model=str(cfg["model"]), reason=reason, config=cfg, env=env))
     source = "demo" if local else (model.source if model is not None else "unknown")
+    if chosen_why:
+        notes.insert(0, f"model chosen by the app: {chosen_why}")
     peers = tuple(base.get("initial_peers") or ())
     return NodePlan(network=net.swarm, model=str(base["model"]), model_source=source, dtype_reason=dtype_reason,
                     announce_reason=announce_reason, servers=tuple(servers), notes=tuple(notes),
@@ -265,7 +274,7 @@ def _gpu_name(inventory: GpuInventory | None, index: int) -> str:
 
 
 def plan_for(settings: Settings, paths: AppPaths, *, nvml=None, model: ModelConfig | None = None,
-             model_path: Path | None = None, token=None) -> NodePlan:
+             model_path: Path | None = None, token=None, chosen_why: str = "") -> NodePlan:
     """The plan for these settings, reading what it needs: the GPUs (NVML, unless the CPU is chosen) and
     the model's configuration (public/custom network: the Hugging Face cache or the hub, with ``token()``
     for gated models; raises a HubError that says what to do). Blocking (NVML, maybe the network)."""
@@ -282,9 +291,11 @@ def plan_for(settings: Settings, paths: AppPaths, *, nvml=None, model: ModelConf
         from farnode_desktop.core.models.hub import HubClient
 
         if not settings.network.model.strip():
-            raise SettingsError("No model is set for this network. Choose one in Settings > Network.")
+            raise SettingsError("No model is set for this network. Choose one in Settings > Network"
+                                + (" (or start the node: on the public network it picks the model where this "
+                                   "GPU helps most)." if settings.network.swarm == "public" else "."))
         model = HubClient(token).model_config(settings.network.model)
-    return make_plan(settings, paths, inventory=inventory, model=model, model_path=model_path)
+    return make_plan(settings, paths, inventory=inventory, model=model, model_path=model_path, chosen_why=chosen_why)
 
 
 def format_plan(plan: NodePlan) -> list[str]:

@@ -81,8 +81,14 @@ def failure_message(category: str, config: dict, detail: str = "", log_path: Pat
         return (f"Port {port} is already used by another program (or by a FarNode node that is still "
                 "running). Close that program, or choose another port in Settings > Network.")
     if category == P.Category.BOOTSTRAP:
-        return ("None of the network's initial peers could be reached. Check your internet connection and the "
-                "initial peers in Settings > Network, then start again.")
+        tried = ""
+        if "(tried:" in detail:
+            tried = " (" + detail[detail.index("(tried:") + 1:].rstrip(")").strip() + ")"
+        else:
+            peers = config.get("initial_peers") or []
+            tried = f" (tried: {', '.join(peers)})" if peers else " (tried: the engine's public bootstrap peers)"
+        return (f"None of the network's initial peers answered{tried}. Check your internet connection and the "
+                "initial peers in Settings > Network; the node keeps trying.")
     if category == P.Category.MODEL:
         return (f"The model {config.get('model')!r} could not be loaded ({detail.strip()[:200]}). Check the "
                 "model name or folder in Settings > Network.")
@@ -125,6 +131,7 @@ class Supervisor:
         self._run: _Run | None = None
         self._config: dict = {}
         self._secrets: Callable[[], dict] | None = None
+        self._reachability: P.Reachability | None = None
         self._env_extra: dict[str, str] = {}
         self._crashes: collections.deque[float] = collections.deque()
         self._restart_timer: threading.Timer | None = None
@@ -148,6 +155,11 @@ class Supervisor:
     def peer(self) -> P.Peer:
         """The server's peer id and addresses (empty until the launcher reported them)."""
         return self._peer
+
+    @property
+    def reachability(self) -> P.Reachability | None:
+        """The engine's last answer to "do other peers reach this server directly?" (None: not asked yet)."""
+        return self._reachability
 
     @property
     def config(self) -> dict:
@@ -320,6 +332,7 @@ class Supervisor:
                    log_source=logs)
         self._run = run
         self._peer, self._blocks, self._total_blocks, self._throughput = P.Peer(), (), 0, P.Throughput()
+        self._reachability = None
         self._rate_window.clear()
         self._write_pid_file(proc.pid)
         try:
@@ -380,6 +393,10 @@ class Supervisor:
         elif isinstance(ev, P.Failed):
             run.failure = ev
             self._logger.error("engine reported a failure: %s: %s", ev.category, ev.message)
+        elif isinstance(ev, P.Reachability):
+            if ev.direct is not None or self._reachability is None or self._reachability.direct is None:
+                self._reachability = ev  # a definite answer is kept until the next definite one
+            self.bus.publish("node.reachability", (self.node_id, self._reachability))
 
     def _read_log(self, run: _Run) -> None:
         with run.log_source:

@@ -54,6 +54,11 @@ class DashboardPage(QWidget):
         self.toggle.clicked.connect(self.toggle_requested)
         top.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignVCenter)
 
+        # Off the local swarm: do other peers reach this node? (direct / through a relay / unreachable + fix)
+        self.reach = QLabel()
+        self.reach.setWordWrap(True)
+        self.reach.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.reach.hide()
         self.error = Notice()
         self.error_logs = self.error.add_button("Open logs")
         self.error_logs.clicked.connect(self.open_logs)
@@ -88,6 +93,7 @@ class DashboardPage(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(18, 14, 18, 14)
         layout.addLayout(top)
+        layout.addWidget(self.reach)
         layout.addWidget(self.error)
         layout.addLayout(grid)
         layout.addLayout(self.chart_slot, 1)
@@ -95,6 +101,7 @@ class DashboardPage(QWidget):
         bridge.state.connect(self.set_state)
         bridge.stats.connect(self.set_stats)
         bridge.progress.connect(self._on_progress)
+        bridge.reachability.connect(self.set_reachability)
         self._today_timer = QTimer(self)
         self._today_timer.setInterval(TODAY_REFRESH_MS)
         self._today_timer.timeout.connect(self.refresh_today)
@@ -180,6 +187,20 @@ class DashboardPage(QWidget):
             self.error.show_message(look(state.state).words, state.message or "The node stopped.")
         elif state.state in (C.ONLINE, C.STARTING):
             self.error.hide()
+
+    def set_reachability(self, statuses: dict) -> None:
+        """node_id -> ReachabilityStatus (empty: not serving, or on the local swarm)."""
+        if not statuses:
+            self.reach.hide()
+            return
+        colors = {"direct": "#27ae60", "relay": "#e0a100", "unreachable": "#d63031", "unknown": "#7f8c8d"}
+        lines = []
+        for node_id, st in sorted(statuses.items()):
+            who = "" if len(statuses) == 1 else f"{node_id}: "
+            lines.append(f"<span style='color:{colors.get(st.state, '#7f8c8d')}'>●</span> <b>{who}"
+                         f"{st.words.capitalize()}</b> — {st.detail}." + (f"<br>{st.fix}" if st.fix else ""))
+        self.reach.setText("<br>".join(lines))
+        self.reach.show()
 
     def _on_progress(self, p: C.EngineProgress) -> None:
         if self._state.state == C.PROVISIONING and not p.done:

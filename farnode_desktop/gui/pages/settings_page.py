@@ -29,7 +29,7 @@ from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
-from farnode_desktop.gui.widgets import page_header
+from farnode_desktop.gui.widgets import dim, page_header
 
 SWARMS = [(LOCAL_SWARM, "Local demo swarm (on this computer)"), (PUBLIC_SWARM, "Public FarMesh network"),
           (CUSTOM_SWARM, "Custom network (initial peers)")]
@@ -89,10 +89,33 @@ class SettingsPage(QWidget):
         self.public_name = QLineEdit()
         self.public_name.setPlaceholderText("empty: your wallet address")
         self.traffic = _dspin(0, 600, " requests/min")
+        self.host = QLineEdit()
+        self.host.setPlaceholderText("empty: every interface (127.0.0.1 on the local swarm)")
+        self.announce = QLineEdit()
+        self.announce.setPlaceholderText("empty: automatic (your public IP or name if you forward the port)")
+        self.nat = QCheckBox("Router port mapping (UPnP), AutoNAT and relays (off for a LAN-only network)")
+        self.hf_token = QLineEdit()
+        self.hf_token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.hf_token.setPlaceholderText("hf_… (kept in the OS keyring, never in this file)")
+        self.hf_token_status = QLabel("")
+        dim(self.hf_token_status)
+        token_row = QHBoxLayout()
+        token_row.addWidget(self.hf_token, 1)
+        self.hf_token_save = QPushButton("Save token")
+        self.hf_token_save.clicked.connect(self.save_hf_token)
+        self.hf_token_remove = QPushButton("Remove")
+        self.hf_token_remove.clicked.connect(self.remove_hf_token)
+        token_row.addWidget(self.hf_token_save)
+        token_row.addWidget(self.hf_token_remove)
         f.addRow("Network", self.swarm)
         f.addRow("Model", self.model)
+        f.addRow("Hugging Face token", token_row)
+        f.addRow("", self.hf_token_status)
         f.addRow("Initial peers", self.peers)
         f.addRow("Port", self.port)
+        f.addRow("Listen address", self.host)
+        f.addRow("Announced address", self.announce)
+        f.addRow("", self.nat)
         f.addRow("Public name", self.public_name)
         f.addRow("Demo traffic", self.traffic)
         col.addWidget(net)
@@ -106,8 +129,15 @@ class SettingsPage(QWidget):
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
         self.reserve = _spin(0, 1 << 20, " MiB")
+        self.dtype = QComboBox()
+        self.dtype.addItems(["auto", "float32", "float16", "bfloat16"])
+        self.dtype_effective = QLabel("")
+        dim(self.dtype_effective)
+        self.dtype_effective.setWordWrap(True)
         f.addRow("Blocks to serve", self.blocks)
         f.addRow("Quantization", self.quant)
+        f.addRow("Compute dtype", self.dtype)
+        f.addRow("", self.dtype_effective)
         f.addRow("Device", self.device)
         f.addRow("Keep free for games", self.reserve)
         col.addWidget(gpu)
@@ -224,6 +254,10 @@ class SettingsPage(QWidget):
         self.blocks.setValue(n.num_blocks)
         self.quant.setCurrentText(n.quantization)
         self.device.setCurrentText(n.device)
+        self.dtype.setCurrentText(n.torch_dtype)
+        self.host.setText(n.host)
+        self.announce.setText(n.announce_address)
+        self.nat.setChecked(n.nat_traversal)
         self.reserve.setValue(s.gpus.reserve_vram_mib)
         self.steam.setChecked(p.pause_for_steam_games)
         self.gpu_programs.setChecked(p.pause_for_gpu_programs)
@@ -248,12 +282,43 @@ class SettingsPage(QWidget):
         self.engine_source.setText(s.engine.source)
         self._swarm_changed()
         self.saved_label.setText("")
+        self.show_dtype()
+        self.tasks.run(lambda: self.core.node.hf_tokens_store().has(), self._token_state,
+                       lambda exc, _tb: self.hf_token_status.setText(getattr(exc, "message", str(exc))))
 
     def _swarm_changed(self) -> None:
         key = self.swarm.currentData()
         self.peers.setEnabled(key == CUSTOM_SWARM)
         self.traffic.setEnabled(key == LOCAL_SWARM)
         self.model.setEnabled(key != LOCAL_SWARM)
+        for w in (self.host, self.announce, self.nat, self.hf_token, self.hf_token_save, self.hf_token_remove):
+            w.setEnabled(key != LOCAL_SWARM)
+
+    def show_dtype(self) -> None:
+        """The dtype every server of this node computes in (the same on all of them), and why."""
+        plan = self.core.node.plan
+        if plan is not None:
+            self.dtype_effective.setText(f"Last start: {plan.dtype_reason}.")
+        elif self.core.settings.network.torch_dtype == "auto":
+            self.dtype_effective.setText("auto: the model's own dtype on a GPU (float16 where a GPU lacks "
+                                         "bfloat16), float32 on the CPU; the same on every server.")
+        else:
+            self.dtype_effective.setText("")
+
+    # ------------------------------------------------------------------ the Hugging Face token (keyring)
+    def _token_state(self, has: bool) -> None:
+        self.hf_token_status.setText("A token is in the keyring (for gated models such as Llama)." if has else
+                                     "No token: gated models (every Llama) need one.")
+
+    def save_hf_token(self) -> None:
+        text = self.hf_token.text()
+        self.hf_token.clear()
+        store = self.core.node.hf_tokens_store()
+        self.tasks.run(lambda: store.set(text), lambda _r: self._token_state(True))
+
+    def remove_hf_token(self) -> None:
+        store = self.core.node.hf_tokens_store()
+        self.tasks.run(store.remove, lambda _r: self._token_state(False))
 
     def form_settings(self) -> Settings:
         s = self.core.settings
@@ -261,7 +326,9 @@ class SettingsPage(QWidget):
                       initial_peers=_lines(self.peers.toPlainText()), port=self.port.value(),
                       public_name=self.public_name.text().strip(), demo_traffic_per_minute=self.traffic.value(),
                       num_blocks=self.blocks.value(), quantization=self.quant.currentText(),
-                      device=self.device.currentText())
+                      device=self.device.currentText(), torch_dtype=self.dtype.currentText(),
+                      host=self.host.text().strip(), announce_address=self.announce.text().strip(),
+                      nat_traversal=self.nat.isChecked())
         pol = replace(s.policies, pause_for_steam_games=self.steam.isChecked(),
                       pause_for_gpu_programs=self.gpu_programs.isChecked(),
                       pause_for_programs=self.programs_on.isChecked(),

@@ -35,9 +35,10 @@ ENGINE_ENV_KEYS = ("PYTHONUNBUFFERED", "PYTHONWARNINGS", "HF_HUB_DISABLE_TELEMET
                    "HF_ENDPOINT", "CUDA_VISIBLE_DEVICES", "PETALS_CACHE")
 
 
-# Environment variable names that must never reach an engine process (wallet secrets by any usual name).
-SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE|WALLET_?(KEY|SECRET)|SECRET",
-                           re.I)
+# Environment variable names that must never reach an engine process: wallet secrets by any usual name, and
+# the Hugging Face token (the app hands it to the server through the control pipe only).
+SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE|WALLET_?(KEY|SECRET)|SECRET"
+                           r"|HF_TOKEN|HUGGING_?FACE_?HUB_?TOKEN|HF_API_TOKEN", re.I)
 
 
 def engine_subprocess_env(extra: dict[str, str] | None = None, *, source_root: str | Path | None = None

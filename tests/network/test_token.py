@@ -1,0 +1,91 @@
+"""A gated model and the Hugging Face token, end to end: a real local HTTP server answers like the hub, the
+token lives in the real Secret Service keyring, the real engine downloads the model with it, and the token
+is found in no file, log, command line or environment of any engine process."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+
+import psutil
+import pytest
+
+from farnode_desktop.app.network_cli import cli_hf_token
+from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.models.hf_token import ACCOUNT, HfTokenStore
+from farnode_desktop.core.models.hub import GatedModelError
+from farnode_desktop.core.payout.keystore import SERVICE, Keystore
+from tests.models.hub_server import FakeHub, FakeRepo
+from tests.wallet.conftest import secret_service  # noqa: F401 (fixture)
+
+from .conftest import START_TIMEOUT_S, make_node, node_settings
+
+pytestmark = [pytest.mark.engine, pytest.mark.keyring]
+GATED = "meta-llama/Tiny-Llama-3.1-gated"
+TOKEN = "hf_FarNodeTestToken0123456789abcdef"
+
+
+def _group(pid: int) -> list[psutil.Process]:
+    pgid = os.getpgid(pid)
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                out.append(p)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return out
+
+
+def test_gated_model_is_served_with_the_keyring_token_that_leaks_nowhere(
+        tmp_path, monkeypatch, secret_service, tiny_model_dir, shared_engine_root, caplog):  # noqa: F811
+    from keyring.backends.SecretService import Keyring
+
+    repo = FakeRepo.from_folder(tiny_model_dir, gated=True, accepted={"alice"})
+    store = HfTokenStore(Keystore(Keyring(), what="Hugging Face token"))  # the test's own Secret Service
+    with FakeHub({GATED: repo}, tokens={TOKEN: "alice"}) as hub:
+        hf_cache = tmp_path / "hf-cache"
+        monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(shared_engine_root))
+        for k in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME"):
+            monkeypatch.delenv(k, raising=False)
+        caplog.set_level(logging.DEBUG)
+        node = make_node(tmp_path, "T", node_settings(peers=[], model=GATED, blocks=8))
+        node.node.hf_tokens = store
+        try:
+            store.remove()
+            # no token yet: the app says what to do before any engine process starts
+            with pytest.raises(GatedModelError) as e:
+                node.core.start_node()
+            assert f"accept the licence at {hub.url}/{GATED}" in e.value.message
+            assert "add a Hugging Face access token" in e.value.message and node.sup.pid is None
+
+            out = io.StringIO()
+            assert cli_hf_token("set", out=out, stdin=io.StringIO(TOKEN + "\n"), store=store) == 0
+            assert "account alice" in out.getvalue() and TOKEN not in out.getvalue()
+            assert secret_service.entries(SERVICE)[ACCOUNT] == TOKEN  # in the OS keyring, and only there
+
+            node.core.start_node()
+            state = node.sup.wait_for({C.ONLINE, C.FAILED, C.HELD}, START_TIMEOUT_S)
+            assert state.state == C.ONLINE, f"{state} (log: {node.sup.log_path})"
+            # the engine itself fetched the gated files with the token
+            engine_gets = [r for r in hub.seen("/resolve/") if r.path.endswith("model.safetensors")]
+            assert engine_gets and all(r.authorization == f"Bearer {TOKEN}" for r in engine_gets)
+
+            needle = TOKEN.encode()
+            procs = _group(node.sup.pid)
+            assert len(procs) >= 3  # the launcher, its DHT process, handlers and p2pd
+            for p in procs:
+                assert TOKEN not in " ".join(p.cmdline()), p
+                assert needle not in open(f"/proc/{p.pid}/environ", "rb").read(), p
+            assert TOKEN not in repr(node.sup.config) and TOKEN not in repr(node.node.plan.to_dict())
+        finally:
+            node.core.close()
+            store.remove()
+    for root in (node.home, hf_cache):
+        for f in root.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                assert needle not in f.read_bytes(), f"the token leaked into {f}"
+    assert TOKEN not in "\n".join(r.getMessage() for r in caplog.records)
