@@ -409,7 +409,7 @@ class Supervisor:
 
     def _wait_exit(self, run: _Run) -> None:
         code = run.proc.wait()
-        run.tree.kill()  # nothing of this run outlives it (handlers, DHT, p2pd)
+        run.tree.kill(wait=False)  # nothing of this run outlives it (handlers, DHT, p2pd)
         with run.stdin_lock:
             try:
                 run.proc.stdin.close()  # the control pipe: nobody reads it any more
