@@ -25,13 +25,13 @@ BUNDLE=dist/farnode-desktop
 [ "$PACKAGE" = 1 ] || exit 0
 
 ARCH=$(dpkg --print-architecture 2>/dev/null || uname -m)
-ICONS=farnode_desktop/resources/icons/app
+ICONS=resources/icons/app
 stage_tree() {  # $1: root of a FHS tree to fill
   local root=$1
   mkdir -p "$root/opt" "$root/usr/bin" "$root/usr/share/applications" "$root/usr/share/icons/hicolor/scalable/apps"
   cp -a "$BUNDLE" "$root/opt/farnode-desktop"
   ln -sf /opt/farnode-desktop/farnode-desktop "$root/usr/bin/farnode-desktop"
-  install -m 644 packaging/linux/farnode-desktop.desktop "$root/usr/share/applications/"
+  install -m 644 resources/desktop/farnode-desktop.desktop "$root/usr/share/applications/"
   install -m 644 "$ICONS/farnode-desktop.svg" "$root/usr/share/icons/hicolor/scalable/apps/farnode-desktop.svg"
   for png in "$ICONS"/farnode-desktop-*.png; do
     size=$(basename "$png" .png); size=${size##*-}
@@ -46,7 +46,7 @@ if command -v appimagetool >/dev/null 2>&1; then
   # An AppImage runs from its mount point: AppRun starts the bundle in place.
   printf '#!/bin/sh\nexec "$(dirname "$(readlink -f "$0")")/opt/farnode-desktop/farnode-desktop" "$@"\n' > "$APPDIR/AppRun"
   chmod 755 "$APPDIR/AppRun"
-  cp packaging/linux/farnode-desktop.desktop "$APPDIR/"
+  cp resources/desktop/farnode-desktop.desktop "$APPDIR/"
   cp "$ICONS/farnode-desktop-256.png" "$APPDIR/farnode-desktop.png"
   ARCH=$(uname -m) appimagetool "$APPDIR" "dist/FarNode_Desktop-$VERSION-$(uname -m).AppImage"
   ls -l dist/*.AppImage

@@ -1,4 +1,5 @@
-"""Render the app icon (resources/icons/app/farnode-desktop.svg) to PNGs (hicolor sizes) and a Windows .ico.
+"""Render the app icon (resources/icons/app/farnode-desktop.svg) to PNGs (hicolor sizes) and a Windows .ico
+(resources/icons/app/farnode-desktop.ico).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python packaging/make_icons.py
 
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ICON_DIR = ROOT / "farnode_desktop" / "resources" / "icons" / "app"
+ICON_DIR = ROOT / "resources" / "icons" / "app"
 SVG = ICON_DIR / "farnode-desktop.svg"
 SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 
@@ -41,8 +42,7 @@ def main() -> int:
             print(f"could not write {out}", file=sys.stderr)
             return 1
         images[size] = img
-    ico = ROOT / "packaging" / "windows" / "farnode.ico"
-    ico.parent.mkdir(parents=True, exist_ok=True)
+    ico = ICON_DIR / "farnode-desktop.ico"
     if not images[256].save(str(ico), "ICO"):
         print(f"could not write {ico} (Qt's ico plugin missing?)", file=sys.stderr)
         return 1

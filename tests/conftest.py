@@ -13,6 +13,7 @@ A test during which either check recorded something fails.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -69,6 +70,7 @@ def has_display() -> bool:
 
 # ---------------------------------------------------------------------------------------------- nothing leaves
 P2PD_OFF = ("-natPortMap=0", "-autonat=0", "-relay=0", "-autoRelay=0")
+DEFAULT_PORTS = (31337, 8545)  # the node's and anvil's defaults
 
 
 def p2pd_problems(cmdline: list[str]) -> list[str]:
@@ -100,6 +102,7 @@ class NetworkWatch:
     p2pd: dict[int, list[str]] = field(default_factory=dict)  # pid -> command line, every p2pd seen
     outside: list[str] = field(default_factory=list)
     bad_p2pd: list[str] = field(default_factory=list)
+    fixed_ports: set[str] = field(default_factory=set)  # servers on a default port (another program may hold it)
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -132,6 +135,8 @@ class NetworkWatch:
             try:
                 if p.pid not in self.p2pd and p.name() == "p2pd":
                     cmdline = p.cmdline()
+                    if not cmdline:  # exiting (or a zombie): nothing to read
+                        continue
                     self.p2pd[p.pid] = cmdline
                     problems = p2pd_problems(cmdline)
                     if problems:
@@ -139,6 +144,9 @@ class NetworkWatch:
                 for c in p.net_connections(kind="inet"):
                     if c.raddr and not is_loopback_host(c.raddr.ip):
                         self.outside.append(f"{p.name()} (pid {p.pid}) connected to {c.raddr.ip}:{c.raddr.port}")
+                    elif c.status == psutil.CONN_LISTEN and c.laddr.port in DEFAULT_PORTS:
+                        self.fixed_ports.add(f"{p.name()} (pid {p.pid}) listens on the default port "
+                                             f"{c.laddr.port}: tests pick a free port")
             except psutil.Error:
                 continue
 
@@ -160,14 +168,16 @@ def _nothing_leaves_this_computer(network_watch):
     record, watch = network_watch
     offset = record.stat().st_size
     n_outside, n_bad = len(watch.outside), len(watch.bad_p2pd)
+    fixed_before = set(watch.fixed_ports)
     yield
     watch.sample()  # the last moment of the test too
     attempts = [json.loads(line) for line in record.read_text()[offset:].splitlines() if line.strip()]
     problems = [f"{a['who']} (pid {a['pid']}) tried {a['destination']} ({a['event']})\n{a['stack']}"
                 for a in attempts]
-    problems += watch.outside[n_outside:] + watch.bad_p2pd[n_bad:]
+    problems += watch.outside[n_outside:] + watch.bad_p2pd[n_bad:] + sorted(watch.fixed_ports - fixed_before)
     if problems:
-        pytest.fail("this test contacted (or tried to contact) an address outside this computer:\n"
+        pytest.fail("this test contacted (or tried to contact) an address outside this computer, or served on "
+                    "a fixed default port:\n"
                     + "\n".join(problems), pytrace=False)
 
 
@@ -176,7 +186,10 @@ LEFTOVER_GRACE_S = 5.0  # what a test started gets this long to end after the te
 
 
 def _threads() -> dict[int, threading.Thread]:
-    return {t.ident: t for t in threading.enumerate() if t.ident is not None}
+    """Python's threads. Threads it did not start (Qt's pool threads that ran Python code) appear as dummies
+    that never end: the GUI tests' conftest checks Qt's pool itself."""
+    return {t.ident: t for t in threading.enumerate()
+            if t.ident is not None and not isinstance(t, threading._DummyThread)}
 
 
 def _children() -> dict[int, psutil.Process]:
@@ -215,6 +228,7 @@ def _nothing_left_behind(network_watch):
     the next test starts clean."""
     threads_before, children_before = _threads(), _children()
     yield
+    gc.collect()  # files and sockets the test dropped unclosed warn now, in this test (warnings are errors)
     deadline = time.monotonic() + LEFTOVER_GRACE_S
     while True:
         threads = [t for ident, t in _threads().items() if ident not in threads_before and t.is_alive()]

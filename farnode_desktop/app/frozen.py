@@ -18,13 +18,16 @@ DIGEST_FILE = "source-digest.txt"  # in the bundle's top folder, written by the 
 
 
 def source_digest(repo: Path) -> str:
-    """SHA-256 over what a bundle is built from (the package, the spec, the entry point), to tell whether a
-    bundle in dist/ is current. The spec computes it before the analysis, so an edit during a build makes
-    the bundle stale."""
+    """SHA-256 over what a bundle is built from (the package, its resources, the spec, the entry point), to tell
+    whether a bundle in dist/ is current. The spec computes it before the analysis, so an edit during a build
+    makes the bundle stale."""
     import hashlib
+
+    from farnode_desktop.core.resources import packaged_resources, resources_dir
 
     h = hashlib.sha256()
     files = [p for p in (repo / "farnode_desktop").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files += [resources_dir(repo) / rel for rel in packaged_resources(repo)]
     files += [repo / "packaging" / "farnode.spec", repo / "packaging" / "farnode_entry.py"]
     files += [p for p in [repo / "packaging" / "shrink.py"] if p.is_file()]  # the spec's post-build step
     for p in sorted(files):

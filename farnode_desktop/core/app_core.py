@@ -46,7 +46,7 @@ from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.payout.runner import EarningsRunner
-from farnode_desktop.core.policies.rules import Decision, PolicyEngine
+from farnode_desktop.core.policies.rules import PolicyEngine
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
 from farnode_desktop.core.status import (
@@ -288,10 +288,6 @@ class AppCore:
     def resume_now(self) -> None:
         """End a manual pause. Returns at once."""
         self.policies.manual_resume()
-
-    @property
-    def policy_decision(self) -> Decision | None:
-        return self.policies.last_decision
 
     def _policy_pause(self, reason: str, drain_s: float) -> None:
         self._submit(self.node.pause, reason, drain_s)

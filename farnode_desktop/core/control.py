@@ -157,8 +157,12 @@ def request(run_dir: Path, cmd: str, timeout_s: float = 10.0, **args: Any) -> di
     try:
         if path.exists() and hasattr(socket, "AF_UNIX"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout_s)
-            sock.connect(str(path))
+            try:
+                sock.settimeout(timeout_s)
+                sock.connect(str(path))
+            except OSError:
+                sock.close()  # a socket file nobody listens on (a killed app's)
+                raise
         elif info_file.exists():
             info = json.loads(info_file.read_text())
             body["token"] = info["token"]

@@ -36,10 +36,6 @@ class EngineEnvError(FarNodeError):
     title = "Engine environment problem"
 
 
-class EngineStartError(FarNodeError):
-    title = "The node could not start"
-
-
 class DiskFullError(FarNodeError):
     title = "Out of disk space"
 

@@ -1,7 +1,13 @@
-"""Where the app finds its own files, in a source checkout and in the frozen (PyInstaller) app.
+"""Where the app finds its own files: in a source checkout, in an installed wheel and in the frozen app.
 
-The one place that knows both layouts: the app's resources (icons, desktop entry, ...) and the
-engine-side source that the engine's interpreter runs.
+The one place that knows the three layouts, for the app's resources (the top-level ``resources/`` of the
+checkout: icons and their sources, the desktop entry, the contract sources, the licences of these assets) and
+for the engine-side source that the engine's interpreter runs.
+
+Resources: ``<checkout>/resources`` from a source checkout (an editable install too);
+``farnode_desktop/resources`` in an installed wheel (``setup.py``'s build copies them into the package);
+``<bundle>/resources`` in the frozen app (``packaging/farnode.spec``). What is packaged is
+:func:`packaged_resources`: everything under ``resources/`` except build outputs (``*/build/``).
 
 The engine's interpreter runs ``python -m farnode_desktop.engine.*`` with ``PYTHONPATH`` set to the folder
 that contains ``farnode_desktop/``. In a source checkout that is the repository; in the frozen app the
@@ -17,6 +23,8 @@ import sys
 from pathlib import Path
 
 ENGINE_SRC_DIR = "engine_src"  # inside the bundle (sys._MEIPASS)
+RESOURCES_DIR = "resources"  # at the top of the checkout, inside the bundle and inside the installed package
+_NOT_PACKAGED = ("build",)  # folder names under resources/ that hold build outputs, kept in the checkout only
 # The files the engine needs, relative to the folder that contains farnode_desktop/ (globs).
 ENGINE_FILES = ("farnode_desktop/__init__.py", "farnode_desktop/engine/*.py", "farnode_desktop/engine/locks/*.txt")
 
@@ -55,9 +63,24 @@ def engine_files(root: Path | None = None) -> list[Path]:
     return sorted(out)
 
 
-def resources_dir() -> Path:
-    """The app's resources (icons, ...): ``farnode_desktop/resources`` in a checkout and in the bundle."""
+def resources_dir(checkout: Path | None = None) -> Path:
+    """The app's resources (see the module's docstring). ``checkout``: a source checkout's root, for the
+    build (the spec, ``setup.py``)."""
+    if checkout is not None:
+        return Path(checkout) / RESOURCES_DIR
     frozen = bundle_dir()
     if frozen is not None:
-        return frozen / "farnode_desktop" / "resources"
-    return Path(__file__).resolve().parents[1] / "resources"
+        return frozen / RESOURCES_DIR
+    package = Path(__file__).resolve().parents[1]
+    installed = package / RESOURCES_DIR
+    if installed.is_dir():  # an installed wheel
+        return installed
+    return package.parent / RESOURCES_DIR  # a source checkout
+
+
+def packaged_resources(checkout: Path) -> list[Path]:
+    """The files of ``<checkout>/resources`` that the wheel and the bundle carry, relative to it, sorted."""
+    base = resources_dir(checkout)
+    return sorted(p.relative_to(base) for p in base.rglob("*")
+                  if p.is_file() and not set(p.relative_to(base).parts[:-1]) & set(_NOT_PACKAGED)
+                  and "__pycache__" not in p.parts)

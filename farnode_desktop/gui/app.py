@@ -243,6 +243,7 @@ class GuiApp(QObject):
         if exc is not None:
             log.error("closing the core failed:\n%s", tb)
         self.bridge.close()
+        self.window.shutdown()
         if self.tray is not None:
             self.tray.hide()
         self.window._stopping = True

@@ -95,14 +95,6 @@ def state_pixmap(kind: str, size: int) -> QPixmap:
     return pm
 
 
-def is_dark() -> bool:
-    hints = QGuiApplication.styleHints()
-    scheme = getattr(hints, "colorScheme", None)
-    if scheme is not None and scheme() == Qt.ColorScheme.Dark:
-        return True
-    return QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
-
-
 def apply_theme(app: QApplication) -> None:
     """Fusion style with a palette that follows the OS light/dark setting (re-applied when it changes)."""
     app.setStyle("Fusion")

@@ -87,6 +87,13 @@ class MainWindow(QMainWindow):
     def show_page(self, name: str) -> None:
         self.sidebar.setCurrentRow(self.stack.indexOf(self.pages[name]))
 
+    def shutdown(self) -> None:
+        """The core is closed: pages stop their periodic work (the window may outlive it, hidden)."""
+        for page in self.pages.values():
+            stop = getattr(page, "shutdown", None)
+            if stop is not None:
+                stop()
+
     def set_stopping(self) -> None:
         self._stopping = True
         self.dashboard.set_stopping(True)

@@ -149,6 +149,8 @@ class Face:
         finally:
             self._reader.join(5)
             self._err.close()
+            if not self._reader.is_alive():
+                self.proc.stdout.close()
         return code
 
     def stop(self, timeout: float = 90) -> int:
@@ -161,4 +163,7 @@ class Face:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(5)
         self._err.close()
+        if not self._reader.is_alive():
+            self.proc.stdout.close()

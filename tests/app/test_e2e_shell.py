@@ -72,9 +72,9 @@ class Node:
 
     def __init__(self, env: dict, out: Path) -> None:
         self.out = out
+        self._err = open(out.with_suffix(".err"), "w")  # noqa: SIM115 - closed in _closed()
         self.proc = subprocess.Popen(["bash", "-c", f'exec "{sys.executable}" -m farnode_desktop node --json'],
-                                     env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=open(out.with_suffix(".err"), "w"),
-                                     text=True)
+                                     env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=self._err, text=True)
         self.lines: list[dict] = []
         self.bad: list[str] = []
         self._t = threading.Thread(target=self._read, daemon=True)
@@ -103,13 +103,20 @@ class Node:
     def ctrl_c(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(90)
-        self._t.join(10)
+        self._closed()
         return code
+
+    def _closed(self) -> None:
+        self._t.join(10)
+        self._err.close()
+        if not self._t.is_alive():
+            self.proc.stdout.close()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._closed()
 
 
 def leaks(secret_forms: list[str], roots: list[Path]) -> list[str]:

@@ -86,6 +86,7 @@ def on_terminal(env: dict, args: list[str], dialog: list[tuple[str, str]]) -> tu
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # reaps it and closes its pipes
         os.close(master)
     return shown, subprocess.CompletedProcess(args, proc.returncode, out, err)
 

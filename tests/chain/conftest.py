@@ -22,7 +22,7 @@ from web3 import Web3
 
 REPO = Path(__file__).resolve().parents[2]
 ANVIL = REPO / "tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-ARTIFACT = REPO / "contracts/build/RewardToken.json"
+ARTIFACT = REPO / "resources/contracts/build/RewardToken.json"
 DECIMALS = 6
 
 
@@ -59,6 +59,7 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stderr.close()
 
 
 def start_anvil(*args: str, port: int | None = None) -> Anvil:

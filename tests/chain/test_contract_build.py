@@ -1,4 +1,4 @@
-"""The committed contracts/build/RewardToken.json is exactly what the Solidity source compiles to."""
+"""The committed resources/contracts/build/RewardToken.json is exactly what the Solidity source compiles to."""
 
 from __future__ import annotations
 
@@ -27,5 +27,5 @@ def test_artifact_is_complete():
     assert art["bytecode"].startswith("0x6") and len(art["bytecode"]) > 1000
     import hashlib
 
-    src = (REPO / "contracts" / art["sourceName"]).read_bytes()
+    src = (REPO / "resources" / "contracts" / art["sourceName"]).read_bytes()
     assert hashlib.sha256(src).hexdigest() == art["sourceSha256"]

@@ -66,7 +66,7 @@ def test_payouts_from_senders_are_counted_and_others_are_not(chain, tmp_path):
     # CSV export (atomic) and per-day totals with the estimate.
     out = tmp_path / "export" / "payouts.csv"
     assert sync2.export_csv(out) == 3
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["amount"] for r in rows] == ["10.000000", "5.000000", "2.500000"]
     assert {r["status"] for r in rows} == {"confirmed"} and rows[1]["from"] == chain.other
     days = sync2.daily_totals()

@@ -51,6 +51,8 @@ def holder(tmp_path):
             except ProcessLookupError:
                 pass
         p.wait()
+        p.stdin.close()
+        p.stdout.close()
 
 
 def test_a_second_process_is_refused_with_the_holders_pid(tmp_path, holder):

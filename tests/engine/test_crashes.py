@@ -36,6 +36,7 @@ def test_engine_dies_with_the_app(engine_paths, free_port):
     finally:
         app.kill()
         app.wait()
+        app.stdout.close()
     assert wait_until(lambda: not any(group_members(g) for g in groups), 15), \
         [(p.pid, p.name()) for g in groups for p in group_members(g)]
     assert port_is_free(free_port)
@@ -86,6 +87,7 @@ def test_leftovers_of_a_killed_run_are_removed(engine_paths, engine, bus, free_p
     finally:
         app.kill()  # first the app (so nothing of it can clean up), then at once the launcher
         app.wait()
+        app.stdout.close()
     os.kill(pgid, signal.SIGKILL)
     assert wait_until(lambda: len(group_members(pgid)) >= 1, 5)
     assert not port_is_free(free_port)  # the orphaned p2pd still holds the port

@@ -83,7 +83,7 @@ class RawLauncher:
 
     def log_text(self) -> str:
         self.log.flush()
-        return open(self.log_path, encoding="utf-8", errors="replace").read()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def close(self) -> None:
         self.close_events()

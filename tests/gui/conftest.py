@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import gc  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
@@ -18,6 +19,46 @@ from farnode_desktop.core.policies.runner import PolicyInputs  # noqa: E402
 def engine_ready(paths) -> bool:
     """The shared engine environment (FARNODE_ENGINE_ROOT, set by scripts/test.sh) is set up."""
     return EngineEnv(paths, "cpu").is_ready()
+
+
+def _active_timers() -> dict[int, str]:
+    from PySide6.QtCore import QTimer
+
+    out = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, QTimer):
+            try:
+                if obj.isActive():
+                    parent = obj.parent()
+                    out[id(obj)] = (f"QTimer {obj.objectName() or hex(id(obj))} every {obj.interval()} ms"
+                                    f" (parent {type(parent).__name__ if parent is not None else 'none'})")
+            except RuntimeError:  # its C++ object is deleted
+                continue
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _no_qt_work_left():
+    """A GUI test must not leave Qt timers running or tasks in Qt's thread pool (set up before, and torn down
+    after, the test's other fixtures: the window has quit by then)."""
+    from PySide6.QtCore import QCoreApplication, QThreadPool
+
+    before = _active_timers() if QCoreApplication.instance() is not None else {}
+    yield
+    if QCoreApplication.instance() is None:
+        return
+    pools = [QThreadPool.globalInstance(), *(o for o in gc.get_objects() if isinstance(o, QThreadPool))]
+    busy = []
+    for pool in pools:
+        try:
+            if not pool.waitForDone(5_000):
+                busy.append(f"{pool.activeThreadCount()} task(s) still running in a Qt thread pool")
+        except RuntimeError:  # its C++ object is deleted
+            continue
+    QCoreApplication.processEvents()  # deleteLater() of what the test closed
+    left = [desc for key, desc in _active_timers().items() if key not in before] + busy
+    if left:
+        pytest.fail("this test left Qt work running:\n  " + "\n  ".join(left), pytrace=False)
 
 
 @pytest.fixture

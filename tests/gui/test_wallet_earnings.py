@@ -167,7 +167,7 @@ def test_earnings_page_from_a_real_chain(qtbot, app_paths, chain, artifacts_dir,
         out = tmp_path / "payouts.csv"
         page.export_to(out)
         qtbot.waitUntil(lambda: page.last_export is not None, timeout=10_000)
-        rows = list(csv.DictReader(out.open()))
+        rows = list(csv.DictReader(out.read_text().splitlines()))
         assert [r["status"] for r in rows].count("confirmed") == 2 and len(rows) == 3
     finally:
         _quit(qtbot, g)

@@ -65,6 +65,7 @@ def test_sigkill_mid_write_loses_nothing_committed(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+        proc.stdout.close()
     assert flushed == 100
 
     store = MetricsStore(db, clock=lambda: NOW)
@@ -206,14 +207,14 @@ def test_csv_export(store, clock, tmp_path):
     out = tmp_path / "export" / "tokens.csv"
     n = store.export_csv("tokens_inference_per_s", NOW - 60, NOW, out)
     assert n == 60
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert len(rows) == 60
     assert rows[0]["epoch_s"] == str(int(NOW) - 60) and float(rows[0]["mean"]) == 60.0
     assert rows[0]["time_utc"].endswith("Z") and rows[0]["resolution_s"] == "1"
     # Older than 48 h: minute rows with counts and sums.
     clock.advance(3 * 86400)
     n = store.export_csv("tokens_inference_per_s", NOW - 120, NOW, out)
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert n == 2 and [r["resolution_s"] for r in rows] == ["60", "60"]
     assert [float(r["sum"]) for r in rows] == [sum(range(60)), sum(range(60, 120))]
     assert [int(r["count"]) for r in rows] == [60, 60]

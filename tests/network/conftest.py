@@ -196,6 +196,7 @@ def run_client(prompts: list[list[int]], peers: list[str], new_tokens: int = 8, 
         except ProcessLookupError:
             pass
         proc.wait()
+        proc.stdout.close()
     assert result is not None, f"the client printed no result within {timeout:.0f} s (exit {proc.returncode})"
     return result
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from pathlib import Path
 
 import psutil
 import pytest
@@ -79,7 +80,7 @@ def test_gated_model_is_served_with_the_keyring_token_that_leaks_nowhere(
             assert len(procs) >= 3  # the launcher, its DHT process, handlers and p2pd
             for p in procs:
                 assert TOKEN not in " ".join(p.cmdline()), p
-                assert needle not in open(f"/proc/{p.pid}/environ", "rb").read(), p
+                assert needle not in Path(f"/proc/{p.pid}/environ").read_bytes(), p
             assert TOKEN not in repr(node.sup.config) and TOKEN not in repr(node.node.plan.to_dict())
         finally:
             node.core.close()

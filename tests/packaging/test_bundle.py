@@ -85,7 +85,9 @@ def test_bundle_contents_and_size(bundle, tmp_path):
     for banned in ("torch", "transformers", "petals", "hivemind", "QtWebEngineCore.abi3.so", "libQt6Qml.so.6",
                    "libQt6Quick.so.6", "QtQuick.abi3.so", "libqgtk3.so", "libgtk-3.so.0"):
         assert banned not in names, f"{banned} should not be in the bundle"
-    assert (bundle / "_internal" / "farnode_desktop" / "resources" / "icons" / "app" / "farnode-desktop.svg").is_file()
+    assert (bundle / "_internal" / "resources" / "icons" / "app" / "farnode-desktop.svg").is_file()
+    assert (bundle / "_internal" / "resources" / "desktop" / "farnode-desktop.desktop").is_file()
+    assert not (bundle / "_internal" / "resources" / "contracts" / "build").exists()
     size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and not p.is_symlink())
     # A size target, like speed and memory targets, is reported (packaging/size_report.py), not asserted.
     print(f"bundle size: {size / 1e6:.1f} MB (target < {SIZE_TARGET / 1e6:.0f} MB)")
@@ -225,3 +227,5 @@ def test_frozen_headless_node_goes_online_and_stops_cleanly(bundle, tmp_path):
                 p.kill()
             except psutil.Error:
                 pass
+        reader.join(10)
+        proc.stdout.close()

@@ -29,8 +29,6 @@ from farnode_desktop.core.node.runtimes.docker import (
     DockerRuntime,
     container_name,
     parse_docker_version,
-    parse_inspect,
-    parse_ps_json_lines,
     parse_runtimes,
 )
 from farnode_desktop.core.node.runtimes.wsl import (
@@ -323,13 +321,6 @@ def test_docker_output_parsing():
     assert not down.reachable and "Cannot connect to the Docker daemon" in down.message
     assert parse_runtimes((FIX / "docker_info_runtimes.json").read_text()) == {"io.containerd.runc.v2", "nvidia", "runc"}
     assert parse_runtimes("garbage") == set()
-    ps = parse_ps_json_lines((FIX / "docker_ps.jsonl").read_text() + "not json\n")
-    assert [(c.name, c.state, c.node_id) for c in ps] == [("farnode-main", "running", "main"),
-                                                          ("farnode-gpu1", "exited", "gpu1")]
-    ins = parse_inspect((FIX / "docker_inspect.json").read_text())
-    assert ins[0].name == "farnode-main" and ins[0].pid == 48213 and ins[0].exit_code is None
-    assert ins[1].state == "exited" and ins[1].exit_code == 137
-    assert parse_inspect("[]\nError: No such object: farnode-x\n") == [] and parse_inspect("") == []
 
 
 def test_docker_status_parsing(docker):

@@ -27,7 +27,7 @@ def xvfb():
     for _ in range(5):
         n = free_display()
         proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "640x480x24", "-nolisten", "tcp", "-noreset"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         display = f":{n}"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and proc.poll() is None:

@@ -107,6 +107,7 @@ def secret_service(tmp_path_factory):
     finally:
         bus.terminate()  # gnome-keyring-daemon exits when its bus goes away
         bus.wait(timeout=10)
+        bus.stdout.close()
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from farnode_desktop.core.snapshots import GpuTelemetry
 log = logging.getLogger(__name__)
 
 TOPIC_TELEMETRY = "gpu.telemetry"
-TOPIC_INVENTORY = "gpu.inventory"
 
 MIB = 1024 * 1024
 
@@ -89,14 +88,6 @@ class GpuInventory:
     none_reason: str = ""  # "" | no_driver | no_gpu
     error_title: str = ""
     error: str = ""  # a plain sentence for the user when there is no usable GPU
-
-    @property
-    def has_gpus(self) -> bool:
-        return bool(self.gpus)
-
-    def by_uuid(self, uuid: str) -> GpuInfo | None:
-        key = normalize_uuid(uuid)
-        return next((g for g in self.gpus if normalize_uuid(g.uuid) == key), None)
 
 
 def normalize_uuid(uuid: str) -> str:
@@ -206,13 +197,6 @@ def read_inventory(nvml: Nvml | None = None, *, with_processes: bool = True,
                   "is seated and powered, and that it is not disabled in the BIOS or passed to a virtual "
                   "machine. The node can still run on the CPU, slowly.".replace("  ", " "))
     return GpuInventory(time=now, driver_version=driver, cuda_version=cuda, gpus=gpus)
-
-
-def publish_inventory(bus: EventBus, nvml: Nvml | None = None) -> GpuInventory:
-    """Read the inventory and publish it on ``gpu.inventory`` (call from a worker thread, not the GUI's)."""
-    inv = read_inventory(nvml)
-    bus.publish(TOPIC_INVENTORY, inv)
-    return inv
 
 
 # -- telemetry ----------------------------------------------------------------------------------------

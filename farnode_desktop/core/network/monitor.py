@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import threading
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.network.view import NetworkView, build_view
+from farnode_desktop.core.node import processes
+from farnode_desktop.engine.protocol import STOP_LINE
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,20 @@ class NetworkProbeError(FarNodeError):
     title = "Network not readable"
 
 
+_TREES: dict[int, processes.ProcessTree] = {}  # probe pid -> its process tree, until _end()
+
+
 def _spawn(runtime, config: dict, log_path: Path) -> subprocess.Popen:
     spec = runtime.spawn_spec(PROBE_MODULE, [], {}, None, node_id="network-probe")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     kw = spec.popen_kwargs()
-    logf = open(log_path, "ab")
+    logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed here once it started
     try:
         kw["stderr"] = logf
-        proc = subprocess.Popen(spec.argv, **kw)
+        proc, tree = processes.spawn(spec.argv, **kw)
     finally:
         logf.close()
+    _TREES[proc.pid] = tree
     proc.stdin.write((json.dumps(config) + "\n").encode())
     proc.stdin.flush()
     return proc
@@ -50,7 +55,7 @@ def _spawn(runtime, config: dict, log_path: Path) -> subprocess.Popen:
 
 def _end(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     try:
-        proc.stdin.write(b"stop\n")
+        proc.stdin.write(STOP_LINE)
         proc.stdin.close()
     except (OSError, ValueError):
         pass
@@ -58,11 +63,11 @@ def _end(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         pass
-    if proc.poll() is None or os.name != "nt":
-        try:
-            os.killpg(proc.pid, 9)  # its p2pd too
-        except (ProcessLookupError, PermissionError, AttributeError):
-            proc.kill()
+    tree = _TREES.pop(proc.pid, None)
+    if tree is not None:
+        tree.kill()  # its p2pd too
+    elif proc.poll() is None:
+        proc.kill()
     proc.wait()
 
 
@@ -91,6 +96,7 @@ def read_once(runtime, *, initial_peers: list[str], my_peers: set[str] | tuple[s
                 break
     finally:
         _end(proc)
+        proc.stdout.close()  # by its reader, never while another thread reads it
     if view is None:
         raise NetworkProbeError(failure or f"The network probe ended without reading the network (see {log_path}).")
     return view
@@ -187,6 +193,7 @@ class NetworkMonitor:
                 elif kind in ("failed", "error"):
                     self._error(_failure_text(ev))
             _end(proc)
+            proc.stdout.close()  # by its reader, never while another thread reads it
             self._proc = None
             restart.set()
             if not self._stop.is_set():  # a probe that never read the network waits longer before the next try

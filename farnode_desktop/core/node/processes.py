@@ -92,15 +92,9 @@ class ProcessTree:
             self._known.setdefault(pid, p.info.get("create_time") or 0.0)
         return list(found.values())
 
-    def signal_root(self, sig: int) -> None:
-        """Send ``sig`` to the tree's first process only (its clean stop: SIGINT for the launcher)."""
-        try:
-            os.kill(self.pid, sig)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
-
-    def kill(self) -> int:
-        """Kill every process of the tree now. Returns how many were alive."""
+    def kill(self, *, wait: bool = True) -> int:
+        """Kill every process of the tree now (and, with ``wait``, wait up to 5 s until they are gone).
+        Returns how many were alive."""
         if self.grouped:
             victims = _group_members(self.pid)
             try:
@@ -114,7 +108,8 @@ class ProcessTree:
                     p.kill()
                 except psutil.Error:
                     pass
-        _wait_gone(victims, 5.0)
+        if wait:
+            _wait_gone(victims, 5.0)
         return len(victims)
 
     def alive(self) -> bool:

@@ -70,6 +70,7 @@ class _Run:
     got_hello: bool = False
     stop_requested: bool = False
     engine_pid: int | None = None  # the launcher's pid as it sees itself (differs under WSL2/Docker)
+    stdin_lock: threading.Lock = field(default_factory=threading.Lock)  # a stop's write vs. the exit's close
 
 
 def failure_message(category: str, config: dict, detail: str = "", log_path: Path | None = None) -> str:
@@ -212,11 +213,13 @@ class Supervisor:
         """The runtime's clean stop (SIGINT natively: blocks announced offline), then harder steps."""
         strategy = self.runtime.stop_strategy(run.engine_pid, self.node_id)
         if strategy.stdin_line:
-            try:
-                run.proc.stdin.write(strategy.stdin_line)
-                run.proc.stdin.flush()
-            except OSError:
-                pass
+            with run.stdin_lock:
+                try:
+                    if not run.proc.stdin.closed:
+                        run.proc.stdin.write(strategy.stdin_line)
+                        run.proc.stdin.flush()
+                except OSError:
+                    pass
         if strategy.signal is not None:
             try:
                 run.proc.send_signal(strategy.signal)
@@ -396,16 +399,22 @@ class Supervisor:
             self.bus.publish("node.reachability", (self.node_id, self._reachability))
 
     def _read_log(self, run: _Run) -> None:
-        for raw in iter(run.log_source.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
-            self._logger.info(line)
-            self.bus.publish("node.log", line)
+        with run.log_source:
+            for raw in iter(run.log_source.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip()
+                if not line:
+                    continue
+                self._logger.info(line)
+                self.bus.publish("node.log", line)
 
     def _wait_exit(self, run: _Run) -> None:
         code = run.proc.wait()
-        run.tree.kill()  # nothing of this run outlives it (handlers, DHT, p2pd)
+        run.tree.kill(wait=False)  # nothing of this run outlives it (handlers, DHT, p2pd)
+        with run.stdin_lock:
+            try:
+                run.proc.stdin.close()  # the control pipe: nobody reads it any more
+            except OSError:  # its buffered bytes could not be written: nobody reads them either
+                pass
         time.sleep(0.05)  # let the event reader drain the last lines
         with self._lock:
             if self._run is not run:

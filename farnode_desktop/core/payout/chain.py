@@ -140,6 +140,8 @@ class JsonRpcHttp:
         self.proxy = urlsplit(proxy) if proxy and not urllib.request.proxy_bypass(self.host) else None
         self._ids = itertools.count(1)
         self._local = threading.local()
+        self._open: set[http.client.HTTPConnection] = set()  # every thread's connection, for close()
+        self._open_lock = threading.Lock()
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.proxy is not None:
@@ -162,10 +164,14 @@ class JsonRpcHttp:
         path = self.path if self.proxy is None or self.https else f"http://{self.host}:{self.port}{self.path}"
         for fresh in (False, True):
             conn = getattr(self._local, "conn", None)
+            if conn is not None and conn not in self._open:  # closed by close() from another thread
+                conn = None
             if conn is None or fresh:
                 if conn is not None:
-                    conn.close()
+                    self._drop(conn)
                 conn = self._local.conn = self._connect()
+                with self._open_lock:
+                    self._open.add(conn)
             try:
                 conn.request("POST", path, body, self.headers)
                 resp = conn.getresponse()
@@ -173,22 +179,29 @@ class JsonRpcHttp:
                 break
             except (http.client.RemoteDisconnected, http.client.CannotSendRequest, BrokenPipeError,
                     ConnectionResetError):
-                conn.close()
+                self._drop(conn)
                 self._local.conn = None
                 if fresh:  # a new connection failed too: not a stale keep-alive
                     raise
         if resp.will_close:
-            conn.close()
+            self._drop(conn)
             self._local.conn = None
         if not 200 <= resp.status < 300:
             raise HttpStatusError(resp.status, resp.headers)
         return json.loads(data)
 
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        with self._open_lock:
+            self._open.discard(conn)
+
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close the kept-alive connections of every thread (a thread's next request opens a new one)."""
+        with self._open_lock:
+            conns, self._open = list(self._open), set()
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local.conn = None
 
 
 def _hex_int(v: Any) -> int:
@@ -253,6 +266,10 @@ class ChainClient:
         self.calls = 0
         self.retries = 0
         self._http = JsonRpcHttp(rpc_url, timeout_s)
+
+    def close(self) -> None:
+        """Close its connections (it stays usable: the next request connects again)."""
+        self._http.close()
 
     # ------------------------------------------------------------------------------------------ requests
     def _count(self, retry: bool = False) -> None:

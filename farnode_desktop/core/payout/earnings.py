@@ -225,6 +225,11 @@ class EarningsSync:
             self._client = ChainClient(self.chain.rpc_url)
         return self._client
 
+    def close(self) -> None:
+        """Close its RPC connections (a later sync connects again)."""
+        if self._client is not None:
+            self._client.close()
+
     # --------------------------------------------------------------------------------------------- sync
     def sync_once(self) -> EarningsSnapshot:
         """Bring the payouts up to date, publish and return a snapshot. Never raises for chain or config
@@ -242,6 +247,8 @@ class EarningsSync:
                 error = exc.message
                 if configured:
                     log.warning("earnings sync failed: %s", exc.message)
+            finally:
+                self.close()  # the next sync is a minute away: no idle connection is kept until then
             now = self._clock()
             with self._db() as c:
                 if ok:

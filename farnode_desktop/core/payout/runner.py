@@ -51,6 +51,8 @@ class EarningsRunner:
         key = (s.wallet.address, dataclasses.astuple(s.chain))
         with self._lock:
             if self._sync is None or key != self._key:
+                if self._sync is not None:
+                    self._sync.close()
                 self._sync = EarningsSync(dataclasses.replace(s.chain), s.wallet.address, self.db_path,
                                           bus=self.bus, tokens_served_between=lambda a, b: int(self._tokens(a, b)))
                 self._key = key
@@ -88,6 +90,9 @@ class EarningsRunner:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        with self._lock:
+            if self._sync is not None:
+                self._sync.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -60,8 +60,6 @@ _LABELS = {
     UNPROFITABLE: "the electricity cost",
 }
 
-MANUAL_PAUSE_CHOICES_S = (15 * 60.0, 60 * 60.0, None)  # the tray's 15 min / 1 h / until resumed
-
 Clock = Callable[[], float]
 LocalTime = Callable[[float], datetime]
 

@@ -111,6 +111,10 @@ class DashboardPage(QWidget):
         self.set_state(core.state)
         QTimer.singleShot(0, self.refresh_today)
 
+    def shutdown(self) -> None:
+        """Stop reading today's totals: the core (its metrics store) is closed."""
+        self._today_timer.stop()
+
     def attach_chart(self) -> None:
         """Build the live tokens/s chart (imports pyqtgraph). Its refresh follows its range: one refresh
         per pixel of time at most (1 h over ~800 px: every ~4.5 s), never faster than 1 Hz."""

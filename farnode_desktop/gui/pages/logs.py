@@ -76,6 +76,11 @@ class LogsPage(QWidget):
         f = self.filter.text().strip().lower()
         return not f or f in line.lower()
 
+    def shutdown(self) -> None:
+        """Show what is pending now; no more lines come (the bridge is closed)."""
+        self._timer.stop()
+        self._flush()
+
     def _flush(self) -> None:
         if not self._pending:
             return

@@ -80,50 +80,6 @@ def parse_runtimes(output: str) -> set[str]:
     return set(data) if isinstance(data, dict) else set()
 
 
-@dataclass(frozen=True)
-class ContainerInfo:
-    name: str
-    state: str  # created, running, paused, restarting, exited, dead
-    image: str = ""
-    node_id: str = ""
-    pid: int = 0
-    exit_code: int | None = None
-
-
-def parse_ps_json_lines(output: str) -> list[ContainerInfo]:
-    """``docker ps -a --filter label=farnode.node --format "{{json .}}"``: one JSON object per line."""
-    out = []
-    for line in output.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        labels = dict(kv.split("=", 1) for kv in str(d.get("Labels", "")).split(",") if "=" in kv)
-        out.append(ContainerInfo(str(d.get("Names", "")).split(",")[0], str(d.get("State", "")).lower(),
-                                 str(d.get("Image", "")), labels.get(LABEL, "")))
-    return out
-
-
-def parse_inspect(output: str) -> list[ContainerInfo]:
-    """``docker inspect <name>``: a JSON array (``[]`` and exit code 1 when there is no such container)."""
-    try:
-        data = json.loads(output[output.index("["):]) if "[" in output else []
-    except ValueError:
-        return []
-    out = []
-    for d in data if isinstance(data, list) else []:
-        state = d.get("State") or {}
-        labels = (d.get("Config") or {}).get("Labels") or {}
-        out.append(ContainerInfo(str(d.get("Name", "")).lstrip("/"), str(state.get("Status", "")).lower(),
-                                 str((d.get("Config") or {}).get("Image", "")), str(labels.get(LABEL, "")),
-                                 int(state.get("Pid") or 0),
-                                 None if state.get("Running") else int(state.get("ExitCode") or 0)))
-    return out
-
-
 class DockerRuntime(EngineRuntime):
     name = "docker"
 
@@ -248,13 +204,3 @@ class DockerRuntime(EngineRuntime):
                       timeout_s=3600),
             SetupStep("verifying the engine", tuple(probe), weight=2, timeout_s=600),
         ]
-
-    def leftovers_step(self) -> SetupStep:
-        """Containers of earlier runs (``parse_ps_json_lines``), to remove with :meth:`remove_step`."""
-        return SetupStep("looking for leftover engine containers",
-                         (self.docker, "ps", "-a", "--filter", f"label={LABEL}", "--format", "{{json .}}"),
-                         check=True, timeout_s=60)
-
-    def remove_step(self, name: str) -> SetupStep:
-        return SetupStep(f"removing the container {name}", (self.docker, "rm", "-f", name), check=True,
-                         timeout_s=60)
