@@ -46,3 +46,4 @@ def private_secret_service(root: Path) -> Iterator[str]:
     finally:
         bus.terminate()  # gnome-keyring-daemon exits when its bus goes away
         bus.wait(10)
+        bus.stdout.close()
