@@ -115,7 +115,7 @@ def _gui_check(env: dict[str, str], prefix: list[str] | None = None) -> list[str
                          timeout=180, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     pages = next(line for line in out.stdout.splitlines() if line.startswith("pages shown: "))
-    assert pages.removeprefix("pages shown: ").split(", ") == ["Dashboard", "GPUs", "Earnings", "Wallet",
+    assert pages.removeprefix("pages shown: ").split(", ") == ["Dashboard", "GPUs", "Network", "Earnings", "Wallet",
                                                                 "Settings", "Logs"]
     line = next(line for line in out.stdout.splitlines() if line.startswith("libraries loaded from outside"))
     outside = line.split(": ", 1)[1].split()
@@ -190,7 +190,7 @@ def test_frozen_headless_node_goes_online_and_stops_cleanly(bundle, tmp_path):
         for raw in iter(proc.stdout.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
             lines.append(line)
-            if line.startswith("ONLINE"):
+            if line.startswith("Online"):
                 online.set()
 
     reader = threading.Thread(target=read, daemon=True)
