@@ -81,7 +81,7 @@ class Node:
         self._t.start()
 
     def _read(self) -> None:
-        with open(self.out, "w") as copy:
+        with self.proc.stdout, open(self.out, "w") as copy:
             for raw in self.proc.stdout:
                 copy.write(raw)
                 try:
@@ -107,10 +107,11 @@ class Node:
         return code
 
     def _closed(self) -> None:
-        self._t.join(10)
+        # The reader owns the pipe and closes it at end of file; a process still holding the node's
+        # stdout a minute after it exited would be a leftover, which this test must not hide.
+        self._t.join(60)
         self._err.close()
-        if not self._t.is_alive():
-            self.proc.stdout.close()
+        assert not self._t.is_alive(), "something still holds the node's output open after it exited"
 
     def kill(self) -> None:
         if self.proc.poll() is None:
