@@ -60,3 +60,40 @@ def test_node_serves_checked_traffic_and_stops_clean(engine_paths, bus, free_por
     assert not node.supervisor.pid_file.exists()
     log_text = node.supervisor.log_path.read_text()
     assert "Started" in log_text and "are offline" in log_text  # clean stop: blocks announced offline
+
+
+def test_demo_traffic_stops_once_when_a_stop_and_state_changes_race(engine_paths, bus, free_port):
+    """The user's stop, the state change to STOPPING and closing the app all stop the demo traffic, from
+    different threads at the same moment; a traffic start that lost the race to a stop starts nothing."""
+    import threading
+
+    settings = Settings()
+    settings.network.port = free_port
+    settings.network.demo_traffic_per_minute = 120
+    node = NodeController(engine_paths, bus, settings=settings)
+    errors: list[BaseException] = []
+
+    def stop_traffic() -> None:
+        try:
+            node.traffic.stop()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    try:
+        node.start()
+        assert node.supervisor.wait_for({C.ONLINE, C.FAILED, C.HELD}, 120).state == C.ONLINE, node.state
+        assert node.traffic.wait_for(lambda s: s.requests >= 1, 120), node.traffic.stats
+        racers = [threading.Thread(target=stop_traffic) for _ in range(4)]
+        for t in racers:
+            t.start()
+        final = node.stop()
+        for t in racers:
+            t.join(30)
+        assert not errors, errors
+        assert final.state == C.STOPPED and not node.traffic.running
+        node._start_traffic()  # what a traffic-start thread that saw ONLINE just before the stop does
+        assert not node.traffic.running
+    finally:
+        node.stop()
+        node.close()
+    assert not node.traffic.running

@@ -361,6 +361,8 @@ class NodeController:
 
     def close(self) -> None:
         self._sub.close()
+        with self._lock:
+            self._user_wants_running = False
         self._cancel_setup()
         self.traffic.stop()
         self._stop_all()
@@ -444,4 +446,13 @@ class NodeController:
             return
         self.traffic.start(model=self._model_path, initial_peers=list(peer.addrs),
                            dht_prefix=self.supervisor.config.get("dht_prefix"),
-                           rate_per_minute=self.settings.network.demo_traffic_per_minute)
+                           rate_per_minute=self.settings.network.demo_traffic_per_minute,
+                           wanted=self._traffic_wanted)
+
+    def _traffic_wanted(self) -> bool:
+        """Still worth starting the demo traffic: asked under the traffic's start/stop lock, after a stop or
+        pause has already cleared what the user wants (so a start that lost the race does nothing)."""
+        with self._lock:
+            if not self._user_wants_running or self._paused_reason:
+                return False
+        return self.supervisor.state.state == C.ONLINE

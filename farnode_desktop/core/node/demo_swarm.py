@@ -156,6 +156,7 @@ class TrafficGenerator:
         self._tree: processes.ProcessTree | None = None
         self._stats = TrafficStats()
         self._lock = threading.Lock()
+        self._op_lock = threading.Lock()  # one start or stop at a time (state changes and the user race)
         self._threads: list[threading.Thread] = []
 
     @property
@@ -168,10 +169,17 @@ class TrafficGenerator:
 
     def start(self, *, model: Path, initial_peers: list[str], dht_prefix: str | None, rate_per_minute: float,
               count: int = 0, max_new_tokens: int = 12, prompt_len: int = 6, forward_every: int = 5,
-              seed: int = 0) -> None:
-        """Start the client on the local swarm (loopback only, no NAT traversal)."""
-        if self.running:
-            return
+              seed: int = 0, wanted: Callable[[], bool] | None = None) -> None:
+        """Start the client on the local swarm (loopback only, no NAT traversal). ``wanted`` is asked under
+        the same lock as :meth:`stop` takes: a stop that came first wins, one that comes later stops it."""
+        with self._op_lock:
+            if self.running or (wanted is not None and not wanted()):
+                return
+            self._start(model, initial_peers, dht_prefix, rate_per_minute, count, max_new_tokens, prompt_len,
+                        forward_every, seed)
+
+    def _start(self, model: Path, initial_peers: list[str], dht_prefix: str | None, rate_per_minute: float,
+               count: int, max_new_tokens: int, prompt_len: int, forward_every: int, seed: int) -> None:
         self._stats = TrafficStats()
         cfg = P.TrafficConfig(model=self.runtime.translate_path(model), initial_peers=tuple(initial_peers),
                               dht_prefix=dht_prefix,
@@ -237,21 +245,23 @@ class TrafficGenerator:
         return False
 
     def stop(self, timeout: float = 10.0) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        try:
-            proc.stdin.write(P.STOP_LINE)
-            proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        if self._tree is not None:
-            self._tree.kill()  # its client-side p2pd too
-        proc.wait()
-        for t in self._threads:
-            t.join(2)
-        self._proc = None
+        with self._op_lock:
+            proc = self._proc
+            if proc is None:
+                return
+            try:
+                proc.stdin.write(P.STOP_LINE)
+                proc.stdin.close()
+            except (OSError, ValueError):  # it exited and its pipe is gone, or the pipe was closed already
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            if self._tree is not None:
+                self._tree.kill()  # its client-side p2pd too
+            proc.wait()
+            for t in self._threads:
+                t.join(2)
+            self._proc = None
+            self._tree = None
