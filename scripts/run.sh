@@ -14,4 +14,12 @@ if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && ! ldconfig -p 2>/dev/null | grep
     echo "Note: the window needs the libxcb-cursor0 package (sudo apt install libxcb-cursor0)." >&2
   fi
 fi
+# FarMesh is on no package index; the app installs it from its Git source at the pinned commit. Where the
+# source archive of that commit lies beside the repository (shared/engine/, as on offline machines), install
+# from it instead: the same commit, verified the same way after install, and no network needed.
+archive="$(cd .. && pwd)/shared/engine/farmesh-75a473e.tar.gz"
+if [ -z "${FARNODE_ENGINE_SOURCE:-}" ] && [ -f "$archive" ]; then
+  export FARNODE_ENGINE_SOURCE="$archive"
+  echo "Engine source: $archive (the pinned FarMesh commit's archive beside the repository)"
+fi
 exec .venv/bin/farnode-desktop "$@"
