@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class PackageIndex:
 
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 index.requests.append(self.path)
-                parts = [p for p in self.path.split("?")[0].split("/") if p]
+                parts = [urllib.parse.unquote(p) for p in self.path.split("?")[0].split("/") if p]  # torch-2.13.0%2Bcpu
                 if parts == ["simple"]:
                     names = sorted({_norm(w.name.split("-")[0]) for w in index.folder.glob("*.whl")})
                     self._send(200, "".join(f'<a href="/simple/{n}/">{n}</a>\n' for n in names).encode())
@@ -73,7 +74,7 @@ class PackageIndex:
                     for w in sorted(index.folder.glob("*.whl")):
                         if _norm(w.name.split("-")[0]) == _norm(parts[1]):
                             digest = hashlib.sha256(w.read_bytes()).hexdigest()
-                            links.append(f'<a href="/files/{w.name}#sha256={digest}">{w.name}</a>\n')
+                            links.append(f'<a href="/files/{urllib.parse.quote(w.name)}#sha256={digest}">{w.name}</a>\n')
                     if links:
                         self._send(200, ("<html><body>\n" + "".join(links) + "</body></html>\n").encode())
                     else:
@@ -112,7 +113,7 @@ class PackageIndex:
         """Environment variables that make pip use this index and nothing else (no config files, no cache)."""
         return {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": self.url, "PIP_EXTRA_INDEX_URL": "",
                 "PIP_FIND_LINKS": "", "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                "PIP_CONSTRAINT": "", "PIP_RETRIES": "0"}
+                "PIP_CONSTRAINT": "", "PIP_RETRIES": "0", "FARNODE_TORCH_INDEX": ""}
 
     def close(self) -> None:
         self.closing = True

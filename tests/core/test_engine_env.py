@@ -81,7 +81,23 @@ def test_the_lock_pins_farmesh_from_its_git_source_and_petals_is_gone():
         assert reqs[-1] == eng  # installed last, on top of its dependencies
         assert "petals" not in {r.name.lower() for r in reqs}
         versions = {r.name.lower(): r.version for r in reqs}
-        assert (versions["transformers"], versions["hivemind"], versions["torch"]) == ("4.43.1", "1.1.12", "2.13.0")
+        torch = "2.13.0+cpu" if variant == "cpu" else "2.13.0"  # PyTorch's CPU build; PyPI's CUDA build
+        assert (versions["transformers"], versions["hivemind"], versions["torch"]) == ("4.43.1", "1.1.12", torch)
+
+
+def test_pip_takes_torch_of_the_cpu_variant_from_pytorchs_cpu_index():
+    """PyPI's torch 2.13.0 is the CUDA build; installed with --no-deps (as the CPU lock does) it fails to import
+    (libcudnn.so.9 missing). The CPU variant pins the +cpu build and asks PyTorch's CPU index for it."""
+    reqs = {r.name: r for r in read_lock(engine_env.lock_path("cpu"))}
+    cuda = {r.name: r for r in read_lock(engine_env.lock_path("cuda"))}
+    opts = engine_env.pip_install_options
+    assert reqs["torch"].spec == "torch==2.13.0+cpu"
+    assert opts(reqs["torch"], "cpu", {}) == ["--no-deps", "--extra-index-url", "https://download.pytorch.org/whl/cpu"]
+    assert opts(reqs["torch"], "cpu", {"FARNODE_TORCH_INDEX": "http://mirror.lan/cpu"})[-1] == "http://mirror.lan/cpu"
+    assert opts(reqs["torch"], "cpu", {"FARNODE_TORCH_INDEX": ""}) == ["--no-deps"]  # pip's own configuration
+    assert opts(cuda["torch"], "cuda", {}) == []  # with its nvidia-* dependencies, from PyPI
+    assert all(opts(r, v, {}) == ["--no-deps"] for v, lock in (("cpu", reqs), ("cuda", cuda))
+               for r in lock.values() if r.name != "torch")
 
 
 def test_the_shared_archive_carries_the_pinned_commit(engine_archive):

@@ -57,6 +57,12 @@ NEEDED_BYTES = {"cpu": 2_500_000_000, "cuda": 8_000_000_000}
 PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (bundled data when frozen)
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
 
+# Where pip finds the CPU build of torch (``torch==X+cpu``): PyTorch's own index. PyPI's torch of the same
+# version is the CUDA build, which needs nvidia-* wheels (several GB) and fails to import without them.
+# ``FARNODE_TORCH_INDEX`` replaces it (a mirror; empty: pip's own configuration only, e.g. a local wheel folder).
+TORCH_INDEX_ENV = "FARNODE_TORCH_INDEX"
+TORCH_INDEXES = {"cpu": "https://download.pytorch.org/whl/cpu"}
+
 ProgressFn = Callable[[EngineProgress], None]
 
 
@@ -165,6 +171,20 @@ def read_lock(path: Path) -> list[Requirement]:
         name, _, version = spec.partition("==")
         reqs.append(Requirement(name.strip(), version.strip(), url.strip()))
     return reqs
+
+
+def pip_install_options(req: Requirement, variant: str, env: dict[str, str] | None = None) -> list[str]:
+    """The ``pip install`` options for one line of a lock (before its target), the same natively and in WSL.
+
+    ``--no-deps``: the lock is complete; only the CUDA build of torch is installed with its dependencies (its
+    nvidia-* runtime wheels). torch of the CPU variant comes from PyTorch's CPU index (see TORCH_INDEXES)."""
+    opts = [] if req.name == "torch" and variant == "cuda" else ["--no-deps"]
+    if req.name == "torch" and variant in TORCH_INDEXES:
+        env = os.environ if env is None else env
+        index = env.get(TORCH_INDEX_ENV, TORCH_INDEXES[variant])
+        if index:
+            opts += ["--extra-index-url", index]
+    return opts
 
 
 def engine_requirement(reqs: list[Requirement]) -> Requirement:
@@ -505,9 +525,7 @@ class EngineEnv:
                 shutil.rmtree(d, ignore_errors=True)
 
     def _pip_install(self, req: Requirement, cancel=None) -> None:
-        # --no-deps: the lock is complete; the CUDA torch brings its nvidia-* wheels
-        self._run_pip(req, [req.spec] if req.name == "torch" and self.variant == "cuda" else ["--no-deps", req.spec],
-                      cancel)
+        self._run_pip(req, [*pip_install_options(req, self.variant), req.spec], cancel)
 
     def _run_pip(self, req: Requirement, args: list[str], cancel=None) -> None:
         self._drop_unfinished(req)

@@ -237,6 +237,7 @@ class Wsl2Runtime(EngineRuntime):
             engine_requirement,
             lock_digest,
             lock_path,
+            pip_install_options,
             read_lock,
         )
 
@@ -271,8 +272,7 @@ class Wsl2Runtime(EngineRuntime):
         for req, weight in zip(lock, step_weights(lock), strict=True):
             cmd = [self.python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                    "--progress-bar", "off", "-q"]
-            if not (req.name == "torch" and variant == "cuda"):
-                cmd.append("--no-deps")  # as EngineEnv: the lock is complete; CUDA torch brings nvidia-*
+            cmd += pip_install_options(req, variant, self.host_env)  # as EngineEnv
             # The engine (on no package index): its pinned commit's source archive over HTTPS (a fresh
             # distribution may have no git); the URL names the full commit id.
             target = req.archive_url if req.url else req.spec
