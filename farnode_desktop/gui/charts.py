@@ -72,12 +72,14 @@ class _QueryTask(QRunnable):
 
 @dataclass(frozen=True)
 class Line:
-    """One plotted series: store name, legend label, unit shown in the read-out, colour."""
+    """One plotted series: store name, legend label, unit shown in the read-out, colour. ``amounts``: the
+    series holds amounts per second (tokens served), drawn as average rates with idle time as 0."""
 
     series: str
     label: str
     unit: str
     color: str
+    amounts: bool = False
 
 
 def _arrays(buckets: list[Bucket]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -263,7 +265,7 @@ class TimeSeriesChart(QWidget):
         start, end = window
         out: dict[str, Any] = {"window": window}
         for line in lines:
-            out[line.series] = _arrays(self.store.query(line.series, start, end, max_points))
+            out[line.series] = _arrays(self.store.query(line.series, start, end, max_points, amounts=line.amounts))
         return out
 
     def _failed(self, generation: int, message: str) -> None:
@@ -377,8 +379,8 @@ class ThroughputChart(TimeSeriesChart):
 
     def lines(self) -> list[Line]:
         return [
-            Line("tokens_inference_per_s", "Inference", "tok/s", COLORS[0]),
-            Line("tokens_forward_per_s", "Forward", "tok/s", COLORS[1]),
+            Line("tokens_inference_per_s", "Inference", "tok/s", COLORS[0], amounts=True),
+            Line("tokens_forward_per_s", "Forward", "tok/s", COLORS[1], amounts=True),
             Line("reported_throughput", "Announced", "tok/s", COLORS[7]),
         ]
 

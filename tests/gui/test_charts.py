@@ -87,7 +87,7 @@ def test_throughput_chart_draws_store_data_and_hover(qtbot, filled, artifacts_di
     chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
     _loaded(qtbot, chart, "tokens_inference_per_s")
     t, mean, lo, hi = chart.data("tokens_inference_per_s")
-    expected = store.query("tokens_inference_per_s", NOW - 3600, NOW, chart.max_points())
+    expected = store.query("tokens_inference_per_s", NOW - 3600, NOW, chart.max_points(), amounts=True)
     assert len(t) == len(expected) > 100
     assert np.allclose(t, [b.t for b in expected]) and np.allclose(mean, [b.mean for b in expected])
     assert np.all(lo <= mean) and np.all(mean <= hi) and np.any(lo < hi)
@@ -153,7 +153,7 @@ def test_live_update_off_the_gui_thread(qtbot, filled, monkeypatch):
     _loaded(qtbot, chart, "tokens_inference_per_s")
     assert chart.timer.isActive() and chart.timer.interval() == 1000
     # A new sample arrives a few seconds later; the 1 Hz refresh shows it without anyone asking.
-    clock.now = NOW + 5
+    clock.now = NOW + 7  # tokens are read up to 3 s before now (the newest seconds are still being recorded)
     store.record("tokens_inference_per_s", NOW + 3, 9999.0)
     store.flush()
     qtbot.waitUntil(lambda: chart.data("tokens_inference_per_s")[3][-1] == 9999.0, timeout=5000)

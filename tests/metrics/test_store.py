@@ -93,6 +93,40 @@ def test_same_second_add_and_replace(store):
     assert store.dropped_samples == 1
 
 
+def test_amounts_are_read_as_average_rates_with_idle_seconds_as_zero(store, clock):
+    """Tokens served per second: a request every 10 s serving 20 tokens in one second is 2 tok/s on
+    average, not 20; a stretch with the node off reads 0, not a line drawn from before to after it."""
+    t0 = int(NOW) - 3600
+    served = {t0 + i: 20.0 for i in range(0, 600, 10)}  # 10 min of traffic, then 40 min off, then 10 min more
+    served.update({t0 + 3000 + i: 20.0 for i in range(0, 600, 10)})
+    store.record_many(("tokens", t, v) for t, v in served.items())
+    store.flush()
+
+    plain = store.query("tokens", t0, NOW, 360)  # 10 s buckets, empty ones left out
+    assert {b.mean for b in plain} == {20.0} and len(plain) == 120
+    rates = store.query("tokens", t0, NOW, 360, amounts=True)
+    assert len(rates) == 360  # up to the present; the last bucket without the seconds still being recorded
+    assert rates[-1].mean == pytest.approx(20.0 / 7)
+    assert all(b.t == t0 + 10 * i for i, b in enumerate(rates))
+    busy = [b for b in rates if b.t < t0 + 600 or t0 + 3000 <= b.t < t0 + 3600]
+    idle = [b for b in rates if t0 + 600 <= b.t < t0 + 3000]
+    assert all(b == (b.t, 2.0, 0.0, 20.0) for b in busy[:-1])
+    assert all(b == (b.t, 0.0, 0.0, 0.0) for b in idle) and len(idle) == 240
+    assert sum(b.mean * 10 for b in rates[:-1]) + rates[-1].mean * 7 == pytest.approx(sum(served.values()))
+
+    # From the minute rollups (a 6-hour window): every minute's total over its 60 seconds.
+    minutes = store.query("tokens", NOW - 6 * 3600, NOW, 360, amounts=True)
+    by_t = {b.t: b for b in minutes}
+    assert by_t[t0].mean == pytest.approx(120.0 / 60) and by_t[t0].min == 0.0 and by_t[t0].max == 20.0
+    assert by_t[t0 + 1200] == (t0 + 1200, 0.0, 0.0, 0.0) and by_t[t0 - 7200].mean == 0.0
+    # A second with an amount every second: its min is that amount, not 0.
+    store.record_many(("steady", t, 5.0) for t in range(t0, t0 + 120))
+    store.flush()
+    steady = store.query("steady", t0, t0 + 120, 12, amounts=True)
+    assert all(b == (b.t, 5.0, 5.0, 5.0) for b in steady) and len(steady) == 12
+    assert store.query("never-written", t0, NOW, 10, amounts=True) == []
+
+
 def test_retention_drops_exactly_what_it_should(store, clock, app_paths):
     # One value every 30 s over 49 hours, written while "now" moves along with them.
     t0 = int(NOW) - 49 * 3600

@@ -80,6 +80,9 @@ NODE_STATE_CODES: dict[str, int] = {
 }
 
 TOKEN_SERIES = ("tokens_inference_per_s", "tokens_forward_per_s", "tokens_backward_per_s")
+#: Amount series are read up to this many seconds before now: the recorder spreads a node's counters over the
+#: seconds since its previous stats (about one a second), so the newest seconds are still filling in.
+AMOUNTS_SETTLE_S = 3
 _SERIES_NAME = re.compile(r"^[A-Za-z0-9_.:@\-]{1,120}$")
 
 _SCHEMA_V2 = """
@@ -597,14 +600,21 @@ class MetricsStore:
         usable = [lvl for lvl in available if lvl[0] <= want or (max_points and span / lvl[0] >= max_points / 2)]
         return max(usable) if usable else min(available)
 
-    def query(self, series: str, start: float, end: float, max_points: int = 1000) -> list[Bucket]:
+    def query(self, series: str, start: float, end: float, max_points: int = 1000, *,
+              amounts: bool = False) -> list[Bucket]:
         """Between ``max_points / 2`` and ``max_points`` buckets (when the data allows) covering
         ``[start, end)`` (epoch s), oldest first.
 
         Reads the coarsest table (raw / 1-minute / 1-hour) that still holds data at ``start`` and either
         is as fine as a bucket or still gives at least half of ``max_points`` (so 30 days read 720 hour
         rows, not 43,200 minute rows); bucket widths are multiples of that table's resolution, aligned to
-        the epoch, so mean/min/max are exact. Empty buckets are left out (gaps)."""
+        the epoch, so mean/min/max are exact. Empty buckets are left out (gaps).
+
+        ``amounts``: the series holds amounts per second (tokens served in that second; the recorder writes
+        no row for a second without any), so a second without a row is 0: every bucket up to the present
+        is returned, its mean the bucket's total over its seconds (a true average rate), its min 0 when
+        any of its seconds had nothing. The last :data:`AMOUNTS_SETTLE_S` seconds, still being recorded,
+        are left out."""
         if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
             raise MetricsStoreError(f"Invalid time range {start!r}..{end!r}: the end must be after the start.")
         if max_points < 1:
@@ -617,6 +627,8 @@ class MetricsStore:
         bucket = max(res, int(math.ceil(want / res)) * res)
         lo = int(math.floor(start)) // res * res
         hi = int(math.ceil(end))
+        if amounts:
+            return self._query_amounts(sid, table, bucket, lo, min(hi, int(self.clock()) - AMOUNTS_SETTLE_S))
         if bucket == res:  # one stored row per bucket: no grouping needed
             cols = "t, v, v, v" if table == "raw" else "t, sum / n, min, max"
             rows = self._read(f"SELECT {cols} FROM {table} WHERE series_id = ? AND t >= ? AND t < ? ORDER BY t",
@@ -629,6 +641,23 @@ class MetricsStore:
             sql = (f"SELECT t / ? AS b, sum(sum) / sum(n), min(min), max(max) FROM {table} "
                    "WHERE series_id = ? AND t >= ? AND t < ? GROUP BY b ORDER BY b")
         return [Bucket(float(b * bucket), mean, mn, mx) for b, mean, mn, mx in self._read(sql, (bucket, sid, lo, hi))]
+
+    def _query_amounts(self, sid: int, table: str, bucket: int, lo: int, hi: int) -> list[Bucket]:
+        """Buckets of a per-second amount series over ``[lo, hi)``, missing seconds counted as 0."""
+        if hi <= lo:
+            return []
+        raw = table == "raw"
+        sql = (f"SELECT t / ? AS b, sum({'v' if raw else 'sum'}), sum({'1' if raw else 'n'}), "
+               f"min({'v' if raw else 'min'}), max({'v' if raw else 'max'}) FROM {table} "
+               "WHERE series_id = ? AND t >= ? AND t < ? GROUP BY b")
+        found = {int(b): (total, n, mn, mx) for b, total, n, mn, mx in self._read(sql, (bucket, sid, lo, hi))}
+        out = []
+        for b in range(lo // bucket, (hi - 1) // bucket + 1):
+            seconds = min(hi, (b + 1) * bucket) - max(lo, b * bucket)
+            total, n, mn, mx = found.get(b, (0.0, 0, 0.0, 0.0))
+            out.append(Bucket(float(b * bucket), total / seconds, mn if n >= seconds else min(mn, 0.0),
+                              max(mx, 0.0)))
+        return out
 
     def _sum_between(self, sid: int, t0: int, t1: int) -> float:
         """Sum of the values of ``sid`` with ``t0 <= t < t1``: whole hours from roll_1h, whole minutes
