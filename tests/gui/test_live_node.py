@@ -39,8 +39,9 @@ def test_dashboard_start_online_chart_pause_resume_stop(qtbot, gui, artifacts_di
     procs += [c for p in procs for c in p.children(recursive=True)]
 
     # Real traffic from the demo client: tokens served reach the chart and the cards.
-    qtbot.waitUntil(lambda: dash.chart is not None and len(dash.chart.data("tokens_inference_per_s")[0]) > 0
-                    or len(dash.chart.data("tokens_forward_per_s")[0]) > 0, timeout=180_000)
+    qtbot.waitUntil(lambda: dash.chart is not None and any(
+        dash.chart.data(series)[1].max(initial=0.0) > 0 for series in ("tokens_inference_per_s", "tokens_forward_per_s")),
+        timeout=180_000)
     qtbot.waitUntil(lambda: dash.card_blocks.value.text() not in ("–", "0"), timeout=10_000)
     assert dash.card_peer.value.text().startswith("…")
     dash.refresh_today()
