@@ -51,7 +51,9 @@ def test_a_game_on_the_gpu_pauses_the_node_and_its_exit_resumes_it(engine_paths,
         game = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
         gpu.processes.append(FakeProcess(pid=game.pid, used_bytes=3072 * MIB))
         t0 = time.time()
-        assert wait_until(lambda: node.state.state == C.PAUSED, 20), node.state
+        # The state turns PAUSED inside the pause callback; the runner records the pause once it returns.
+        assert wait_until(lambda: node.state.state == C.PAUSED and any(e.kind == "pause" for e in events), 20), \
+            (node.state, [e.kind for e in events])
         paused_after = time.time() - t0
         pause_ev = next(e for e in events if e.kind == "pause")
         assert f"pid {game.pid}) is using the GPU (3.0 GiB)" in pause_ev.message
@@ -73,7 +75,8 @@ def test_a_game_on_the_gpu_pauses_the_node_and_its_exit_resumes_it(engine_paths,
         assert paused_after < pol.min_run_s + 10  # within the configured delay (plus the clean stop)
     finally:
         runner.stop()
-        if game and game.poll() is None:
+        if game:
             game.kill()
+            game.wait()
         node.stop()
         node.close()
