@@ -129,6 +129,10 @@ def cli_swarm(*, as_json: bool = False, paths: AppPaths | None = None, out: Text
     own = [a for p in running.values() for a in p.get("addrs", [])]
     mine = {p["peer_id"] for p in running.values() if p.get("peer_id")}
     peers = own + [p for p in (net.initial_peers if net.swarm == CUSTOM_SWARM else []) if p not in own]
+    if net.swarm == CUSTOM_SWARM and not peers:
+        raise FarNodeError("No peer addresses for this network: set them with `farnode-desktop settings set "
+                           "network.initial_peers ...`, then run `farnode-desktop swarm` again.",
+                           title="No network to read")
     if net.swarm == LOCAL_SWARM and not peers:
         raise FarNodeError("The local demo swarm exists only while this node runs. Start the node, then run "
                            "`farnode-desktop swarm` again.", title="No network to read")

@@ -55,3 +55,40 @@ def test_choose_model_where_this_gpu_adds_the_most():
     assert model == "meta-llama/Meta-Llama-3.1-8B" and "blocks 5-7 have 1 server (50 tokens/s)" in why
     model, why = choose_model(view, [Candidate("mistralai/Mixtral-8x7B-v0.1", 0)])
     assert model == "" and "does not fit" in why
+
+
+def test_the_local_swarm_or_a_custom_network_without_addresses_is_never_read_through_the_public_one(app_paths,
+                                                                                                   tmp_path):
+    """With nothing to join through, the Network page used to start a probe with no initial peers, which the
+    engine takes as its public bootstrap peers. Now the monitor starts no probe and says why."""
+    import time
+
+    from farnode_desktop.core.events import EventBus
+    from farnode_desktop.core.network.monitor import NetworkMonitor
+    from farnode_desktop.core.node.controller import NodeController
+    from farnode_desktop.core.settings import Settings
+
+    bus = EventBus()
+    node = NodeController(app_paths, bus, settings=Settings())
+    try:
+        assert "start contributing" in node.network_peers()  # the local swarm, not running
+        node.settings.network.swarm = "custom"
+        assert "Settings > Network" in node.network_peers()
+        node.settings.network.initial_peers = ["/ip4/127.0.0.1/tcp/9/p2p/QmX"]
+        assert node.network_peers() == ["/ip4/127.0.0.1/tcp/9/p2p/QmX"]
+        node.settings.network.swarm = "public"
+        assert node.network_peers() == []  # the engine's bootstrap peers: only when the user chose them
+        node.settings.network.swarm = "local"
+
+        def no_runtime():
+            raise AssertionError("a probe was started")
+
+        monitor = NetworkMonitor(bus, no_runtime, tmp_path, peers=node.network_peers, mine=node.my_peer_ids)
+        monitor.watch("page", True)
+        deadline = time.time() + 5
+        while not monitor.last_error and time.time() < deadline:
+            time.sleep(0.05)
+        assert "start contributing" in monitor.last_error
+        monitor.close()
+    finally:
+        node.close()

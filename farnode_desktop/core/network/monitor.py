@@ -113,7 +113,9 @@ def _failure_text(ev: dict) -> str:
 class NetworkMonitor:
     """Keeps one probe running while :meth:`watch` holds it on; publishes each reading on the bus.
 
-    ``peers()`` returns the addresses to join through ([] for the engine's public bootstrap peers); ``mine()``
+    ``peers()`` returns the addresses to join through ([] for the engine's public bootstrap peers), or a
+    sentence saying why there is nothing to read (the local swarm or a custom network without addresses:
+    those never fall back to the public network); ``mine()``
     this node's server peer ids (highlighted, and called directly by the probe as any peer would)."""
 
     def __init__(self, bus: EventBus, runtime_factory: Callable[[], object], log_dir: Path, *,
@@ -163,7 +165,13 @@ class NetworkMonitor:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            peers = list(self.peers())
+            found = self.peers()
+            if isinstance(found, str):  # nothing to read the network through, and why (never the public one)
+                if found != self.last_error:
+                    self._error(found)
+                self._stop.wait(2)
+                continue
+            peers = list(found)
             mine = set(self.mine())
             try:
                 proc = _spawn(self.runtime_factory(), {
@@ -203,7 +211,8 @@ class NetworkMonitor:
                       proc: subprocess.Popen) -> None:
         """Restart the probe when the peers to join through or this node's servers change."""
         while not done.wait(2):
-            if set(self.peers()) != set(peers) or set(self.mine()) != mine:
+            now = self.peers()
+            if isinstance(now, str) or set(now) != set(peers) or set(self.mine()) != mine:
                 try:
                     proc.stdin.write(b"stop\n")
                     proc.stdin.flush()

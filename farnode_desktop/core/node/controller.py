@@ -19,7 +19,7 @@ from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_m
 from farnode_desktop.core.node.engine_venv import EngineEnv, choose_variant
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
 from farnode_desktop.core.paths import AppPaths
-from farnode_desktop.core.settings import LOCAL_SWARM, Settings, SettingsStore
+from farnode_desktop.core.settings import LOCAL_SWARM, PUBLIC_SWARM, Settings, SettingsStore
 
 log = logging.getLogger(__name__)
 SETUP_UNWIND_S = 10.0  # a cancelled set-up's processes are killed at once; this bounds the wait for it
@@ -386,13 +386,19 @@ class NodeController:
     def my_peer_ids(self) -> set[str]:
         return {p["peer_id"] for p in self.my_peers().values()}
 
-    def network_peers(self) -> list[str]:
+    def network_peers(self) -> list[str] | str:
         """Addresses to read the network through: this node's own servers, the custom network's peers; []
-        for the public network's bootstrap peers (the engine's)."""
+        for the public network's bootstrap peers (the engine's). Where there is none on the local swarm or a
+        custom network, a sentence saying so: those networks never fall back to the public one."""
         own = [a for p in self.my_peers().values() for a in p.get("addrs", [])]
-        if self.settings.network.swarm == "custom":
-            return own + [p for p in self.settings.network.initial_peers if p not in own]
-        return own
+        swarm = self.settings.network.swarm
+        if swarm == "custom":
+            peers = own + [p for p in self.settings.network.initial_peers if p not in own]
+            return peers or ("No peer addresses for this network yet: add them in Settings > Network "
+                             "(farnode-desktop settings set network.initial_peers ...).")
+        if swarm == PUBLIC_SWARM:
+            return own
+        return own or "The local demo swarm runs while this node does: start contributing to see it here."
 
     def reachability(self, view=None) -> dict:
         """node_id -> ReachabilityStatus of each running server off the local swarm, from the engine's own
