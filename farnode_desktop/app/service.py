@@ -26,8 +26,19 @@ from xml.sax.saxutils import escape
 from farnode_desktop.core.atomic import atomic_write_bytes, atomic_write_text
 from farnode_desktop.core.errors import FarNodeError
 
-#: Variables that choose the data folder (and, for developers, the shared engine environment).
-CARRIED_ENV = ("FARNODE_HOME", "FARNODE_ENGINE_ROOT")
+#: Variables the app reads that a service must see as the installing shell saw them: the data folder, the
+#: platform folders it falls back to, the Hugging Face cache, hub and offline mode, where the engine comes
+#: from, and (not frozen) where Python finds this package. Never secrets (HF_TOKEN, keys): see SECRET_ENV_RE.
+CARRIED_ENV = ("FARNODE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME",
+               "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE",
+               "FARNODE_ENGINE_SOURCE", "FARNODE_TORCH_INDEX", "FARNODE_ENGINE_ROOT", "FARNODE_ENGINE_PYTHON",
+               "FARNODE_ENGINE_VARIANT", "PYTHONPATH")
+#: Those holding a path (a service runs from another folder: made absolute when it is installed).
+PATH_ENV = {"FARNODE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "HF_HOME",
+            "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "FARNODE_ENGINE_SOURCE", "FARNODE_ENGINE_ROOT",
+            "FARNODE_ENGINE_PYTHON"}
+#: Those whose empty value means something (an empty torch index: pip's own configuration only).
+EMPTY_MEANS = {"FARNODE_TORCH_INDEX"}
 
 
 class ServiceError(FarNodeError):
@@ -53,11 +64,45 @@ def node_command(executable: str | None = None, frozen: bool | None = None) -> l
     return [exe, "node"] if frozen else [exe, "-m", "farnode_desktop", "node"]
 
 
+def carried_env(env: dict[str, str], *, cwd: str | None = None, frozen: bool | None = None) -> dict[str, str]:
+    """The variables of ``env`` a service gets (:data:`CARRIED_ENV`), paths made absolute against ``cwd`` (the
+    installing shell's folder) with ``~`` expanded, so the service, started from another folder by the
+    service manager, finds the same data folder, caches and engine source. Frozen apps carry no PYTHONPATH."""
+    from farnode_desktop.core.node.runtimes.base import SECRET_ENV_RE
+
+    cwd = cwd or os.getcwd()
+    frozen = getattr(sys, "frozen", False) if frozen is None else frozen
+
+    def absolute(value: str) -> str:
+        return os.path.normpath(os.path.join(cwd, os.path.expanduser(value)))
+
+    out: dict[str, str] = {}
+    for key in CARRIED_ENV:
+        value = env.get(key)
+        if value is None or (value == "" and key not in EMPTY_MEANS) or SECRET_ENV_RE.search(key):
+            continue
+        if key == "PYTHONPATH":
+            if frozen:
+                continue
+            value = os.pathsep.join(absolute(p) for p in value.split(os.pathsep) if p)
+        elif key in PATH_ENV:
+            value = absolute(value)
+        elif key == "FARNODE_TORCH_INDEX" and value and "://" not in value:
+            value = absolute(value)  # a local folder of wheels
+        out[key] = value
+    return out
+
+
 def service_name(env: dict[str, str]) -> str:
     home = env.get("FARNODE_HOME")
     if not home:
         return "farnode-node"
     return "farnode-node-" + hashlib.sha1(str(Path(home).expanduser().resolve()).encode()).hexdigest()[:8]
+
+
+def _carried(env: dict[str, str]) -> list[tuple[str, str]]:
+    """The service's own variables, in :data:`CARRIED_ENV` order (``env`` as :func:`carried_env` made it)."""
+    return [(k, env[k]) for k in CARRIED_ENV if env.get(k) or (k in EMPTY_MEANS and k in env)]
 
 
 def _systemd_quote(arg: str) -> str:
@@ -75,7 +120,7 @@ def systemd_plan(command: list[str], env: dict[str, str], *, config_home: Path, 
         "[Service]",
         "Type=simple",
         "ExecStart=" + " ".join(_systemd_quote(a) for a in command),
-        *[f"Environment={_systemd_quote(f'{k}={env[k]}')}" for k in CARRIED_ENV if env.get(k)],
+        *[f"Environment={_systemd_quote(f'{k}={v}')}" for k, v in _carried(env)],
         "Environment=PYTHONUNBUFFERED=1",
         "Restart=on-failure",
         "RestartSec=15",
@@ -109,9 +154,8 @@ def schtasks_plan(command: list[str], env: dict[str, str], *, folder: Path, data
     name = service_name(env).replace("farnode-node", "FarNode node")
     xml_path = folder / f"{service_name(env)}-task.xml"
     exe, args = command[0], subprocess.list2cmdline(command[1:])
-    env_note = "".join(f" {k}={env[k]}" for k in CARRIED_ENV if env.get(k))
-    if env_note:  # a task has no environment of its own: the command sets it through cmd.exe
-        sets = " && ".join(f'set "{k}={env[k]}"' for k in CARRIED_ENV if env.get(k))
+    if _carried(env):  # a task has no environment of its own: the command sets it through cmd.exe
+        sets = " && ".join(f'set "{k}={v}"' for k, v in _carried(env))
         exe, args = "cmd.exe", f"/c {sets} && {subprocess.list2cmdline(command)}"
     xml = f"""<?xml version="1.0" encoding="UTF-16"?>
 <Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
@@ -145,7 +189,7 @@ def launchd_plan(command: list[str], env: dict[str, str], *, home: Path, log_dir
     label = "dev.farnode." + name.removeprefix("farnode-")
     plist = home / "Library" / "LaunchAgents" / f"{label}.plist"
     args = "".join(f"\n    <string>{escape(a)}</string>" for a in command)
-    envs = "".join(f"\n    <key>{k}</key><string>{escape(env[k])}</string>" for k in CARRIED_ENV if env.get(k))
+    envs = "".join(f"\n    <key>{k}</key><string>{escape(v)}</string>" for k, v in _carried(env))
     text = f"""<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
 <plist version="1.0">
@@ -182,7 +226,9 @@ def plan_for_this_system(platform: str | None = None) -> ServicePlan:
     from farnode_desktop.core.paths import AppPaths
 
     platform = platform or sys.platform
-    env = dict(os.environ)
+    env = carried_env(dict(os.environ))  # resolved now, in the installing shell's folder
+    if os.environ.get("USER"):
+        env["USER"] = os.environ["USER"]
     paths = AppPaths.default()
     command = node_command()
     data = str(paths.data_dir)

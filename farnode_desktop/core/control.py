@@ -7,7 +7,10 @@ socket on 127.0.0.1 whose port and random token are in ``<run folder>/control.js
 without the token is refused.
 
 One request per connection: a JSON object on one line (``{"cmd": "status"}``), answered with one JSON object
-on one line. Handlers run on the server's thread and must be quick.
+on one line. One thread serves every connection at once through a selector: a client that connects and sends
+nothing (or half a line) holds no one up; it is closed after ``REQUEST_DEADLINE_S``, and beyond
+``MAX_CONNECTIONS`` waiting connections the oldest is closed first. Handlers run on the server's thread and
+must be quick.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import json
 import logging
 import os
 import secrets
+import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,9 @@ SOCKET_NAME = "control.sock"
 TCP_INFO_NAME = "control.json"
 _MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 _MAX_REQUEST = 64 * 1024
+REQUEST_DEADLINE_S = 2.0  # a connection has this long to send its request line
+MAX_CONNECTIONS = 32  # connections waiting for their request at once (the oldest is dropped beyond)
+_SEND_TIMEOUT_S = 2.0  # to hand over an answer (a few KB: the socket's buffer takes it at once)
 
 Handler = Callable[[dict], dict]
 
@@ -44,8 +52,18 @@ def _unix_ok(path: Path) -> bool:
     return hasattr(socket, "AF_UNIX") and len(os.fsencode(str(path))) <= _MAX_UNIX_PATH
 
 
+class _Pending:
+    """A connection that has not sent its whole request line yet."""
+
+    __slots__ = ("conn", "data", "deadline")
+
+    def __init__(self, conn: socket.socket, deadline: float) -> None:
+        self.conn, self.data, self.deadline = conn, b"", deadline
+
+
 class ControlServer:
-    """Serves ``handlers[cmd](request)`` on the run folder's control socket from one daemon thread."""
+    """Serves ``handlers[cmd](request)`` on the run folder's control socket from one daemon thread, every
+    connection at once (a selector), each with a deadline for its request."""
 
     def __init__(self, run_dir: Path, handlers: dict[str, Handler]) -> None:
         self.run_dir = Path(run_dir)
@@ -85,8 +103,8 @@ class ControlServer:
             sock.bind(("127.0.0.1", 0))
             self._token = secrets.token_hex(16)
             atomic_write_json(self.tcp_info, {"port": sock.getsockname()[1], "token": self._token})
-        sock.listen(8)
-        sock.settimeout(0.5)
+        sock.listen(64)
+        sock.setblocking(False)
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="farnode-control", daemon=True)
         self._thread.start()
@@ -106,27 +124,68 @@ class ControlServer:
                     pass
 
     def _serve(self) -> None:
-        while not self._stop.is_set():
+        pending: dict[socket.socket, _Pending] = {}
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._sock, selectors.EVENT_READ)
+            try:
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    timeout = min([p.deadline for p in pending.values()], default=now + 0.5) - now
+                    for key, _ in sel.select(max(0.0, min(timeout, 0.5))):
+                        if key.fileobj is self._sock:
+                            self._accept(sel, pending)
+                        else:
+                            self._read(sel, pending, pending[key.fileobj])
+                    now = time.monotonic()
+                    for p in [p for p in pending.values() if p.deadline <= now]:
+                        self._drop(sel, pending, p)  # too slow to ask: it holds no one else up
+            finally:
+                for p in list(pending.values()):
+                    self._drop(sel, pending, p)
+
+    def _accept(self, sel: selectors.BaseSelector, pending: dict) -> None:
+        while True:
             try:
                 conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+            except (BlockingIOError, InterruptedError):
                 return
-            with conn:
-                try:
-                    conn.settimeout(5)
-                    self._answer(conn)
-                except OSError as exc:
-                    log.debug("control connection: %s", exc)
+            except OSError as exc:  # closed, or out of file descriptors: the next round tries again
+                log.debug("control accept: %s", exc)
+                return
+            if len(pending) >= MAX_CONNECTIONS:  # the oldest waiting one makes room
+                self._drop(sel, pending, min(pending.values(), key=lambda p: p.deadline))
+            conn.setblocking(False)
+            p = _Pending(conn, time.monotonic() + REQUEST_DEADLINE_S)
+            pending[conn] = p
+            sel.register(conn, selectors.EVENT_READ)
 
-    def _answer(self, conn: socket.socket) -> None:
-        data = b""
-        while b"\n" not in data and len(data) < _MAX_REQUEST:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+    def _read(self, sel: selectors.BaseSelector, pending: dict, p: _Pending) -> None:
+        try:
+            chunk = p.conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("control connection: %s", exc)
+            chunk = b""
+        p.data += chunk
+        if chunk and b"\n" not in p.data and len(p.data) < _MAX_REQUEST:
+            return  # more to come
+        sel.unregister(p.conn)
+        del pending[p.conn]
+        with p.conn as conn:
+            try:
+                conn.settimeout(_SEND_TIMEOUT_S)
+                self._answer(conn, p.data)
+            except OSError as exc:
+                log.debug("control connection: %s", exc)
+
+    @staticmethod
+    def _drop(sel: selectors.BaseSelector, pending: dict, p: _Pending) -> None:
+        sel.unregister(p.conn)
+        del pending[p.conn]
+        p.conn.close()
+
+    def _answer(self, conn: socket.socket, data: bytes) -> None:
         try:
             req = json.loads(data.split(b"\n", 1)[0])
             if not isinstance(req, dict):

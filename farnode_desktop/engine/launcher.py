@@ -380,8 +380,8 @@ class Launcher:
             argv += ["--new_swarm"]
         elif c.get("initial_peers"):
             argv += ["--initial_peers", *c["initial_peers"]]
-        host = c.get("host", "0.0.0.0")
-        argv += ["--host_maddrs", f"/ip4/{host}/tcp/{int(c.get('port', 0))}"]
+        argv += ["--host_maddrs", *P.listen_maddrs(c.get("host", "0.0.0.0"), int(c.get("port", 0)),
+                                                   resolve=P.resolve_host)]
         if c.get("announce_maddrs"):
             argv += ["--announce_maddrs", *c["announce_maddrs"]]
         for key in ("public_name", "num_blocks", "block_indices", "device", "torch_dtype", "quant_type",
@@ -511,8 +511,6 @@ def any_peer_answers(peers: list[str], timeout: float = BOOTSTRAP_TIMEOUT_S) -> 
 
 def preflight(config: dict) -> P.Failed | None:
     """Checks that need no engine: a clear failure before seconds of imports."""
-    import socket
-
     model = config.get("model", "")
     if not model:
         return P.Failed(category=P.Category.CONFIG, message="no model was given")
@@ -522,13 +520,42 @@ def preflight(config: dict) -> P.Failed | None:
     if os.path.isdir(model) and not os.path.isfile(os.path.join(model, "config.json")):
         return P.Failed(category=P.Category.MODEL, message=f"the model folder {model} has no config.json")
     port = int(config.get("port", 0))
+    host = str(config.get("host", "0.0.0.0"))
+    try:
+        listen = P.listen_maddrs(host, port, resolve=P.resolve_host)
+    except OSError as exc:
+        return P.Failed(category=P.Category.CONFIG,
+                        message=f"the listen address {host} does not resolve to an address of this computer "
+                                f"({getattr(exc, 'strerror', None) or exc})")
     if port:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        return _port_taken(listen, port)
+    return None
+
+
+def _port_taken(listen: list[str], port: int) -> P.Failed | None:
+    """Whether another program holds ``port`` on an address the server will listen on. An IPv6 wildcard on a
+    computer without IPv6 is not a problem (libp2p listens on what it can)."""
+    import errno
+    import socket
+
+    for maddr in listen:
+        parts = maddr.split("/")
+        ip6 = "ip6" in parts
+        address = parts[parts.index("ip6" if ip6 else "ip4") + 1]
+        zone = parts[2] if parts[1] == "ip6zone" else ""
+        s = socket.socket(socket.AF_INET6 if ip6 else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            s.bind((config.get("host", "0.0.0.0"), port))
+            if ip6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as libp2p listens
+            s.bind((f"{address}%{zone}" if zone else address, port))
         except OSError as exc:
-            return P.Failed(category=P.Category.PORT_IN_USE,
-                            message=f"port {port} is already in use ({exc.strerror})")
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return P.Failed(category=P.Category.PORT_IN_USE,
+                                message=f"port {port} is already in use ({exc.strerror})")
+            if not (ip6 and address == "::"):
+                return P.Failed(category=P.Category.CONFIG,
+                                message=f"cannot listen on {maddr} ({exc.strerror or exc}): check the listen "
+                                        "address in Settings > Network")
         finally:
             s.close()
     return None

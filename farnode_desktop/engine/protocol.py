@@ -425,3 +425,53 @@ class TrafficConfig:
         if not isinstance(obj, dict):
             raise ProtocolError("the traffic configuration is not a JSON object")
         return _build(cls, obj, "traffic config")
+
+
+# ---------------------------------------------------------------------------------------------- addresses
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # every interface
+
+
+def _bare_host(host: str) -> str:
+    h = str(host).strip()
+    return h[1:-1] if h.startswith("[") and h.endswith("]") else h
+
+
+def tcp_maddr(host: str, port: int) -> str:
+    """The TCP multiaddr of a host: ``/ip4/`` or ``/ip6/`` for an address (an IPv6 zone as ``/ip6zone/``),
+    ``/dns/`` for a host name. The one place the app and the launcher spell addresses for the engine."""
+    import ipaddress
+
+    h = _bare_host(host)
+    address, _, zone = h.partition("%")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"/dns/{h.rstrip('.')}/tcp/{int(port)}"
+    if ip.version == 4:
+        return f"/ip4/{ip}/tcp/{int(port)}"
+    return (f"/ip6zone/{zone}" if zone else "") + f"/ip6/{ip}/tcp/{int(port)}"
+
+
+def resolve_host(name: str) -> list[str]:
+    """The addresses of a host name, as this computer resolves it (``/etc/hosts``, then DNS), in order, once
+    each. Raises ``OSError`` when it has none."""
+    import socket
+
+    seen: list[str] = []
+    for *_, sockaddr in socket.getaddrinfo(name, None, type=socket.SOCK_STREAM):
+        if sockaddr[0] not in seen:
+            seen.append(sockaddr[0])
+    return seen
+
+
+def listen_maddrs(host: str, port: int, resolve: Callable[[str], list[str]] | None = None) -> list[str]:
+    """The multiaddrs to listen on for a host: IPv4 and IPv6 for a wildcard (as FarMesh does by default), the
+    address itself, or a host name's addresses through ``resolve`` (libp2p listens on addresses, not names;
+    without ``resolve`` the name is kept as ``/dns/``, for display)."""
+    h = _bare_host(host)
+    if h in WILDCARD_HOSTS:
+        return [f"/ip4/0.0.0.0/tcp/{int(port)}", f"/ip6/::/tcp/{int(port)}"]
+    maddr = tcp_maddr(h, port)
+    if not maddr.startswith("/dns/") or resolve is None:
+        return [maddr]
+    return [tcp_maddr(a, port) for a in resolve(h)]

@@ -4,6 +4,7 @@ install says what to do and the unit stays for when there is one)."""
 
 from __future__ import annotations
 
+import json
 import os
 import plistlib
 import shlex
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +178,89 @@ def test_the_units_command_starts_the_node(home, engine_root, free_port):
             proc.wait()
     assert proc.returncode == 0, out
     assert out.rstrip().endswith("Stopped.")
+
+
+# What the node would use, read by the app's own functions in whatever process runs it.
+PROBE = """
+import json, os, farnode_desktop
+from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.core.models import hub
+from farnode_desktop.core.node.engine_venv import EngineEnv, pip_install_options, Requirement
+p = AppPaths.default()
+print(json.dumps({"package": farnode_desktop.__file__, "data": str(p.data_dir), "settings": str(p.settings_file),
+                  "logs": str(p.log_dir), "engine_root": str(p.engine_root), "hf_cache": os.path.abspath(hub.hub_cache_dir()),
+                  "hf_endpoint": hub.hub_endpoint(), "hf_offline": hub.hub_offline(),
+                  "engine_source": str(EngineEnv(p, "cpu").local_source()),
+                  "torch_pip_options": pip_install_options(Requirement("torch", "2.13.0+cpu"), "cpu")}))
+"""
+
+
+def test_the_installed_unit_finds_what_the_installing_shell_found(tmp_path):
+    """`service install` from a shell with relative paths in its environment (FARNODE_HOME=mynode and the
+    like): the unit, run as systemd runs it (`env -i`, only its own Environment= lines and the manager's
+    HOME and PATH, from $HOME), reaches the same data folder, Hugging Face cache and hub, engine source and
+    engine root, and imports the same app; no secret of the shell is in the unit."""
+    shell_dir, home = tmp_path / "work", tmp_path / "home"
+    shell_dir.mkdir()
+    home.mkdir()
+    (shell_dir / "engine").mkdir()
+    (shell_dir / "engine" / "farmesh.tar.gz").write_bytes(b"")
+    base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "USER": "alice", "LANG": "C.UTF-8"}
+    shell = dict(base, FARNODE_HOME="mynode", HF_HOME="hf", FARNODE_ENGINE_SOURCE="engine/farmesh.tar.gz",
+                 FARNODE_ENGINE_ROOT="~/../work/shared-engine", HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_OFFLINE="1",
+                 FARNODE_TORCH_INDEX="", XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+                 PYTHONPATH=os.path.relpath(REPO, shell_dir),
+                 HF_TOKEN="hf_secret_token_do_not_carry", FARNODE_WALLET_PRIVATE_KEY="0x" + "ab" * 32)
+    r = subprocess.run([sys.executable, "-m", "farnode_desktop", "service", "install", "--no-start"], env=shell,
+                       cwd=shell_dir, capture_output=True, text=True, timeout=120)
+    units = list((tmp_path / "cfg" / "systemd" / "user").glob("farnode-node-*.service"))
+    assert len(units) == 1, r.stdout + r.stderr
+    text = units[0].read_text()
+    if r.returncode == 0:  # a machine with a user manager: enabled there; undone at once
+        subprocess.run([sys.executable, "-m", "farnode_desktop", "service", "remove"], env=shell, cwd=shell_dir,
+                       capture_output=True, timeout=120)
+    assert "hf_secret_token" not in text and "ab" * 32 not in text and "PRIVATE_KEY" not in text
+    argv = systemd_words(unit_value(text, "ExecStart")[0])
+    unit_env = [systemd_words(v)[0] for v in unit_value(text, "Environment")]
+    assert argv[1:] == ["-m", "farnode_desktop", "node"]
+
+    def as_the_shell(*args):
+        out = subprocess.run([sys.executable, *args], env=shell, cwd=shell_dir, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def as_the_unit(*args):
+        out = subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in base.items()], *unit_env, argv[0], *args],
+                             cwd=home, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    seen = json.loads(as_the_shell("-c", PROBE))
+    assert json.loads(as_the_unit("-c", PROBE)) == seen
+    assert seen["data"] == str(shell_dir / "mynode" / "data") and seen["hf_cache"] == str(shell_dir / "hf" / "hub")
+    assert seen["engine_source"] == str(shell_dir / "engine" / "farmesh.tar.gz")
+    assert seen["engine_root"] == str(shell_dir / "shared-engine") and seen["torch_pip_options"] == ["--no-deps"]
+    assert seen["hf_offline"] is True and seen["hf_endpoint"] == "http://127.0.0.1:9"
+    assert seen["package"] == str(REPO / "farnode_desktop" / "__init__.py")
+    # the app's own commands, run the unit's way (its ExecStart with another command than `node`)
+    assert as_the_unit(*argv[1:3], "settings", "path") == as_the_shell(*argv[1:3], "settings", "path")
+    assert as_the_unit(*argv[1:3], "plan", "--json") == as_the_shell(*argv[1:3], "plan", "--json")
+
+
+def test_windows_and_macos_carry_the_same_variables(tmp_path):
+    from farnode_desktop.app.service import carried_env
+
+    env = carried_env({"FARNODE_HOME": "mynode", "HF_HUB_CACHE": "~/hub", "HF_ENDPOINT": "http://127.0.0.1:9",
+                       "FARNODE_TORCH_INDEX": "", "HF_TOKEN": "hf_secret", "PYTHONPATH": "src"},
+                      cwd=str(tmp_path), frozen=True)
+    assert env == {"FARNODE_HOME": str(tmp_path / "mynode"), "HF_HUB_CACHE": str(Path.home() / "hub"),
+                   "HF_ENDPOINT": "http://127.0.0.1:9", "FARNODE_TORCH_INDEX": ""}
+    task = schtasks_plan(["farnode-desktop.exe", "node"], env, folder=tmp_path, data_folder="d")
+    args = ET.fromstring(next(iter(task.files.values()))).find(
+        "t:Actions/t:Exec/t:Arguments", {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}).text
+    for k, v in env.items():
+        assert f'set "{k}={v}"' in args
+    agent = launchd_plan(COMMAND, env, home=tmp_path, log_dir=tmp_path, uid=501, data_folder="d")
+    assert plistlib.loads(next(iter(agent.files.values())).encode())["EnvironmentVariables"] == \
+        dict(env, PYTHONUNBUFFERED="1")

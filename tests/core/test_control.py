@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import stat
+import time
 
 import pytest
 
@@ -68,3 +69,43 @@ def test_tcp_fallback_with_a_token(tmp_path, served, monkeypatch):
     with socket.create_connection(("127.0.0.1", info["port"]), timeout=5) as c:  # without the token
         c.sendall(b'{"cmd": "status"}\n')
         assert json.loads(c.makefile().readline()) == {"error": "wrong token"}
+
+
+def _idle_clients(s: ControlServer, run, n: int, *, partial: bool = False) -> list[socket.socket]:
+    """``n`` connections that connect (half of a request line at most) and then wait, as a stuck client does."""
+    clients = []
+    for _ in range(n):
+        if s.path.exists():
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(str(s.path))
+        else:
+            c = socket.create_connection(("127.0.0.1", json.loads(s.tcp_info.read_text())["port"]), timeout=5)
+        if partial:
+            c.sendall(b'{"cmd": "sta')
+        clients.append(c)
+    return clients
+
+
+@pytest.mark.parametrize("mode", ["unix", "tcp"])
+def test_idle_connections_do_not_hold_up_status(tmp_path, served, mode):
+    run = tmp_path / "run" if mode == "unix" else tmp_path / ("x" * 120) / "run"
+    s = served(run)
+    assert s.path.exists() == (mode == "unix")
+    clients = _idle_clients(s, run, 5) + _idle_clients(s, run, 5, partial=True)
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            assert request(run, "status", timeout_s=2)["state"] == "online"
+            assert time.monotonic() - started < 2
+        # far more than it keeps waiting: the oldest make room, status still answers at once
+        clients += _idle_clients(s, run, control.MAX_CONNECTIONS + 8)
+        started = time.monotonic()
+        assert request(run, "status", timeout_s=2)["state"] == "online"
+        assert time.monotonic() - started < 2
+        # every idle connection is closed by the server within its deadline (a read gives end of file)
+        for c in clients:
+            c.settimeout(control.REQUEST_DEADLINE_S + 3)
+            assert c.recv(100) == b""
+    finally:
+        for c in clients:
+            c.close()

@@ -67,7 +67,8 @@ def test_three_gamer_gpus_plan_for_hub_models(model, app_paths, offline_cache, m
         assert server.num_blocks * per_block <= free - 1024 * MIB - 512 * MIB - spec.autograd_bytes
         assert server.config["quant_type"] == server.quantization in ("nf4", "int8", "none")
         # every interface, not loopback; announced by the engine (public network, no address set)
-        assert server.listen == (f"/ip4/0.0.0.0/tcp/{server.config['port']}",) and server.config["host"] == "0.0.0.0"
+        port = server.config["port"]  # IPv4 and IPv6, as FarMesh listens by default
+        assert server.listen == (f"/ip4/0.0.0.0/tcp/{port}", f"/ip6/::/tcp/{port}") and server.config["host"] == "0.0.0.0"
         assert server.announce == () and "announce_maddrs" not in server.config
         assert "initial_peers" not in server.config and not server.config.get("new_swarm")  # the public network
         assert gpu.name.split()[-1] in server.reason and "fit" in server.reason
@@ -98,7 +99,7 @@ def test_custom_network_announces_the_route_to_its_peers(app_paths, offline_cach
     plan = plan_for(_settings("mistralai/Mixtral-8x7B-v0.1", CUSTOM_SWARM, initial_peers=[peer]), app_paths,
                     nvml=make_nvml_three(GPUS[:1]), token=lambda: None)
     (server,) = plan.servers
-    assert server.listen == ("/ip4/0.0.0.0/tcp/31337",)
+    assert server.listen == ("/ip4/0.0.0.0/tcp/31337", "/ip6/::/tcp/31337")
     assert server.announce == ("/ip4/127.0.0.1/tcp/31337",) == tuple(server.config["announce_maddrs"])
     assert server.config["initial_peers"] == [peer] and "127.0.0.1" in plan.announce_reason
     founder = plan_for(_settings("mistralai/Mixtral-8x7B-v0.1", CUSTOM_SWARM, announce_address="203.0.113.7",

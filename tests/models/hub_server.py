@@ -9,7 +9,9 @@ It serves ``/{repo}/resolve/{revision}/{file}`` (GET and HEAD, with the hub's ``
 - a token the hub does not know: 401 (``Invalid credentials in Authorization header``);
 - a file the repository lacks: 404 ``EntryNotFound``.
 
-Every request is recorded (method, path, Authorization header) so tests can see what was sent.
+Every request is recorded (method, path, Authorization header) so tests can see what was sent. ``redirects``
+maps a path to a ``Location`` the server answers with a 302 (another host's URL, or a path on this one), as the
+hub does for renamed repositories and files kept on its CDN. ``host`` is the loopback address it listens on.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ class Seen:
 
 
 class FakeHub:
-    def __init__(self, repos: dict[str, FakeRepo] | None = None, tokens: dict[str, str] | None = None):
+    def __init__(self, repos: dict[str, FakeRepo] | None = None, tokens: dict[str, str] | None = None, *,
+                 host: str = "127.0.0.1"):
         self.repos = dict(repos or {})
+        self.redirects: dict[str, str] = {}
         self.tokens = dict(tokens or {})  # token -> account name
         self.requests: list[Seen] = []
         hub = self
@@ -65,9 +69,9 @@ class FakeHub:
             def do_GET(self) -> None:  # noqa: N802
                 hub._answer(self, head=False)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-hub")
 
     def __enter__(self) -> FakeHub:
@@ -89,6 +93,8 @@ class FakeHub:
         token = auth[7:] if auth.startswith("Bearer ") else ""
         account = self.tokens.get(token) if token else None
         path = h.path.split("?", 1)[0]
+        if path in self.redirects:
+            return self._send(h, 302, b"", head=head, headers={"Location": self.redirects[path]})
         if token and account is None:
             return self._send(h, 401, b'{"error":"Invalid credentials in Authorization header"}', head=head)
         if path == "/api/whoami-v2":

@@ -13,6 +13,7 @@ from farnode_desktop.core.models import hub as H
 from farnode_desktop.core.models.hf_token import HfTokenStore, TokenFormatError
 from farnode_desktop.core.payout.keystore import Keystore
 from tests.models.conftest import LLAMA31_8B, MIXTRAL_8X7B, put_in_hf_cache
+from tests.models.hub_server import FakeHub, FakeRepo
 
 ALICE, BOB = "hf_alice_token_123456", "hf_bob_token_1234567"
 
@@ -122,3 +123,24 @@ def test_token_lives_in_the_keyring(secret_service):  # noqa: F811
     assert store.get() == ALICE
     assert secret_service.entries(service) == {"huggingface-token": ALICE}
     assert store.remove() and store.get() is None and not store.remove()
+
+
+def test_the_token_never_follows_a_redirect_to_another_host(hf_env, hub):
+    """The hub (127.0.0.1) sends the gated model's config.json to another host (127.0.0.2, a second local
+    server, like a CDN): that host gets the request without the token; a redirect on the same host (a renamed
+    repository) keeps it."""
+    path = "/meta-llama/Meta-Llama-3.1-8B/resolve/main/config.json"
+    other = FakeRepo({"config.json": json.dumps(LLAMA31_8B).encode()})
+    with FakeHub({"meta-llama/Meta-Llama-3.1-8B": other}, host="127.0.0.2") as cdn:
+        hub.redirects[path] = cdn.url + path
+        got = H.HubClient(lambda: ALICE).model_config("meta-llama/Meta-Llama-3.1-8B")
+        assert got.config == LLAMA31_8B and got.source == "hub"
+        assert [r.authorization for r in hub.seen(path)] == [f"Bearer {ALICE}"]  # meant for the hub
+        assert [(r.path, r.authorization) for r in cdn.requests] == [(path, "")]  # not for 127.0.0.2
+    # same host, another path: the token goes with it (the hub answers the gated model only with it)
+    renamed = "/meta-llama/Llama-3.1-8B/resolve/main/config.json"
+    hub.redirects[renamed] = path
+    hub.redirects.pop(path)
+    got = H.HubClient(lambda: ALICE).model_config("meta-llama/Llama-3.1-8B")
+    assert got.config == LLAMA31_8B
+    assert [r.authorization for r in hub.seen("resolve")][-2:] == [f"Bearer {ALICE}"] * 2

@@ -42,7 +42,7 @@ def test_the_three_gpu_plan_runs(tmp_path, network_env):
             assert server.device == "cuda" and server.env["CUDA_VISIBLE_DEVICES"] == gpu.uuid
             assert server.num_blocks == 8 and server.quantization == "none" and server.torch_dtype == "float32"
             port = server.config["port"]
-            assert server.listen == (f"/ip4/0.0.0.0/tcp/{port}",)
+            assert server.listen == (f"/ip4/0.0.0.0/tcp/{port}", f"/ip6/::/tcp/{port}")
             assert server.announce == (f"/ip4/127.0.0.1/tcp/{port}",)
         # No GPU exists here: the same plan on the CPU.
         cpu_specs = [dataclasses.replace(s, config=dict(s.config, device="cpu")) for s in specs]

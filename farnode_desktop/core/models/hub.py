@@ -141,6 +141,35 @@ def cached_weights(repo_id: str, revision: str = "main", cache: Path | None = No
     return config is not None and any((config.parent / f).is_file() for f in WEIGHT_INDEX_FILES)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (the port made explicit), what a credential is bound to."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
+    """Follows redirects like urllib, but sends the ``Authorization`` header on only while the redirect stays on
+    the scheme, host and port the request was made to (urllib copies every header to any host: a redirect
+    to a CDN or another site would receive the Hugging Face token). The same rule as ``requests``."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            for name in [k for k in new.headers if k.lower() == "authorization"]:
+                del new.headers[name]
+            for name in [k for k in new.unredirected_hdrs if k.lower() == "authorization"]:
+                del new.unredirected_hdrs[name]
+        return new
+
+
+_OPENER = urllib.request.build_opener(_TokenStaysHome)
+
+
 def _read_json_file(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -225,7 +254,7 @@ class HubClient:
             headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(url, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+            with _OPENER.open(request, timeout=self.timeout) as resp:
                 return resp.read(), resp.headers
         except urllib.error.HTTPError as exc:
             raise self._http_error(repo_id, exc, bool(token)) from None

@@ -8,10 +8,11 @@ user fixed them), quantization, dtype, attention cache, the addresses it listens
 ``farnode-desktop plan`` prints it; :class:`~farnode_desktop.core.node.controller.NodeController` starts it.
 
 - **Addresses.** Only the local demo swarm stays on loopback. A public or custom network listens on every
-  interface unless the user set a listen address. Other peers must dial the announced address: the user's
+  interface, IPv4 and IPv6, unless the user set a listen address (an IPv4 or IPv6 address, or a host name). Other peers must dial the announced address: the user's
   ``announce_address`` when set; else the listen address when it is a specific one; else, on a custom
   network, the address this computer uses to reach its first peer (a LAN address for peers on the LAN,
-  127.0.0.1 for peers on this computer); else (the public network, or a node that starts a new network)
+  127.0.0.1 for peers on this computer), unless a peer is on the internet and that address is a private one
+  (see :func:`route_announce`); else (the public network, or a node that starts a new network)
   the engine announces its interfaces and what its peers observe, and the reachability check says whether
   that works.
 - **dtype.** The model's own (config.json ``torch_dtype``) on a GPU, float16 instead of bfloat16 when one
@@ -32,9 +33,9 @@ from farnode_desktop.core.models.hub import ModelConfig, cached_weights, hub_cac
 from farnode_desktop.core.node.demo_swarm import launcher_config
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, Settings
+from farnode_desktop.engine.protocol import WILDCARD_HOSTS, listen_maddrs, tcp_maddr
 
 MIN_CC_BF16 = (8, 0)  # Ampere: the first GPUs that compute in bfloat16
-_WILDCARD = {"0.0.0.0", "::", ""}
 
 
 @dataclass(frozen=True)
@@ -100,20 +101,57 @@ def choose_dtype(settings: Settings, model_dtype: str, device: str,
     return dtype, why
 
 
-def _maddr(address: str, port: int) -> str:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return f"/dns/{address}/tcp/{port}"
-    return f"/ip{ip.version}/{ip}/tcp/{port}"
-
-
-def _first_ip(peers: list[str]) -> str | None:
+def _peer_ips(peers: list[str]) -> list[str]:
+    """The IP addresses of the peers given as ``/ip4/`` or ``/ip6/`` multiaddrs, in order."""
+    out = []
     for p in peers:
         parts = p.strip("/").split("/")
+        if parts[:1] == ["ip6zone"]:
+            parts = parts[2:]
         if len(parts) >= 2 and parts[0] in ("ip4", "ip6"):
-            return parts[1]
-    return None
+            out.append(parts[1])
+    return out
+
+
+def _on_the_internet(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_global
+    except ValueError:
+        return False
+
+
+def route_announce(peers: list[str], source_for) -> tuple[str | None, str]:
+    """On a custom network with initial ``peers``: the address to announce (None: the engine decides) and
+    why. ``source_for(ip)`` is the local address this computer sends from to reach ``ip`` (the routing
+    table's choice, :func:`source_address`).
+
+    Peers on this computer or the local network (loopback, private, link-local, shared address space) dial
+    the address this computer reaches them from. When any peer is on the internet, a private source address
+    (behind a router) is of no use to it: the engine announces this computer's addresses and the public one
+    its peers observe, and the reachability check says whether that works (else: announce address, with the
+    port forwarded). A public source address (no NAT) is announced as it is."""
+    ips = _peer_ips(peers)
+    if not ips:
+        named = [p for p in peers if p.strip("/").split("/")[0].startswith("dns")]
+        where = f" ({named[0].split('/')[2]})" if named and len(named[0].split("/")) > 2 else ""
+        return None, (f"the network's peers are named by host name{where}: the engine announces this "
+                      "computer's addresses and those its peers see; the reachability check tells whether "
+                      "peers reach it")
+    public = [ip for ip in ips if _on_the_internet(ip)]
+    if public:
+        src = source_for(public[0])
+        if src and _on_the_internet(src):
+            return src, f"{src}, this computer's public address, from which it reaches the network ({public[0]})"
+        return None, (f"the network's peers are on the internet ({public[0]}), and this computer reaches them "
+                      f"from {src or 'an address behind a router'}, which they cannot dial: the engine announces "
+                      "the public address its peers see. If the reachability check says peers cannot reach "
+                      "this node, forward its port on your router and set your public address as the announce "
+                      "address in Settings > Network")
+    src = source_for(ips[0])
+    if src:
+        return src, f"{src}, the address this computer reaches the network's first peer ({ips[0]}) from"
+    return None, ("the engine announces this computer's addresses and those its peers see; the reachability "
+                  "check tells whether peers reach it")
 
 
 def source_address(peer_ip: str) -> str | None:
@@ -141,17 +179,13 @@ def announce_host(settings: Settings) -> tuple[str | None, str]:
         return None, "the local swarm stays on this computer (127.0.0.1)"
     if net.announce_address:
         return net.announce_address, f"{net.announce_address}, as set in Settings > Network"
-    if host not in _WILDCARD:
+    if host not in WILDCARD_HOSTS:
         return host, f"{host}, the address it listens on (Settings > Network)"
     if net.swarm == CUSTOM_SWARM:
-        peer = _first_ip(list(net.initial_peers))
-        if peer:
-            src = source_address(peer)
-            if src:
-                return src, f"{src}, the address this computer reaches the network's first peer ({peer}) from"
         if not net.initial_peers:
             return None, ("this node starts a new network: it announces its interfaces' addresses; share its "
                           "address with the other members")
+        return route_announce(list(net.initial_peers), source_address)
     return None, ("the engine announces this computer's addresses and those its peers see; the reachability "
                   "check tells whether peers reach it")
 
@@ -246,7 +280,7 @@ def make_plan(settings: Settings, paths: AppPaths, *, inventory: GpuInventory | 
             cfg["attn_cache_tokens"] = tokens
         elif not local:
             cfg["quant_type"] = "none"
-        announce_maddrs = [_maddr(announce, port)] if announce is not None else []
+        announce_maddrs = [tcp_maddr(announce, port)] if announce is not None else []
         if announce_maddrs:
             cfg["announce_maddrs"] = announce_maddrs
         else:
@@ -254,7 +288,7 @@ def make_plan(settings: Settings, paths: AppPaths, *, inventory: GpuInventory | 
         servers.append(PlannedServer(
             node_id=node_id, device=dev, gpu=gpu_name, gpu_uuid=uuid, num_blocks=blocks,
             block_indices=cfg.get("block_indices", ""), quantization=cfg.get("quant_type") or "none",
-            torch_dtype=dtype, attn_cache_tokens=tokens, listen=(_maddr(host, port),),
+            torch_dtype=dtype, attn_cache_tokens=tokens, listen=tuple(listen_maddrs(host, port)),
             announce=tuple(announce_maddrs), model=str(cfg["model"]), reason=reason, config=cfg, env=env))
     source = "demo" if local else (model.source if model is not None else "unknown")
     if chosen_why:
