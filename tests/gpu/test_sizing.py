@@ -47,9 +47,21 @@ def test_model_spec_from_config_and_block_params():
     assert m.block_bytes("none") == round(202_383_360 * 2 * 1.01)
     assert m.block_bytes("int8") == round(202_383_360 * 1.01)
     assert m.block_bytes("nf4") == round(202_383_360 * 4.25 / 8 * 1.01)
-    assert m.default_cache_tokens == 8192 and LLAMA2_70B.default_cache_tokens == 32768
-    assert m.cache_bytes_per_block(8192) == 2 * 4096 * 8192 * 2
-    assert LLAMA2_70B.cache_bytes_per_block(32768) == 2 * 8192 * 32768 // 8 * 2
+    # FarMesh's own --attn_cache_tokens defaults (server.py): 16384 with grouped key/value heads, else 4096
+    assert m.default_cache_tokens == 4096 and LLAMA2_70B.default_cache_tokens == 16384
+    assert m.cache_bytes_per_block(4096) == 2 * 4096 * 4096 * 2
+    assert LLAMA2_70B.cache_bytes_per_block(16384) == 2 * 8192 * 16384 // 8 * 2
+    assert LLAMA2_70B.session_tokens(16384) == 16384  # its sessions hold 8 key/value heads per token
+
+
+def test_mixtral_cache_follows_farmeshs_grouping_not_its_heads():
+    """FarMesh's Mixtral config fixes num_key_value_groups at 1 although Mixtral has 8 key/value heads of 32:
+    its server's cache ceiling is 2 * hidden * tokens * dtype bytes per block, 4x what the heads suggest."""
+    mixtral = REFERENCE_MODELS["mistralai/Mixtral-8x7B-v0.1"]
+    assert mixtral.kv_groups == 4 and mixtral.engine_kv_groups == 1
+    assert mixtral.default_cache_tokens == 4096
+    assert mixtral.cache_bytes_per_block(4096) == 2 * 4096 * 4096 * 2 == 64 * MIB
+    assert mixtral.session_tokens(4096) == 16384  # what that ceiling holds of its sessions' 8 heads
 
 
 # Parameter counts the models' authors publish (embeddings included; BLOOM and Falcon tie the output head).
@@ -119,10 +131,10 @@ def test_rtx_3060_sizing_and_reason(make_nvml, settings):
     inv = inventory(make_nvml, [FakeGpu(total_mib=12288, used_mib=400)])
     s = size_gpu(inv.gpus[0], LLAMA2_70B, settings, choose_variant(inv))
     # usable = 11888 free - 1024 reserve - 512 CUDA context - 1170.3 autograd = 9181.7 MiB
-    # one nf4 block = 437.8 MiB + 128 MiB attention cache (32768 tokens, 8 kv groups)
-    assert s.eligible and s.quantization == "nf4" and s.num_blocks == 16 == s.fit_blocks
-    assert s.attn_cache_tokens == 32768 and s.block_mib == pytest.approx(565.8, abs=0.1)
-    assert s.reason == "RTX 3060: 16 of 80 blocks fit in 11.6 GiB free (1 GiB kept for the desktop), nf4"
+    # one nf4 block = 437.8 MiB + 64 MiB attention cache (16384 tokens, 8 kv groups)
+    assert s.eligible and s.quantization == "nf4" and s.num_blocks == 18 == s.fit_blocks
+    assert s.attn_cache_tokens == 16384 and s.block_mib == pytest.approx(501.8, abs=0.1)
+    assert s.reason == "RTX 3060: 18 of 80 blocks fit in 11.6 GiB free (1 GiB kept for the desktop), nf4"
 
 
 def petals_total_memory_estimate(total_mib: float, model: ModelSpec, quant: str) -> int:
@@ -186,7 +198,7 @@ def test_not_enough_free_memory(make_nvml, settings):
 
 def test_cache_is_cut_to_fit_one_block(make_nvml, settings):
     # free 3306 MiB: usable = 3306 - 1024 - 512 - 1170 = ~600 MiB; one nf4 block of this model (no GQA)
-    # is ~524 MiB, and its cache 256 MiB at 8192 tokens, 128 at 4096, 64 at 2048: only 2048 fits
+    # is ~524 MiB, and its cache 128 MiB at 4096 tokens (FarMesh's default without GQA), 64 at 2048: only 2048 fits
     gpu = inventory(make_nvml, [FakeGpu(total_mib=4096, used_mib=790)]).gpus[0]
     big = ModelSpec("wide", 8192, 28672, 80, 64, 64, 32000)
     s = size_gpu(gpu, big, settings)
@@ -274,7 +286,7 @@ def test_plan_servers_for_two_gpus(make_nvml, settings):
     assert plans[1].num_blocks > plans[0].num_blocks  # the 4090 holds more
     assert all(p.device == "cuda" and p.quantization == "nf4" for p in plans)
     assert plans[0].server_args() == ["--device", "cuda", "--num_blocks", str(plans[0].num_blocks),
-                                      "--quant_type", "nf4", "--attn_cache_tokens", "32768"]
+                                      "--quant_type", "nf4", "--attn_cache_tokens", "16384"]
 
 
 def test_plan_servers_with_one_gpu_excluded(make_nvml):

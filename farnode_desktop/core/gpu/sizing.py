@@ -5,13 +5,13 @@ Every decision carries a one-line ``reason`` a user can read, e.g.
 
 Sizing uses FREE memory, not total memory
 -----------------------------------------
-Petals' own automatic ``--num_blocks`` (``Server._choose_num_blocks``) divides the card's TOTAL memory
+FarMesh's own automatic ``--num_blocks`` (``Server._choose_num_blocks``) divides the card's TOTAL memory
 (``torch.cuda.get_device_properties().total_memory``) by the size of a block plus its attention cache. On a
 server that is fine; on a desktop the display, the browser and any game already hold part of the VRAM, so
 that estimate loads more blocks than there is room for and the server dies with ``CUDA out of memory``
 while loading (or later, when the user starts a game). Here the number of blocks comes from the memory
 that is free right now (NVML's ``free``, which already excludes what other processes hold), minus the
-user's reserve (``settings.gpus.reserve_vram_mib``), minus the server's own CUDA context and Petals'
+user's reserve (``settings.gpus.reserve_vram_mib``), minus the server's own CUDA context and FarMesh's
 autograd allowance. The app passes the result as an explicit ``--num_blocks``.
 
 Engine build (lock variant) and the driver
@@ -58,11 +58,11 @@ MIN_CC_INT8 = (7, 5)  # LLM.int8() matmul needs Turing's int8 tensor cores
 QUANTIZATIONS = ("nf4", "int8", "none")
 FAMILIES = ("llama", "mixtral", "bloom", "falcon")  # the engine's model families
 
-# -- memory model (Petals 2.2: get_block_size, Server.__init__, _choose_num_blocks) ------------------
-CUDA_CONTEXT_MIB = 512  # the server process's CUDA context, cuBLAS/cuDNN workspaces (not in Petals' estimate)
+# -- memory model (FarMesh 75a473e: get_block_size, Server.__init__, _choose_num_blocks) -------------
+CUDA_CONTEXT_MIB = 512  # the server process's CUDA context, cuBLAS/cuDNN workspaces (not in FarMesh's estimate)
 MIN_CACHE_TOKENS = 2048  # below this an inference session can hardly use the server
 _BYTES_PER_PARAM = {"none": 2.0, "int8": 1.0, "nf4": 4.25 / 8}  # none: float16/bfloat16 on a GPU
-_BLOCK_EPS = 0.01  # Petals adds 1% to the block size
+_BLOCK_EPS = 0.01  # FarMesh adds 1% to the block size
 
 
 def _gib(mib: float) -> str:
@@ -198,7 +198,20 @@ class ModelSpec:
 
     @property
     def kv_groups(self) -> int:
+        """Query heads per key/value head: what an inference session's cache really holds per token."""
         return self.num_attention_heads // self.num_key_value_heads
+
+    @property
+    def engine_kv_groups(self) -> int:
+        """The engine's ``block_config.num_key_value_groups``, by which FarMesh divides the attention-cache
+        ceiling (server.py): Llama's real grouping; Falcon's own rule; but 1 for BLOOM and for Mixtral, whose
+        FarMesh config fixes it at 1 although Mixtral has 8 key/value heads of 32. The memory the server may
+        take for its cache follows this number, not :attr:`kv_groups`."""
+        if self.family in ("mixtral", "bloom"):
+            return 1
+        if self.family == "falcon" and not self.new_decoder_architecture:
+            return self.num_attention_heads if self.num_key_value_heads == 1 else 1
+        return self.kv_groups
 
     @property
     def block_params(self) -> int:
@@ -222,7 +235,7 @@ class ModelSpec:
         return params + norms * 2 * h
 
     def block_bytes(self, quantization: str = "none", dtype_bytes: int = 2) -> int:
-        """Memory of one block's weights on the GPU (bytes), as Petals' ``get_block_size`` computes it;
+        """Memory of one block's weights on the GPU (bytes), as FarMesh's ``get_block_size`` computes it;
         unquantized weights take ``dtype_bytes`` each (2 for float16/bfloat16, 4 for float32)."""
         if quantization not in _BYTES_PER_PARAM:
             raise ValueError(f"unknown quantization {quantization!r}")
@@ -231,16 +244,25 @@ class ModelSpec:
 
     @property
     def default_cache_tokens(self) -> int:
-        """Petals' default ``--attn_cache_tokens``: 32768 with grouped-query attention, else 8192."""
-        return 32768 if self.kv_groups > 1 else 8192
+        """FarMesh's own default ``--attn_cache_tokens`` (server.py): 16384 when its config groups key/value
+        heads (:attr:`engine_kv_groups` > 1), else 4096. For Mixtral (grouping fixed at 1) 4096 of FarMesh's
+        tokens are 64 MiB per block in float16, which its sessions, with 8 key/value heads, use as 16384 tokens."""
+        return 16384 if self.engine_kv_groups > 1 else 4096
 
     def cache_bytes_per_block(self, tokens: int, dtype_bytes: int = 2) -> int:
-        """Attention (key+value) cache of one block for ``tokens`` tokens, in bytes."""
-        return (2 * self.hidden_size * tokens) // self.kv_groups * dtype_bytes
+        """The attention-cache ceiling of one block that FarMesh derives from ``--attn_cache_tokens tokens``,
+        in bytes: ``2 * hidden_size * tokens // num_key_value_groups * dtype bytes`` (its server.py), the most
+        its memory cache lets its sessions take."""
+        return (2 * self.hidden_size * tokens) // self.engine_kv_groups * dtype_bytes
+
+    def session_tokens(self, tokens: int) -> int:
+        """How many tokens of one session the ceiling of ``tokens`` cache tokens holds per block (a session
+        keeps keys and values of ``num_key_value_heads`` heads per token)."""
+        return tokens * self.hidden_size // (self.engine_kv_groups * self.num_key_value_heads * self.head_dim)
 
     @property
     def autograd_bytes(self) -> int:
-        """Petals' allowance for rpc_backward: 2 GiB for BLOOM-176B (hidden 14336), scaled by hidden size."""
+        """FarMesh's allowance for rpc_backward: 2 GiB for BLOOM-176B (hidden 14336), scaled by hidden size."""
         return int(2 * GIB / 14336 * self.hidden_size)
 
 
@@ -302,7 +324,7 @@ class ServerPlan:
     reason: str = ""
 
     def server_args(self) -> list[str]:
-        """Petals ``run_server`` flags this plan decides (the port/host flags are the supervisor's)."""
+        """FarMesh ``run_server`` flags this plan decides (the port/host flags are the supervisor's)."""
         return ["--device", self.device, "--num_blocks", str(self.num_blocks), "--quant_type", self.quantization,
                 "--attn_cache_tokens", str(self.attn_cache_tokens)]
 
@@ -412,11 +434,10 @@ def size_gpu(gpu: GpuInfo, model: ModelSpec, settings: Settings,
                        f"(this GPU has {gpu.cc_str}); choose another quantization in the settings")
         quant = wanted
     else:
-        full, _ = _fit(model, usable_bytes, "none", tokens, dbytes)
-        if full >= model.num_layers:
-            quant = "none"
-        else:
-            quant = next((q for q in ("nf4", "int8") if _supports(cc, q)), "none")
+        # the least lossy that serves every block; if none does, the densest the GPU supports (most blocks)
+        serves_all = [q for q in ("none", "int8", "nf4") if _supports(cc, q)
+                      and _fit(model, usable_bytes, q, tokens, dbytes)[0] >= model.num_layers]
+        quant = serves_all[0] if serves_all else next(q for q in ("nf4", "int8", "none") if _supports(cc, q))
 
     fit, per_block = _fit(model, usable_bytes, quant, tokens, dbytes)
     while fit < 1 and tokens > MIN_CACHE_TOKENS:  # a smaller attention cache may let one block in
