@@ -109,7 +109,8 @@ def farmesh_memory(engine_python: Path, cases: list[dict]) -> list[dict]:
     return json.loads(proc.stdout)
 
 
-def test_the_plan_budgets_what_farmesh_allocates(engine_root, app_paths, tmp_path, artifacts_dir):
+def test_the_plan_budgets_what_farmesh_allocates(request, monkeypatch, app_paths, tmp_path, artifacts_dir):
+    monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(request.getfixturevalue("engine_root")))
     folders = {}
     for model_id, config in MODELS.items():
         folders[model_id] = tmp_path / model_id.replace("/", "--")
