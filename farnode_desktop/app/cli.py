@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse_damaged_settings() -> None:
+    """Raise DamagedSettings (which file, where, how to fix) when the settings file cannot be used."""
+    from farnode_desktop.core.paths import AppPaths
+    from farnode_desktop.core.settings import SettingsStore
+
+    SettingsStore(AppPaths.default().settings_file).load()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -96,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     from farnode_desktop.core.errors import FarNodeError
 
     try:
+        if command not in ("gui", "status") and not (command == "settings" and args.action in ("path", "edit")):
+            _refuse_damaged_settings()  # every command says so, and none runs on defaults in its place
         if command == "node":
             from farnode_desktop.app.headless import run_headless
 

@@ -93,13 +93,11 @@ def _model_for(settings: Settings) -> tuple[ModelSpec, str]:
     return ref, f"for {ref.name}, a typical swarm model ({why})"
 
 
-def _load_settings() -> tuple[Settings, list[str]]:
+def _load_settings() -> Settings:
     from farnode_desktop.core.paths import AppPaths
     from farnode_desktop.core.settings import SettingsStore
 
-    store = SettingsStore(AppPaths.default().settings_file)
-    settings = store.load()
-    return settings, list(store.warnings)
+    return SettingsStore(AppPaths.default().settings_file).load()  # a damaged file: DamagedSettings
 
 
 def cli_gpus(*, nvml: Nvml | None = None, settings: Settings | None = None, model: ModelSpec | None = None,
@@ -110,11 +108,8 @@ def cli_gpus(*, nvml: Nvml | None = None, settings: Settings | None = None, mode
     (said plainly), so scripts can test for a usable GPU."""
     out = out or sys.stdout
     nvml = nvml or default_nvml()
-    warnings: list[str] = []
     if settings is None:
-        settings, warnings = _load_settings()
-    for w in warnings:
-        print(f"warning: {w}", file=out)
+        settings = _load_settings()
     inv = read_inventory(nvml)
     if not inv.gpus:
         print(f"{inv.error_title}: {inv.error}", file=out)

@@ -95,7 +95,7 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if jl else (
         lambda text: print(text, file=out, flush=True))
     try:
-        for w in core.node.settings_warnings + core.node.settings_notes:
+        for w in core.node.settings_notes:
             print(f"warning: {w}", file=sys.stderr, flush=True)
         if not traffic:
             core.node.settings.network.demo_traffic_per_minute = 0

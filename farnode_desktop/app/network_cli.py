@@ -12,9 +12,9 @@ from farnode_desktop.core.settings import Settings, SettingsStore
 
 def _settings(paths: AppPaths, out: TextIO) -> Settings:
     store = SettingsStore(paths.settings_file)
-    settings = store.load()
-    for w in store.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    settings = store.load()  # a damaged file: DamagedSettings, which the command line prints
+    for note in store.notes:
+        print(f"warning: {note}", file=sys.stderr)
     return settings
 
 

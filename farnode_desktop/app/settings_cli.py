@@ -22,11 +22,13 @@ from farnode_desktop.core.atomic import atomic_write_text
 from farnode_desktop.core.errors import SettingsError
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import (
+    DamagedSettings,
     SettingsStore,
     check_settings,
     default_setting,
     get_setting,
     parse_setting,
+    parse_settings_text,
     section_names,
     setting_types,
     unknown_keys,
@@ -42,17 +44,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _load(paths: AppPaths, *, for_change: bool) -> tuple[SettingsStore, Any]:
+def _load(paths: AppPaths) -> tuple[SettingsStore, Any]:
+    """The settings; a damaged file raises DamagedSettings (which file, where, how to fix) and stays as it is."""
     store = SettingsStore(paths.settings_file)
     settings = store.load()
     for note in store.notes:
         print(f"warning: {note}", file=sys.stderr)
-    if store.warnings:
-        if for_change:  # saving now would make the reset permanent: let the user decide first
-            raise SettingsError(" ".join(store.warnings) + " Nothing was changed; look at the settings with "
-                                "`farnode-desktop settings edit`.")
-        for w in store.warnings:
-            print(f"warning: {w}", file=sys.stderr)
     return store, settings
 
 
@@ -83,7 +80,7 @@ def cli_settings(action: str, args: list[str], *, as_json: bool = False, out: IO
         print(paths.settings_file, file=out)
         return 0
     if action == "show":
-        _, settings = _load(paths, for_change=False)
+        _, settings = _load(paths)
         print(json.dumps(settings.to_dict(), indent=2, sort_keys=True), file=out)
         return 0
     if action == "get":
@@ -93,7 +90,7 @@ def cli_settings(action: str, args: list[str], *, as_json: bool = False, out: IO
             usage = "settings set KEY VALUE [VALUE ...]" if action == "set" else "settings unset KEY"
             raise SettingsError(f"Usage: farnode-desktop {usage}.", title="Missing argument")
         key = args[0]
-        store, settings = _load(paths, for_change=True)
+        store, settings = _load(paths)
         value = parse_setting(key, args[1:]) if action == "set" else default_setting(key)
         before = get_setting(settings, key)
         store.save(with_setting(settings, key, value))  # validates: SettingsError with what to fix
@@ -108,7 +105,7 @@ def cli_settings(action: str, args: list[str], *, as_json: bool = False, out: IO
 def _get(paths: AppPaths, args: list[str], as_json: bool, out: IO[str]) -> int:
     if len(args) > 1:
         raise SettingsError("Usage: farnode-desktop settings get [SECTION | SECTION.KEY].", title="Too many arguments")
-    _, settings = _load(paths, for_change=False)
+    _, settings = _load(paths)
     key = args[0] if args else ""
     if key and "." in key:
         value = get_setting(settings, key)
@@ -161,10 +158,11 @@ def _edit(paths: AppPaths, out: IO[str]) -> int:
         print("No change.", file=out)
         return 0
     try:
-        raw = json.loads(edited)
-    except ValueError as exc:
-        raise SettingsError(f"The edited settings are not valid JSON ({exc}); nothing was saved. Your edit is "
-                            f"in {tmp}: fix it and copy it over {file}, or run `settings edit` again.") from None
+        raw = parse_settings_text(edited, file)
+    except DamagedSettings as exc:
+        what = exc.message.split(". Nothing was changed")[0].replace(f"The settings file {file} ", "", 1)
+        raise SettingsError(f"The edited settings {what}; nothing was saved. Your edit is in {tmp}: fix it and "
+                            f"copy it over {file}, or run `settings edit` again.") from None
     _, problems = check_settings(raw)
     if problems:
         raise SettingsError("The edited settings are not valid: " + "; ".join(problems) + f". Nothing was "

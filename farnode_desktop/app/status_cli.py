@@ -20,6 +20,9 @@ def cli_status(as_json: bool = False, out: IO[str] | None = None) -> int:
     except NotRunning as exc:
         holder = InstanceLock(paths.run_dir).holder()
         if holder is None:
+            from farnode_desktop.core.settings import SettingsStore
+
+            SettingsStore(paths.settings_file).load()  # damaged: why no node can run here says more
             raise
         # it holds the folder but does not answer (starting, or an older version)
         raise NotRunning(f"{FACES.get(holder.face, holder.face).capitalize()} (process {holder.pid}) runs on "
@@ -27,6 +30,13 @@ def cli_status(as_json: bool = False, out: IO[str] | None = None) -> int:
     if "error" in report:  # the app answered, but could not tell
         raise NotRunning(f"The app of this data folder could not report its status: {report['error']}",
                          title="Status not available")
+    from farnode_desktop.core.errors import SettingsError
+    from farnode_desktop.core.settings import SettingsStore
+
+    try:  # the running node took its settings before; a file damaged since then is said all the same
+        SettingsStore(paths.settings_file).load()
+    except SettingsError as exc:
+        print(f"warning: {exc.message}", file=sys.stderr)
     if as_json:
         print(json.dumps(report, indent=2, sort_keys=True), file=out)
         return 0

@@ -375,12 +375,13 @@ class AppCore:
     def reload_settings(self) -> dict:
         """The settings file changed from a shell (``settings set``, ``wallet``): take it. Policies and the
         earnings sync follow at once; the node's network settings at its next start."""
+        from farnode_desktop.core.errors import SettingsError
         from farnode_desktop.core.settings import SettingsStore
 
-        store = SettingsStore(self.paths.settings_file)
-        settings = store.load()
-        if store.warnings:
-            return {"ok": False, "warnings": store.warnings}
+        try:
+            settings = SettingsStore(self.paths.settings_file).load()
+        except SettingsError as exc:  # damaged: the node keeps the settings it has, the shell hears why
+            return {"ok": False, "warnings": [exc.message]}
         old = self.node.settings
         self.node.settings = settings
         self.policies.update_settings(settings.policies)

@@ -1,4 +1,5 @@
-"""The app's settings: typed, validated, saved atomically; a corrupt file is kept aside and reported.
+"""The app's settings: typed, validated, saved atomically; a damaged file is never moved, replaced or run on
+defaults: every reader refuses it, saying which file, where and how to fix it.
 
 Secrets never live here: the wallet's key is in the OS keyring, the settings hold its address only.
 """
@@ -8,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from farnode_desktop.core.atomic import atomic_write_json, quarantine
+from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import SettingsError
 
 SCHEMA_VERSION = 2  # 2: network.host "" means automatic (version 1 saved the loopback default for every network)
@@ -83,6 +83,12 @@ class NetworkSettings:
             problems.append(f"network.host {self.host!r} is not an IP address")
         if any(c.isspace() or c == "/" for c in self.announce_address):
             problems.append(f"network.announce_address {self.announce_address!r} is not an IP address or host name")
+        if self.dht_prefix and not _DHT_PREFIX.match(self.dht_prefix):
+            problems.append(f"network.dht_prefix {self.dht_prefix!r} is not one FarMesh can use: letters, digits, "
+                            "'-', '_' and '/' only (no '.' or spaces), at most 100 characters")
+        if len(self.public_name) > MAX_PUBLIC_NAME or any(not c.isprintable() for c in self.public_name):
+            problems.append(f"network.public_name must be at most {MAX_PUBLIC_NAME} printable characters "
+                            f"(it has {len(self.public_name)})")
         if not (1 <= self.num_handlers <= 64):
             problems.append("network.num_handlers must be between 1 and 64")
         if not (0 < self.bandwidth_mbps <= 1_000_000):
@@ -97,6 +103,27 @@ class NetworkSettings:
 
 
 _BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]+$")
+# FarMesh names a block "{dht_prefix}.{index}" and joins block names with spaces: neither may be in a prefix.
+_DHT_PREFIX = re.compile(r"^[A-Za-z0-9_/-]{1,100}$")
+MAX_PUBLIC_NAME = 64  # what the swarm's monitors and leaderboards show of a server's name
+
+
+def address_problem(name: str, value: str) -> str:
+    """What is wrong with an Ethereum address setting (empty is "not set"), or "" when it is right: 0x and 40
+    hex digits; mixed case must be its EIP-55 checksum (a typo in a checksummed address is caught)."""
+    from farnode_desktop.core.payout.address import checksum
+
+    if not value:
+        return ""
+    if not value.startswith("0x"):
+        return f"{name} {value!r} is not an address (0x and 40 hex digits)"
+    try:
+        right = checksum(value)
+    except ValueError:
+        return f"{name} {value!r} is not an address (0x and 40 hex digits)"
+    if value[2:] not in (value[2:].lower(), value[2:].upper()) and value != right:
+        return f"{name} {value!r} has a wrong checksum (a mistyped character?): check it against its source"
+    return ""
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
 
 
@@ -176,7 +203,8 @@ class WalletSettings:
     address: str = ""  # checksummed payout address; the key is only in the OS keyring
 
     def validate(self) -> list[str]:
-        return []
+        problem = address_problem("wallet.address", self.address)
+        return [problem] if problem else []
 
 
 @dataclass
@@ -190,13 +218,31 @@ class ChainSettings:
     start_block: int = 0
 
     def validate(self) -> list[str]:
+        from urllib.parse import urlsplit
+
         problems = []
+        if self.rpc_url:
+            parts = urlsplit(self.rpc_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append(f"chain.rpc_url must be an http:// or https:// address of a JSON-RPC node, not "
+                                f"{self.rpc_url!r}")
+        if not (0 <= self.chain_id <= MAX_CHAIN_ID):
+            problems.append(f"chain.chain_id must be a positive whole number (0: not set), not {self.chain_id}")
+        for name, value in (("chain.token_address", self.token_address),
+                            *(("chain.payout_senders", a) for a in self.payout_senders)):
+            problem = address_problem(name, value)
+            if problem:
+                problems.append(problem)
+        if self.start_block < 0:
+            problems.append("chain.start_block must not be negative")
         if self.confirmations < 0:
             problems.append("chain.confirmations must not be negative")
         if self.reward_per_1k_tokens < 0:
             problems.append("chain.reward_per_1k_tokens must not be negative")
         return problems
 
+
+MAX_CHAIN_ID = 4503599627370476  # EIP-2294's largest chain id
 
 # Processes that use a little GPU memory on every desktop; never a reason to pause.
 DEFAULT_GPU_PROGRAM_IGNORE = ["Xorg", "Xwayland", "gnome-shell", "kwin_x11", "kwin_wayland", "plasmashell",
@@ -292,7 +338,12 @@ class Settings:
     def validate(self) -> list[str]:
         problems: list[str] = []
         for f in dataclasses.fields(self):
-            problems += getattr(self, f.name).validate()
+            section = getattr(self, f.name)
+            # NaN and infinities pass every comparison a section makes: no setting takes one
+            problems += [f"{f.name}.{g.name} must be a finite number, not {getattr(section, g.name)}"
+                         for g in dataclasses.fields(section)
+                         if isinstance(getattr(section, g.name), float) and not math.isfinite(getattr(section, g.name))]
+            problems += section.validate()
         return problems
 
     def to_dict(self) -> dict[str, Any]:
@@ -304,7 +355,7 @@ class Settings:
 def _coerce(section_cls: type, raw: Any, section: str, problems: list[str]) -> Any:
     default = section_cls()
     if not isinstance(raw, dict):
-        problems.append(f"section {section!r} is not an object; defaults used")
+        problems.append(f"section {section!r} is not an object ({{...}})")
         return default
     hints = get_type_hints(section_cls)
     kwargs = {}
@@ -323,7 +374,7 @@ def _coerce(section_cls: type, raw: Any, section: str, problems: list[str]) -> A
         if ok:
             kwargs[f.name] = float(value) if want is float else value
         else:
-            problems.append(f"{section}.{f.name} has an invalid value {value!r}; the default is used")
+            problems.append(f"{section}.{f.name} takes {_type_name(want)}, not {json.dumps(value)}")
     return section_cls(**kwargs)
 
 
@@ -465,66 +516,82 @@ def check_settings(raw: Any) -> tuple[Settings, list[str]]:
     hints = get_type_hints(Settings)
     settings = Settings(**{f.name: _coerce(hints[f.name], raw.get(f.name, {}), f.name, problems)
                            for f in dataclasses.fields(Settings)})
-    problems = [p.replace("; the default is used", "").replace("; defaults used", "") for p in problems]
     return settings, problems + settings.validate()
+
+
+class DamagedSettings(SettingsError):
+    """The settings file cannot be used as it is. Nothing reads it on defaults and nothing replaces it: the
+    message names the file, where it is damaged (line and column) or which values are wrong, and the fix."""
+
+    title = "Settings file damaged"
+
+    def __init__(self, path: Path, what: str):
+        self.path = Path(path)
+        super().__init__(f"The settings file {self.path} {what}. Nothing was changed and the node does not start "
+                         "on it: fix it with `farnode-desktop settings edit` (or a text editor), or delete it to "
+                         "start again from the default settings.")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def parse_settings_text(text: str, path: Path) -> dict[str, Any]:
+    """A settings file's text as a JSON object, strictly (no NaN or Infinity, which JSON does not have);
+    raises :class:`DamagedSettings` saying where it is damaged."""
+    if not text.strip():
+        raise DamagedSettings(path, "is empty")
+    try:
+        raw = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise DamagedSettings(path, f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except ValueError as exc:  # NaN, Infinity, -Infinity
+        found = re.search(re.escape(str(exc)), text)
+        pos = found.start() if found else 0
+        line, col = text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+        raise DamagedSettings(path, f"has {exc} at line {line}, column {col}, which is not a JSON number") from None
+    if not isinstance(raw, dict):
+        raise DamagedSettings(path, "is not a JSON object ({...}) at its top level")
+    return raw
 
 
 class SettingsStore:
     """Loads and saves :class:`Settings` at one path.
 
-    ``load()`` never raises for a bad file: it keeps the file aside, falls back to defaults where needed, and
-    lists what happened in ``self.warnings`` so the app can tell the user. Keys that no setting reads (a
-    typo, or a setting of a newer version) are listed in ``self.notes`` with their closest valid name, and
-    kept in the file by every save.
+    ``load()`` raises :class:`DamagedSettings` for a file that is not valid JSON, or holds values that are not
+    valid: the file is left exactly as it is, and nothing runs on defaults in its place (a public contributor
+    would stop earning without a word). Keys that no setting reads (a typo, or a setting of a newer version)
+    are listed in ``self.notes`` with their closest valid name, and kept in the file by every save.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.warnings: list[str] = []
         self.notes: list[str] = []
 
     def load(self) -> Settings:
-        self.warnings = []
         self.notes = []
-        if not self.path.exists():
-            return Settings()
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(raw, dict):
-                raise ValueError("the top level is not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            aside = quarantine(self.path)
-            self.warnings.append(
-                f"The settings file was damaged ({exc}). It was kept as {aside.name} and default settings "
-                "are used; re-enter your settings or restore them from that file."
-            )
+            data = self.path.read_bytes()
+        except FileNotFoundError:
             return Settings()
+        except OSError as exc:
+            raise SettingsError(f"The settings file {self.path} cannot be read ({exc.strerror or exc}). Check its "
+                                "permissions; nothing was changed.", title="Settings file unreadable") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise DamagedSettings(self.path, f"is not UTF-8 text (byte {exc.start}, line {line})") from None
+        raw = parse_settings_text(text, self.path)
         known = list(setting_types()) + section_names()
         for key in unknown_keys(raw):
             near = closest_name(key, known)
             self.notes.append(f"{self.path.name}: unknown setting {key!r}"
                               + (f" (did you mean {near!r}?)" if near else "")
                               + "; it is kept in the file but not used.")
-        problems: list[str] = []
-        _migrate(raw)
-        hints = get_type_hints(Settings)
-        kwargs = {f.name: _coerce(hints[f.name], raw.get(f.name, {}), f.name, problems)
-                  for f in dataclasses.fields(Settings)}
-        settings = Settings(**kwargs)
-        invalid = settings.validate()
-        if invalid:
-            # Reset the invalid sections one by one so valid ones are kept.
-            for f in dataclasses.fields(Settings):
-                if getattr(settings, f.name).validate():
-                    setattr(settings, f.name, hints[f.name]())
-            problems += [p + "; that section's defaults are used" for p in invalid]
+        settings, problems = check_settings(raw)
         if problems:
-            aside = self.path.with_name(f"{self.path.name}.invalid-{time.strftime('%Y%m%d-%H%M%S')}")
-            shutil.copy2(self.path, aside)
-            self.warnings.append(
-                "Some settings were not valid and were reset (the original file was kept as "
-                f"{aside.name}): " + "; ".join(problems)
-            )
+            raise DamagedSettings(self.path, "has values that cannot be used: " + "; ".join(problems))
         return settings
 
     def save(self, settings: Settings) -> None:

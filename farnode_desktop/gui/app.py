@@ -363,8 +363,6 @@ def run_gui(minimized: bool = False) -> int:
     gui.quitted.connect(app.quit)
     core.start()
 
-    for warning in core.node.settings_warnings:
-        show_error(None, FarNodeError(warning, title="Settings were reset"))
     if core.node.settings_notes:
         show_error(None, FarNodeError("\n".join(core.node.settings_notes), title="Unknown settings"))
 

@@ -368,6 +368,7 @@ def test_policy_settings_validation(change, needle):
 def test_policy_settings_round_trip_and_bad_section(app_paths):
     import json
 
+    from farnode_desktop.core.errors import FarNodeError
     from farnode_desktop.core.settings import Settings, SettingsStore
 
     store = SettingsStore(app_paths.settings_file)
@@ -377,15 +378,14 @@ def test_policy_settings_round_trip_and_bad_section(app_paths):
                          programs=["eldenring.exe"], start_at_login=True)
     s.network.port = 4000
     store.save(s)
-    assert store.load() == s and store.warnings == []
+    assert store.load() == s and store.notes == []
 
     raw = json.loads(app_paths.settings_file.read_text())
     raw["policies"]["schedule"] = ["someday 10:00-11:00"]
     app_paths.settings_file.write_text(json.dumps(raw))
-    loaded = store.load()
-    assert loaded.policies == PolicySettings()  # the bad section falls back to defaults ...
-    assert loaded.network.port == 4000  # ... and the other sections are kept
-    assert any("'someday' is not a day" in w for w in store.warnings)
+    with pytest.raises(FarNodeError, match="'someday' is not a day"):  # refused, not reset to defaults
+        store.load()
+    assert json.loads(app_paths.settings_file.read_text())["policies"]["schedule"] == ["someday 10:00-11:00"]
 
 
 def test_engine_rejects_bad_manual_durations(clock):

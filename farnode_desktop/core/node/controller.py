@@ -42,8 +42,8 @@ class NodeController:
         self.paths = paths.ensure()
         self.bus = bus or EventBus()
         self.store = SettingsStore(paths.settings_file)
+        # a damaged settings file raises DamagedSettings: the app does not start on defaults in its place
         self.settings = settings if settings is not None else self.store.load()
-        self.settings_warnings = list(self.store.warnings)
         self.settings_notes = list(self.store.notes)  # unknown keys in the file (kept there, not used)
         # device "cpu"/"cuda" picks that engine build; "auto" follows the NVIDIA driver
         self.engine = engine or EngineEnv(paths, choose_variant(paths, self.settings.network.device),
