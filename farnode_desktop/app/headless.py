@@ -121,9 +121,11 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
                   flush=True)
 
         core.start()
-        starter = threading.Thread(target=_start, args=(core, progress), daemon=True, name="headless-start")
+        start_errors: list[str] = []
+        starter = threading.Thread(target=_start, args=(core, progress, start_errors), daemon=True,
+                                   name="headless-start")
         starter.start()
-        code = _loop(core, starter, stop, duration, out, tty, quiet=jl is not None)
+        code = _loop(core, starter, start_errors, stop, duration, out, tty, quiet=jl is not None)
     finally:
         say("\nStopping ..." if tty else "Stopping ...")
         core.close()
@@ -131,8 +133,8 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
     return code
 
 
-def _loop(core: AppCore, starter: threading.Thread, stop: threading.Event, duration: float, out: IO[str],
-          tty: bool, quiet: bool) -> int:
+def _loop(core: AppCore, starter: threading.Thread, start_errors: list[str], stop: threading.Event,
+          duration: float, out: IO[str], tty: bool, quiet: bool) -> int:
     t_end = time.time() + duration if duration else None
     last_key: tuple = ()
     last_print = 0.0
@@ -155,16 +157,21 @@ def _loop(core: AppCore, starter: threading.Thread, stop: threading.Event, durat
                     print(line, file=out, flush=True)
                     last_key, last_print = key, time.monotonic()
         if st.state in (C.FAILED, C.HELD) and not starter.is_alive():
-            print(f"\n{st.message}", file=sys.stderr, flush=True)
+            # a node that cannot start ends with one plain line and a non-zero exit (a service manager sees it)
+            print(("\n" if tty else "") + f"The node could not start: {st.message}", file=sys.stderr, flush=True)
+            return 1
+        if st.state == C.STOPPED and not starter.is_alive() and start_errors:
+            print(("\n" if tty else "") + f"The node could not start: {start_errors[0]}", file=sys.stderr,
+                  flush=True)
             return 1
     return 0
 
 
-def _start(core: AppCore, progress) -> None:
+def _start(core: AppCore, progress, errors: list[str]) -> None:
     try:
         core.start_node(progress)
-    except Exception as exc:  # shown through the FAILED state
-        print(f"\n{getattr(exc, 'title', 'Error')}: {getattr(exc, 'message', exc)}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 - the loop ends the node with it (FAILED state, or this)
+        errors.append(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
 
 
 def _colour_ok() -> bool:

@@ -35,6 +35,22 @@ class ServerSpec:
     reason: str = ""
 
 
+def start_failure_category(exc: BaseException) -> str:
+    """The failure category of a start refused before any engine process ran."""
+    from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+    from farnode_desktop.core.models.hub import HubError
+    from farnode_desktop.core.node.model_support import ModelNotSupportedError
+    from farnode_desktop.engine.protocol import Category
+
+    if isinstance(exc, ModelNotSupportedError):
+        return Category.MODEL_UNSUPPORTED
+    if isinstance(exc, HubError):  # gated, not found, offline, token refused: what the message says
+        return Category.MODEL
+    if isinstance(exc, EngineEnvError | DiskFullError | OSError):
+        return Category.ENGINE_MISSING
+    return Category.CONFIG  # settings, no model set, no plan
+
+
 class NodeController:
     def __init__(self, paths: AppPaths, bus: EventBus | None = None, *, settings: Settings | None = None,
                  restart_policy: RestartPolicy | None = None, engine: EngineEnv | None = None,
@@ -238,16 +254,16 @@ class NodeController:
             self._setup_idle.clear()
         try:
             self.prepare(progress)
+            specs = self.server_specs()  # the plan: a model the engine cannot serve is refused here
         except Exception as exc:
             if self._setup_cancel.is_set():  # stopped during set-up: not a failure
                 self.supervisor.set_state(C.STOPPED, message="engine set-up stopped; it continues at the next start")
                 return self.supervisor.state
             message = getattr(exc, "message", str(exc))
-            self.supervisor.set_state(C.FAILED, message=message, category="engine_missing")
+            self.supervisor.set_state(C.FAILED, message=message, category=start_failure_category(exc))
             raise
         finally:
             self._setup_idle.set()
-        specs = self.server_specs()
         with self._lock:
             if not self._user_wants_running:
                 self.supervisor.set_state(C.STOPPED)
