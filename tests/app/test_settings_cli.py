@@ -96,7 +96,7 @@ def test_edit_saves_only_a_valid_file(home, tmp_path):
                       "open(p, 'w').write(json.dumps(d, indent=1))\n")
     ed = f"{sys.executable} {editor}"
     r = cli(home, "settings", "edit", env={"EDITOR": ed, "NEW_PORT": '"not a number"'})
-    assert r.returncode == 2 and "network.port has an invalid value 'not a number'" in r.stderr
+    assert r.returncode == 2 and 'network.port takes a whole number, not "not a number"' in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Nothing was saved" in r.stderr
     assert settings_file(home).read_bytes() == before
     r = cli(home, "settings", "edit", env={"EDITOR": ed, "NEW_PORT": "31341"})
