@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 from farnode_desktop.core.errors import FarNodeError
 
 LOCK_NAME = "instance.lock"
@@ -130,14 +132,17 @@ class InstanceLock:
 
     def _read_holder(self, wait_s: float = 2.0) -> Holder | None:
         """The holder's record. A holder that has just taken the lock may not have written it yet: read
-        again for up to ``wait_s``."""
+        again for up to ``wait_s``. The record of a holder that died (a crash leaves it in the file) is no
+        holder: the lock is then held for an instant by a process that only looks (another ``holder()``)."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 with open(self.path, "rb") as f:
                     data = json.loads(f.read(_WIN_LOCK_OFFSET - 1) or b"null")
                 if isinstance(data, dict):
-                    return Holder(int(data["pid"]), str(data.get("face", "")), float(data.get("started", 0)))
+                    found = Holder(int(data["pid"]), str(data.get("face", "")), float(data.get("started", 0)))
+                    if _alive(found):
+                        return found
             except (OSError, ValueError, KeyError, TypeError):
                 pass
             if time.monotonic() >= deadline:
@@ -149,6 +154,15 @@ class InstanceLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _alive(holder: Holder) -> bool:
+    """Whether the process of a holder's record still runs (not a later process that reuses its pid)."""
+    try:
+        proc = psutil.Process(holder.pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= holder.started + 1.0
+    except psutil.Error:
+        return False
 
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only

@@ -101,3 +101,36 @@ def test_two_locks_in_one_process_conflict_too(tmp_path):
         first.release()
     second.acquire("window")
     second.release()
+
+
+
+LOOKER = r"""
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)  # what holder() does to look, only slower: take the free lock, drop it
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("looking", flush=True)
+time.sleep(0.3)
+fcntl.flock(fd, fcntl.LOCK_UN)
+"""
+
+
+def test_a_start_after_a_crash_is_not_refused_by_a_process_that_only_looks(tmp_path, holder):
+    """After a crash the lock file still names the dead app. A start (acquire) that meets the lock taken for an
+    instant by another process's holder() probe (a `status`, a second launch looking) waits for it and takes
+    the lock: it must not report the dead pid as "already running"; holder() must not name it either."""
+    proc, _child = holder("window")
+    proc.kill()  # the crash: its record stays in the lock file
+    proc.wait()
+    path = tmp_path / "run" / "instance.lock"
+    assert json.loads(path.read_bytes())["pid"] == proc.pid
+    looker = subprocess.Popen([sys.executable, "-c", LOOKER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert looker.stdout.readline() == "looking\n"
+        assert InstanceLock(tmp_path / "run").holder() is None  # a dead record is nobody
+        lock = InstanceLock(tmp_path / "run")
+        lock.acquire("headless")  # the old code: AlreadyRunning naming the dead pid
+        assert InstanceLock(tmp_path / "run").holder().pid == os.getpid()
+        lock.release()
+    finally:
+        looker.wait()
+        looker.stdout.close()
