@@ -45,6 +45,7 @@ from farnode_desktop.core.metrics.store import MetricsStore
 from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.core.payout.rate import EarningsRate
 from farnode_desktop.core.payout.runner import EarningsRunner
 from farnode_desktop.core.policies.rules import PolicyEngine
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
@@ -146,6 +147,8 @@ class AppCore:
         self._nvml = nvml
         self.telemetry = TelemetrySampler(self.bus, nvml)
         self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="farnode-core")
+        # what running earns per hour at the network's published rate: the profit pause's input
+        self.earnings_rate = EarningsRate(self.bus, lambda: self.node.settings.chain.reward_per_1k_tokens)
         inputs = policy_inputs if policy_inputs is not None else self._default_policy_inputs()
         self.policies = PolicyRunner(PolicyEngine(self.node.settings.policies), self.bus,
                                      pause=self._policy_pause, resume=self._policy_resume, inputs=inputs)
@@ -175,11 +178,12 @@ class AppCore:
         try:
             return PolicyInputs.for_this_system(gpu_processes=self._gpu_processes,
                                                 own_pids=self.node.node_pids,
+                                                earnings_per_hour=self.earnings_rate.per_hour,
                                                 contributing_gpus=lambda: self.node.settings.gpus.contributing)
         except Exception:  # a platform provider that cannot load must not stop the app
             log.exception("policy inputs for this system are not available")
-            return PolicyInputs(gpu_processes=self._gpu_processes,
-                                own_pids=self.node.node_pids)
+            return PolicyInputs(gpu_processes=self._gpu_processes, own_pids=self.node.node_pids,
+                                earnings_per_hour=self.earnings_rate.per_hour)
 
     def _gpu_processes(self) -> list:
         """Processes on the GPUs, for the policies, less the node's own (its server processes and every
@@ -220,6 +224,7 @@ class AppCore:
             sub.close()
         self.network.close()
         self.policies.stop()
+        self.earnings_rate.close()
         self.telemetry.stop()
         self.earnings.stop()
         try:
