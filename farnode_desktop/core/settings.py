@@ -35,7 +35,7 @@ class NetworkSettings:
     model: str = ""
     # custom network: multiaddrs with /p2p/<peer id> of its members; empty: this node starts a new network
     initial_peers: list[str] = field(default_factory=list)
-    dht_prefix: str = ""  # empty: derived by the engine from the model name
+    dht_prefix: str = ""  # empty: derived from the model: by the engine from a hub id, from a folder its name
     port: int = 31337  # TCP port of the server (0: pick a free one)
     host: str = ""  # listen address; empty: 127.0.0.1 on the local swarm, every interface (0.0.0.0) otherwise
     # the address other peers reach this node at (public IP or DNS name, or a LAN address); empty: automatic

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -74,6 +75,14 @@ def ensure_demo_model(paths: AppPaths, engine: EngineEnv | EngineRuntime, *,
     return target
 
 
+def folder_dht_prefix(folder: Path) -> str:
+    """The DHT prefix of a model served from a folder with no prefix set: its folder's name, as FarMesh turns a
+    hub id into one ('.' to '-'), with anything else a prefix cannot hold also made '-'. Every node that has
+    the model in a folder of the same name finds the others."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", folder.expanduser().resolve().name).strip("-")
+    return (name or "model")[:100]
+
+
 def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main",
                     model_path: Path | None = None, model: str | None = None) -> dict:
     """The launcher's configuration (see engine/launcher.py) for these settings; ``model``: the model to
@@ -108,6 +117,8 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
             cfg["network_mbps"] = net.bandwidth_mbps
         if net.dht_prefix:
             cfg["dht_prefix"] = net.dht_prefix
+        elif Path(model).expanduser().is_dir():  # FarMesh derives a prefix from a hub id only, never a folder
+            cfg["dht_prefix"] = folder_dht_prefix(Path(model))
         if net.swarm != PUBLIC_SWARM:
             if net.initial_peers:
                 cfg["initial_peers"] = list(net.initial_peers)
