@@ -23,10 +23,12 @@ from farnode_desktop.core.errors import SettingsError
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import (
     DamagedSettings,
+    Settings,
     SettingsStore,
     check_settings,
     default_setting,
     get_setting,
+    ignored_changes,
     parse_setting,
     parse_settings_text,
     section_names,
@@ -93,7 +95,15 @@ def cli_settings(action: str, args: list[str], *, as_json: bool = False, out: IO
         store, settings = _load(paths)
         value = parse_setting(key, args[1:]) if action == "set" else default_setting(key)
         before = get_setting(settings, key)
-        store.save(with_setting(settings, key, value))  # validates: SettingsError with what to fix
+        changed = with_setting(settings, key, value)
+        invalid = changed.validate()
+        if invalid:  # what is wrong with the value first, then whether it is used there
+            raise SettingsError("These settings are not valid: " + "; ".join(invalid) + ". Correct them and "
+                                "save again.")
+        ignored = ignored_changes(settings, changed)
+        if ignored:
+            raise SettingsError("; ".join(ignored) + ". Nothing was changed.", title="Not used there")
+        store.save(changed)  # validates: SettingsError with what to fix
         print(f"{key} = {_text(value)}" + ("" if before == value else f"   (was {_text(before)})"), file=out)
         _tell_running_app(paths, out)
         return 0
@@ -142,8 +152,6 @@ def _edit(paths: AppPaths, out: IO[str]) -> int:
     file = paths.settings_file
     original = file.read_text(encoding="utf-8") if file.exists() else ""
     if not original.strip():
-        from farnode_desktop.core.settings import Settings
-
         original = json.dumps(Settings().to_dict(), indent=2, sort_keys=True) + "\n"
     file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="settings-edit-", suffix=".json", dir=file.parent)  # 0600
@@ -163,7 +171,13 @@ def _edit(paths: AppPaths, out: IO[str]) -> int:
         what = exc.message.split(". Nothing was changed")[0].replace(f"The settings file {file} ", "", 1)
         raise SettingsError(f"The edited settings {what}; nothing was saved. Your edit is in {tmp}: fix it and "
                             f"copy it over {file}, or run `settings edit` again.") from None
-    _, problems = check_settings(raw)
+    edited_settings, problems = check_settings(raw)
+    if not problems:
+        try:
+            current = SettingsStore(file).load()
+        except SettingsError:  # the file was damaged: the edit repairs it, nothing was in effect
+            current = Settings()
+        problems = ignored_changes(current, edited_settings)
     if problems:
         raise SettingsError("The edited settings are not valid: " + "; ".join(problems) + f". Nothing was "
                             f"saved; your edit is in {tmp}.")

@@ -350,7 +350,10 @@ class AppCore:
             "app": {"pid": os.getpid(), "face": self.face, "version": __version__,
                     "data_folder": str(self.paths.data_dir)},
             "state": st.state, "words": describe(st, stats), "message": st.message,
-            "network": {"swarm": net.swarm, "model": net.model or "(the embedded demo model)", "port": net.port},
+            # the model served: the local swarm serves its demo model, whatever network.model holds for later
+            "network": {"swarm": net.swarm, "port": net.port,
+                        "model": "(the embedded demo model)" if self.node.is_local else
+                        (self.node.plan.model if self.node.plan is not None else net.model)},
             "node": stats_fields(stats),
             "uptime": uptime_text(stats.uptime_s),
             "peer_id": peer.peer_id,

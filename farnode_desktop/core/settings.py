@@ -505,6 +505,22 @@ def unknown_keys(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def ignored_changes(old: Settings, new: Settings) -> list[str]:
+    """Changes that would not take effect where they are made, each with where it applies: refused by
+    ``settings set``/``unset``/``edit`` and the window alike. A value already in the file is kept (it applies
+    again when the user moves to the network it belongs to)."""
+    o, n = old.network, new.network
+    problems = []
+    if n.swarm == LOCAL_SWARM:
+        for key, what in (("model", "the model to serve"), ("initial_peers", "the network's peer addresses"),
+                          ("quantization", "the quantization of a GPU's blocks")):
+            if getattr(n, key) != getattr(o, key) and getattr(n, key) != getattr(NetworkSettings(), key):
+                problems.append(f"network.{key} ({what}) applies to the public and custom networks; the local "
+                                "demo swarm serves the app's own demo model on this computer. Set network.swarm "
+                                "to custom or public first")
+    return problems
+
+
 def check_settings(raw: Any) -> tuple[Settings, list[str]]:
     """A settings file's content as :class:`Settings`, and every problem in it (wrong types, invalid values),
     without resetting anything: for an edit that is saved only when it has none."""

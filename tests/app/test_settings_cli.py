@@ -27,9 +27,9 @@ def settings_file(home: Path) -> Path:
 
 
 def test_set_get_unset_are_typed_by_the_schema(home):
+    assert cli(home, "settings", "set", "network.swarm", "custom").returncode == 0
     r = cli(home, "settings", "set", "network.initial_peers", PEER)
     assert r.returncode == 0 and r.stdout.startswith("network.initial_peers = [")
-    assert cli(home, "settings", "set", "network.swarm", "custom").returncode == 0
     assert cli(home, "settings", "set", "network.port", "31338").returncode == 0
     assert cli(home, "settings", "set", "network.metered", "yes").returncode == 0
     assert cli(home, "settings", "set", "policies.temperature_high_c", "82.5").returncode == 0
@@ -116,3 +116,23 @@ def test_status_without_a_node_says_so(home):
     assert r.returncode != 0 and r.stdout == ""
     assert r.stderr.strip().startswith("No node running: No FarNode node is running on this data folder")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_setting_the_local_swarm_does_not_use_is_refused_there(home, tmp_path):
+    """network.model on the local demo swarm was accepted, shown by `status`, and ignored (the demo model was
+    served): it is refused there, by `settings set` and `settings edit` alike, saying where it applies."""
+    r = cli(home, "settings", "set", "network.model", str(tmp_path / "my-model"))
+    assert r.returncode == 2 and "network.model (the model to serve) applies to the public and custom" in r.stderr
+    assert "Set network.swarm to custom or public first" in r.stderr and not settings_file(home).exists()
+    r = cli(home, "settings", "set", "network.initial_peers", PEER)
+    assert r.returncode == 2 and "network.initial_peers" in r.stderr
+    editor = tmp_path / "editor.py"
+    editor.write_text("import json, sys\np = sys.argv[1]\nd = json.load(open(p))\n"
+                      "d['network']['model'] = 'meta-llama/Meta-Llama-3.1-8B'\nopen(p, 'w').write(json.dumps(d))\n")
+    r = cli(home, "settings", "edit", env={"EDITOR": f"{sys.executable} {editor}"})
+    assert r.returncode == 2 and "network.model (the model to serve) applies" in r.stderr
+    # on a custom network it is taken; moving back to the local swarm keeps it in the file for later
+    assert cli(home, "settings", "set", "network.swarm", "custom").returncode == 0
+    assert cli(home, "settings", "set", "network.model", "meta-llama/Meta-Llama-3.1-8B").returncode == 0
+    assert cli(home, "settings", "set", "network.swarm", "local").returncode == 0
+    assert cli(home, "settings", "get", "network.model").stdout == "meta-llama/Meta-Llama-3.1-8B\n"

@@ -359,6 +359,12 @@ class NodeController:
         self._start_specs(self.server_specs())
 
     def save_settings(self, settings: Settings) -> None:
+        from farnode_desktop.core.errors import SettingsError
+        from farnode_desktop.core.settings import ignored_changes
+
+        ignored = [] if settings.validate() else ignored_changes(self.settings, settings)  # invalid: save says
+        if ignored:
+            raise SettingsError("; ".join(ignored) + ".")
         self.store.save(settings)
         self.settings = settings
         self.engine.source = settings.engine.source  # used at the next set-up or repair
