@@ -446,6 +446,8 @@ class Launcher:
                 return P.ExitCode.CONFIG
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the app with a category
             category, message = classify(exc)
+            if category == P.Category.GATED:  # the app words it; what it needs to know is whether a token was used
+                message = "with a token" if self.hf_token else "without a token"
             self.w.send(P.Failed(category=category, message=message,
                                  detail="".join(traceback.format_exception(exc))[-3000:]))
             return P.ExitCode.START_FAILED if category in P.START_FAILURES else P.ExitCode.CRASH
@@ -572,6 +574,10 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return P.Category.BOOTSTRAP, text
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in low:
         return P.Category.OOM_AT_LOAD, text
+    # huggingface_hub's GatedRepoError, or transformers' OSError about it ("You are trying to access a gated
+    # repo"): a 401/403 for a model whose licence must be accepted
+    if type(exc).__name__ == "GatedRepoError" or "gated repo" in low or "restricted" in low and "401" in low:
+        return P.Category.GATED, text
     if isinstance(exc, OSError) and ("config.json" in low or "huggingface" in low or "repo" in low
                                      or "not a valid model identifier" in low or "no such file" in low):
         return P.Category.MODEL, text

@@ -45,6 +45,7 @@ class Category:
     PORT_IN_USE = "port_in_use"
     BOOTSTRAP = "bootstrap"  # none of the initial peers answered
     MODEL = "model"  # the model could not be found or loaded
+    GATED = "gated"  # a gated model, and no Hugging Face token (or one without access) to read it
     MODEL_UNSUPPORTED = "model_unsupported"  # a model family the engine cannot serve (Falcon today)
     OOM_AT_LOAD = "oom_at_load"
     OOM = "oom"
@@ -55,7 +56,7 @@ class Category:
 
 
 # Failures a restart will not fix: the launcher exits with ExitCode.START_FAILED and the app does not retry.
-START_FAILURES = frozenset({Category.PORT_IN_USE, Category.MODEL, Category.MODEL_UNSUPPORTED, Category.CONFIG,
+START_FAILURES = frozenset({Category.PORT_IN_USE, Category.MODEL, Category.GATED, Category.MODEL_UNSUPPORTED, Category.CONFIG,
                             Category.OOM_AT_LOAD, Category.ENGINE_MISSING})
 
 

@@ -62,6 +62,8 @@ def test_gated_model_is_served_with_the_keyring_token_that_leaks_nowhere(
                 node.core.start_node()
             assert f"accept the licence at {hub.url}/{GATED}" in e.value.message
             assert "add a Hugging Face access token" in e.value.message and node.sup.pid is None
+            assert (node.core.state.state, node.core.state.category) == (C.FAILED, "gated")  # not engine_missing
+            assert node.core.state.message == e.value.message
 
             out = io.StringIO()
             assert cli_hf_token("set", out=out, stdin=io.StringIO(TOKEN + "\n"), store=store) == 0
@@ -90,3 +92,40 @@ def test_gated_model_is_served_with_the_keyring_token_that_leaks_nowhere(
             if f.is_file() and not f.is_symlink():
                 assert needle not in f.read_bytes(), f"the token leaked into {f}"
     assert TOKEN not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_gated_model_with_its_config_cached_and_no_token_says_so_once(
+        tmp_path, monkeypatch, secret_service, tiny_model_dir, shared_engine_root):  # noqa: F811
+    """The token was removed after the model's config reached the cache: the app's own check passes (the config
+    is read from the cache), and the engine meets the gate when it fetches the blocks. The user gets the same one
+    message, filed as "gated", as when the app finds it before any engine process starts: not three lines of raw
+    exception text, cut mid-word, with the advice to check the model name."""
+    from keyring.backends.SecretService import Keyring
+
+    from farnode_desktop.core.models.hub import gated_model_message
+    from tests.models.conftest import put_in_hf_cache
+
+    repo = FakeRepo.from_folder(tiny_model_dir, gated=True, accepted={"alice"})
+    store = HfTokenStore(Keystore(Keyring(), what="Hugging Face token"))
+    with FakeHub({GATED: repo}, tokens={TOKEN: "alice"}) as hub:
+        hf_cache = tmp_path / "hf-cache"
+        put_in_hf_cache(hf_cache, GATED, {"config.json": (tiny_model_dir / "config.json").read_bytes()})
+        monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(shared_engine_root))
+        for k in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME"):
+            monkeypatch.delenv(k, raising=False)
+        node = make_node(tmp_path, "T", node_settings(peers=[], model=GATED, blocks=8))
+        node.node.hf_tokens = store
+        errors: list[C.NodeEvent] = []
+        node.core.bus.subscribe("node.event", lambda _t, e: errors.append(e) if e.kind == "error" else None)
+        try:
+            store.remove()
+            node.core.start_node()  # the cached config passes the app's check
+            state = node.sup.wait_for({C.ONLINE, C.FAILED, C.HELD}, START_TIMEOUT_S)
+            assert state.state == C.FAILED and state.category == "gated", state
+            assert state.message == gated_model_message(GATED, with_token=False)
+            assert [e.message for e in errors] == [state.message]  # one notice
+            assert any(r.path.endswith(".safetensors") or "/resolve/" in r.path for r in hub.seen("/"))
+        finally:
+            node.core.close()

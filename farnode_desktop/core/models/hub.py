@@ -48,6 +48,18 @@ class HubError(FarNodeError):
     title = "Model not available"
 
 
+def gated_model_message(repo_id: str, with_token: bool) -> str:
+    """The one message for a gated model this node cannot read, whether the app's hub check found it or the
+    engine did (a config already in the cache, the token removed since)."""
+    page = model_page(repo_id)
+    if with_token:
+        return (f"{repo_id} is a gated model and your Hugging Face account has no access to it yet: accept the "
+                f"licence at {page} with the account your token belongs to (approval can take a while), then "
+                "start again.")
+    return (f"{repo_id} is a gated model: accept the licence at {page}, then add a Hugging Face access token in "
+            "Settings > Network (or `farnode-desktop hf-token set`).")
+
+
 class GatedModelError(HubError):
     title = "Gated model"
 
@@ -282,14 +294,7 @@ class HubClient:
             return HubError(f"The Hugging Face hub answered {code} while checking the token. Try again later.")
         page = model_page(repo_id)
         if error_code == "GatedRepo" or (code == 403 and error_code != "RepoNotFound"):
-            if with_token:
-                return GatedModelError(
-                    f"{repo_id} is a gated model and your Hugging Face account has no access to it yet: accept "
-                    f"the licence at {page} with the account your token belongs to (approval can take a while), "
-                    "then start again.")
-            return GatedModelError(
-                f"{repo_id} is a gated model: accept the licence at {page}, then add a Hugging Face access "
-                "token in Settings > Network (or `farnode-desktop hf-token set`).")
+            return GatedModelError(gated_model_message(repo_id, with_token))
         if error_code == "EntryNotFound":
             return ModelNotFoundError(f"{repo_id} has no config.json on the Hugging Face hub, so it is not a "
                                       "model FarNode can serve. Check the model id in Settings > Network.")

@@ -38,13 +38,15 @@ class ServerSpec:
 def start_failure_category(exc: BaseException) -> str:
     """The failure category of a start refused before any engine process ran."""
     from farnode_desktop.core.errors import DiskFullError, EngineEnvError
-    from farnode_desktop.core.models.hub import HubError
+    from farnode_desktop.core.models.hub import GatedModelError, HubError, TokenRejectedError
     from farnode_desktop.core.node.model_support import ModelNotSupportedError
     from farnode_desktop.engine.protocol import Category
 
     if isinstance(exc, ModelNotSupportedError):
         return Category.MODEL_UNSUPPORTED
-    if isinstance(exc, HubError):  # gated, not found, offline, token refused: what the message says
+    if isinstance(exc, GatedModelError | TokenRejectedError):
+        return Category.GATED
+    if isinstance(exc, HubError):  # not found, offline: what the message says
         return Category.MODEL
     if isinstance(exc, EngineEnvError | DiskFullError | OSError):
         return Category.ENGINE_MISSING

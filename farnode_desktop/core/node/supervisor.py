@@ -92,6 +92,10 @@ def failure_message(category: str, config: dict, detail: str = "", log_path: Pat
     if category == P.Category.MODEL:
         return (f"The model {config.get('model')!r} could not be loaded ({detail.strip()[:200]}). Check the "
                 "model name or folder in Settings > Network.")
+    if category == P.Category.GATED:  # the launcher says whether it had a token
+        from farnode_desktop.core.models.hub import gated_model_message
+
+        return gated_model_message(str(config.get("model") or "This model"), with_token=detail == "with a token")
     if category == P.Category.MODEL_UNSUPPORTED:
         return f"{detail.strip()[:400]} Change the model in Settings > Network."
     if category in (P.Category.OOM_AT_LOAD, P.Category.OOM):
