@@ -276,6 +276,7 @@ def test_docker_spawn_spec(docker):
                     "/home/g/.local/share/farnode-desktop:/farnode/data"]
     envs = dict(a[i + 1].split("=", 1) for i, x in enumerate(a) if x == "-e")
     assert envs["PYTHONPATH"] == "/opt/farnode/src" and envs["A"] == "1" and "FARNODE_SECRET_X" not in envs
+    assert envs["FARMESH_CACHE"] == "/cache" and "PETALS_CACHE" not in envs  # the cache FarMesh reads
     assert a[a.index("learningathome/petals:main"):] == ["learningathome/petals:main", "python", "-m",
                                                           "farnode_desktop.engine.launcher", "--event-fd", "1"]
     assert spec.events_on_stdout and spec.pass_fds == () and "FARNODE_SECRET_X" not in spec.env

@@ -32,7 +32,8 @@ RUNTIMES = ("auto", "native", "wsl2", "docker")
 PATH_KEYS = ("identity_path", "cache_dir", "model")
 # What an engine process needs from the app's environment (the rest stays on the host side).
 ENGINE_ENV_KEYS = ("PYTHONUNBUFFERED", "PYTHONWARNINGS", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_OFFLINE",
-                   "HF_ENDPOINT", "CUDA_VISIBLE_DEVICES", "PETALS_CACHE")
+                   "HF_ENDPOINT", "CUDA_VISIBLE_DEVICES", "FARMESH_CACHE",
+                   "PETALS_CACHE")  # the previous engine's name for it (lock v1, kept until the upgrade ends)
 
 
 # Environment variable names that must never reach an engine process: wallet secrets by any usual name, and

@@ -100,7 +100,7 @@ class DockerRuntime(EngineRuntime):
 
         env = engine_env_subset(self.host_env if self.host_env is not None else dict(os.environ), extra)
         env.update(PYTHONPATH=str(C_SRC), PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1",
-                   PYTHONWARNINGS="ignore::FutureWarning,ignore::UserWarning", PETALS_CACHE=str(C_CACHE))
+                   PYTHONWARNINGS="ignore::FutureWarning,ignore::UserWarning", FARMESH_CACHE=str(C_CACHE))
         env.update(extra or {})
         return env
 
