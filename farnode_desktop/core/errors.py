@@ -36,6 +36,12 @@ class EngineEnvError(FarNodeError):
     title = "Engine environment problem"
 
 
+class EngineBusy(EngineEnvError):
+    """Another process is setting up or removing the engine, or a node runs from the environment."""
+
+    title = "Engine environment busy"
+
+
 class DiskFullError(FarNodeError):
     title = "Out of disk space"
 

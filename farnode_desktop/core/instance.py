@@ -26,7 +26,8 @@ LOCK_NAME = "instance.lock"
 #: Windows locks a byte range; the range lies past the holder's record so that the record stays readable.
 _WIN_LOCK_OFFSET = 1 << 20
 
-FACES = {"window": "the FarNode window", "headless": "a headless node (farnode-desktop node)"}
+FACES = {"window": "the FarNode window", "headless": "a headless node (farnode-desktop node)",
+         "engine-setup": "an engine set-up", "engine-remove": "an engine removal"}
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,14 @@ class AlreadyRunning(FarNodeError):
 
 
 class InstanceLock:
-    """The lock of one data folder's run folder. ``acquire`` once; ``release`` (or process exit) frees it."""
+    """The lock of one data folder's run folder. ``acquire`` once; ``release`` (or process exit) frees it.
 
-    def __init__(self, run_dir: Path) -> None:
+    ``name``: another lock file in that folder, for another resource held the same way (the engine root's
+    ``engine.lock``)."""
+
+    def __init__(self, run_dir: Path, name: str = LOCK_NAME) -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_NAME
+        self.path = self.run_dir / name
         self._fd: int | None = None
 
     @property

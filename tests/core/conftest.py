@@ -22,3 +22,23 @@ def package_index(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     yield index
     index.close()
+
+
+@pytest.fixture
+def build_tools(package_index):
+    """The local index also serves setuptools and wheel, which pip needs to build the engine's source archive
+    (scripts/test.sh downloads them next to the shared engine environment before the tests run)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    folder = Path(os.environ.get("FARNODE_ENGINE_ROOT") or REPO / ".engine") / "build-tools"
+    wheels = sorted(folder.glob("setuptools-*.whl")) + sorted(folder.glob("wheel-*.whl"))
+    if len(wheels) < 2:
+        pytest.fail(f"No setuptools and wheel wheels in {folder}: run scripts/test.sh (it downloads them), or "
+                    f"`pip download --no-deps -d {folder} setuptools wheel`.")
+    for w in wheels:
+        shutil.copy(w, package_index.folder / w.name)
+    return package_index

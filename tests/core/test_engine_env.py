@@ -104,26 +104,6 @@ def test_the_shared_archive_carries_the_pinned_commit(engine_archive):
     assert engine_env.archive_commit(engine_archive) == PINNED
 
 
-@pytest.fixture
-def build_tools(package_index):
-    """The local index also serves setuptools and wheel, which pip needs to build the engine's source archive
-    (scripts/test.sh downloads them next to the shared engine environment before the tests run)."""
-    import os
-    import shutil
-    from pathlib import Path
-
-    from tests.conftest import REPO
-
-    folder = Path(os.environ.get("FARNODE_ENGINE_ROOT") or REPO / ".engine") / "build-tools"
-    wheels = sorted(folder.glob("setuptools-*.whl")) + sorted(folder.glob("wheel-*.whl"))
-    if len(wheels) < 2:
-        pytest.fail(f"No setuptools and wheel wheels in {folder}: run scripts/test.sh (it downloads them), or "
-                    f"`pip download --no-deps -d {folder} setuptools wheel`.")
-    for w in wheels:
-        shutil.copy(w, package_index.folder / w.name)
-    return package_index
-
-
 def _lock_with_engine(tmp_path, url: str):
     lock = tmp_path / "engine-lock.txt"
     lock.write_text(f"farnode-probe-a==1.0\nfarmesh==2.3.0.dev2 @ {url}\n")

@@ -1,4 +1,4 @@
-"""Fixtures for tests that run the real FarMesh (Petals) engine on the local swarm."""
+"""Fixtures for tests that run the real FarMesh engine on the local swarm."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineEnv
+from farnode_desktop.core.node.engine_venv import EngineEnv, env_root
 from farnode_desktop.core.paths import AppPaths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def engine_root() -> Path:
     root = Path(os.environ.get("FARNODE_ENGINE_ROOT") or REPO / ".engine").resolve()
-    if not (root / f"cpu-v{LOCK_VERSION}" / "ready.json").is_file():
+    if not (env_root(root, "cpu") / "ready.json").is_file():
         pytest.fail(f"No ready engine environment under {root}: run scripts/test.sh (it sets it up), or "
                     "`FARNODE_ENGINE_ROOT=.engine farnode-desktop engine setup --variant cpu`.")
     return root

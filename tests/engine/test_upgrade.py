@@ -27,7 +27,7 @@ import pytest
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.controller import NodeController
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, SOURCE_ENV, EngineEnv
+from farnode_desktop.core.node.engine_venv import LOCK_VERSION, SOURCE_ENV, EngineEnv, env_root
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings, SettingsStore
 from tests.core.package_index import PackageIndex
@@ -69,7 +69,7 @@ def _serve(node: NodeController, requests: int = 3):
 
 def test_upgrade_in_place_keeps_the_previous_engine_until_the_new_one_is_verified(
         tmp_path, monkeypatch, engine_root, previous_engine, engine_archive):
-    shared_v2 = engine_root / f"cpu-v{LOCK_VERSION}"
+    shared_v2 = env_root(engine_root, "cpu")
     tools = sorted((engine_root / "build-tools").glob("*.whl"))
     assert len(tools) >= 2, "run scripts/test.sh (it downloads the engine's build tools)"
     home = tmp_path / "home"
@@ -91,7 +91,7 @@ def test_upgrade_in_place_keeps_the_previous_engine_until_the_new_one_is_verifie
     kept = {p: p.read_bytes() for p in (paths.settings_file, paths.metrics_db)}
 
     # 1. An upgrade cut short: the new environment has every package except the engine, and no marker.
-    new_root = paths.engine_root / f"cpu-v{LOCK_VERSION}"
+    new_root = env_root(paths.engine_root, "cpu")  # <variant>-v<version>-<lock digest>
     _link_tree(shared_v2 / "venv", new_root / "venv")
     site = next((new_root / "venv").glob("lib/python3.*/site-packages"))
     for p in [*site.glob("farmesh"), *site.glob("farmesh-*.dist-info")]:

@@ -23,7 +23,7 @@ import pytest
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineEnv
+from farnode_desktop.core.node.engine_venv import EngineEnv, env_root
 from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import CUSTOM_SWARM, Settings, SettingsStore
@@ -54,7 +54,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.5):
 @pytest.fixture(scope="session")
 def shared_engine_root() -> Path:
     root = Path(os.environ.get("FARNODE_ENGINE_ROOT") or REPO / ".engine").resolve()
-    if not (root / f"cpu-v{LOCK_VERSION}" / "ready.json").is_file():
+    if not (env_root(root, "cpu") / "ready.json").is_file():
         pytest.fail(f"No ready engine environment under {root}: run scripts/test.sh (it sets it up).")
     return root
 
@@ -64,7 +64,7 @@ def tiny_model_dir(tmp_path_factory, shared_engine_root) -> Path:
     """The tiny model's files, made by the app's own generator in the engine environment (real weights)."""
     out = tmp_path_factory.mktemp("tiny-model") / "model"
     env = engine_subprocess_env()
-    python = shared_engine_root / f"cpu-v{LOCK_VERSION}" / "venv" / "bin" / "python"
+    python = env_root(shared_engine_root, "cpu") / "venv" / "bin" / "python"
     # the Llama-3.1 style (grouped-query attention, rope_theta 500000, llama3 rope scaling) with 8 blocks
     subprocess.run([str(python), "-m", "farnode_desktop.engine.make_model", str(out), "--family", "llama31",
                     "--layers", "8", "--seed", "7"],

@@ -10,7 +10,7 @@ import pytest
 from farnode_desktop.app import frozen
 from farnode_desktop.core import resources
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, LOCKS_DIR, PACKAGE_ROOT
+from farnode_desktop.core.node.engine_venv import LOCKS_DIR, PACKAGE_ROOT, env_folder_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,7 @@ def test_launcher_command_needs_an_engine_and_an_engine_module(farnode_home, mon
     monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(tmp_path / "no-engine"))
     with pytest.raises(FarNodeError, match="engine setup"):
         frozen.launcher_command("farnode_desktop.engine.launcher", ["--event-fd", "1"])
-    fake = tmp_path / "engines" / f"cpu-v{LOCK_VERSION}" / "venv" / "bin"
+    fake = tmp_path / "engines" / env_folder_name("cpu") / "venv" / "bin"
     fake.mkdir(parents=True)
     (fake / "python").write_text("")
     monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(tmp_path / "engines"))

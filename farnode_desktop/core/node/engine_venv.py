@@ -1,8 +1,9 @@
 """The engine's own Python environment: created, repaired, verified and located by the app.
 
 The engine (torch, transformers, hivemind, FarMesh) never shares an interpreter with the GUI: it lives in a
-virtual environment under the user's data folder, one per lock variant and lock version
-(``engine/<variant>-v<lock>``). Installing goes package by package from a pinned lock with ``--no-deps`` so that
+virtual environment under the user's data folder, one per lock variant, lock version and lock digest
+(``engine/<variant>-v<version>-<digest>``): any change of the lock, with or without a version bump, is set up
+in a new folder beside the environment in use. Installing goes package by package from a pinned lock with ``--no-deps`` so that
 
 - progress is real (percent, current package) and reported as :class:`EngineProgress` events,
 - it is resumable: what is already installed at the locked version is skipped,
@@ -15,8 +16,14 @@ or ``FARNODE_ENGINE_SOURCE`` (offline machines, the test suite). After installin
 verified by importing the engine and checking its version and source commit; the commit is recorded in the
 environment's marker (an install from an archive does not carry it).
 
-A new lock version is set up beside the previous one, which keeps working until the new one is verified and
-is removed only then (:meth:`EngineEnv.remove_previous`).
+A new lock is set up beside the previous environment, which keeps working until the new one is verified and
+is removed only then (:meth:`EngineEnv.remove_previous`); a node whose update could not finish (offline, disk
+full) runs on the previous one meanwhile (:meth:`EngineEnv.fall_back_to_previous`).
+
+One set-up at a time per engine root: set-up, repair and removal take ``<engine root>/engine.lock`` (an OS
+file lock, dropped by the OS however its holder ends). A second set-up waits for the first, then finds the
+environment ready; a removal is refused while a set-up runs, and while any process runs from the
+environment (a node's server, a model generator).
 
 Set-up runs pip and the engine probe through the native runtime (``command_spec``) as process trees
 (:mod:`.processes`): cancelling the set-up (Quit, Ctrl-C) kills them at once, and the next set-up continues
@@ -26,6 +33,8 @@ server processes are owned by :mod:`farnode_desktop.core.node.supervisor`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -40,8 +49,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from farnode_desktop.core.atomic import atomic_write_json
-from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+from farnode_desktop.core.errors import DiskFullError, EngineBusy, EngineEnvError
+from farnode_desktop.core.instance import AlreadyRunning, InstanceLock
 from farnode_desktop.core.node import processes
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.resources import engine_package_root
@@ -54,6 +66,10 @@ SOURCE_ENV = "FARNODE_ENGINE_SOURCE"  # a local archive or wheel of the engine (
 VARIANTS = ("cpu", "cuda")
 # Disk needed to set up each variant (bytes), checked before anything is written.
 NEEDED_BYTES = {"cpu": 2_500_000_000, "cuda": 8_000_000_000}
+# Of which torch alone (with the CUDA variant's nvidia-* runtime wheels): what a set-up that has it already
+# still needs is the rest.
+TORCH_BYTES = {"cpu": 1_000_000_000, "cuda": 6_500_000_000}
+ENGINE_LOCK = "engine.lock"  # <engine root>/engine.lock: one set-up or removal at a time
 PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (bundled data when frozen)
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
 
@@ -82,12 +98,14 @@ class EngineStatus:
     source_commit: str | None = None  # the engine's source commit, as checked at set-up
     source: str | None = None  # where the engine was installed from (its Git URL, archive URL or file)
     lock_version: int = LOCK_VERSION
+    previous: bool = False  # an earlier lock's environment, run because the update to this one did not complete
 
     def to_dict(self) -> dict:
         """What ``farnode-desktop engine status`` prints: the engine, its source commit, torch and
         transformers first."""
         p = self.probe
         return {"variant": self.variant, "path": self.path, "ready": self.ready, "lock_version": self.lock_version,
+                "previous": self.previous,
                 "engine": p.engine if p else None, "engine_version": p.engine_version if p else None,
                 "source_commit": self.source_commit, "source": self.source,
                 "torch_version": p.torch_version if p else None,
@@ -199,6 +217,60 @@ def lock_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def env_folder_name(variant: str, lock_file: Path | None = None) -> str:
+    """The folder of a variant's environment for a lock: ``<variant>-v<LOCK_VERSION>-<first 12 of its digest>``
+    (the same under WSL2 and in the Docker image's tag)."""
+    return f"{variant}-v{LOCK_VERSION}-{lock_digest(lock_file or lock_path(variant))[:12]}"
+
+
+def env_root(engine_root: Path, variant: str, lock_file: Path | None = None) -> Path:
+    """Where a variant's environment for this lock lives under ``engine_root``. An environment an earlier
+    release set up as ``<variant>-v<LOCK_VERSION>`` (no digest) is kept in its place when its ready marker
+    names this very lock: nothing to set up again."""
+    lock_file = lock_file or lock_path(variant)
+    keyed = Path(engine_root) / env_folder_name(variant, lock_file)
+    legacy = Path(engine_root) / f"{variant}-v{LOCK_VERSION}"
+    if not keyed.exists() and legacy.is_dir():
+        try:
+            marker = json.loads((legacy / "ready.json").read_text())
+        except (OSError, ValueError):
+            marker = None
+        if isinstance(marker, dict) and marker.get("lock") == lock_digest(lock_file):
+            return legacy
+    return keyed
+
+
+_ENV_NAME = re.compile(r"(?P<variant>[a-z]+)-v(?P<version>\d+)(?:-(?P<digest>[0-9a-f]{12}))?")
+
+
+def parse_probe_output(output: str) -> ProbeResult | None:
+    """The engine probe's result: its last JSON line (logs may follow it)."""
+    for line in reversed(output.strip().splitlines()):
+        try:
+            return ProbeResult.from_dict(json.loads(line))
+        except ValueError:  # json's errors and ProtocolError
+            continue
+    return None
+
+
+def engine_problem(probe: ProbeResult, lock: list[Requirement], recorded_commit: str | None, *,
+                   commit_may_be_unknown: bool = False) -> str:
+    """What is wrong with the engine a probe found, against the lock ("" when it is the locked one): its
+    name, its version and its source commit (the probe's, else the one recorded when it was installed).
+    The same check for the native environment, WSL2 and the Docker image."""
+    req = engine_requirement(lock)
+    if probe.engine != req.name:
+        return f"it imports {probe.engine!r} instead of {req.name}"
+    if probe.engine_version != req.version:
+        return f"{req.name} is version {probe.engine_version}, not {req.version}"
+    commit = probe.engine_commit or recorded_commit
+    if commit is None and not commit_may_be_unknown:
+        return f"the source commit of {req.name} is unknown"
+    if commit is not None and commit != req.commit:
+        return f"{req.name} is commit {commit}, not {req.commit}"
+    return ""
+
+
 def base_python() -> str:
     """The interpreter that creates the engine's venv (not the GUI's venv, not a frozen app)."""
     override = os.environ.get("FARNODE_ENGINE_PYTHON")
@@ -227,12 +299,16 @@ class EngineEnv:
             raise EngineEnvError(f"Unknown engine variant {variant!r}; use one of {', '.join(VARIANTS)}.")
         self.paths = paths
         self.variant = variant
-        self.root = paths.engine_root / f"{variant}-v{LOCK_VERSION}"
-        self.venv = self.root / "venv"
-        self.marker = self.root / "ready.json"
         self.lock_file = lock_file or LOCKS_DIR / f"{variant}.txt"
+        self._use(env_root(paths.engine_root, variant, self.lock_file))
         self.source = source
-        self.previous_version = 0  # > 0: running the previous lock version's environment (a failed upgrade)
+        self.previous = False  # running an earlier lock's environment (an update that did not complete)
+        self.previous_version = 0  # > 0: and that environment is of an earlier lock version (its engine)
+
+    def _use(self, root: Path) -> None:
+        self.root = root
+        self.venv = root / "venv"
+        self.marker = root / "ready.json"
 
     # ------------------------------------------------------------------ locating
     @property
@@ -278,16 +354,17 @@ class EngineEnv:
 
     def status(self) -> EngineStatus:
         marker = self._read_marker()
-        if self.previous_version:  # its own lock went with the release that made it: its marker is the proof
+        if self.previous:  # its own lock went with the release that made it: its marker is the proof
             ready = bool(marker) and self.python.exists()
         else:
             ready = bool(marker) and marker.get("lock") == lock_digest(self.lock_file) and self.python.exists()
         source = (marker or {}).get("engine_source") or {}
         return EngineStatus(variant=self.variant, path=str(self.venv), ready=ready,
                             missing=(tuple(r.spec for r in self.missing()) if self.venv.exists()
-                                     and not self.previous_version else None),
+                                     and not self.previous else None),
                             probe=self._marker_probe(marker), source_commit=source.get("commit"),
-                            source=source.get("where"), lock_version=self.previous_version or LOCK_VERSION)
+                            source=source.get("where"), lock_version=self.previous_version or LOCK_VERSION,
+                            previous=self.previous)
 
     def is_ready(self) -> bool:
         return self.status().ready
@@ -348,6 +425,10 @@ class EngineEnv:
             with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
                 shutil.copyfileobj(resp, out)
         except OSError as exc:
+            part.unlink(missing_ok=True)  # a partial file is never left behind
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"The engine ({req.name}) could not be downloaded into {target.parent}: disk "
+                                    "full. Free some disk space and run the set-up again.") from exc
             raise EngineEnvError(f"Could not download the engine ({req.name}) from {url}: {exc}. Check your "
                                  "internet connection and run the set-up again, or set the engine source to a "
                                  "local archive of it.", title="Engine download failed") from exc
@@ -387,13 +468,17 @@ class EngineEnv:
     # ------------------------------------------------------------------ setting up
     def ensure(self, progress: ProgressFn | None = None, *, cancel: Callable[[], bool] | None = None,
                verify: bool = True) -> ProbeResult | None:
-        """Create/repair the environment, install what the lock lacks, verify it, then remove the previous
-        lock version's environment. Returns what the verification found (None when ``verify`` is False)."""
+        """Create/repair the environment, install what the lock lacks, verify it, then remove the earlier
+        locks' environments. Returns what the verification found (None when ``verify`` is False). Waits for
+        a set-up another process runs on the same engine root (then finds the environment ready)."""
         report = progress or (lambda p: None)
-        if self.previous_version:  # try the upgrade again
-            self.previous_version = 0
-            self.root = self.paths.engine_root / f"{self.variant}-v{LOCK_VERSION}"
-            self.venv, self.marker = self.root / "venv", self.root / "ready.json"
+        if self.previous:  # try the update again
+            self.previous, self.previous_version = False, 0
+            self._use(env_root(self.paths.engine_root, self.variant, self.lock_file))
+        with self.exclusive("engine-setup", wait=True, report=report, cancel=cancel):
+            return self._ensure_locked(report, cancel, verify)
+
+    def _ensure_locked(self, report: ProgressFn, cancel, verify: bool) -> ProbeResult | None:
         status = self.status()
         if status.ready and status.probe is not None and not status.missing:
             self.remove_previous()
@@ -432,55 +517,130 @@ class EngineEnv:
         report(EngineProgress(100.0, "engine ready", done=True))
         return probe
 
-    # ------------------------------------------------------------------ the previous lock version
+    # ------------------------------------------------------------------ one set-up at a time
+    @contextlib.contextmanager
+    def exclusive(self, face: str, *, wait: bool, report: ProgressFn | None = None,
+                  cancel: Callable[[], bool] | None = None):
+        """Hold the engine root's lock (``face``: engine-setup or engine-remove) for the block. ``wait``:
+        wait for another holder (reporting whom), else raise :class:`EngineBusy` at once. Re-entrant within
+        this object."""
+        if self._lock is not None and self._lock.held:
+            yield
+            return
+        self.paths.engine_root.mkdir(parents=True, exist_ok=True)
+        lock = InstanceLock(self.paths.engine_root, name=ENGINE_LOCK)
+        said = ""
+        while True:
+            try:
+                lock.acquire(face)
+                break
+            except AlreadyRunning as exc:
+                who = exc.holder.describe() if exc.holder else "another process"
+                if not wait:
+                    raise EngineBusy(f"The engine environment is busy: {who} is working on it in "
+                                     f"{self.paths.engine_root}. Wait for it to finish and try again.") from None
+                if who != said:
+                    said = who
+                    (report or (lambda p: None))(EngineProgress(0.0, f"waiting for {who} to finish"))
+                _check_cancel(cancel)
+                time.sleep(0.25)
+        self._lock = lock
+        try:
+            yield
+        finally:
+            self._lock = None
+            lock.release()
+
+    _lock: InstanceLock | None = None
+
+    def users(self, root: Path | None = None) -> list[psutil.Process]:
+        """Processes running from an environment (this one's by default): a node's servers, a probe, a model
+        generator. Found by the interpreter they were started as (the venv's, which resolves elsewhere)."""
+        root = (root or self.root).resolve()
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline", "exe"]):
+            try:
+                argv0 = (proc.info["cmdline"] or [""])[0]
+                if proc.pid != os.getpid() and os.path.isabs(argv0) and _inside(Path(argv0), root):
+                    found.append(proc)
+            except (psutil.Error, OSError, ValueError):
+                continue
+        return found
+
+    # ------------------------------------------------------------------ earlier environments
     def fall_back_to_previous(self) -> bool:
-        """After a failed upgrade: use the newest previous lock version's environment that is still ready
-        (its marker and interpreter are there), until the next set-up succeeds. False when there is none."""
+        """After an update that did not complete: use the newest earlier environment that is still ready (its
+        marker and interpreter are there), until the next set-up succeeds. False when there is none."""
         for old in self.previous_roots():
             marker = self._read_json(old / "ready.json")
             python = old / "venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
             if marker and self._marker_probe(marker) is not None and python.exists():
-                self.previous_version = int(old.name.rpartition("-v")[2])
-                self.root, self.venv, self.marker = old, old / "venv", old / "ready.json"
+                version = int(_ENV_NAME.fullmatch(old.name).group("version"))
+                self.previous = True
+                self.previous_version = version if version < LOCK_VERSION else 0
+                self._use(old)
                 return True
         return False
 
     def previous_roots(self) -> list[Path]:
-        """Environments of earlier lock versions of this variant beside this one, newest first."""
+        """This variant's environments of other locks beside this one (earlier lock versions, or the same
+        version with another lock), newest first: by lock version, then by when each was verified."""
         found = []
+        current = env_root(self.paths.engine_root, self.variant, self.lock_file)
         for d in self.paths.engine_root.glob(f"{self.variant}-v*"):
-            m = re.fullmatch(rf"{self.variant}-v(\d+)", d.name)
-            if m and int(m.group(1)) < LOCK_VERSION and d.is_dir():
-                found.append((int(m.group(1)), d))
-        return [d for _, d in sorted(found, reverse=True)]
+            m = _ENV_NAME.fullmatch(d.name)
+            if not m or m.group("variant") != self.variant or d == current or not d.is_dir():
+                continue
+            version = int(m.group("version"))
+            if version > LOCK_VERSION:
+                continue  # a newer release's: not ours to run or remove
+            marker = self._read_json(d / "ready.json") or {}
+            when = marker.get("verified_at")
+            found.append((version, when if isinstance(when, (int, float)) else 0.0, d))
+        return [d for _, _, d in sorted(found, reverse=True)]
 
     def remove_previous(self) -> list[Path]:
-        """Remove earlier lock versions' environments, once this one is verified. Not in an engine root shared
-        through ``FARNODE_ENGINE_ROOT`` (developers, the test suite): other checkouts may still use them.
-        Each is renamed first, so a removal cut short never leaves something that looks like an engine."""
-        if os.environ.get("FARNODE_ENGINE_ROOT") or self.previous_version or not self.is_ready():
+        """Remove earlier environments, once this one is verified. Not in an engine root shared through
+        ``FARNODE_ENGINE_ROOT`` (developers, the test suite): other checkouts may still use them; never one
+        a process still runs from. Each is renamed first, so a removal cut short never leaves something that
+        looks like an engine."""
+        if os.environ.get("FARNODE_ENGINE_ROOT") or self.previous or not self.is_ready():
             return []
         removed = []
-        for old in self.previous_roots():
-            doomed = old.with_name(f".removing-{old.name}")
-            try:
-                os.replace(old, doomed)
-            except OSError:
-                continue
-            shutil.rmtree(doomed, ignore_errors=True)
-            removed.append(old)
-        for leftover in self.paths.engine_root.glob(f".removing-{self.variant}-v*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        with self.exclusive("engine-setup", wait=True):
+            for old in self.previous_roots():
+                if self.users(old):
+                    continue
+                doomed = old.with_name(f".removing-{old.name}")
+                try:
+                    os.replace(old, doomed)
+                except OSError:
+                    continue
+                shutil.rmtree(doomed, ignore_errors=True)
+                removed.append(old)
+            for leftover in self.paths.engine_root.glob(f".removing-{self.variant}-v*"):
+                shutil.rmtree(leftover, ignore_errors=True)
         return removed
+
+    def needed_bytes(self) -> int:
+        """Disk the set-up still needs: the variant's whole size for a new environment, less torch (the
+        bulk, with the CUDA variant's runtime wheels) when it is installed already."""
+        need = NEEDED_BYTES[self.variant]
+        if self.venv.exists():
+            have = self.installed()
+            torch = next((r for r in read_lock(self.lock_file) if r.name == "torch"), None)
+            if torch is not None and have.get("torch", "").split("+")[0] == torch.version.split("+")[0]:
+                need -= TORCH_BYTES[self.variant]
+        return max(need, 200_000_000)
 
     def _check_disk(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.root).free
-        need = NEEDED_BYTES[self.variant] if not self.venv.exists() else NEEDED_BYTES[self.variant] // 4
+        need = self.needed_bytes()
         if free < need:
             raise DiskFullError(
-                f"Setting up the engine needs about {need / 1e9:.1f} GB free in {self.root}, but only "
-                f"{free / 1e9:.1f} GB are free. Free some disk space and try again."
+                f"Setting up the {self.variant} engine needs about {need / 1e9:.1f} GB free in {self.root}, but "
+                f"only {free / 1e9:.1f} GB are free. Free some disk space and try again."
             )
 
     def runtime(self):
@@ -566,11 +726,8 @@ class EngineEnv:
             raise EngineEnvError(f"The engine environment is broken: importing the engine failed ({why}). "
                                  "Repair it with `farnode-desktop engine setup`.",
                                  title="Engine environment broken", detail=out[-3000:])
-        for line in reversed(out.strip().splitlines()):  # its result is its last JSON line (logs may follow)
-            try:
-                probe = ProbeResult.from_dict(json.loads(line))
-            except ValueError:  # json's errors and ProtocolError
-                continue
+        probe = parse_probe_output(out)
+        if probe is not None:
             self._check_engine(probe)
             return probe
         raise EngineEnvError("The engine environment is broken: its check printed no result. Repair it with "
@@ -578,26 +735,35 @@ class EngineEnv:
                              detail=out[-3000:])
     def _check_engine(self, probe: ProbeResult) -> None:
         """The imported engine is the locked one: its name, version and source commit."""
-        req = engine_requirement(read_lock(self.lock_file))
-        problem = ""
-        if probe.engine != req.name:
-            problem = f"it imports {probe.engine!r} instead of {req.name}"
-        elif probe.engine_version != req.version:
-            problem = f"{req.name} is version {probe.engine_version}, not {req.version}"
-        else:
-            record = self._read_json(self.root / self.SOURCE_RECORD) or {}
-            commit = probe.engine_commit or record.get("commit")
-            local = self.local_source()
-            if commit is None and not (local is not None and record.get("where") == str(local)):
-                problem = f"the source commit of {req.name} is unknown"
-            elif commit is not None and commit != req.commit:
-                problem = f"{req.name} is commit {commit}, not {req.commit}"
+        record = self._read_json(self.root / self.SOURCE_RECORD) or {}
+        local = self.local_source()
+        problem = engine_problem(probe, read_lock(self.lock_file), record.get("commit"),
+                                 commit_may_be_unknown=local is not None and record.get("where") == str(local))
         if problem:
             raise EngineEnvError(f"The engine environment holds the wrong engine: {problem}. Repair it with "
                                  "`farnode-desktop engine setup`.", title="Engine environment broken")
 
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Delete this environment. Refused (:class:`EngineBusy`) while a set-up holds the engine root or a
+        process runs from the environment (a node's server): the environment stays whole."""
+        with self.exclusive("engine-remove", wait=False):
+            users = self.users()
+            if users:
+                pids = ", ".join(str(p.pid) for p in users[:5])
+                raise EngineBusy(f"The engine environment {self.root} is in use by {len(users)} running "
+                                 f"process(es) (pid {pids}): a node is serving from it. Stop the node (or quit "
+                                 "FarNode), then remove the engine.")
+            doomed = self.root.with_name(f".removing-{self.root.name}")
+            if self.root.exists():
+                os.replace(self.root, doomed)  # never a half-removed folder that looks like an engine
+            shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return Path(os.path.abspath(path)).is_relative_to(root)
+    except ValueError:
+        return False
 
 
 def _check_cancel(cancel: Callable[[], bool] | None) -> None:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineStatus
+from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
@@ -364,7 +364,7 @@ class SettingsPage(QWidget):
     def _engine_status(self, st: EngineStatus) -> None:
         if st.ready:
             previous = (" This is the previous engine: its update did not complete; Set up / repair tries "
-                        "again." if st.lock_version < LOCK_VERSION else "")
+                        "again." if st.previous else "")
             self.engine_status.setText(f"<span style='color:#27ae60'>Ready</span>: {engine_summary(st)}, "
                                        f"{st.variant} build, in {st.path}.{previous}")
         else:

@@ -3,7 +3,7 @@
 Layout inside the distribution (all owned by root, the engine runs as root in its own distribution):
 ``/opt/farnode/src/farnode_desktop/`` (the engine-side source, copied from the app's bundle),
 ``/opt/farnode/engine/<variant>-v<lock>/venv`` (the engine's venv, from the app's lock, the CUDA torch
-build for ``cuda``), ``/opt/farnode/engine/<variant>-v<lock>/ready.json`` (lock digest once verified) and
+build for ``cuda``), ``/opt/farnode/engine/<variant>-v<lock>-<digest>/ready.json`` (lock digest once verified) and
 ``/opt/farnode/cache`` (blocks and throughput cache: on the Linux file system, much faster than /mnt/c).
 
 The GUI, NVML and the keyring stay on Windows. ``wsl.exe`` prints UTF-16LE (with or without a BOM) unless
@@ -121,7 +121,7 @@ class Wsl2Runtime(EngineRuntime):
 
     def __init__(self, source_root: str | Path, variant: str = "cuda", distro: str = DEFAULT_DISTRO,
                  host_env: dict[str, str] | None = None, wsl: str = WSL):
-        from farnode_desktop.core.node.engine_venv import LOCK_VERSION
+        from farnode_desktop.core.node.engine_venv import env_folder_name
 
         if variant not in ("cpu", "cuda"):
             raise EngineRuntimeError(f"Unknown engine variant {variant!r}")
@@ -130,7 +130,7 @@ class Wsl2Runtime(EngineRuntime):
         self.distro = distro
         self.wsl = wsl
         self.host_env = host_env
-        self.engine_dir = WSL_ROOT / "engine" / f"{variant}-v{LOCK_VERSION}"
+        self.engine_dir = WSL_ROOT / "engine" / env_folder_name(variant)  # a changed lock: a new folder
         self.venv = self.engine_dir / "venv"
         self.python = str(self.venv / "bin" / "python")
 
