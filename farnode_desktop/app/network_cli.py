@@ -137,7 +137,8 @@ def cli_swarm(*, as_json: bool = False, paths: AppPaths | None = None, out: Text
         raise FarNodeError("The local demo swarm exists only while this node runs. Start the node, then run "
                            "`farnode-desktop swarm` again.", title="No network to read")
     engine = EngineEnv(paths, choose_variant(paths, net.device))
-    runtime = make_runtime(net.runtime, engine=engine, paths=paths, variant=engine.variant)
+    runtime = make_runtime(net.runtime, engine=engine, paths=paths, variant=engine.variant,
+                           docker_image=net.docker_image)
     view = read_once(runtime, initial_peers=peers, my_peers=mine,
                      nat_traversal=net.swarm != LOCAL_SWARM and net.nat_traversal,
                      check=sorted(mine), timeout=timeout, log_path=paths.log_dir / "swarm-command.log")

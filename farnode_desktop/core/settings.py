@@ -52,7 +52,7 @@ class NetworkSettings:
     # Local demo swarm: rate of the built-in client traffic (requests per minute; 0 turns it off).
     demo_traffic_per_minute: float = 12.0
     runtime: str = "auto"  # where the engine runs: auto | native | wsl2 | docker (see core/node/runtimes)
-    docker_image: str = ""  # docker runtime: empty = the public image learningathome/petals:main
+    docker_image: str = ""  # docker runtime: empty = the image set-up builds from the engine lock (see runtimes/docker.py)
     # A metered link: the server runs no speed test and no version check, and reports the bandwidth below
     # instead of a measured one. The local swarm never runs them (nothing of it leaves this computer).
     metered: bool = False

@@ -50,7 +50,7 @@ class ControlPipe:
       nobody can observe the process any more, so it must not keep running unobserved;
     - SIGINT or SIGTERM reaches the process, when a signal wake-up pipe is given (``signals``): Python runs
       signal handlers in the main thread only, and a signal the kernel hands to another thread is noticed
-      only when the main thread next wakes up, which in Petals' serving loop can be minutes later.
+      only when the main thread next wakes up, which in FarMesh's serving loop can be minutes later.
 
     One daemon thread watches all of these with ``poll``; it reads the raw descriptors, never ``sys.stdin``
     (a thread blocked inside ``sys.stdin`` holds its buffer lock, and multiprocessing's forked children close

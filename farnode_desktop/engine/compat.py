@@ -1,6 +1,6 @@
 """The one compatibility shim between the engine and the packages the app pins: the hivemind re-exports.
 
-FarMesh (like Petals, whose code it is) imports names such as ``PeerID``, ``anext``, ``get_logger`` or
+FarMesh imports names such as ``PeerID``, ``anext``, ``get_logger`` or
 ``MSGPackSerializer`` from the top-level ``hivemind`` package. FarMesh pins hivemind to a Git commit, which
 no package index carries; hivemind 1.1.12 (the first release with a Linux p2pd in its wheel and pydantic 2
 support) no longer re-exports those names at its top level. :func:`bridge_hivemind` restores them lazily

@@ -1,7 +1,7 @@
 """NAT traversal off for every libp2p daemon (p2pd) an engine process starts.
 
 hivemind starts p2pd with NAT port mapping (UPnP / NAT-PMP: it asks the router to open a port), AutoNAT and
-circuit relays on by default, and Petals passes relays on for servers. On a swarm that lives on this computer
+circuit relays on by default, and FarMesh passes relays on for servers. On a swarm that lives on this computer
 (the local demo swarm) none of that has a purpose, and asking the user's router to map a port for it is wrong.
 :func:`disable_nat_traversal` forces them off in ``hivemind.P2P.create``, the one place every p2pd is
 started from (the server's DHT, its reachability probe, a client's DHT). Processes forked afterwards (the

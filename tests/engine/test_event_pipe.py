@@ -115,7 +115,7 @@ def _assert_clean_stop(run: RawLauncher, port: int, *, was_online: bool = True) 
     assert gone, f"engine processes still running {GONE_TIMEOUT_S:.0f} s later: {left}\n{run.log_text()[-3000:]}"
     assert run.proc.returncode == 0, f"exit code {run.proc.returncode}\n{run.log_text()[-3000:]}"
     assert port_is_free(port)
-    if was_online:  # Petals' clean path ran: the blocks were announced offline before the DHT went down
+    if was_online:  # FarMesh's clean path ran: the blocks were announced offline before the DHT went down
         assert "are offline" in run.log_text(), run.log_text()[-3000:]
 
 
@@ -147,7 +147,7 @@ def test_event_pipe_breaks_while_starting(launcher, free_port):
 
 def test_sigint_to_the_process_stops_cleanly(launcher, free_port):
     """The supervisor's own stop: one SIGINT to the launcher's pid, which any of its threads may take. The
-    clean stop must not wait for the main thread's next wake-up (Petals' balance check, minutes away)."""
+    clean stop must not wait for the main thread's next wake-up (FarMesh's balance check, minutes away)."""
     assert launcher.wait_state("online", ONLINE_TIMEOUT_S), launcher.log_text()[-3000:]
     launcher.proc.send_signal(signal.SIGINT)
     _assert_clean_stop(launcher, free_port)

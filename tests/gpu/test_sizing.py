@@ -137,8 +137,8 @@ def test_rtx_3060_sizing_and_reason(make_nvml, settings):
     assert s.reason == "RTX 3060: 18 of 80 blocks fit in 11.6 GiB free (1 GiB kept for the desktop), nf4"
 
 
-def petals_total_memory_estimate(total_mib: float, model: ModelSpec, quant: str) -> int:
-    """Petals' Server._choose_num_blocks: TOTAL memory, no reserve, no CUDA context."""
+def farmesh_total_memory_estimate(total_mib: float, model: ModelSpec, quant: str) -> int:
+    """FarMesh's Server._choose_num_blocks: TOTAL memory, no reserve, no CUDA context."""
     per_block = model.block_bytes(quant) + model.cache_bytes_per_block(model.default_cache_tokens)
     return min(model.num_layers, math.floor((total_mib * MIB - model.autograd_bytes) / per_block))
 
@@ -152,10 +152,10 @@ def test_other_process_holding_vram_lowers_the_sizing(make_nvml, settings):
     assert b.free_mib == a.free_mib - 8192
     assert b.num_blocks < a.num_blocks
     assert a.num_blocks - b.num_blocks == pytest.approx(8192 / a.block_mib, abs=1)
-    # Petals' own estimate would not drop at all, and would overfill the card:
-    petals = petals_total_memory_estimate(gaming.memory_total_mib, LLAMA2_70B, "nf4")
-    assert petals > b.num_blocks
-    assert petals * b.block_mib > gaming.memory_free_mib - LLAMA2_70B.autograd_bytes / MIB
+    # FarMesh's own estimate would not drop at all, and would overfill the card:
+    engine_estimate = farmesh_total_memory_estimate(gaming.memory_total_mib, LLAMA2_70B, "nf4")
+    assert engine_estimate > b.num_blocks
+    assert engine_estimate * b.block_mib > gaming.memory_free_mib - LLAMA2_70B.autograd_bytes / MIB
 
 
 def test_reserve_is_respected(make_nvml):

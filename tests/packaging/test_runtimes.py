@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, lock_digest, lock_path, read_lock
+from farnode_desktop.core.node.engine_venv import (
+    engine_requirement,
+    env_folder_name,
+    env_root,
+    lock_digest,
+    lock_path,
+    read_lock,
+)
 from farnode_desktop.core.node.runtimes import make_runtime, resolve_runtime_name
 from farnode_desktop.core.node.runtimes.base import (
     STOP_LINE,
@@ -28,6 +35,7 @@ from farnode_desktop.core.node.runtimes.base import (
 from farnode_desktop.core.node.runtimes.docker import (
     DockerRuntime,
     container_name,
+    engine_image,
     parse_docker_version,
     parse_runtimes,
 )
@@ -70,7 +78,7 @@ def test_runtime_setting_is_validated(tmp_path):
     store = SettingsStore(tmp_path / "settings.json")
     s = Settings()
     s.network.runtime = "docker"
-    s.network.docker_image = "ghcr.io/me/petals:1.2"
+    s.network.docker_image = "ghcr.io/me/farnode-engine:1.2"
     store.save(s)
     assert store.load().network.runtime == "docker"
     s.network.runtime = "kvm"
@@ -177,7 +185,7 @@ def test_wsl_spawn_spec(wsl):
     assert assignments["PYTHONPATH"] == "/opt/farnode/src" and assignments["FARNODE_NODE"] == "main"
     assert assignments["HF_HUB_OFFLINE"] == "1" and "FARNODE_SECRET_KEY" not in assignments
     assert "SystemRoot" not in assignments  # the Windows env stays on Windows
-    assert a[i:] == ["setsid", "-w", f"/opt/farnode/engine/cuda-v{LOCK_VERSION}/venv/bin/python", "-m",
+    assert a[i:] == ["setsid", "-w", f"/opt/farnode/engine/{env_folder_name('cuda')}/venv/bin/python", "-m",
                      "farnode_desktop.engine.launcher", "--event-fd", "1"]
     assert spec.events_on_stdout and spec.pass_fds == () and spec.cwd is None
     assert "FARNODE_SECRET_KEY" not in spec.env and "PYTHONPATH" not in spec.env
@@ -277,16 +285,16 @@ def test_docker_spawn_spec(docker):
     envs = dict(a[i + 1].split("=", 1) for i, x in enumerate(a) if x == "-e")
     assert envs["PYTHONPATH"] == "/opt/farnode/src" and envs["A"] == "1" and "FARNODE_SECRET_X" not in envs
     assert envs["FARMESH_CACHE"] == "/cache" and "PETALS_CACHE" not in envs  # the cache FarMesh reads
-    assert a[a.index("learningathome/petals:main"):] == ["learningathome/petals:main", "python", "-m",
-                                                          "farnode_desktop.engine.launcher", "--event-fd", "1"]
+    image = engine_image("cuda")  # built here from the lock (tests/core/test_docker_image.py)
+    assert a[a.index(image):] == [image, "python", "-m", "farnode_desktop.engine.launcher", "--event-fd", "1"]
     assert spec.events_on_stdout and spec.pass_fds == () and "FARNODE_SECRET_X" not in spec.env
 
 
 def test_docker_cpu_no_gpus_local_publish_and_bad_input(tmp_path):
-    rt = DockerRuntime(source_root="/s", data_dir="/d", variant="cpu", image="me/petals:1", publish_host="127.0.0.1",
+    rt = DockerRuntime(source_root="/s", data_dir="/d", variant="cpu", image="me/farnode-engine:1", publish_host="127.0.0.1",
                        host_env={})
     a = rt.spawn_spec("farnode_desktop.engine.traffic", [], None, None, ports=[8080], node_id="gpu-1").argv
-    assert "--gpus" not in a and a[a.index("-p") + 1] == "127.0.0.1:8080:8080" and "me/petals:1" in a
+    assert "--gpus" not in a and a[a.index("-p") + 1] == "127.0.0.1:8080:8080" and "me/farnode-engine:1" in a
     assert a[a.index("--name") + 1] == "farnode-gpu-1"
     with pytest.raises(FarNodeError):
         rt.spawn_spec("m", [], None, None, ports=[70000])
@@ -327,16 +335,15 @@ def test_docker_output_parsing():
 def test_docker_status_parsing(docker):
     ver = (0, (FIX / "docker_version_ok.json").read_text())
     rts = (0, (FIX / "docker_info_runtimes.json").read_text())
-    st = docker.parse_status([ver, rts, (0, "sha256:7b1c0a9f\n")])
-    assert st.available and st.engine_ready and st.details["gpu"]
-    st = docker.parse_status([ver, rts, (1, "Error: No such image: learningathome/petals:main")])
-    assert st.available and not st.engine_ready and "not downloaded" in st.message
+    labels = json.dumps({"farnode.lock": lock_digest(lock_path("cuda")),
+                         "farnode.engine.commit": engine_requirement(read_lock(lock_path("cuda"))).commit})
+    st = docker.parse_status([ver, rts, (0, f"sha256:7b1c0a9f {labels}\n")])
+    assert st.available and not st.engine_ready and st.details["gpu"] and "not verified yet" in st.message
+    st = docker.parse_status([ver, rts, (1, f"Error: No such image: {docker.image}")])
+    assert st.available and not st.engine_ready and "not built yet" in st.message
     linux_no_gpu = (0, ver[1].replace("Docker Desktop 4.42.0 (195023)", "Docker Engine - Community"))
     st = docker.parse_status([linux_no_gpu, (0, '{"runc":{"path":"runc"}}'), (0, "sha256:1")])
     assert not st.engine_ready and "NVIDIA Container Toolkit" in st.message
-    steps = docker.setup_steps()
-    assert steps[0].argv == ("docker", "pull", "learningathome/petals:main")
-    assert steps[1].argv[-3:] == ("python", "-m", "farnode_desktop.engine.probe") and "-i" not in steps[1].argv
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI on this machine")
@@ -356,7 +363,7 @@ def _engine_python() -> str:
     root = os.environ.get("FARNODE_ENGINE_ROOT")
     if root:
         for variant in ("cpu", "cuda"):
-            py = Path(root) / f"{variant}-v{LOCK_VERSION}" / "venv" / "bin" / "python"
+            py = env_root(Path(root), variant) / "venv" / "bin" / "python"
             if py.exists():
                 return str(py)
     return sys.executable  # the launcher's start-up (config handshake) needs only the standard library

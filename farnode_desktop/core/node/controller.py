@@ -89,7 +89,8 @@ class NodeController:
         from farnode_desktop.core.node.runtimes import make_runtime
 
         runtime = make_runtime(self.settings.network.runtime, engine=self.engine, paths=self.paths,
-                               variant=self.engine.variant)
+                               variant=self.engine.variant, docker_image=self.settings.network.docker_image,
+                               engine_source=self.settings.engine.source)
         return Supervisor(self.engine, self.bus, node_id=node_id, log_dir=self.paths.log_dir,
                           run_dir=self.paths.run_dir, policy=self.restart_policy, runtime=runtime)
 
@@ -242,7 +243,7 @@ class NodeController:
                                         distros=parse_wsl_list(outputs[1][1]) if len(outputs) > 1 else [])
         else:
             steps = runtime.setup_steps(self.engine.variant)
-        run_steps(steps, progress=report, cancel=cancel)
+        runtime.after_setup(run_steps(steps, progress=report, cancel=cancel))
 
     def start(self, progress: Callable[[C.EngineProgress], None] | None = None) -> C.NodeState:
         with self._lock:

@@ -125,7 +125,7 @@ def launcher_config(settings: Settings, paths: AppPaths, *, node_id: str = "main
             else:  # a custom network with no peers yet: this node starts it, the others join its address
                 cfg["new_swarm"] = True
     if local:
-        # The only server of a private swarm serves every block; fixed indices also skip Petals' random
+        # The only server of a private swarm serves every block; fixed indices also skip FarMesh's random
         # 0-5 s block-selection delay, which only matters when many servers start at once.
         cfg["block_indices"] = f"0:{net.num_blocks or _num_layers(Path(model))}"
     elif net.num_blocks:

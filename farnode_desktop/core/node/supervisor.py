@@ -5,7 +5,7 @@ the wire protocol (``farnode_desktop/engine/protocol.py``), read here as typed e
 and to ``node.log`` events. States, stats and lifecycle events are published on the :class:`EventBus`
 (topics in :mod:`farnode_desktop.core.snapshots`).
 
-Stopping: SIGINT to the server's main process (Petals' clean path: blocks are announced offline), wait,
+Stopping: SIGINT to the server's main process (FarMesh's clean path: blocks are announced offline), wait,
 then SIGKILL to the whole process group. Crashes restart with a growing back-off; too many crashes in a
 window put the node on hold with a message. Processes left by an earlier run of the app that was killed
 are found through a pid file and removed before a new start.

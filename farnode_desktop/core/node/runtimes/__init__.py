@@ -29,7 +29,7 @@ def resolve_runtime_name(setting: str, platform: str | None = None) -> str:
 
 
 def make_runtime(setting: str, *, engine=None, paths=None, variant: str = "cpu",
-                 platform: str | None = None) -> EngineRuntime:
+                 platform: str | None = None, docker_image: str = "", engine_source: str = "") -> EngineRuntime:
     """The runtime for a setting. ``engine`` (an EngineEnv) is needed for ``native``; ``paths`` (AppPaths)
     for ``docker`` (its data folder is mounted into the container)."""
     from farnode_desktop.core.resources import engine_source_root
@@ -47,4 +47,5 @@ def make_runtime(setting: str, *, engine=None, paths=None, variant: str = "cpu",
 
     if paths is None:
         raise ValueError("the Docker runtime needs the app's paths")
-    return DockerRuntime(source_root=engine_source_root(), data_dir=paths.data_dir, variant=variant)
+    return DockerRuntime(source_root=engine_source_root(), data_dir=paths.data_dir, variant=variant,
+                         image=docker_image, engine_source=engine_source)

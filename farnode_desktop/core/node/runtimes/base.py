@@ -1,4 +1,4 @@
-"""Where the engine runs: natively (Linux, macOS), inside WSL2 (Windows) or in Petals' Docker image.
+"""Where the engine runs: natively (Linux, macOS), inside WSL2 (Windows) or in a Docker image built from the engine lock.
 
 An :class:`EngineRuntime` turns "run engine module M with arguments A" into a :class:`SpawnSpec` (the exact
 ``subprocess.Popen`` arguments), translates the host paths in a launcher configuration to paths the engine
@@ -8,7 +8,7 @@ construction and output parsing only, so it is tested on any OS; :func:`run_step
 runs set-up steps.
 
 Which runtime: the ``runtime`` setting (``auto``, ``native``, ``wsl2``, ``docker``); ``auto`` is ``native``
-except on Windows, where it is ``wsl2`` (Petals does not run natively on Windows).
+except on Windows, where it is ``wsl2`` (FarMesh does not run natively on Windows).
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ class StopStrategy:
     """How to stop an engine process cleanly, in order:
 
     1. write ``stdin_line`` on its stdin (the launcher's control pipe) when set;
-    2. send ``signal`` to its host pid when set (native only: SIGINT is Petals' clean path). A runtime
+    2. send ``signal`` to its host pid when set (native only: SIGINT is FarMesh's clean path). A runtime
        sets one of the two, never both: the launcher turns "stop" into a SIGINT to itself, and a second
-       SIGINT aborts Petals' clean shutdown;
+       SIGINT aborts FarMesh's clean shutdown;
     3. wait up to ``grace_s`` seconds;
     4. run ``fallback`` commands (e.g. a SIGINT inside WSL, ``docker stop``), wait ``fallback_grace_s``;
     5. kill: the host process group (``kill_group``) or the host process, then ``kill_commands``.
@@ -127,6 +127,8 @@ class SetupStep:
     timeout_s: float = 600.0
     check: bool = False
     input: bytes | None = None  # written to its stdin
+    # Checks a successful step's output; returns what is wrong ("" when nothing is): the step then fails.
+    verify: Callable[[str], str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,9 @@ class EngineRuntime(ABC):
     def status_steps(self) -> list[SetupStep]:
         return []
 
+    def after_setup(self, results: Sequence[StepResult]) -> None:  # noqa: B027 - optional hook
+        """Called with the results of :meth:`setup_steps` once they all succeeded."""
+
 
 def _looks_like_path(value: str) -> bool:
     return value.startswith(("/", "\\", "~", ".")) or (len(value) > 2 and value[1] == ":")
@@ -217,7 +222,7 @@ class NativeRuntime(EngineRuntime):
 
     def stop_strategy(self, engine_pid=None, node_id="main") -> StopStrategy:
         # One SIGINT only: the launcher turns a stdin "stop" into a SIGINT to itself, and a second SIGINT
-        # aborts Petals' clean shutdown.
+        # aborts FarMesh's clean shutdown.
         return StopStrategy(stdin_line=None, signal=int(signal.SIGINT), kill_group=True)
 
 
@@ -268,6 +273,10 @@ def run_steps(steps: Sequence[SetupStep], *, progress: Callable[[EngineProgress]
             tail = res.output.strip()[-300:]
             raise EngineRuntimeError(f"Engine set-up failed while {step.label} (exit code {res.returncode}): {tail}",
                                 detail=res.output[-3000:])
+        problem = step.verify(res.output) if step.verify is not None and res.returncode == 0 else ""
+        if problem:
+            raise EngineRuntimeError(f"Engine set-up failed while {step.label}: {problem}. Run the set-up again; "
+                                     "if it repeats, report it.", detail=res.output[-3000:])
         done += step.weight
     report(EngineProgress(100.0, "engine ready", done=True))
     return results

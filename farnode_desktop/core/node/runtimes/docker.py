@@ -1,19 +1,37 @@
-"""The engine in Petals' Docker image (``learningathome/petals:main``, or a configured image).
+"""The engine in a Docker image built here from the same lock and FarMesh commit as the native engine.
+
+No published image is trusted to hold FarMesh's pinned commit, so the image is built on this machine, once:
+:func:`write_build_context` writes a Dockerfile that installs the variant's lock line by line with the very
+pip options the native environment uses (``--no-deps``, torch of the CPU variant from PyTorch's CPU index),
+then FarMesh from its pinned commit (a local archive of it, checked, or that commit's source archive). The image
+is tagged by the lock (``farnode-engine:<variant>-v<lock version>-<digest>``, the native folder's name) and
+labelled with the lock digest and the engine's commit; set-up builds it with progress, runs the engine probe in
+it and checks the engine's name, version and commit as the native set-up does, then records it as ready.
+A changed lock is a new tag: the old image keeps serving until the new one is verified. The
+``network.docker_image`` setting names an image built elsewhere from the same Dockerfile (a registry mirror):
+it is pulled instead, and refused unless its labels name this lock and commit.
 
 One container per node, named ``farnode-<node id>`` and labelled ``farnode.node=<node id>``. Mounts: the
 engine-side source read-only at ``/opt/farnode/src`` (on ``PYTHONPATH``), the app's data folder at
 ``/farnode/data`` (identity keys, the demo model) and a named volume at ``/cache`` (blocks, throughput).
 Events come on stdout (``--event-fd 1``), the log on stderr; ``-i`` keeps stdin open as the control pipe.
-``--stop-signal SIGINT`` makes ``docker stop`` take Petals' clean path.
+``--stop-signal SIGINT`` makes ``docker stop`` take FarMesh's clean path (SIGINT to its main process).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import shutil
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
+from farnode_desktop.core.atomic import atomic_write_json
+from farnode_desktop.core.errors import EngineEnvError
 from farnode_desktop.core.node.runtimes.base import (
     STOP_LINE,
     EngineRuntime,
@@ -21,11 +39,15 @@ from farnode_desktop.core.node.runtimes.base import (
     RuntimeStatus,
     SetupStep,
     SpawnSpec,
+    StepResult,
     StopStrategy,
     engine_env_subset,
 )
 
-DEFAULT_IMAGE = "learningathome/petals:main"
+IMAGE_REPO = "farnode-engine"  # the local image's name; its tag names the lock
+BASE_IMAGE = "python:3.11-slim"  # the engine's Python; CUDA comes with torch's nvidia-* wheels, the driver from
+# the host (NVIDIA Container Toolkit / Docker Desktop)
+BUILD_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")  # a package mirror, passed to the build
 CACHE_VOLUME = "farnode-cache"
 C_SRC = PurePosixPath("/opt/farnode/src")
 C_DATA = PurePosixPath("/farnode/data")
@@ -80,16 +102,167 @@ def parse_runtimes(output: str) -> set[str]:
     return set(data) if isinstance(data, dict) else set()
 
 
+def engine_image(variant: str, lock_file: Path | None = None) -> str:
+    """The local engine image of a variant's lock: ``farnode-engine:<variant>-v<lock version>-<digest>``."""
+    from farnode_desktop.core.node.engine_venv import env_folder_name
+
+    return f"{IMAGE_REPO}:{env_folder_name(variant, lock_file)}"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """A written build context: its folder (Dockerfile, lock, engine archive), the image's tag and what its
+    labels will say."""
+
+    folder: Path
+    tag: str
+    lock_digest: str
+    engine_commit: str
+    build_args: dict[str, str]
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.folder / "Dockerfile"
+
+    def build_argv(self, docker: str = "docker") -> list[str]:
+        argv = [docker, "build", "--progress=plain", "-t", self.tag]
+        for key, value in sorted(self.build_args.items()):
+            argv += ["--build-arg", f"{key}={value}"]
+        if any(re.search(r"//(127\.|localhost|\[::1\])", v) for v in self.build_args.values()):
+            argv += ["--network", "host"]  # a package mirror on this machine
+        return [*argv, str(self.folder)]
+
+
+PIP_INSTALL = ("python", "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar",
+               "off", "-q")  # as the native set-up runs pip
+
+
+def write_build_context(folder: Path, variant: str, *, local_source: Path | None = None,
+                        host_env: dict[str, str] | None = None, lock_file: Path | None = None) -> BuildContext:
+    """Write the engine image's build context into ``folder`` (replacing what is there) and return it.
+
+    The Dockerfile installs the lock line by line (one layer each: a build cut short resumes from the last
+    finished package) with :func:`pip_install_options`, as the native environment does; the engine from
+    ``local_source`` (its header's commit checked here) or from its pinned commit's source archive."""
+    from farnode_desktop.core.node.engine_venv import (
+        LOCK_VERSION,
+        archive_commit,
+        engine_requirement,
+        lock_digest,
+        lock_path,
+        pip_install_options,
+        read_lock,
+    )
+
+    env = dict(os.environ) if host_env is None else host_env
+    lock_file = lock_file or lock_path(variant)
+    lock = read_lock(lock_file)
+    engine = engine_requirement(lock)
+    digest = lock_digest(lock_file)
+    if local_source is not None:
+        if not local_source.is_file():
+            raise EngineEnvError(f"The engine archive {local_source} does not exist. Point the engine source at "
+                                 f"a {engine.name} archive of commit {engine.commit}, or clear it.",
+                                 title="Engine source not found")
+        found = archive_commit(local_source)
+        if found is not None and found != engine.commit:
+            raise EngineEnvError(f"{local_source} holds {engine.name} commit {found}, but this FarNode Desktop "
+                                 f"needs commit {engine.commit}. Use an archive of that commit, or clear the "
+                                 "engine source setting.", title="Wrong engine version")
+    tmp = folder.with_name(folder.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(lock_file, tmp / "engine-lock.txt")
+    source = {"kind": "archive", "where": engine.archive_url, "commit": engine.commit}
+    q = shlex.quote
+    lines = [
+        f"# FarNode Desktop's engine image: the {variant} lock {digest} (lock version {LOCK_VERSION}) and",
+        f"# {engine.name} {engine.version} at commit {engine.commit}, installed as the native engine is.",
+        "# Written by FarNode Desktop (core/node/runtimes/docker.py); built with `docker build`.",
+        f"FROM {BASE_IMAGE}",
+        *[f"ARG {key}" for key in BUILD_ARGS],
+        "ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1",
+        "WORKDIR /opt/farnode/build",
+        "COPY engine-lock.txt ./",
+    ]
+    for req in lock:
+        if req.url and local_source is not None:
+            name = local_source.name
+            shutil.copyfile(local_source, tmp / name)
+            source = {"kind": "local", "where": name, "commit": engine.commit}
+            lines += [f"COPY {name} ./", "RUN " + " ".join(q(a) for a in (*PIP_INSTALL, "--no-deps", f"./{name}"))]
+        elif req.url:
+            lines.append("RUN " + " ".join(q(a) for a in (*PIP_INSTALL, "--no-deps", req.archive_url)))
+        else:
+            lines.append("RUN " + " ".join(q(a) for a in (*PIP_INSTALL, *pip_install_options(req, variant, env),
+                                                          req.spec)))
+    (tmp / "engine-source.json").write_text(json.dumps(source, sort_keys=True) + "\n")
+    lines += [
+        "COPY engine-source.json /opt/farnode/engine-source.json",
+        f"LABEL farnode.lock={q(digest)} farnode.lock_version={LOCK_VERSION} farnode.variant={q(variant)} \\",
+        f"      farnode.engine={q(engine.name)} farnode.engine.version={q(engine.version)} \\",
+        f"      farnode.engine.commit={q(engine.commit)}",
+        "WORKDIR /opt/farnode/src",
+    ]
+    (tmp / "Dockerfile").write_text("\n".join(lines) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    args = {k: env[k] for k in BUILD_ARGS if env.get(k)}
+    return BuildContext(folder, engine_image(variant, lock_file), digest, engine.commit, args)
+
+
+def image_labels_problem(output: str, variant: str, lock_file: Path | None = None) -> str:
+    """What is wrong with an image, from ``docker image inspect --format "{{.Id}} {{json .Config.Labels}}"``
+    ("" when its labels name this lock and the pinned engine commit)."""
+    from farnode_desktop.core.node.engine_venv import engine_requirement, lock_digest, lock_path, read_lock
+
+    lock_file = lock_file or lock_path(variant)
+    _, _, labels_json = output.strip().partition(" ")
+    try:
+        labels = json.loads(labels_json) or {}
+    except ValueError:
+        return "its labels cannot be read"
+    if not isinstance(labels, dict):
+        return "its labels cannot be read"
+    engine = engine_requirement(read_lock(lock_file))
+    if labels.get("farnode.lock") != lock_digest(lock_file):
+        return (f"it was built from engine lock {labels.get('farnode.lock') or '(none)'}, not this FarNode's "
+                f"{lock_digest(lock_file)}")
+    if labels.get("farnode.engine.commit") != engine.commit:
+        return f"it holds {engine.name} commit {labels.get('farnode.engine.commit') or '(unknown)'}, not {engine.commit}"
+    return ""
+
+
+def probe_problem(output: str, variant: str, lock_file: Path | None = None) -> str:
+    """The engine probe's output in the image, checked as the native environment's is."""
+    from farnode_desktop.core.node.engine_venv import engine_problem, lock_path, parse_probe_output, read_lock
+
+    probe = parse_probe_output(output)
+    if probe is None:
+        return "the engine's check printed no result"
+    lock = read_lock(lock_file or lock_path(variant))
+    from farnode_desktop.core.node.engine_venv import engine_requirement
+
+    return engine_problem(probe, lock, engine_requirement(lock).commit)
+
+
 class DockerRuntime(EngineRuntime):
     name = "docker"
 
     def __init__(self, source_root: str | Path, data_dir: str | Path, variant: str = "cuda", *,
-                 image: str = DEFAULT_IMAGE, cache_volume: str = CACHE_VOLUME, docker: str = "docker",
-                 publish_host: str = "", host_env: dict[str, str] | None = None):
+                 image: str = "", cache_volume: str = CACHE_VOLUME, docker: str = "docker",
+                 publish_host: str = "", host_env: dict[str, str] | None = None, engine_source: str = ""):
+        from farnode_desktop.core.node.engine_venv import env_folder_name
+
         self.source_root = str(source_root)
         self.data_dir = str(data_dir)
         self.variant = variant
-        self.image = image or DEFAULT_IMAGE
+        self.image_setting = image  # an image built elsewhere from the same Dockerfile: pulled, then checked
+        self.image = image or engine_image(variant)
+        # The build context and the ready record, beside the native environments' folders.
+        self.build_dir = Path(data_dir) / "engine" / "docker" / env_folder_name(variant)
+        self.marker = self.build_dir.with_name(self.build_dir.name + ".ready.json")
+        self.engine_source = engine_source  # the engine.source setting (FARNODE_ENGINE_SOURCE overrides it)
         self.cache_volume = cache_volume
         self.docker = docker
         self.publish_host = publish_host  # "" all interfaces, "127.0.0.1" this machine only
@@ -177,9 +350,18 @@ class DockerRuntime(EngineRuntime):
                       timeout_s=60),
             SetupStep("checking Docker's GPU support", (self.docker, "info", "--format", "{{json .Runtimes}}"),
                       check=True, timeout_s=60),
-            SetupStep("looking for the engine image", (self.docker, "image", "inspect", "--format", "{{.Id}}",
-                                                       self.image), check=True, timeout_s=60),
+            SetupStep("looking for the engine image", self._inspect_argv(), check=True, timeout_s=60),
         ]
+
+    def _inspect_argv(self) -> tuple[str, ...]:
+        return (self.docker, "image", "inspect", "--format", "{{.Id}} {{json .Config.Labels}}", self.image)
+
+    def _read_marker(self) -> dict:
+        try:
+            data = json.loads(self.marker.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
 
     def parse_status(self, outputs: list[tuple[int, str]]) -> RuntimeStatus:
         daemon = parse_docker_version(outputs[0][1], outputs[0][0])
@@ -188,19 +370,57 @@ class DockerRuntime(EngineRuntime):
                                  "Docker Desktop (or the docker service) and try again.")
         runtimes = parse_runtimes(outputs[1][1]) if len(outputs) > 1 and outputs[1][0] == 0 else set()
         gpu = "nvidia" in runtimes or "docker desktop" in daemon.platform.lower()
-        details = {"server_version": daemon.server_version, "platform": daemon.platform, "gpu": gpu}
+        details = {"server_version": daemon.server_version, "platform": daemon.platform, "gpu": gpu,
+                   "image": self.image}
         if self.variant == "cuda" and not gpu:
             return RuntimeStatus(True, details=details, message="Docker cannot give containers the GPU: install "
                                  "the NVIDIA Container Toolkit (or use Docker Desktop with WSL2), then restart Docker.")
-        have_image = len(outputs) > 2 and outputs[2][0] == 0 and outputs[2][1].strip().startswith("sha256:")
-        return RuntimeStatus(True, engine_ready=have_image, details=details,
-                             message="" if have_image else f"The engine image {self.image} is not downloaded yet.")
+        found = outputs[2] if len(outputs) > 2 else (1, "")
+        image_id = found[1].strip().partition(" ")[0] if found[0] == 0 else ""
+        if not image_id.startswith("sha256:"):
+            return RuntimeStatus(True, details=details, message=f"The engine image {self.image} is not "
+                                 + ("downloaded yet." if self.image_setting else "built yet (set-up builds it once)."))
+        problem = image_labels_problem(found[1], self.variant)
+        if problem:
+            return RuntimeStatus(True, details=details, message=f"The engine image {self.image} cannot be used: "
+                                 f"{problem}. " + ("Build it from FarNode's Dockerfile, or clear the Docker image "
+                                                   "setting." if self.image_setting else "Set-up builds it again."))
+        ready = self._read_marker().get("image_id") == image_id  # verified by this app's set-up
+        return RuntimeStatus(True, engine_ready=ready, details=details,
+                             message="" if ready else f"The engine image {self.image} is not verified yet.")
+
+    def build_context(self) -> BuildContext:
+        """Write the image's build context (see :func:`write_build_context`)."""
+        from farnode_desktop.core.node.engine_venv import SOURCE_ENV
+
+        value = (self.host_env or os.environ).get(SOURCE_ENV) or self.engine_source
+        local = Path(value).expanduser().resolve() if value else None
+        return write_build_context(self.build_dir, self.variant, local_source=local,
+                                   host_env=self.host_env if self.host_env is not None else dict(os.environ))
 
     def setup_steps(self, variant: str | None = None) -> list[SetupStep]:
+        """Build the image (once; Docker's layer cache resumes a build cut short) or pull the configured one,
+        run the engine probe in it and check what it found, then check the image's labels."""
+        variant = variant or self.variant
+        steps = []
+        if self.image_setting:
+            steps.append(SetupStep(f"downloading the engine image {self.image}", (self.docker, "pull", self.image),
+                                   weight=40, timeout_s=3600))
+        else:
+            ctx = self.build_context()
+            steps.append(SetupStep(f"building the engine image {self.image} (about "
+                                   f"{'8' if variant == 'cuda' else '2.5'} GB, once)",
+                                   tuple(ctx.build_argv(self.docker)), weight=40, timeout_s=7200))
         probe = [*self.run_args("setup-probe", interactive=False), self.image, "python", "-m",
                  "farnode_desktop.engine.probe"]
-        return [
-            SetupStep(f"downloading the engine image {self.image}", (self.docker, "pull", self.image), weight=40,
-                      timeout_s=3600),
-            SetupStep("verifying the engine", tuple(probe), weight=2, timeout_s=600),
-        ]
+        steps.append(SetupStep("verifying the engine", tuple(probe), weight=2, timeout_s=600,
+                               verify=lambda out: probe_problem(out, variant)))
+        steps.append(SetupStep("checking the engine image's labels", self._inspect_argv(), timeout_s=60,
+                               verify=lambda out: image_labels_problem(out, variant)))
+        return steps
+
+    def after_setup(self, results: Sequence[StepResult]) -> None:
+        """Record the verified image (its id, from the last step), so that status finds it ready."""
+        image_id = results[-1].output.strip().partition(" ")[0] if results else ""
+        if image_id.startswith("sha256:"):
+            atomic_write_json(self.marker, {"image": self.image, "image_id": image_id, "verified_at": time.time()})
