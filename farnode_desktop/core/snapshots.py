@@ -41,7 +41,7 @@ class NodeState:
     node_id: str  # "main" for a single node; "gpu-<uuid>" per GPU when several serve
     state: str
     message: str = ""  # plain-language detail for the user (why it failed, what to do)
-    category: str = ""  # failure category: port_in_use, bootstrap, model, oom, engine_missing, crash ...
+    category: str = ""  # failure category: port_in_use, bootstrap, model, gated, oom_at_load, disk_full, crash ...
     time: float = 0.0
 
 

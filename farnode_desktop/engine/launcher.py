@@ -55,6 +55,37 @@ class ModelNotSupported(Exception):
     pass
 
 
+class LoadAborted(BaseException):  # noqa: N818 - not an Exception, on purpose
+    """A block load that cannot succeed, turned into an exception that escapes FarMesh's retry loops. FarMesh
+    retries every failure to read or fetch a block's weights every 30 s (``except Exception`` around
+    ``_load_state_dict_from_repo_file``'s work), so a full disk or a memory allocation that fails would
+    leave the node "loading" forever; a BaseException passes those handlers and ends the start instead."""
+
+    category = ""
+
+
+class OutOfMemoryAtLoad(LoadAborted):
+    category = P.Category.OOM_AT_LOAD
+
+
+class DiskFullAtLoad(LoadAborted):
+    category = P.Category.DISK_FULL
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text \
+        or "cannot allocate memory" in text or "can't allocate memory" in text
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    import errno
+
+    text = str(exc).lower()
+    return (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or "no space left" in text \
+        or "insufficient disk space" in text
+
+
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
 
 
@@ -206,6 +237,25 @@ class Launcher:
             return orig_load(model_name, block_index, *args, **kwargs)
 
         srv.load_pretrained_block = load_pretrained_block
+
+        # A full disk or memory that cannot be allocated while a block's weights are fetched or read: FarMesh
+        # would retry forever (see LoadAborted); the start fails with its category instead.
+        fp = importlib.import_module(f"{name}.server.from_pretrained")
+
+        def aborting(fn):
+            def call(*args, **kwargs):
+                try:
+                    return fn(*args, **kwargs)
+                except (MemoryError, OSError, RuntimeError) as exc:
+                    if _is_disk_full(exc):
+                        raise DiskFullAtLoad(str(exc)) from exc
+                    if _is_out_of_memory(exc):
+                        raise OutOfMemoryAtLoad(str(exc)) from exc
+                    raise
+            return call
+
+        for attr in ("free_disk_space_for", "get_file_from_repo", "_load_state_dict_from_local_file"):
+            setattr(fp, attr, aborting(getattr(fp, attr)))
 
         container_cls = srv.ModuleContainer
         orig_create = container_cls.create.__func__
@@ -566,13 +616,17 @@ def _port_taken(listen: list[str], port: int) -> P.Failed | None:
 def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ModelNotSupported):
         return P.Category.MODEL_UNSUPPORTED, str(exc)
+    if isinstance(exc, LoadAborted):
+        return exc.category, str(exc)
     text = f"{type(exc).__name__}: {exc}"
     low = text.lower()
+    if _is_disk_full(exc):
+        return P.Category.DISK_FULL, text
     if "address already in use" in low:
         return P.Category.PORT_IN_USE, text
     if "bootstrap" in low or "initial_peers responded" in low:
         return P.Category.BOOTSTRAP, text
-    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in low:
+    if _is_out_of_memory(exc):
         return P.Category.OOM_AT_LOAD, text
     # huggingface_hub's GatedRepoError, or transformers' OSError about it ("You are trying to access a gated
     # repo"): a 401/403 for a model whose licence must be accepted

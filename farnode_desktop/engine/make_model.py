@@ -41,14 +41,21 @@ FAMILIES: dict[str, tuple[str, dict]] = {
 }
 
 
-def make(out_dir: str, family: str = DEMO_FAMILY, *, layers: int | None = None, seed: int = SEED) -> str:
-    """``layers``: a different number of blocks than the family's 4 (a test network of several servers)."""
+def make(out_dir: str, family: str = DEMO_FAMILY, *, layers: int | None = None, seed: int = SEED,
+         hidden_size: int | None = None) -> str:
+    """``layers``: a different number of blocks than the family's 4 (a test network of several servers).
+    ``hidden_size``: wider blocks than the family's 64 (the MLP twice as wide), e.g. blocks that need a
+    given amount of memory (a Llama 3.1 style block: about 36 * hidden_size**2 bytes in float32)."""
     import torch
     import transformers
 
     model_type, shape = FAMILIES[family]
     if layers:
         shape = dict(shape, **{"n_layer" if model_type == "bloom" else "num_hidden_layers": layers})
+    if hidden_size:
+        shape = dict(shape, hidden_size=hidden_size)
+        if "intermediate_size" in shape:
+            shape["intermediate_size"] = 2 * hidden_size
     config = transformers.AutoConfig.for_model(model_type, **shape, torch_dtype="float32")
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config)
@@ -62,7 +69,7 @@ def make(out_dir: str, family: str = DEMO_FAMILY, *, layers: int | None = None, 
         model.save_pretrained(tmp, safe_serialization=True)
     name = DEMO_MODEL_NAME if family == DEMO_FAMILY else f"farmesh-tiny-{family}"
     with open(os.path.join(tmp, "farnode-model.json"), "w") as f:
-        json.dump({"name": name, "family": family, "seed": seed, "layers": layers}, f)
+        json.dump({"name": name, "family": family, "seed": seed, "layers": layers, "hidden_size": hidden_size}, f)
     if os.path.isdir(out_dir):
         import shutil
 
@@ -77,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--family", choices=sorted(FAMILIES), default=DEMO_FAMILY)
     ap.add_argument("--layers", type=int, default=None, help="blocks (default: the family's 4)")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--hidden-size", type=int, default=None, help="block width (default: the family's 64)")
     args = ap.parse_args(argv)
-    print(make(args.out_dir, args.family, layers=args.layers, seed=args.seed))
+    print(make(args.out_dir, args.family, layers=args.layers, seed=args.seed, hidden_size=args.hidden_size))
     return 0
 
 

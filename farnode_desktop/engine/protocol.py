@@ -49,6 +49,7 @@ class Category:
     MODEL_UNSUPPORTED = "model_unsupported"  # a model family the engine cannot serve (Falcon today)
     OOM_AT_LOAD = "oom_at_load"
     OOM = "oom"
+    DISK_FULL = "disk_full"  # no room for the blocks' weights (the engine's cache) or the app's files
     CONFIG = "config"
     ENGINE_MISSING = "engine_missing"  # the engine environment is missing or broken
     CRASH = "crash"
@@ -57,7 +58,7 @@ class Category:
 
 # Failures a restart will not fix: the launcher exits with ExitCode.START_FAILED and the app does not retry.
 START_FAILURES = frozenset({Category.PORT_IN_USE, Category.MODEL, Category.GATED, Category.MODEL_UNSUPPORTED, Category.CONFIG,
-                            Category.OOM_AT_LOAD, Category.ENGINE_MISSING})
+                            Category.OOM_AT_LOAD, Category.DISK_FULL, Category.ENGINE_MISSING})
 
 
 class ServerState:

@@ -265,9 +265,12 @@ class GuiApp(QObject):
         geo = self.tray.geometry() if self.tray is not None else None
         chart = self.window.dashboard.chart
         points = {line.series: int(len(chart.data(line.series)[0])) for line in chart.lines()} if chart else {}
+        dash = self.window.dashboard
+        shown = {"state": _plain(dash.state_label.text()), "detail": dash.detail_label.text(),
+                 "error": [dash.error.title.text(), dash.error.text.text()] if not dash.error.isHidden() else None}
         data = {
             "pid": os.getpid(), "time": time.time(), "state": st.state, "words": look(st.state).words,
-            "message": st.message, "title": self.window.windowTitle(), "window_visible": self.window.isVisible(),
+            "message": st.message, "category": st.category, "shown": shown, "title": self.window.windowTitle(), "window_visible": self.window.isVisible(),
             "tray": [geo.x(), geo.y(), geo.width(), geo.height()] if geo is not None else None,
             "tray_tooltip": self.tray.icon.toolTip() if self.tray is not None else None,
             "tray_menu": [a.text() for a in self.tray.menu.actions() if a.text()] if self.tray is not None else None,
@@ -286,6 +289,13 @@ class GuiApp(QObject):
             atomic_write_json(Path(self._test_file), data)
         except OSError as exc:
             log.warning("test state file: %s", exc)
+
+
+def _plain(rich: str) -> str:
+    """A label's rich text as the user reads it."""
+    import re
+
+    return re.sub(r"<[^>]+>", "", rich).replace("&nbsp;", " ").strip()
 
 
 class SignalWakeup(QObject):

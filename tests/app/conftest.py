@@ -56,7 +56,7 @@ class Face:
     state from the JSON Lines (headless) or the window's test hook file."""
 
     def __init__(self, face: str, home: Path, env: dict, *, display: str | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), wrap: tuple[str, ...] = ()) -> None:
         self.face = face
         self.home = home
         self.lines: list[dict] = []
@@ -73,6 +73,7 @@ class Face:
                 env["DISPLAY"], env["QT_QPA_PLATFORM"] = display, "xcb"
             else:
                 env["QT_QPA_PLATFORM"] = "offscreen"
+        argv = [*wrap, *argv]  # e.g. prlimit: limits the app, and the engine it starts inherits them
         self._err = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=self._err,
                                      text=True)
@@ -129,7 +130,8 @@ class Face:
         return [o for o in self.lines if o.get("topic") == "node.event" and o.get("kind") == kind]
 
     def stderr(self) -> str:
-        self._err.flush()
+        if not self._err.closed:
+            self._err.flush()
         return self.stderr_path.read_text()
 
     def wait_state(self, state: str, timeout: float) -> None:

@@ -6,6 +6,7 @@ block (engine set-up takes minutes, a stop seconds): the GUI calls them off its 
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -48,7 +49,9 @@ def start_failure_category(exc: BaseException) -> str:
         return Category.GATED
     if isinstance(exc, HubError):  # not found, offline: what the message says
         return Category.MODEL
-    if isinstance(exc, EngineEnvError | DiskFullError | OSError):
+    if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return Category.DISK_FULL
+    if isinstance(exc, EngineEnvError | OSError):
         return Category.ENGINE_MISSING
     return Category.CONFIG  # settings, no model set, no plan
 

@@ -31,11 +31,13 @@ def check_model_config(config: dict, model: str) -> None:
     """Raise :class:`ModelNotSupportedError` when the engine cannot serve a model with this config."""
     kind = str(config.get("model_type") or "")
     if kind in BROKEN_FAMILIES:
-        raise ModelNotSupportedError(f"{model} is a {kind.capitalize()} model. {BROKEN_FAMILIES[kind]}")
+        # the same words as when the engine refuses it (supervisor.failure_message)
+        raise ModelNotSupportedError(f"{model} is a {kind.capitalize()} model. {BROKEN_FAMILIES[kind]} Change the "
+                                     "model in Settings > Network.")
     if kind and kind not in SERVED_FAMILIES:
         raise ModelNotSupportedError(
             f"{model} is a model of type {kind!r}, which the FarMesh engine does not serve. It serves "
-            f"{', '.join(SERVED_FAMILIES.values())} models; choose one of those.")
+            f"{', '.join(SERVED_FAMILIES.values())} models. Change the model in Settings > Network.")
 
 
 def check_model_dir(model: str | Path) -> None:

@@ -88,7 +88,7 @@ def failure_message(category: str, config: dict, detail: str = "", log_path: Pat
             peers = config.get("initial_peers") or []
             tried = f" (tried: {', '.join(peers)})" if peers else " (tried: the engine's public bootstrap peers)"
         return (f"None of the network's initial peers answered{tried}. Check your internet connection and the "
-                "initial peers in Settings > Network; the node keeps trying.")
+                "initial peers in Settings > Network.")
     if category == P.Category.MODEL:
         return (f"The model {config.get('model')!r} could not be loaded ({detail.strip()[:200]}). Check the "
                 "model name or folder in Settings > Network.")
@@ -99,8 +99,15 @@ def failure_message(category: str, config: dict, detail: str = "", log_path: Pat
     if category == P.Category.MODEL_UNSUPPORTED:
         return f"{detail.strip()[:400]} Change the model in Settings > Network."
     if category in (P.Category.OOM_AT_LOAD, P.Category.OOM):
-        return ("The GPU ran out of memory while loading blocks. Serve fewer blocks (Settings > GPUs) or close "
-                "programs that use the GPU, then start again.")
+        if str(config.get("device") or "cpu").startswith("cuda"):
+            return ("The GPU ran out of memory while loading blocks. Serve fewer blocks (Settings > GPUs) or close "
+                    "programs that use the GPU, then start again.")
+        return ("This computer ran out of memory (RAM) while loading blocks. Close other programs or serve fewer "
+                "blocks (Settings > GPUs and blocks > Blocks to serve), then start again.")
+    if category == P.Category.DISK_FULL:
+        where = config.get("cache_dir") or "the engine's cache"
+        return (f"The disk is full: the model's blocks do not fit in {where}. Free some disk space there, then "
+                "start again." + see_log)
     if category == P.Category.ENGINE_MISSING:
         return ("The engine environment is missing or broken. Open Settings > Engine and repair it (or run "
                 "`farnode-desktop engine setup`)." + see_log)
@@ -444,16 +451,19 @@ class Supervisor:
             n = len(self._crashes)
             why = failure_message(category or P.Category.CRASH, self._config, detail or f"exit code {code}", self.log_path)
             self._emit_event("crash", why, exit_code=code, crashes=n)
+            unreachable = category == P.Category.BOOTSTRAP  # the network did not answer: not a crash
+            minutes = f"{self.policy.window_s / 60:.0f} minutes"
             if n >= self.policy.max_crashes:
                 self._want_running = False
-                msg = (f"The node crashed {n} times in {self.policy.window_s / 60:.0f} minutes and is on hold. "
-                       f"Last problem: {why} Press Start to try again.")
+                msg = (f"{why} Tried {n} times in {minutes}; press Start to try again." if unreachable else
+                       f"The node crashed {n} times in {minutes} and is on hold. Last problem: {why} Press Start "
+                       "to try again.")
                 self._set_state(C.HELD, message=msg, category=category or P.Category.CRASH)
                 self._emit_event("hold", msg)
                 return
             delay = self.policy.delay(n)
-            self._set_state(C.RESTARTING, message=f"restarting in {delay:.0f} s after a crash: {why}",
-                            category=category or P.Category.CRASH)
+            self._set_state(C.RESTARTING, message=f"{why} Trying again in {delay:.0f} s." if unreachable else
+                            f"restarting in {delay:.0f} s after a crash: {why}", category=category or P.Category.CRASH)
             self._restart_timer = threading.Timer(delay, self._restart)
             self._restart_timer.daemon = True
             self._restart_timer.start()
