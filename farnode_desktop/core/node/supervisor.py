@@ -218,7 +218,8 @@ class Supervisor:
         deadline = time.time() + 10
         while self._run is run and time.time() < deadline:
             time.sleep(0.02)
-        return self._state
+        with self._lock:  # the waiter clears _run and sets STOPPED under the lock: read them together
+            return self._state
 
     def _stop_run(self, run: _Run, timeout: float) -> None:
         """The runtime's clean stop (SIGINT natively: blocks announced offline), then harder steps."""
