@@ -8,7 +8,8 @@ cleanly (blocks announced offline) and every process of this node's process grou
 The server is FarMesh's own ``run_server`` (``farmesh.cli.run_server``), unchanged. The launcher only:
 - bridges the hivemind re-export gap (compat.py, the one compatibility shim),
 - wraps a few engine functions to emit lifecycle events (measuring, loading block i of n, joining, online,
-  rebalancing) and installs a connection-handler subclass that counts sessions, steps and tokens,
+  rebalancing) and installs a connection-handler subclass that counts sessions, steps and tokens (hooks.py,
+  one named installer each),
 - turns failures into categories the app can explain.
 
 Events, states, failure categories and exit codes: see protocol.py. Besides the engine's own options (see
@@ -29,11 +30,11 @@ import sys
 import threading
 import time
 import traceback
-import typing
 
 if __package__ in (None, ""):  # run as a file (frozen app or tests): make the sibling imports work
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from farnode_desktop.engine import hooks  # noqa: E402
 from farnode_desktop.engine import protocol as P  # noqa: E402
 from farnode_desktop.engine.channel import (  # noqa: E402
     ControlPipe,
@@ -41,50 +42,6 @@ from farnode_desktop.engine.channel import (  # noqa: E402
     RequestCounters,
     kill_process_group_except_self,
 )
-
-# Model families the engine knows but cannot serve (the app refuses local models of these before starting;
-# here they are refused for models named by a hub id, as soon as the engine has read their config).
-BROKEN_FAMILIES = {
-    "falcon": ("FarMesh's Falcon support is broken on the transformers version it runs on (4.43): its server "
-               "fails while starting and its client cannot generate (the engine's open issue 608). Choose a "
-               "Llama, Mixtral or BLOOM model instead."),
-}
-
-
-class ModelNotSupported(Exception):
-    pass
-
-
-class LoadAborted(BaseException):  # noqa: N818 - not an Exception, on purpose
-    """A block load that cannot succeed, turned into an exception that escapes FarMesh's retry loops. FarMesh
-    retries every failure to read or fetch a block's weights every 30 s (``except Exception`` around
-    ``_load_state_dict_from_repo_file``'s work), so a full disk or a memory allocation that fails would
-    leave the node "loading" forever; a BaseException passes those handlers and ends the start instead."""
-
-    category = ""
-
-
-class OutOfMemoryAtLoad(LoadAborted):
-    category = P.Category.OOM_AT_LOAD
-
-
-class DiskFullAtLoad(LoadAborted):
-    category = P.Category.DISK_FULL
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text \
-        or "cannot allocate memory" in text or "can't allocate memory" in text
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    import errno
-
-    text = str(exc).lower()
-    return (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or "no space left" in text \
-        or "insufficient disk space" in text
-
 
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
 
@@ -167,216 +124,11 @@ class Launcher:
 
     # ---------------------------------------------------------------- engine hooks
     def install_hooks(self) -> None:
+        """Import the engine and patch it (engine/hooks.py: one named installer per concern)."""
         from farnode_desktop.engine.compat import import_engine
 
-        engine = self.engine = import_engine()
-        name = engine.__name__
-        srv = importlib.import_module(f"{name}.server.server")
-        handler_mod = importlib.import_module(f"{name}.server.handler")
-        throughput_mod = importlib.import_module(f"{name}.server.throughput")
-        cli = importlib.import_module(f"{name}.cli.run_server")
-        w, counters, launcher = self.w, self.counters, self
-
-        if not self.config.get("nat_traversal", True):
-            from farnode_desktop.engine.nat import disable_nat_traversal
-
-            disable_nat_traversal()
-        if not self.config.get("network_checks", True):
-            # No speed test (speedtest.net) and no version check (PyPI): the local swarm, where the network
-            # is not the bottleneck, and a metered link. The network's throughput is then the configured one.
-            mbps = float(self.config.get("network_mbps") or 100.0)
-
-            def configured_network_rps(config, **_kw):
-                return mbps * 1e6 / (config.hidden_size * 16)  # tokens/s, as the engine counts them
-
-            throughput_mod.measure_network_rps = configured_network_rps
-            cli.validate_version = lambda: None
-
-        orig_reach = srv.check_direct_reachability
-
-        def check_direct_reachability(*args, **kwargs):
-            result = orig_reach(*args, **kwargs)  # None: no peer could be asked (a new network)
-            w.send(P.Reachability(direct=result, via="start"))
-            return result
-
-        srv.check_direct_reachability = check_direct_reachability
-
-        auto_config = srv.AutoDistributedConfig
-
-        class CheckedConfig:  # the server reads the model's config first, before its DHT or any block
-            @staticmethod
-            def from_pretrained(*args, **kwargs):
-                config = auto_config.from_pretrained(*args, **kwargs)
-                kind = getattr(config, "model_type", "")
-                if kind in BROKEN_FAMILIES:
-                    raise ModelNotSupported(f"{args[0] if args else 'This model'} is a {kind.capitalize()} "
-                                            f"model. {BROKEN_FAMILIES[kind]}")
-                return config
-
-        srv.AutoDistributedConfig = CheckedConfig
-
-        orig_throughput = srv.get_server_throughput
-
-        def get_server_throughput(*args, **kwargs):
-            launcher.emit_peer()
-            w.send(P.State(state=P.ServerState.MEASURING_THROUGHPUT))
-            info = orig_throughput(*args, **kwargs)
-            w.send(P.Throughput(**{k: info.get(k) for k in
-                                   ("throughput", "inference_rps", "forward_rps", "network_rps")}))
-            return info
-
-        srv.get_server_throughput = get_server_throughput
-
-        loading = {"blocks": [], "n": 0}
-        orig_load = srv.load_pretrained_block
-
-        def load_pretrained_block(model_name, block_index, *args, **kwargs):
-            loading["n"] += 1
-            w.send(P.State(state=P.ServerState.LOADING_BLOCKS, block=block_index, index=loading["n"],
-                           total=len(loading["blocks"])))
-            return orig_load(model_name, block_index, *args, **kwargs)
-
-        srv.load_pretrained_block = load_pretrained_block
-
-        # A full disk or memory that cannot be allocated while a block's weights are fetched or read: FarMesh
-        # would retry forever (see LoadAborted); the start fails with its category instead.
-        fp = importlib.import_module(f"{name}.server.from_pretrained")
-
-        def aborting(fn):
-            def call(*args, **kwargs):
-                try:
-                    return fn(*args, **kwargs)
-                except (MemoryError, OSError, RuntimeError) as exc:
-                    if _is_disk_full(exc):
-                        raise DiskFullAtLoad(str(exc)) from exc
-                    if _is_out_of_memory(exc):
-                        raise OutOfMemoryAtLoad(str(exc)) from exc
-                    raise
-            return call
-
-        for attr in ("free_disk_space_for", "get_file_from_repo", "_load_state_dict_from_local_file"):
-            setattr(fp, attr, aborting(getattr(fp, attr)))
-
-        container_cls = srv.ModuleContainer
-        orig_create = container_cls.create.__func__
-        orig_container_init = container_cls.__init__
-
-        def container_init(self, *args, **kwargs):
-            launcher.deferred = True  # until Server.run stores this container (FarServer.module_container)
-            orig_container_init(self, *args, **kwargs)
-
-        container_cls.__init__ = container_init
-
-        def create(cls, *args, block_indices, **kwargs):
-            loading["blocks"], loading["n"] = list(block_indices), 0
-            w.send(P.State(state=P.ServerState.JOINING, blocks=tuple(block_indices)))
-            try:
-                container = orig_create(cls, *args, block_indices=block_indices, **kwargs)
-            except BaseException:
-                launcher.deferred = False  # nothing was started, or the exception stops the server anyway
-                raise
-            w.send(P.Blocks(blocks=tuple(block_indices), total_blocks=kwargs["block_config"].num_hidden_layers,
-                            dht_prefix=kwargs.get("dht_prefix")))
-            w.send(P.State(state=P.ServerState.ONLINE))
-            launcher.start_reachability_checks()
-            return container
-
-        container_cls.create = classmethod(create)
-
-        orig_container_shutdown = container_cls.shutdown
-
-        def container_shutdown(self):
-            self._farnode_shut = True
-            return orig_container_shutdown(self)
-
-        container_cls.shutdown = container_shutdown
-
-        server_cls = srv.Server
-        orig_should = server_cls._should_choose_other_blocks
-
-        def _should_choose_other_blocks(self):
-            move = orig_should(self)
-            if move:
-                w.send(P.State(state=P.ServerState.REBALANCING))
-            return move
-
-        server_cls._should_choose_other_blocks = _should_choose_other_blocks
-
-        class FarServer(server_cls):
-            @property
-            def module_container(self):
-                return self.__dict__.get("_farnode_container")
-
-            @module_container.setter
-            def module_container(self, container):
-                # Server.run stores a new container right before its try/finally: interrupts may land again.
-                self.__dict__["_farnode_container"] = container
-                if container is not None:
-                    launcher.deferred = False
-
-            def __init__(self, *args, **kwargs):
-                launcher.server = self
-                if launcher.hf_token and not kwargs.get("token"):
-                    kwargs["token"] = launcher.hf_token
-                try:
-                    super().__init__(*args, **kwargs)
-                    launcher.emit_peer()  # inside the try: an interrupt here must still stop the DHT
-                except BaseException:
-                    # Interrupted or failed half-way: the DHT (and its p2pd) may already run.
-                    dht = getattr(self, "dht", None)
-                    if dht is not None:
-                        try:
-                            dht.shutdown()
-                        except Exception:
-                            pass
-                    raise
-
-            def shutdown(self, *args, **kwargs):
-                # Defence in depth (the deferral above should prevent it): a KeyboardInterrupt between
-                # ModuleContainer.create() returning and Server.run's try/finally would leave the container
-                # running (Server.shutdown only joins it, for 5 s, and its handlers keep the process alive):
-                # announce it offline and stop it here.
-                container = getattr(self, "module_container", None)
-                if container is not None and not getattr(container, "_farnode_shut", False):
-                    try:
-                        container.shutdown()
-                    except Exception:  # noqa: BLE001 - the DHT below must still go down
-                        traceback.print_exc()
-                super().shutdown(*args, **kwargs)
-
-        cli.Server = FarServer
-
-        base_handler = srv.TransformerConnectionHandler
-
-        class TransformerConnectionHandler(base_handler):  # same name: hivemind derives protocol ids from it
-            async def rpc_inference(self, requests, context):
-                counters.add(inference_sessions=1)
-                try:
-                    async for response in super().rpc_inference(requests, context):
-                        yield response
-                finally:
-                    counters.add(inference_sessions_closed=1)
-
-            async def _iterate_inference_steps(self, first_request, *args, **kwargs):
-                async for request, metadata in super()._iterate_inference_steps(first_request, *args, **kwargs):
-                    counters.add(inference_steps=1, inference_tokens=_tokens_in(request))
-                    yield request, metadata
-
-        # hivemind registers rpc_* methods by their type hints: give the override the base's, resolved.
-        TransformerConnectionHandler.rpc_inference.__annotations__ = dict(typing.get_type_hints(base_handler.rpc_inference))
-        srv.TransformerConnectionHandler = TransformerConnectionHandler
-
-        orig_fwd, orig_bwd = handler_mod.run_rpc_forward, handler_mod.run_rpc_backward
-
-        async def run_rpc_forward(*flat_tensors, **kwargs):
-            counters.add(forward_requests=1, forward_tokens=_tokens_of(flat_tensors))
-            return await orig_fwd(*flat_tensors, **kwargs)
-
-        async def run_rpc_backward(*flat_tensors, **kwargs):
-            counters.add(backward_requests=1, backward_tokens=_tokens_of(flat_tensors))
-            return await orig_bwd(*flat_tensors, **kwargs)
-
-        handler_mod.run_rpc_forward, handler_mod.run_rpc_backward = run_rpc_forward, run_rpc_backward
+        self.engine = import_engine()
+        hooks.install_all(self)
 
     def bootstrap_peers(self) -> list[str]:
         """The addresses the server joins through: the configured ones, else the engine's public ones."""
@@ -505,21 +257,6 @@ class Launcher:
         return P.ExitCode.OK
 
 
-def _tokens_in(request) -> int:
-    """Tokens in one inference step: the hidden states are batch x new tokens x hidden."""
-    if not request.tensors:
-        return 0
-    size = list(request.tensors[0].size)
-    return int(size[0] * size[1]) if len(size) >= 2 else int(size[0]) if size else 0
-
-
-def _tokens_of(flat_tensors) -> int:
-    if not flat_tensors:
-        return 0
-    shape = tuple(flat_tensors[0].shape)
-    return int(shape[0] * shape[1]) if len(shape) >= 2 else 0
-
-
 BOOTSTRAP_TIMEOUT_S = 10.0
 
 
@@ -614,19 +351,19 @@ def _port_taken(listen: list[str], port: int) -> P.Failed | None:
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
-    if isinstance(exc, ModelNotSupported):
+    if isinstance(exc, hooks.ModelNotSupported):
         return P.Category.MODEL_UNSUPPORTED, str(exc)
-    if isinstance(exc, LoadAborted):
+    if isinstance(exc, hooks.LoadAborted):
         return exc.category, str(exc)
     text = f"{type(exc).__name__}: {exc}"
     low = text.lower()
-    if _is_disk_full(exc):
+    if hooks.is_disk_full(exc):
         return P.Category.DISK_FULL, text
     if "address already in use" in low:
         return P.Category.PORT_IN_USE, text
     if "bootstrap" in low or "initial_peers responded" in low:
         return P.Category.BOOTSTRAP, text
-    if _is_out_of_memory(exc):
+    if hooks.is_out_of_memory(exc):
         return P.Category.OOM_AT_LOAD, text
     # huggingface_hub's GatedRepoError, or transformers' OSError about it ("You are trying to access a gated
     # repo"): a 401/403 for a model whose licence must be accepted

@@ -56,6 +56,15 @@ class Category:
     STOP_TIMEOUT = "stop_timeout"  # the app's own: the server did not stop in time
 
 
+# Model families FarMesh knows but cannot serve, and why: the app refuses a model folder of these before
+# starting (core/node/model_support.py), the launcher refuses a hub model of these as soon as the engine has
+# read its config (engine/hooks.py).
+BROKEN_FAMILIES = {
+    "falcon": ("FarMesh's Falcon support is broken on the transformers version it runs on (4.43): its server "
+               "fails while starting and its client cannot generate (the engine's open issue 608). Choose a "
+               "Llama, Mixtral or BLOOM model instead."),
+}
+
 # Failures a restart will not fix: the launcher exits with ExitCode.START_FAILED and the app does not retry.
 START_FAILURES = frozenset({Category.PORT_IN_USE, Category.MODEL, Category.GATED, Category.MODEL_UNSUPPORTED, Category.CONFIG,
                             Category.OOM_AT_LOAD, Category.DISK_FULL, Category.ENGINE_MISSING})

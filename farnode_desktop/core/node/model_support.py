@@ -14,13 +14,9 @@ import json
 from pathlib import Path
 
 from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.engine.protocol import BROKEN_FAMILIES  # one list: the launcher refuses them too
 
 SERVED_FAMILIES = {"llama": "Llama", "mixtral": "Mixtral", "bloom": "BLOOM"}
-BROKEN_FAMILIES = {
-    "falcon": ("FarMesh's Falcon support is broken on the transformers version it runs on (4.43): its server "
-               "fails while starting and its client cannot generate (the engine's open issue 608). Choose a "
-               "Llama, Mixtral or BLOOM model instead."),
-}
 
 
 class ModelNotSupportedError(FarNodeError):
