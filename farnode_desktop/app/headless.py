@@ -14,6 +14,7 @@ import time
 from typing import IO, Any
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.status import BUSY_COLOUR, STATE_COLOURS, describe, stats_fields, uptime_text
@@ -21,7 +22,7 @@ from farnode_desktop.core.status import BUSY_COLOUR, STATE_COLOURS, describe, st
 HEARTBEAT_S = 60.0  # without a terminal, an unchanged status is repeated this often (seconds)
 #: What ``--json`` writes: the node's states, stats, events and log lines, the policies' decisions, engine
 #: set-up progress and earnings.
-JSON_TOPICS = ("node.*", "policy.decision", "engine.progress", "earnings.update")
+JSON_TOPICS = ("node.*", T.POLICY_DECISION, T.ENGINE_PROGRESS, T.EARNINGS_UPDATE)
 STATE_WIDTH = 34  # the state column: "Online, serving blocks 10-23 of 80" fits
 
 
@@ -103,7 +104,7 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
             for topic in JSON_TOPICS:
                 core.bus.subscribe(topic, jl.event)
         else:
-            core.bus.subscribe("node.event", lambda _t, ev: print(("\r\033[K" if tty else "") + f"* {ev.message}",
+            core.bus.subscribe(T.NODE_EVENT, lambda _t, ev: print(("\r\033[K" if tty else "") + f"* {ev.message}",
                                                                  file=out, flush=True))
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -114,7 +115,7 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
 
         def progress(p: C.EngineProgress) -> None:
             if jl is not None:
-                jl.event("engine.progress", p)
+                jl.event(T.ENGINE_PROGRESS, p)
                 return
             msg = f"[engine set-up {p.percent:5.1f}%] {p.step}"
             print(("\r\033[K" + msg) if tty else msg, end="" if tty and not p.done else "\n", file=out,

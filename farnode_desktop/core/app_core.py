@@ -30,6 +30,7 @@ from typing import Any
 
 from farnode_desktop import APP_NAME, __version__
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.control import ControlServer
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.gpu.inventory import (
@@ -170,9 +171,9 @@ class AppCore:
         self._closed = False
         self._close_lock = threading.Lock()
         self.last_error: C.NodeState | None = None
-        self._sub = self.bus.subscribe("node.state", self._on_state)
-        self._net_subs = [self.bus.subscribe("network.view", self._on_reachability_input),
-                          self.bus.subscribe("node.reachability", self._on_reachability_input)]
+        self._sub = self.bus.subscribe(T.NODE_STATE, self._on_state)
+        self._net_subs = [self.bus.subscribe(T.NETWORK_VIEW, self._on_reachability_input),
+                          self.bus.subscribe(T.NODE_REACHABILITY, self._on_reachability_input)]
 
     def _default_policy_inputs(self) -> PolicyInputs:
         try:
@@ -324,7 +325,7 @@ class AppCore:
         serving = bool(self.node.my_peer_ids())  # a server on the network (also while it moves blocks)
         self.network.watch("node", serving and not self.node.is_local)
         if not serving:
-            self.bus.publish("node.reachability_status", {})
+            self.bus.publish(T.REACHABILITY_STATUS, {})
 
     # ------------------------------------------------------------------ the network around the node
     def reachability(self) -> dict:
@@ -332,7 +333,7 @@ class AppCore:
         return self.node.reachability(self.network.latest)
 
     def _on_reachability_input(self, _topic: str, _payload: Any) -> None:
-        self.bus.publish("node.reachability_status", self.reachability())
+        self.bus.publish(T.REACHABILITY_STATUS, self.reachability())
 
     def watch_network(self, on: bool) -> None:
         """The Network page is shown (on) or hidden: keep the network view fresh meanwhile. Returns at once."""

@@ -2,16 +2,7 @@
 
 All are immutable snapshots so they can be handed to other threads (the metrics writer, the GUI) safely.
 
-Topics on the core's :class:`~farnode_desktop.core.events.EventBus`:
-
-- ``node.state``      NodeState       whenever a node's lifecycle state changes
-- ``node.stats``      NodeStats       once per second per running node (cumulative counters)
-- ``node.event``      NodeEvent       start, stop, crash, restart, hold, pause, resume, payout, ...
-- ``node.log``        str             a line of the server's log (for the Logs page)
-- ``gpu.telemetry``   tuple[GpuTelemetry, ...]   once per second, one entry per GPU
-- ``gpu.inventory``   GpuInventory-like snapshot (owned by core.gpu)
-- ``earnings.update`` EarningsSnapshot (owned by core.earnings)
-- ``engine.progress`` EngineProgress  while the engine environment is being set up
+They travel on the event bus under the topics of :mod:`farnode_desktop.core.topics`.
 """
 
 from __future__ import annotations

@@ -17,13 +17,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus, Subscription
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("node.state", "node.stats", "node.event", "node.log", "gpu.telemetry", "gpu.inventory",
-          "engine.progress", "policy.decision", "earnings.update", "network.view", "network.error",
-          "node.reachability_status")
+TOPICS = (T.NODE_STATE, T.NODE_STATS, T.NODE_EVENT, T.NODE_LOG, T.GPU_TELEMETRY, T.GPU_INVENTORY,
+          T.ENGINE_PROGRESS, T.POLICY_DECISION, T.EARNINGS_UPDATE, T.NETWORK_VIEW, T.NETWORK_ERROR,
+          T.REACHABILITY_STATUS)
 
 
 class BusBridge(QObject):
@@ -52,22 +53,22 @@ class BusBridge(QObject):
         super().__init__(parent)
         self._resolve_state = resolve_state
         self._resolve_stats = resolve_stats
-        self._map = {"node.state": self.state, "node.stats": self.stats, "node.event": self.node_event,
-                     "node.log": self.log_line, "gpu.telemetry": self.telemetry, "gpu.inventory": self.inventory,
-                     "engine.progress": self.progress, "policy.decision": self.decision,
-                     "earnings.update": self.earnings, "network.view": self.network,
-                     "network.error": self.network_error, "node.reachability_status": self.reachability}
+        self._map = {T.NODE_STATE: self.state, T.NODE_STATS: self.stats, T.NODE_EVENT: self.node_event,
+                     T.NODE_LOG: self.log_line, T.GPU_TELEMETRY: self.telemetry, T.GPU_INVENTORY: self.inventory,
+                     T.ENGINE_PROGRESS: self.progress, T.POLICY_DECISION: self.decision,
+                     T.EARNINGS_UPDATE: self.earnings, T.NETWORK_VIEW: self.network,
+                     T.NETWORK_ERROR: self.network_error, T.REACHABILITY_STATUS: self.reachability}
         self._subs: list[Subscription] = [bus.subscribe(t, self._relay) for t in TOPICS]
 
     def _relay(self, topic: str, payload: Any) -> None:  # runs on the publisher's thread
         try:
-            if topic == "node.state" and self._resolve_state is not None:
+            if topic == T.NODE_STATE and self._resolve_state is not None:
                 payload = self._resolve_state(payload)
-            elif topic == "node.stats" and self._resolve_stats is not None:
+            elif topic == T.NODE_STATS and self._resolve_stats is not None:
                 payload = self._resolve_stats(payload)
             sig = self._map.get(topic)
             if sig is not None:
-                sig.emit(payload if topic not in ("node.log", "network.error") else str(payload))
+                sig.emit(payload if topic not in (T.NODE_LOG, T.NETWORK_ERROR) else str(payload))
             self.event.emit(topic, payload)
         except RuntimeError:  # the bridge was deleted while a worker still published
             pass

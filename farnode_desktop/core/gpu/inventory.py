@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.gpu.nvml import CLOSED, GpuLostError, Nvml, NvmlUnavailable, default_nvml
 from farnode_desktop.core.snapshots import GpuTelemetry
 
 log = logging.getLogger(__name__)
 
-TOPIC_TELEMETRY = "gpu.telemetry"
+TOPIC_TELEMETRY = T.GPU_TELEMETRY
 
 MIB = 1024 * 1024
 

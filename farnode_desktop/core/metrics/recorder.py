@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from farnode_desktop.core import snapshots as c
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus, Subscription
 from farnode_desktop.core.metrics.store import NODE_STATE_CODES, MetricsStore
 
@@ -83,11 +84,11 @@ class MetricsRecorder:
         self._nodes: dict[str, _NodeSeen] = {}
         self._last_time = 0.0
         self._subs: list[Subscription] = [
-            bus.subscribe("node.stats", self._on_stats),
-            bus.subscribe("node.state", self._on_state),
-            bus.subscribe("gpu.telemetry", self._on_gpu),
-            bus.subscribe("node.event", self._on_event),
-            bus.subscribe("earnings.update", self._on_earnings),
+            bus.subscribe(T.NODE_STATS, self._on_stats),
+            bus.subscribe(T.NODE_STATE, self._on_state),
+            bus.subscribe(T.GPU_TELEMETRY, self._on_gpu),
+            bus.subscribe(T.NODE_EVENT, self._on_event),
+            bus.subscribe(T.EARNINGS_UPDATE, self._on_earnings),
         ]
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.network.view import NetworkView, build_view
@@ -25,8 +26,8 @@ from farnode_desktop.engine.protocol import STOP_LINE
 
 log = logging.getLogger(__name__)
 
-TOPIC_VIEW = "network.view"  # payload: NetworkView
-TOPIC_ERROR = "network.error"  # payload: str (what went wrong, what to do)
+TOPIC_VIEW = T.NETWORK_VIEW  # payload: NetworkView
+TOPIC_ERROR = T.NETWORK_ERROR  # payload: str (what went wrong, what to do)
 PROBE_MODULE = "farnode_desktop.engine.swarm_probe"
 
 

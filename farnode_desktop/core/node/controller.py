@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_model
 from farnode_desktop.core.node.engine_venv import EngineEnv, choose_variant
@@ -86,7 +87,7 @@ class NodeController:
         self._setup_idle.set()
         self._paused_reason = ""
         self._user_wants_running = False
-        self._sub = self.bus.subscribe("node.state", self._on_state)
+        self._sub = self.bus.subscribe(T.NODE_STATE, self._on_state)
 
     def _make_supervisor(self, node_id: str) -> Supervisor:
         from farnode_desktop.core.node.runtimes import make_runtime
@@ -126,7 +127,7 @@ class NodeController:
         """Set up the engine environment (minutes the first time) and the demo model. :meth:`stop` and
         :meth:`close` cancel it: its processes (pip, the probe) are killed at once and the next start
         continues where it stopped."""
-        report = progress or (lambda p: self.bus.publish("engine.progress", p))
+        report = progress or (lambda p: self.bus.publish(T.ENGINE_PROGRESS, p))
         cancel = self._setup_cancel.is_set
         runtime = self.supervisor.runtime
         if runtime.name == "native":
@@ -355,7 +356,7 @@ class NodeController:
         while time.time() < deadline and any(s.open_sessions() for s in self.supervisors.values()):
             time.sleep(0.2)
         self._stop_all()
-        self.bus.publish("node.state", self.state)
+        self.bus.publish(T.NODE_STATE, self.state)
 
     def resume(self, reason: str = "") -> None:
         with self._lock:
@@ -461,7 +462,7 @@ class NodeController:
                 atomic_write_json(self.peers_file, {"network": self.settings.network.swarm, "servers": peers})
             else:
                 self.peers_file.unlink(missing_ok=True)
-        except (OSError, Exception) as exc:  # noqa: BLE001 - only the swarm command reads it
+        except Exception as exc:  # noqa: BLE001 - only the swarm command reads it
             log.warning("could not record this node's peers: %s", exc)
 
     def _on_state(self, _topic: str, state: C.NodeState) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node import processes
@@ -408,7 +409,7 @@ class Supervisor:
         elif isinstance(ev, P.Reachability):
             if ev.direct is not None or self._reachability is None or self._reachability.direct is None:
                 self._reachability = ev  # a definite answer is kept until the next definite one
-            self.bus.publish("node.reachability", (self.node_id, self._reachability))
+            self.bus.publish(T.NODE_REACHABILITY, (self.node_id, self._reachability))
 
     def _read_log(self, run: _Run) -> None:
         with run.log_source:
@@ -417,7 +418,7 @@ class Supervisor:
                 if not line:
                     continue
                 self._logger.info(line)
-                self.bus.publish("node.log", line)
+                self.bus.publish(T.NODE_LOG, line)
 
     def _wait_exit(self, run: _Run) -> None:
         code = run.proc.wait()
@@ -490,7 +491,7 @@ class Supervisor:
             if run is not None:
                 self._rate_window.append((time.time(), run.counters["inference_tokens"],
                                           run.counters["forward_tokens"] + run.counters["backward_tokens"]))
-            self.bus.publish("node.stats", self.stats())
+            self.bus.publish(T.NODE_STATS, self.stats())
             if run is None and self._state.state in (C.STOPPED, C.FAILED, C.HELD):
                 return
 
@@ -506,10 +507,10 @@ class Supervisor:
         elif state != C.ONLINE:
             self._online_since = 0.0
         self._state = C.NodeState(self.node_id, state, message, category, now)
-        self.bus.publish("node.state", self._state)
+        self.bus.publish(T.NODE_STATE, self._state)
 
     def _emit_event(self, kind: str, message: str, **data) -> None:
-        self.bus.publish("node.event", C.NodeEvent(time.time(), self.node_id, kind, message, data))
+        self.bus.publish(T.NODE_EVENT, C.NodeEvent(time.time(), self.node_id, kind, message, data))
 
     def _make_file_logger(self) -> logging.Logger:
         logger = logging.getLogger(f"farnode.node.{self.node_id}.{id(self)}")

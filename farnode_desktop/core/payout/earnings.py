@@ -39,6 +39,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from pathlib import Path
 
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.atomic import atomic_write_text
 from farnode_desktop.core.errors import FarNodeError, user_facing_os_errors
 from farnode_desktop.core.events import EventBus
@@ -56,7 +57,7 @@ from farnode_desktop.core.settings import ChainSettings
 
 log = logging.getLogger(__name__)
 
-TOPIC = "earnings.update"
+TOPIC = T.EARNINGS_UPDATE
 CHECKPOINTS_KEPT = 256
 _CTX = decimal.Context(prec=100)  # uint256 has 78 digits: never round
 

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus
 
 
@@ -24,7 +25,7 @@ class EarningsRate:
         self._rate = rate_per_1k_tokens
         self._tokens_per_s: dict[str, float] = {}  # node id -> tokens/s of its last online run
         self._lock = threading.Lock()
-        self._sub = bus.subscribe("node.stats", self._on_stats)
+        self._sub = bus.subscribe(T.NODE_STATS, self._on_stats)
 
     def _on_stats(self, _topic: str, s: C.NodeStats) -> None:
         if s.state != C.ONLINE or s.uptime_s < self.min_uptime_s:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.policies.platform.base import IdleTimeProvider, SteamDetector
 from farnode_desktop.core.policies.rules import (
@@ -37,9 +38,9 @@ from farnode_desktop.core.snapshots import GpuTelemetry, NodeEvent
 
 log = logging.getLogger(__name__)
 
-DECISION_TOPIC = "policy.decision"
-TELEMETRY_TOPIC = "gpu.telemetry"
-EVENT_TOPIC = "node.event"
+DECISION_TOPIC = T.POLICY_DECISION
+TELEMETRY_TOPIC = T.GPU_TELEMETRY
+EVENT_TOPIC = T.NODE_EVENT
 
 PauseCallback = Callable[[str, float], None]
 ResumeCallback = Callable[[str], None]

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
@@ -375,7 +376,7 @@ class SettingsPage(QWidget):
         self.repair.setEnabled(False)
         self.engine_bar.setValue(0)
         self.engine_bar.show()
-        self.tasks.run(lambda: self.core.repair_engine(lambda p: self.core.bus.publish("engine.progress", p)),
+        self.tasks.run(lambda: self.core.repair_engine(lambda p: self.core.bus.publish(T.ENGINE_PROGRESS, p)),
                        self._repaired, self._repair_failed)
 
     def _on_progress(self, p: C.EngineProgress) -> None:
