@@ -70,6 +70,34 @@ def test_a_second_setup_waits_for_the_first_and_installs_nothing_twice(app_paths
     assert env.missing() == [] and env.installed()["farnode-probe-slow"] == "3.0"
 
 
+def test_two_threads_of_one_app_set_up_one_after_the_other(app_paths, slow_lock):
+    """The window's Repair button while the node's own start sets the engine up (one EngineEnv, two threads):
+    the second waits for the first instead of installing beside it."""
+    import threading
+
+    env = EngineEnv(app_paths, "cpu", lock_file=slow_lock)
+    seen: dict[str, list[str]] = {"first": [], "second": []}
+    errors = []
+
+    def setup(name: str) -> None:
+        try:
+            env.ensure(lambda p: seen[name].append(p.step), verify=False)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=setup, args=("first",))
+    first.start()
+    assert _eventually(lambda: any(s.startswith("installing farnode-probe-slow") for s in seen["first"]), 60)
+    second = threading.Thread(target=setup, args=("second",))
+    second.start()
+    first.join(120)
+    second.join(120)
+    assert not errors, errors
+    assert any(s.startswith("waiting for an engine set-up") for s in seen["second"]), seen["second"]
+    assert not any(s.startswith("installing") for s in seen["second"]), seen["second"]
+    assert env.missing() == []
+
+
 def test_removal_is_refused_during_a_setup_and_while_a_process_runs_from_the_environment(app_paths, slow_lock):
     env = EngineEnv(app_paths, "cpu", lock_file=slow_lock)
     setup = _setup_process(slow_lock)

@@ -42,6 +42,7 @@ import re
 import shutil
 import sys
 import tarfile
+import threading
 import time
 import urllib.request
 import zipfile
@@ -522,10 +523,10 @@ class EngineEnv:
     def exclusive(self, face: str, *, wait: bool, report: ProgressFn | None = None,
                   cancel: Callable[[], bool] | None = None):
         """Hold the engine root's lock (``face``: engine-setup or engine-remove) for the block. ``wait``:
-        wait for another holder (reporting whom), else raise :class:`EngineBusy` at once. Re-entrant within
-        this object."""
-        if self._lock is not None and self._lock.held:
-            yield
+        wait for another holder (reporting whom), else raise :class:`EngineBusy` at once. Re-entrant in the
+        thread that holds it; another thread of this process waits as another process does."""
+        if self._lock is not None and self._lock.held and self._lock_owner == threading.get_ident():
+            yield  # re-entrant in the thread that holds it (another thread waits, as another process does)
             return
         self.paths.engine_root.mkdir(parents=True, exist_ok=True)
         lock = InstanceLock(self.paths.engine_root, name=ENGINE_LOCK)
@@ -544,24 +545,26 @@ class EngineEnv:
                     (report or (lambda p: None))(EngineProgress(0.0, f"waiting for {who} to finish"))
                 _check_cancel(cancel)
                 time.sleep(0.25)
-        self._lock = lock
+        self._lock, self._lock_owner = lock, threading.get_ident()
         try:
             yield
         finally:
-            self._lock = None
+            self._lock, self._lock_owner = None, None
             lock.release()
 
     _lock: InstanceLock | None = None
+    _lock_owner: int | None = None
 
     def users(self, root: Path | None = None) -> list[psutil.Process]:
         """Processes running from an environment (this one's by default): a node's servers, a probe, a model
         generator. Found by the interpreter they were started as (the venv's, which resolves elsewhere)."""
-        root = (root or self.root).resolve()
+        root = Path(os.path.abspath(root or self.root))
+        roots = {root, root.resolve()}  # as named, and through any symlink on the way (macOS's /var)
         found = []
-        for proc in psutil.process_iter(["pid", "cmdline", "exe"]):
+        for proc in psutil.process_iter(["pid", "cmdline"]):
             try:
                 argv0 = (proc.info["cmdline"] or [""])[0]
-                if proc.pid != os.getpid() and os.path.isabs(argv0) and _inside(Path(argv0), root):
+                if proc.pid != os.getpid() and os.path.isabs(argv0) and any(_inside(Path(argv0), r) for r in roots):
                     found.append(proc)
             except (psutil.Error, OSError, ValueError):
                 continue
@@ -754,6 +757,7 @@ class EngineEnv:
                                  f"process(es) (pid {pids}): a node is serving from it. Stop the node (or quit "
                                  "FarNode), then remove the engine.")
             doomed = self.root.with_name(f".removing-{self.root.name}")
+            shutil.rmtree(doomed, ignore_errors=True)  # what a removal cut short left
             if self.root.exists():
                 os.replace(self.root, doomed)  # never a half-removed folder that looks like an engine
             shutil.rmtree(doomed, ignore_errors=True)

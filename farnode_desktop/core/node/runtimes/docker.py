@@ -234,15 +234,21 @@ def image_labels_problem(output: str, variant: str, lock_file: Path | None = Non
 
 
 def probe_problem(output: str, variant: str, lock_file: Path | None = None) -> str:
-    """The engine probe's output in the image, checked as the native environment's is."""
-    from farnode_desktop.core.node.engine_venv import engine_problem, lock_path, parse_probe_output, read_lock
+    """The engine probe's output in the image, checked as the native environment's is: the engine's name and
+    version, and its commit when pip recorded one (an archive install records none: the image's labels, checked
+    by the next set-up step, carry it)."""
+    from farnode_desktop.core.node.engine_venv import (
+        engine_problem,
+        engine_requirement,
+        lock_path,
+        parse_probe_output,
+        read_lock,
+    )
 
     probe = parse_probe_output(output)
     if probe is None:
         return "the engine's check printed no result"
     lock = read_lock(lock_file or lock_path(variant))
-    from farnode_desktop.core.node.engine_venv import engine_requirement
-
     return engine_problem(probe, lock, engine_requirement(lock).commit)
 
 
