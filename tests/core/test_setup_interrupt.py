@@ -74,7 +74,7 @@ def setup_processes(engine_root: Path) -> list[str]:
         except psutil.Error:
             continue
         if str(engine_root) in cmd:
-            out.append(f"{p.pid}: {cmd[:200]}")
+            out.append(f"{p.pid}: {cmd}")  # whole: the package name comes last
     return out
 
 
