@@ -102,7 +102,7 @@ class ProcessTree:
             except (ProcessLookupError, PermissionError, OSError):
                 pass
         else:
-            victims = self._descendants()
+            victims = self._freeze()
             for p in victims:
                 try:
                     p.kill()
@@ -111,6 +111,24 @@ class ProcessTree:
         if wait:
             _wait_gone(victims, 5.0)
         return len(victims)
+
+    def _freeze(self) -> list[psutil.Process]:
+        """Suspend every member, scanning again until no new one appears, and return them all. Without
+        process groups a member killed while it starts a child would leave that child re-parented and out
+        of sight (a kill between the fork and the next scan); a suspended process starts nothing, and a
+        child forked just before the suspension is found by the next scan."""
+        frozen: dict[int, psutil.Process] = {}
+        for _ in range(100):
+            new = [p for p in self._descendants() if p.pid not in frozen]
+            if not new:
+                break
+            for p in new:
+                try:
+                    p.suspend()
+                except psutil.Error:
+                    pass
+                frozen[p.pid] = p
+        return list(frozen.values())
 
     def alive(self) -> bool:
         return bool(self.members())
@@ -216,6 +234,9 @@ def run(argv: Sequence[str], *, timeout: float, cancel: Callable[[], bool] | Non
     if not cancelled and not timed_out:
         tree.kill()  # anything it left running in its group
     reader.join(5)
-    proc.stdout.close()
+    if not reader.is_alive():
+        proc.stdout.close()
+    # else: something outside the tree (it left on purpose) holds the pipe open; closing the stream now would
+    # wait for the reader, which waits for that process, so the stream is left to the reader and the collector
     code = 124 if timed_out else proc.returncode
     return Finished(code, b"".join(chunks), cancelled=cancelled, timed_out=timed_out)
