@@ -17,7 +17,7 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.paths import AppPaths
-from farnode_desktop.core.status import BUSY_COLOUR, STATE_COLOURS, describe, stats_fields, uptime_text
+from farnode_desktop.core.status import describe, stats_fields, uptime_text
 
 HEARTBEAT_S = 60.0  # without a terminal, an unchanged status is repeated this often (seconds)
 #: What ``--json`` writes: the node's states, stats, events and log lines, the policies' decisions, engine
@@ -34,7 +34,7 @@ def status_line(stats: C.NodeStats, state: C.NodeState, traffic=None, *, colour:
         words = words[:STATE_WIDTH - 1] + "…"
     cell = f"{words:<{STATE_WIDTH}}"
     if colour:
-        code = STATE_COLOURS.get(state.state, BUSY_COLOUR)
+        code = C.state_info(state.state).ansi
         cell = f"\033[{code}m{cell}\033[0m"
     rate = stats.inference_tokens_per_s + stats.forward_tokens_per_s
     parts = [cell, f"{rate:8.1f} tok/s", f"served {stats.tokens_served:>9,} tok", f"{stats.requests:>6,} requests",

@@ -63,7 +63,6 @@ from farnode_desktop.engine.protocol import ProbeResult
 log = logging.getLogger(__name__)
 
 #: States in which the node counts as "running" for the user (Stop is offered).
-RUNNING_STATES = C.ACTIVE_STATES | {C.RESTARTING, C.PAUSED}
 
 _SECRET_KEYS = re.compile(r"(private[_ ]?key|secret|phrase|mnemonic|password|seed)", re.I)
 _HEX_KEY = re.compile(r"\b(0x)?[0-9a-fA-F]{64}\b")
@@ -262,7 +261,7 @@ class AppCore:
 
     def is_running(self) -> bool:
         """The user has the node contributing (or starting, or paused by a policy)."""
-        return self.node.state.state in RUNNING_STATES
+        return self.node.state.state in C.RUNNING_STATES
 
     def start_node(self, progress: Callable[[C.EngineProgress], None] | None = None) -> C.NodeState:
         """Start contributing. BLOCKS: engine set-up (minutes the first time), then the server start.

@@ -24,7 +24,69 @@ HELD = "held"  # too many crashes: on hold until the user acts
 FAILED = "failed"  # a start failed for a reason that a retry will not fix (bad settings, port in use ...)
 PAUSED = "paused"  # left the network on purpose (policies, manual pause)
 
-ACTIVE_STATES = frozenset({PROVISIONING, STARTING, MEASURING, LOADING, JOINING, ONLINE, REBALANCING})
+# How a state is drawn (tray icon, dot colour, terminal colour): one kind per meaning.
+ICON_STOPPED, ICON_STARTING, ICON_ONLINE, ICON_PAUSED, ICON_ERROR = "stopped", "starting", "online", "paused", "error"
+ICON_KINDS = (ICON_STOPPED, ICON_STARTING, ICON_ONLINE, ICON_PAUSED, ICON_ERROR)
+KIND_COLOURS = {ICON_STOPPED: "#7f8c8d", ICON_STARTING: "#e0a100", ICON_ONLINE: "#27ae60", ICON_PAUSED: "#2e86de",
+                ICON_ERROR: "#d63031"}
+#: The same meanings on a terminal (ANSI colour codes).
+KIND_ANSI = {ICON_STOPPED: "90", ICON_STARTING: "33", ICON_ONLINE: "32", ICON_PAUSED: "34", ICON_ERROR: "31"}
+
+
+@dataclass(frozen=True)
+class StateInfo:
+    """Everything the app says about one node state, in one place."""
+
+    name: str  # the state itself, as NodeState.state carries it
+    code: int  # stored in the ``node_state`` metrics series: higher = further along a healthy start
+    status: str  # the status line and ``status`` command ("Online", "Loading blocks")
+    words: str  # the window and the tray ("Online: contributing")
+    icon: str  # one of the ICON_* kinds
+    active: bool  # a server process is (being) brought up or serves
+    running: bool  # the user's toggle reads "Stop": active, or paused/restarting on the way back
+
+    @property
+    def colour(self) -> str:
+        return KIND_COLOURS[self.icon]
+
+    @property
+    def ansi(self) -> str:
+        return KIND_ANSI[self.icon]
+
+
+def _info(name: str, code: int, status: str, words: str, icon: str, active: bool, running: bool | None = None
+          ) -> StateInfo:
+    return StateInfo(name, code, status, words, icon, active, active if running is None else running)
+
+
+STATES: dict[str, StateInfo] = {i.name: i for i in (
+    _info(STOPPED, 0, "Stopped", "Stopped", ICON_STOPPED, False),
+    _info(FAILED, 1, "Could not start", "Could not start", ICON_ERROR, False),
+    _info(HELD, 2, "On hold after crashes", "On hold after crashes", ICON_ERROR, False),
+    _info(PAUSED, 3, "Paused", "Paused", ICON_PAUSED, False, running=True),
+    _info(RESTARTING, 4, "Restarting after a crash", "Restarting after a crash…", ICON_STARTING, False,
+          running=True),
+    _info(STOPPING, 5, "Stopping", "Stopping…", ICON_STARTING, False),
+    _info(PROVISIONING, 6, "Setting up the engine", "Setting up the engine…", ICON_STARTING, True),
+    _info(STARTING, 7, "Starting", "Starting…", ICON_STARTING, True),
+    _info(MEASURING, 8, "Measuring throughput", "Starting: measuring speed…", ICON_STARTING, True),
+    _info(LOADING, 9, "Loading blocks", "Starting: loading blocks…", ICON_STARTING, True),
+    _info(JOINING, 10, "Joining the network", "Starting: joining the network…", ICON_STARTING, True),
+    _info(REBALANCING, 11, "Online, moving to other blocks", "Online: moving to other blocks", ICON_ONLINE, True),
+    _info(ONLINE, 12, "Online", "Online: contributing", ICON_ONLINE, True),
+)}
+
+ACTIVE_STATES = frozenset(i.name for i in STATES.values() if i.active)
+RUNNING_STATES = frozenset(i.name for i in STATES.values() if i.running)
+
+
+def state_info(state: str) -> StateInfo:
+    """The state's description; a state this version does not know reads as a transition in its own name."""
+    info = STATES.get(state)
+    if info is None:
+        plain = state.replace("_", " ").capitalize()
+        info = StateInfo(state, 0, plain, plain, ICON_STARTING, False, False)
+    return info
 
 
 @dataclass(frozen=True)

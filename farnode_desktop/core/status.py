@@ -11,27 +11,6 @@ from typing import Any
 
 from farnode_desktop.core import snapshots as C
 
-STATE_WORDS = {
-    C.STOPPED: "Stopped",
-    C.PROVISIONING: "Setting up the engine",
-    C.STARTING: "Starting",
-    C.MEASURING: "Measuring throughput",
-    C.LOADING: "Loading blocks",
-    C.JOINING: "Joining the network",
-    C.ONLINE: "Online",
-    C.REBALANCING: "Online, moving to other blocks",
-    C.STOPPING: "Stopping",
-    C.RESTARTING: "Restarting after a crash",
-    C.HELD: "On hold after crashes",
-    C.FAILED: "Could not start",
-    C.PAUSED: "Paused",
-}
-
-#: The colour of a state on a terminal (ANSI), by what it means: working, on the way, paused, a problem.
-STATE_COLOURS = {C.ONLINE: "32", C.REBALANCING: "32", C.PAUSED: "34", C.HELD: "31", C.FAILED: "31",
-                 C.STOPPED: "90"}
-BUSY_COLOUR = "33"
-
 
 def blocks_text(stats: C.NodeStats) -> str:
     if not stats.blocks:
@@ -43,7 +22,7 @@ def blocks_text(stats: C.NodeStats) -> str:
 
 def describe(state: C.NodeState, stats: C.NodeStats) -> str:
     """The state in words: "Measuring throughput", "Online, serving blocks 0-3 of 4", "Paused: <why>"."""
-    words = STATE_WORDS.get(state.state, state.state.replace("_", " ").capitalize())
+    words = C.state_info(state.state).status
     if state.state == C.ONLINE and stats.blocks:
         return f"Online, serving {blocks_text(stats)}"
     if state.state == C.LOADING and state.message:

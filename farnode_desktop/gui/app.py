@@ -35,7 +35,7 @@ from farnode_desktop.core.instance import AlreadyRunning, Holder, InstanceLock
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
-from farnode_desktop.gui.look import apply_theme, look
+from farnode_desktop.gui.look import apply_theme
 from farnode_desktop.gui.main_window import MainWindow
 from farnode_desktop.gui.tray import Tray
 
@@ -269,7 +269,7 @@ class GuiApp(QObject):
         shown = {"state": _plain(dash.state_label.text()), "detail": dash.detail_label.text(),
                  "error": [dash.error.title.text(), dash.error.text.text()] if not dash.error.isHidden() else None}
         data = {
-            "pid": os.getpid(), "time": time.time(), "state": st.state, "words": look(st.state).words,
+            "pid": os.getpid(), "time": time.time(), "state": st.state, "words": C.state_info(st.state).words,
             "message": st.message, "category": st.category, "shown": shown, "title": self.window.windowTitle(), "window_visible": self.window.isVisible(),
             "tray": [geo.x(), geo.y(), geo.width(), geo.height()] if geo is not None else None,
             "tray_tooltip": self.tray.icon.toolTip() if self.tray is not None else None,

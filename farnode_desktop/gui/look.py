@@ -1,52 +1,13 @@
-"""How states look: plain words, colours, tray icons (drawn with QPainter), and the light/dark palette."""
+"""How states look on screen: tray icons drawn with QPainter (the words and colours are the states' own, in
+:mod:`farnode_desktop.core.snapshots`), and the light/dark palette."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QGuiApplication, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QApplication
 
-from farnode_desktop.core import snapshots as C
-
-# Tray/icon kinds, one icon each.
-ICON_STOPPED, ICON_STARTING, ICON_ONLINE, ICON_PAUSED, ICON_ERROR = "stopped", "starting", "online", "paused", "error"
-
-COLORS = {ICON_STOPPED: "#7f8c8d", ICON_STARTING: "#e0a100", ICON_ONLINE: "#27ae60", ICON_PAUSED: "#2e86de",
-          ICON_ERROR: "#d63031"}
-
-
-@dataclass(frozen=True)
-class StateLook:
-    words: str  # what the user reads ("Online: contributing")
-    icon: str  # one of the ICON_* kinds
-    busy: bool  # a transition is under way (the toggle waits)
-
-    @property
-    def color(self) -> str:
-        return COLORS[self.icon]
-
-
-_LOOKS = {
-    C.STOPPED: StateLook("Stopped", ICON_STOPPED, False),
-    C.PROVISIONING: StateLook("Setting up the engine…", ICON_STARTING, True),
-    C.STARTING: StateLook("Starting…", ICON_STARTING, True),
-    C.MEASURING: StateLook("Starting: measuring speed…", ICON_STARTING, True),
-    C.LOADING: StateLook("Starting: loading blocks…", ICON_STARTING, True),
-    C.JOINING: StateLook("Starting: joining the network…", ICON_STARTING, True),
-    C.ONLINE: StateLook("Online: contributing", ICON_ONLINE, False),
-    C.REBALANCING: StateLook("Online: moving to other blocks", ICON_ONLINE, False),
-    C.STOPPING: StateLook("Stopping…", ICON_STARTING, True),
-    C.RESTARTING: StateLook("Restarting after a crash…", ICON_STARTING, True),
-    C.HELD: StateLook("On hold after crashes", ICON_ERROR, False),
-    C.FAILED: StateLook("Could not start", ICON_ERROR, False),
-    C.PAUSED: StateLook("Paused", ICON_PAUSED, False),
-}
-
-
-def look(state: str) -> StateLook:
-    return _LOOKS.get(state, StateLook(state.replace("_", " ").capitalize(), ICON_STARTING, True))
+from farnode_desktop.core.snapshots import ICON_ONLINE, ICON_PAUSED, ICON_STARTING, ICON_STOPPED, KIND_COLOURS
 
 
 def state_icon(kind: str, size: int = 64) -> QIcon:
@@ -65,7 +26,7 @@ def state_pixmap(kind: str, size: int) -> QPixmap:
     m = size * 0.06
     r = QRectF(m, m, size - 2 * m, size - 2 * m)
     p.setPen(Qt.PenStyle.NoPen)
-    p.setBrush(QBrush(QColor(COLORS.get(kind, COLORS[ICON_STOPPED]))))
+    p.setBrush(QBrush(QColor(KIND_COLOURS.get(kind, KIND_COLOURS[ICON_STOPPED]))))
     p.drawRoundedRect(r, size * 0.22, size * 0.22)
     white = QColor("white")
     c = r.center()

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
-from farnode_desktop.gui.look import look, state_icon
+from farnode_desktop.gui.look import state_icon
 from farnode_desktop.gui.pages.dashboard import DashboardPage
 from farnode_desktop.gui.pages.gpus import GpusPage
 from farnode_desktop.gui.pages.logs import LogsPage
@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
     def set_state(self, state: C.NodeState) -> None:
         if self._stopping:
             return
-        self.setWindowTitle(f"FarNode: {look(state.state).words}")
+        self.setWindowTitle(f"FarNode: {C.state_info(state.state).words}")
 
     def bring_forward(self) -> None:
         self.showNormal()

@@ -13,15 +13,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.policies.rules import Decision
 from farnode_desktop.gui.bridge import BusBridge
-from farnode_desktop.gui.look import (
-    ICON_ERROR,
-    ICON_ONLINE,
-    ICON_PAUSED,
-    ICON_STARTING,
-    ICON_STOPPED,
-    look,
-    state_icon,
-)
+from farnode_desktop.gui.look import state_icon
 
 
 class Tray(QObject):
@@ -33,8 +25,8 @@ class Tray(QObject):
 
     def __init__(self, bridge: BusBridge, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.icons = {k: state_icon(k) for k in (ICON_STOPPED, ICON_STARTING, ICON_ONLINE, ICON_PAUSED, ICON_ERROR)}
-        self.icon = QSystemTrayIcon(self.icons[ICON_STOPPED], self)
+        self.icons = {k: state_icon(k) for k in C.ICON_KINDS}
+        self.icon = QSystemTrayIcon(self.icons[C.ICON_STOPPED], self)
         self.menu = QMenu()
         self.status_action = QAction("Stopped", self.menu)
         self.status_action.setEnabled(False)
@@ -59,7 +51,7 @@ class Tray(QObject):
         self.earnings_today: float | None = None
         self.pause_text = ""
         self._stopping = False
-        self.kind = ICON_STOPPED
+        self.kind = C.ICON_STOPPED
         bridge.state.connect(self.set_state)
         bridge.stats.connect(self._on_stats)
         bridge.decision.connect(self._on_decision)
@@ -92,7 +84,7 @@ class Tray(QObject):
     def set_state(self, state: C.NodeState) -> None:
         prev, self.state = self.state, state
         if state.state in (C.FAILED, C.HELD) and prev.state != state.state:
-            self.notify(f"FarNode: {look(state.state).words}", state.message or "The node stopped.", error=True)
+            self.notify(f"FarNode: {C.state_info(state.state).words}", state.message or "The node stopped.", error=True)
         if state.state not in C.ACTIVE_STATES:
             self.rate = 0.0
         self._update()
@@ -130,11 +122,11 @@ class Tray(QObject):
 
     def _update(self) -> None:
         st = C.STOPPING if self._stopping else self.state.state
-        lk = look(st)
+        lk = C.state_info(st)
         if lk.icon != self.kind:
             self.kind = lk.icon
             self.icon.setIcon(self.icons[lk.icon])
-        running = st in C.ACTIVE_STATES or st in (C.RESTARTING, C.PAUSED)
+        running = lk.running
         self.toggle_action.setText("Stop contributing" if running else "Start contributing")
         self.toggle_action.setEnabled(st != C.STOPPING and not self._stopping)
         self.pause_action.setText("Resume now" if st == C.PAUSED else "Pause for 1 hour")

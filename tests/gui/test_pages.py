@@ -295,11 +295,12 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
 # ---------------------------------------------------------------------------------------------- tray, instance
 
 def test_tray_icons_menu_and_tooltip_follow_the_state(qtbot, core):
+    from farnode_desktop.core.snapshots import ICON_KINDS
     from farnode_desktop.gui.bridge import BusBridge
-    from farnode_desktop.gui.look import COLORS, state_pixmap
+    from farnode_desktop.gui.look import state_pixmap
     from farnode_desktop.gui.tray import Tray
 
-    images = {k: state_pixmap(k, 32).toImage() for k in COLORS}
+    images = {k: state_pixmap(k, 32).toImage() for k in ICON_KINDS}
     assert len({img.pixelColor(16, 4).name() for img in images.values()}) == 5  # one colour per state
     bridge = BusBridge(core.bus)
     tray = Tray(bridge)

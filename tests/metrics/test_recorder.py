@@ -9,7 +9,6 @@ import pytest
 from farnode_desktop.core import snapshots as c
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.metrics.recorder import MetricsRecorder, spread_counter
-from farnode_desktop.core.metrics.store import NODE_STATE_CODES
 
 from .conftest import NOW
 
@@ -84,8 +83,8 @@ def test_two_nodes_add_up_and_gauges_sum(store, bus_recorder):
     assert thr[int(NOW) - 45] == 150.0
     assert thr[int(NOW) - 40] == 50.0  # gpu-a stopped
     state = per_second(store, "node_state", NOW - 60, NOW)
-    assert state[int(NOW) - 45] == NODE_STATE_CODES[c.ONLINE]
-    assert state[int(NOW) - 40] == NODE_STATE_CODES[c.LOADING]
+    assert state[int(NOW) - 45] == c.STATES[c.ONLINE].code
+    assert state[int(NOW) - 40] == c.STATES[c.LOADING].code
 
 
 def test_gpu_telemetry_events_and_earnings(store, bus_recorder):

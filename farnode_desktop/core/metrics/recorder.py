@@ -16,7 +16,7 @@ from typing import Any
 from farnode_desktop.core import snapshots as c
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus, Subscription
-from farnode_desktop.core.metrics.store import NODE_STATE_CODES, MetricsStore
+from farnode_desktop.core.metrics.store import MetricsStore
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class MetricsRecorder:
                     delta = value
                 if delta > 0:
                     adds += [(name, sec, amount) for sec, amount in spread_counter(delta, t_prev, s.time)]
-            code = NODE_STATE_CODES.get(s.state, 0)
+            code = c.state_info(s.state).code
             keep_sticky = prev is not None and prev.state_sticky and prev.state_code == code
             self._nodes[s.node_id] = _NodeSeen(s.run_id, s.time, counters, float(s.reported_throughput),
                                                code, s.time, keep_sticky)
@@ -147,7 +147,7 @@ class MetricsRecorder:
             t = st.time or self._last_time
             if not t:
                 return
-            code = NODE_STATE_CODES.get(st.state, 0)
+            code = c.state_info(st.state).code
             node = self._nodes.get(st.node_id)
             if node is None:
                 node = _NodeSeen("", t, {}, 0.0, code, t, True)

@@ -30,7 +30,7 @@ Values stored per series (units):
   second (= tokens/s); summing them over a range gives the tokens served in it.
 - ``requests``, ``inference_sessions``: requests / inference sessions started in that second.
 - ``reported_throughput``: tokens/s the node(s) announce to the swarm (sum over nodes).
-- ``node_state``: the most advanced state of any node, as :data:`NODE_STATE_CODES` (0 = stopped).
+- ``node_state``: the most advanced state of any node, as each state's ``StateInfo.code`` (0 = stopped).
 - ``gpu{i}.util`` (%), ``gpu{i}.mem_used`` (MiB), ``gpu{i}.temp`` (deg C), ``gpu{i}.power`` (W).
 - ``earnings.paid``, ``earnings.estimated``, ``earnings.total``: cumulative paid, estimated unpaid and
   their sum, in tokens of the payout currency.
@@ -71,13 +71,6 @@ LEVELS: tuple[tuple[int, str, int | None], ...] = (
     (60, "roll_1m", MINUTE_KEEP_S),
     (3600, "roll_1h", None),
 )
-
-#: Numeric codes of node states for the ``node_state`` series (higher = further along a healthy start).
-NODE_STATE_CODES: dict[str, int] = {
-    c.STOPPED: 0, c.FAILED: 1, c.HELD: 2, c.PAUSED: 3, c.RESTARTING: 4, c.STOPPING: 5,
-    c.PROVISIONING: 6, c.STARTING: 7, c.MEASURING: 8, c.LOADING: 9, c.JOINING: 10,
-    c.REBALANCING: 11, c.ONLINE: 12,
-}
 
 TOKEN_SERIES = ("tokens_inference_per_s", "tokens_forward_per_s", "tokens_backward_per_s")
 #: Amount series are read up to this many seconds before now: the recorder spreads a node's counters over the

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVB
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore, TodaySummary
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
-from farnode_desktop.gui.look import fmt_count, fmt_rate, look
+from farnode_desktop.gui.look import fmt_count, fmt_rate
 from farnode_desktop.gui.widgets import Notice, StatCard, dim
 
 TODAY_REFRESH_MS = 5000
@@ -159,8 +159,8 @@ class DashboardPage(QWidget):
 
     def set_state(self, state: C.NodeState) -> None:
         self._state = state
-        lk = look(C.STOPPING if self._stopping else state.state)
-        self.state_label.setText(f"<span style='color:{lk.color}'>●</span> {lk.words}")
+        lk = C.state_info(C.STOPPING if self._stopping else state.state)
+        self.state_label.setText(f"<span style='color:{lk.colour}'>●</span> {lk.words}")
         if state.state in (C.FAILED, C.HELD):
             detail = ""
         elif state.state == C.PAUSED:
@@ -172,7 +172,7 @@ class DashboardPage(QWidget):
         else:
             detail = state.message
         self.detail_label.setText(detail)
-        running = state.state in C.ACTIVE_STATES or state.state in (C.RESTARTING, C.PAUSED)
+        running = C.state_info(state.state).running
         self.toggle.setText("Stop contributing" if running or state.state == C.STOPPING else "Start contributing")
         self.toggle.setEnabled(not self._stopping and state.state != C.STOPPING)
         color = "#c0392b" if running else "#27ae60"
@@ -184,7 +184,7 @@ class DashboardPage(QWidget):
             self.card_peer.set("–", "not connected")
             self.copy_peer.setVisible(False)
         if state.state in (C.FAILED, C.HELD):
-            self.error.show_message(look(state.state).words, state.message or "The node stopped.")
+            self.error.show_message(C.state_info(state.state).words, state.message or "The node stopped.")
         elif state.state in (C.ONLINE, C.STARTING):
             self.error.hide()
 
