@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from farnode_desktop.engine.protocol import COUNTER_FIELDS, CounterValues
+
 # Node lifecycle states, in the order a healthy start passes through them.
 STOPPED = "stopped"
 PROVISIONING = "provisioning"  # engine environment / model being prepared
@@ -76,6 +78,9 @@ STATES: dict[str, StateInfo] = {i.name: i for i in (
     _info(ONLINE, 12, "Online", "Online: contributing", ICON_ONLINE, True),
 )}
 
+#: What the app sums over several servers: the counters, and the rates computed from them.
+SUMMED_STATS = (*COUNTER_FIELDS, "reported_throughput", "inference_tokens_per_s", "forward_tokens_per_s")
+
 ACTIVE_STATES = frozenset(i.name for i in STATES.values() if i.active)
 RUNNING_STATES = frozenset(i.name for i in STATES.values() if i.running)
 
@@ -99,9 +104,10 @@ class NodeState:
 
 
 @dataclass(frozen=True)
-class NodeStats:
-    """One node's numbers at ``time`` (epoch seconds). Counters are cumulative since the node's server
-    process started; they go back to 0 when it restarts (``run_id`` changes)."""
+class NodeStats(CounterValues):
+    """One node's numbers at ``time`` (epoch seconds). The counters (:class:`CounterValues`, the engine's own
+    list) are cumulative since the node's server process started; they go back to 0 when it restarts
+    (``run_id`` changes)."""
 
     time: float
     node_id: str
@@ -111,13 +117,6 @@ class NodeStats:
     blocks: tuple[int, ...] = ()
     total_blocks: int = 0
     uptime_s: float = 0.0
-    inference_sessions: int = 0
-    inference_steps: int = 0
-    inference_tokens: int = 0
-    forward_requests: int = 0
-    forward_tokens: int = 0
-    backward_requests: int = 0
-    backward_tokens: int = 0
     reported_throughput: float = 0.0  # tokens/s the server announces to the swarm
     inference_rps: float = 0.0  # measured, per block
     forward_rps: float = 0.0

@@ -83,9 +83,25 @@ class ServerState:
     STOPPED = "stopped"
 
 
-# Per-request counters a server reports (deltas in Counters events, summed by the app).
-COUNTER_FIELDS = ("inference_sessions", "inference_sessions_closed", "inference_steps", "inference_tokens",
-                  "forward_requests", "forward_tokens", "backward_requests", "backward_tokens")
+@dataclass(frozen=True, kw_only=True)
+class CounterValues:
+    """The per-request counters a server keeps: the one list of their names (:data:`COUNTER_FIELDS`). A
+    server reports them as deltas (:class:`Counters`), the app sums them into each node's stats."""
+
+    inference_sessions: int = 0
+    inference_sessions_closed: int = 0
+    inference_steps: int = 0
+    inference_tokens: int = 0
+    forward_requests: int = 0
+    forward_tokens: int = 0
+    backward_requests: int = 0
+    backward_tokens: int = 0
+
+    def counter_values(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTER_FIELDS}
+
+
+COUNTER_FIELDS = tuple(f.name for f in dataclasses.fields(CounterValues))
 
 
 class ProtocolError(ValueError):
@@ -175,22 +191,14 @@ class Blocks(Event):
 
 
 @dataclass(frozen=True)
-class Counters(Event):
-    """Counter deltas (:data:`COUNTER_FIELDS`) since the last one from process ``pid``."""
+class Counters(Event, CounterValues):
+    """Counter deltas since the last one from process ``pid``."""
 
     KIND: ClassVar[str] = "counters"
     pid: int = 0
-    inference_sessions: int = 0
-    inference_sessions_closed: int = 0
-    inference_steps: int = 0
-    inference_tokens: int = 0
-    forward_requests: int = 0
-    forward_tokens: int = 0
-    backward_requests: int = 0
-    backward_tokens: int = 0
 
     def deltas(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTER_FIELDS}
+        return self.counter_values()
 
 
 @dataclass(frozen=True)

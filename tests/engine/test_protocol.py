@@ -105,3 +105,18 @@ def test_probe_result_and_traffic_config():
         P.TrafficConfig.from_dict({"initial_peers": []})  # no model
     with pytest.raises(P.ProtocolError):
         P.TrafficConfig.from_dict(None)
+
+
+def test_the_counters_are_listed_once():
+    """The engine's counter list is the one the app's stats carry and the multi-server sum adds up."""
+    import dataclasses
+
+    from farnode_desktop.core import snapshots as C
+
+    assert P.COUNTER_FIELDS == tuple(f.name for f in dataclasses.fields(P.CounterValues))
+    stats_fields = {f.name for f in dataclasses.fields(C.NodeStats)}
+    event_fields = {f.name for f in dataclasses.fields(P.Counters)}
+    assert set(P.COUNTER_FIELDS) <= stats_fields and set(P.COUNTER_FIELDS) <= event_fields
+    assert set(P.COUNTER_FIELDS) <= set(C.SUMMED_STATS)
+    deltas = P.Counters(pid=1, inference_sessions=2, inference_sessions_closed=1).deltas()
+    assert list(deltas) == list(P.COUNTER_FIELDS) and deltas["inference_sessions_closed"] == 1

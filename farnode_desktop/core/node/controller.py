@@ -111,10 +111,7 @@ class NodeController:
         others = [s.stats() for s in self.supervisors.values() if s is not self.supervisor]
         if not others:
             return main
-        summed = {f: getattr(main, f) + sum(getattr(o, f) for o in others) for f in (
-            "inference_sessions", "inference_steps", "inference_tokens", "forward_requests", "forward_tokens",
-            "backward_requests", "backward_tokens", "reported_throughput", "inference_tokens_per_s",
-            "forward_tokens_per_s")}
+        summed = {f: getattr(main, f) + sum(getattr(o, f) for o in others) for f in C.SUMMED_STATS}
         blocks = tuple(sorted(set(main.blocks).union(*(o.blocks for o in others))))
         return replace(main, blocks=blocks, **summed)
 

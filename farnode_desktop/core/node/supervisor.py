@@ -280,7 +280,6 @@ class Supervisor:
         run = self._run
         now = time.time()
         counters = dict(run.counters) if run else dict.fromkeys(P.COUNTER_FIELDS, 0)
-        counters.pop("inference_sessions_closed")
         inf_rate = fwd_rate = 0.0
         if len(self._rate_window) >= 2:
             t0, i0, f0 = self._rate_window[0]

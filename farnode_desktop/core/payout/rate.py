@@ -30,9 +30,8 @@ class EarningsRate:
     def _on_stats(self, _topic: str, s: C.NodeStats) -> None:
         if s.state != C.ONLINE or s.uptime_s < self.min_uptime_s:
             return
-        served = s.inference_tokens + s.forward_tokens + s.backward_tokens
         with self._lock:
-            self._tokens_per_s[s.node_id] = served / s.uptime_s
+            self._tokens_per_s[s.node_id] = s.tokens_served / s.uptime_s
 
     def tokens_per_s(self) -> float | None:
         with self._lock:
