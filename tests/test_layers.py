@@ -213,3 +213,69 @@ def test_the_check_fails_on_violations(tmp_path):
     assert "engine.x_app (engine) imports farnode_desktop.core.events" in problems
     assert "core.x_qt imports PySide6" in problems
     assert "import cycle: farnode_desktop.core.cyc_a -> farnode_desktop.core.cyc_b" in problems
+
+
+# ---------------------------------------------------------------------------------------- the faces' door
+FACES = ("gui", "app")
+
+
+def door(pkg: Path = PKG) -> set[str]:
+    """What a face may touch on the app core: AppCore's public methods and properties, and its SERVICES."""
+    tree = ast.parse((pkg / "core" / "app_core.py").read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "AppCore")
+    names = {n.name for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    services: set[str] = set()
+    for n in cls.body:
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SERVICES" for t in n.targets):
+            services = {e.value for e in n.value.elts if isinstance(e, ast.Constant)}
+    return {n for n in names if not n.startswith("_")} | services
+
+
+def _core_member(node: ast.Attribute) -> bool:
+    """``core.X`` or ``self.core.X``: the app core as the faces name it."""
+    base = node.value
+    return (isinstance(base, ast.Name) and base.id == "core") or (
+        isinstance(base, ast.Attribute) and base.attr == "core" and isinstance(base.value, ast.Name)
+        and base.value.id == "self")
+
+
+def face_problems(pkg: Path = PKG) -> list[str]:
+    """Every place a face goes around the core's door: a member that is not AppCore's public face, or the bus
+    used for anything but subscribing (a face never publishes into the core's bus)."""
+    allowed_names = door(pkg)
+    problems = []
+    for face in FACES:
+        for f in sorted((pkg / face).rglob("*.py")):
+            tree = ast.parse(f.read_text(encoding="utf-8"))
+            parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Attribute) and _core_member(node)):
+                    continue
+                where = f"{f.relative_to(pkg.parent)}:{node.lineno}"
+                if node.attr not in allowed_names:
+                    problems.append(f"{where}: a face reaches core.{node.attr} (not AppCore's door)")
+                elif node.attr == "bus":
+                    up = parents.get(node)
+                    if isinstance(up, ast.Attribute) and up.attr != "subscribe":
+                        problems.append(f"{where}: a face uses core.bus.{up.attr} (faces only subscribe)")
+    return problems
+
+
+def test_the_faces_use_the_cores_door():
+    assert face_problems() == []
+
+
+def test_the_face_rule_fails_on_a_planted_access(tmp_path):
+    copy = tmp_path / ROOT
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__", "resources"))
+    (copy / "gui" / "pages" / "x_page.py").write_text(
+        "class Page:\n"
+        "    def f(self):\n"
+        "        return self.core.node.plan\n"
+        "    def g(self, core):\n"
+        "        core.bus.publish('engine.progress', None)\n"
+        "        return core.policies\n")
+    problems = "\n".join(face_problems(copy))
+    assert "gui/pages/x_page.py:3: a face reaches core.node" in problems
+    assert "gui/pages/x_page.py:5: a face uses core.bus.publish" in problems
+    assert "gui/pages/x_page.py:6: a face reaches core.policies" in problems

@@ -96,10 +96,10 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if jl else (
         lambda text: print(text, file=out, flush=True))
     try:
-        for w in core.node.settings_notes:
+        for w in core.settings_notes:
             print(f"warning: {w}", file=sys.stderr, flush=True)
         if not traffic:
-            core.node.settings.network.demo_traffic_per_minute = 0
+            core.without_demo_traffic()
         if jl is not None:
             for topic in JSON_TOPICS:
                 core.bus.subscribe(topic, jl.event)
@@ -109,7 +109,7 @@ def run_headless(duration: float = 0.0, traffic: bool = True, json_events: bool 
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        where = "the local demo swarm (a private FarMesh network on this computer)" if core.node.is_local else \
+        where = "the local demo swarm (a private FarMesh network on this computer)" if core.is_local else \
             f"the FarMesh network ({core.settings.network.swarm})"
         say(f"FarNode node on {where}. Press Ctrl-C to stop.")
 
@@ -144,8 +144,8 @@ def _loop(core: AppCore, starter: threading.Thread, start_errors: list[str], sto
             return 0
         st = core.state
         if not quiet:
-            stats = core.node.stats()
-            tstats = core.node.traffic.stats if core.node.is_local else None
+            stats = core.stats()
+            tstats = core.traffic_stats()
             line = status_line(stats, st, tstats, colour=tty and _colour_ok())
             if tty:
                 print("\r\033[K" + line, end="", file=out, flush=True)

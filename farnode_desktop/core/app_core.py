@@ -14,105 +14,39 @@ thread pool here so the policy thread keeps ticking while a node stops.
 from __future__ import annotations
 
 import concurrent.futures
-import datetime as dt
-import json
 import logging
-import os
-import platform
-import re
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from farnode_desktop import APP_NAME, __version__
+from farnode_desktop.core import report
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.control import ControlServer
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.gpu.inventory import (
-    GpuInventory,
-    TelemetrySampler,
-    processes_for_policies,
-    read_inventory,
-)
+from farnode_desktop.core.gpu.inventory import TelemetrySampler, processes_for_policies, read_inventory
 from farnode_desktop.core.gpu.nvml import Nvml
+from farnode_desktop.core.gpu.report import GpuReport, gpu_report
 from farnode_desktop.core.instance import InstanceLock
 from farnode_desktop.core.metrics.recorder import MetricsRecorder
 from farnode_desktop.core.metrics.store import MetricsStore
+from farnode_desktop.core.metrics.today import TodaySummary, today
+from farnode_desktop.core.network import peers
 from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.payout.rate import EarningsRate
 from farnode_desktop.core.payout.runner import EarningsRunner
+from farnode_desktop.core.payout.wallet_service import WalletService
 from farnode_desktop.core.policies.rules import PolicyEngine
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
-from farnode_desktop.core.status import (
-    describe,
-    plain,
-    reachability_from_addresses,
-    stats_fields,
-    uptime_text,
-)
 from farnode_desktop.engine.protocol import ProbeResult
 
 log = logging.getLogger(__name__)
-
-#: States in which the node counts as "running" for the user (Stop is offered).
-
-_SECRET_KEYS = re.compile(r"(private[_ ]?key|secret|phrase|mnemonic|password|seed)", re.I)
-_HEX_KEY = re.compile(r"\b(0x)?[0-9a-fA-F]{64}\b")
-
-
-@dataclass(frozen=True)
-class GpuReport:
-    """What the GPUs page shows: the inventory and, per GPU, whether it can serve and why."""
-
-    inventory: GpuInventory
-    eligibility: dict[str, tuple[bool, str]]  # uuid -> (eligible, plain reason)
-    contributing: tuple[str, ...]  # settings.gpus.contributing (empty: every eligible GPU)
-
-
-@dataclass(frozen=True)
-class WalletInfo:
-    address: str  # checksummed payout address, "" when there is no wallet
-    has_key: bool  # the OS keyring holds its key
-    qr_png: bytes  # QR code of the address (PNG), b"" without a wallet
-
-
-@dataclass(frozen=True)
-class TodaySummary:
-    """Totals since local midnight (tokens and requests served; earnings in reward tokens, or None)."""
-
-    tokens: float
-    requests: float
-    earnings: float | None
-
-
-def local_midnight(now: float) -> float:
-    """Epoch seconds of the last local midnight before ``now``."""
-    d = dt.datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    return d.timestamp()
-
-
-def redact(text: str) -> str:
-    """Remove what looks like a private key (64 hex digits) from free text."""
-    return _HEX_KEY.sub("<redacted>", text)
-
-
-def redact_settings(d: Any) -> Any:
-    """A copy of a settings dict with any secret-looking field blanked (settings should hold none)."""
-    if isinstance(d, dict):
-        return {k: ("<redacted>" if _SECRET_KEYS.search(str(k)) else redact_settings(v)) for k, v in d.items()}
-    if isinstance(d, list):
-        return [redact_settings(v) for v in d]
-    if isinstance(d, str):
-        return redact(d)
-    return d
 
 
 class AppCore:
@@ -120,7 +54,15 @@ class AppCore:
 
     Building one takes the data folder for this process (``face``: ``window`` or ``headless``, said to a
     second launch): it raises :class:`~farnode_desktop.core.instance.AlreadyRunning`, naming the holder,
-    when another process runs on the same data folder. :meth:`close` gives the folder back."""
+    when another process runs on the same data folder. :meth:`close` gives the folder back.
+
+    The faces reach the core only through this class's public methods and properties, the services named in
+    :data:`SERVICES`, and the bus topics of :mod:`farnode_desktop.core.topics` (``bus.subscribe``); the node
+    controller and the other parts are its own (tests/test_layers.py holds the faces to it)."""
+
+    #: The parts a face may use directly: the event bus (to subscribe), the data folder's paths, the metrics
+    #: store (the charts' queries), the earnings (the Earnings page) and the wallet (:class:`WalletService`).
+    SERVICES = ("bus", "paths", "store", "earnings", "wallet")
 
     def __init__(self, paths: AppPaths, *, face: str = "window", bus: EventBus | None = None,
                  nvml: Nvml | None = None, policy_inputs: PolicyInputs | None = None,
@@ -139,7 +81,7 @@ class AppCore:
     def _build(self, bus: EventBus | None, nvml: Nvml | None, policy_inputs: PolicyInputs | None,
                node: NodeController | None, keystore: Any, earnings_interval_s: float) -> None:
         paths = self.paths
-        self.first_run = not paths.settings_file.exists()
+        self._first_run = not paths.settings_file.exists()
         self.bus = bus or EventBus()
         self.node = node or NodeController(self.paths, self.bus)
         self.store = MetricsStore(self.paths.metrics_db)
@@ -152,8 +94,8 @@ class AppCore:
         inputs = policy_inputs if policy_inputs is not None else self._default_policy_inputs()
         self.policies = PolicyRunner(PolicyEngine(self.node.settings.policies), self.bus,
                                      pause=self._policy_pause, resume=self._policy_resume, inputs=inputs)
-        self._keystore = keystore
-        self._wallet: Any = None  # WalletManager, built on first use (eth-account takes ~1 s to import)
+        self.wallet = WalletService(self.node.store, lambda: self.node.settings.wallet.address,
+                                    self._wallet_changed, keystore=keystore)
         self.earnings = EarningsRunner(self.paths.data_dir, self.bus, lambda: self.node.settings,
                                        self.store.tokens_served_between, interval_s=earnings_interval_s)
         # ``farnode-desktop status`` (and settings or wallet changes made from a shell) reach this core here.
@@ -164,12 +106,13 @@ class AppCore:
         # The network around the node, read from its DHT by an engine-side probe: while the node serves off
         # the local swarm (for its reachability) and while the Network page is open.
         self.network = NetworkMonitor(
-            self.bus, lambda: self.node.supervisor.runtime, self.paths.log_dir, peers=self.node.network_peers,
-            mine=self.node.my_peer_ids, nat_traversal=lambda: not self.node.is_local
+            self.bus, lambda: self.node.supervisor.runtime, self.paths.log_dir,
+            peers=lambda: peers.network_peers(self.node.settings, self.node.running_servers()),
+            mine=lambda: {s.peer_id for s in self.node.running_servers()},
+            nat_traversal=lambda: not self.node.is_local
             and self.node.settings.network.nat_traversal)
         self._closed = False
         self._close_lock = threading.Lock()
-        self.last_error: C.NodeState | None = None
         self._sub = self.bus.subscribe(T.NODE_STATE, self._on_state)
         self._net_subs = [self.bus.subscribe(T.NETWORK_VIEW, self._on_reachability_input),
                           self.bus.subscribe(T.NODE_REACHABILITY, self._on_reachability_input)]
@@ -241,6 +184,11 @@ class AppCore:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def first_run(self) -> bool:
+        """No settings file was there when the app started, and none has been saved since."""
+        return self._first_run
+
     # ------------------------------------------------------------------ the node
     @property
     def settings(self) -> Settings:
@@ -250,14 +198,36 @@ class AppCore:
     def state(self) -> C.NodeState:
         return self.node.state
 
-    def resolve_state(self, state: C.NodeState) -> C.NodeState:
-        """The state to show for a ``node.state`` event: the controller's current view (its first server;
-        a server stopped for a pause reads as PAUSED even when its STOPPED event arrives late)."""
-        return self.node.state
-
-    def resolve_stats(self, _stats: C.NodeStats) -> C.NodeStats:
-        """The stats to show for a ``node.stats`` event: summed over every server (one per GPU)."""
+    def stats(self) -> C.NodeStats:
+        """The node's numbers, summed over every server (one per GPU)."""
         return self.node.stats()
+
+    @property
+    def is_local(self) -> bool:
+        """The node runs on the local demo swarm."""
+        return self.node.is_local
+
+    @property
+    def settings_notes(self) -> list[str]:
+        """What the settings file holds that this version does not use (kept in the file)."""
+        return list(self.node.settings_notes)
+
+    @property
+    def last_plan(self) -> Any:
+        """The :class:`~farnode_desktop.core.node.plan.NodePlan` of the last start, or None."""
+        return self.node.plan
+
+    def node_pids(self) -> list[int]:
+        """The pids of the node's server processes."""
+        return self.node.node_pids()
+
+    def traffic_stats(self) -> Any:
+        """The local swarm's demo traffic so far (``TrafficStats``), None off the local swarm."""
+        return self.node.traffic.stats if self.node.is_local else None
+
+    def without_demo_traffic(self) -> None:
+        """This run sends no demo traffic to the local swarm (``node --no-traffic``); the settings stay."""
+        self.node.demo_traffic = False
 
     def is_running(self) -> bool:
         """The user has the node contributing (or starting, or paused by a policy)."""
@@ -266,7 +236,6 @@ class AppCore:
     def start_node(self, progress: Callable[[C.EngineProgress], None] | None = None) -> C.NodeState:
         """Start contributing. BLOCKS: engine set-up (minutes the first time), then the server start.
         A manual pause ends; when another policy holds the node paused, it starts paused."""
-        self.last_error = None
         self.policies.manual_resume()  # Start ends a manual pause
         self.policies.tick_once()
         try:
@@ -317,11 +286,9 @@ class AppCore:
             raise exc
 
     def _on_state(self, _topic: str, state: C.NodeState) -> None:
-        if state.state in (C.FAILED, C.HELD):
-            self.last_error = state
         if self._closed:
             return
-        serving = bool(self.node.my_peer_ids())  # a server on the network (also while it moves blocks)
+        serving = bool(self.node.running_servers())  # a server on the network (also while it moves blocks)
         self.network.watch("node", serving and not self.node.is_local)
         if not serving:
             self.bus.publish(T.REACHABILITY_STATUS, {})
@@ -329,10 +296,17 @@ class AppCore:
     # ------------------------------------------------------------------ the network around the node
     def reachability(self) -> dict:
         """node_id -> ReachabilityStatus of each server serving off the local swarm (empty otherwise)."""
-        return self.node.reachability(self.network.latest)
+        if self.node.is_local:
+            return {}
+        return peers.reachability(self.node.running_servers(), self.node.settings, self.network.latest)
 
     def _on_reachability_input(self, _topic: str, _payload: Any) -> None:
         self.bus.publish(T.REACHABILITY_STATUS, self.reachability())
+
+    @property
+    def network_view(self) -> Any:
+        """The latest :class:`~farnode_desktop.core.network.view.NetworkView` read, or None."""
+        return self.network.latest
 
     def watch_network(self, on: bool) -> None:
         """The Network page is shown (on) or hidden: keep the network view fresh meanwhile. Returns at once."""
@@ -340,45 +314,10 @@ class AppCore:
 
     # ------------------------------------------------------------------ status (any thread, quick)
     def status_report(self) -> dict:
-        """How the node is doing, for ``farnode-desktop status [--json]``: state in words, blocks, tokens/s,
-        requests, uptime, reachability, earnings, and which process runs it."""
-        st, stats = self.node.state, self.node.stats()
-        peer = self.node.supervisor.peer
-        net = self.settings.network
-        report: dict = {
-            "time": time.time(),
-            "app": {"pid": os.getpid(), "face": self.face, "version": __version__,
-                    "data_folder": str(self.paths.data_dir)},
-            "state": st.state, "words": describe(st, stats), "message": st.message,
-            # the model served: the local swarm serves its demo model, whatever network.model holds for later
-            "network": {"swarm": net.swarm, "port": net.port,
-                        "model": "(the embedded demo model)" if self.node.is_local else
-                        (self.node.plan.model if self.node.plan is not None else net.model)},
-            "node": stats_fields(stats),
-            "uptime": uptime_text(stats.uptime_s),
-            "peer_id": peer.peer_id,
-            "reachability": self._reachability_report(list(peer.addrs), st.state),
-            "policy": list(self.policies.last_decision.reasons) if self.policies.last_decision else [],
-        }
-        if self.node.is_local:
-            report["demo_traffic"] = plain(self.node.traffic.stats)
-        if not self.earnings.configured():
-            report["earnings"] = {"configured": False,
-                                  "text": "not set up (a payout wallet and the chain settings are needed)"}
-        else:
-            snap = self.earnings.latest
-            report["earnings"] = {"configured": True, **(plain(snap) if snap is not None else
-                                                         {"text": "not synced yet"})}
-        return report
-
-    def _reachability_report(self, addrs: list[str], state: str) -> dict:
-        """Who can reach the node: what the network probe found (off the local swarm, once it ran), else
-        what the announced addresses say."""
-        report = reachability_from_addresses(self.node.is_local, addrs, state)
-        found = self.reachability().get(self.node.supervisor.node_id) if not self.node.is_local else None
-        if found is not None and found.state != "unknown":
-            report.update(probe=found.state, text=f"{found.words}: {found.detail}", fix=found.fix)
-        return report
+        """How the node is doing, for ``farnode-desktop status [--json]`` (see :mod:`core.report`)."""
+        return report.status_report(face=self.face, data_dir=self.paths.data_dir, node=self.node,
+                                    reachability=self.reachability(), decision=self.policies.last_decision,
+                                    earnings=self.earnings)
 
     def reload_settings(self) -> dict:
         """The settings file changed from a shell (``settings set``, ``wallet``): take it. Policies and the
@@ -407,7 +346,7 @@ class AppCore:
         if (old.chain, old.wallet) != (settings.chain, settings.wallet):
             self.earnings.sync_now()
         if (old.policies.start_at_login, old.policies.start_minimized) != (
-                settings.policies.start_at_login, settings.policies.start_minimized) or self.first_run:
+                settings.policies.start_at_login, settings.policies.start_minimized) or self._first_run:
             from farnode_desktop.core.policies.platform import apply_start_at_login
 
             try:
@@ -418,7 +357,7 @@ class AppCore:
                 raise FarNodeError(f"The settings were saved, but the start-at-login entry could not be "
                                    f"changed ({exc}). Check that your autostart folder is writable.",
                                    title="Start at login") from exc
-        self.first_run = False
+        self._first_run = False
 
     def set_gpu_contributing(self, uuid: str, on: bool, all_uuids: list[str]) -> Settings:
         """Turn one GPU's contribution on/off and save. An empty list means "every eligible GPU", so the
@@ -438,130 +377,53 @@ class AppCore:
                                                                         address=address))
         self.earnings.sync_now()
 
-    @property
-    def wallet(self) -> Any:
-        """The :class:`~farnode_desktop.core.payout.wallet.WalletManager` (imported on first use, off the GUI
-        thread: eth-account takes about a second to import)."""
-        if self._wallet is None:
-            from farnode_desktop.core.payout.keys import KeysProcess
-            from farnode_desktop.core.payout.wallet import WalletManager
-
-            # Key arithmetic in a helper process: eth-account would hold ~30 MB for the app's whole life.
-            self._wallet = WalletManager(self.node.store, self._keystore, keys=KeysProcess())
-        return self._wallet
-
-    def wallet_info(self) -> WalletInfo:
-        """The payout address ("" when none), whether the keyring holds its key, and its QR code (PNG).
-        Reads the keyring."""
-        address = self.settings.wallet.address
-        if not address:
-            return WalletInfo("", False, b"")
-        from farnode_desktop.core.payout.wallet import address_qr
-
-        return WalletInfo(address, self.wallet.has_key(), address_qr(address, scale=6))
-
-    def wallet_create(self) -> Any:
-        """A new wallet (``NewWallet``); its phrase is in the result only (show it once, then drop it)."""
-        new = self.wallet.create()
-        self._wallet_changed()
-        return new
-
-    def wallet_import_key(self, key: str) -> str:
-        address = self.wallet.import_private_key(key)
-        self._wallet_changed()
-        return address
-
-    def wallet_import_phrase(self, phrase: str) -> str:
-        address = self.wallet.import_phrase(phrase)
-        self._wallet_changed()
-        return address
-
-    def wallet_export_key(self) -> str:
-        """The private key; call only after the user explicitly confirmed."""
-        return self.wallet.export_private_key(confirm=True)
-
-    def wallet_remove(self) -> str:
-        """Remove the wallet; call only after the user explicitly confirmed."""
-        address = self.wallet.remove(confirm=True)
-        self._wallet_changed()
-        return address
-
     # ------------------------------------------------------------------ reads (may block: off the GUI thread)
     def gpu_report(self) -> GpuReport:
-        """Read the GPU inventory (NVML, tens of ms) and size each GPU for the current model."""
-        inv = read_inventory(self._nvml)
-        elig: dict[str, tuple[bool, str]] = {}
-        if inv.gpus:
-            try:
-                from farnode_desktop.core.gpu.sizing import ModelSpec, recommend
-                from farnode_desktop.core.node.demo_swarm import demo_model_path
+        """Read the GPU inventory (NVML, tens of ms) and size each GPU for the model served (the local
+        swarm's demo model; elsewhere the model is known when the node starts)."""
+        from farnode_desktop.core.node.demo_swarm import demo_model_path
 
-                cfg = demo_model_path(self.paths) / "config.json"
-                if self.node.is_local and cfg.is_file():
-                    rec = recommend(inv, self.settings, ModelSpec.from_config_file(cfg))
-                    elig = {s.uuid: (s.eligible, s.reason) for s in rec.sizings}
-            except Exception as exc:  # sizing is advice: show the GPU anyway
-                log.warning("GPU sizing failed: %s", exc)
-            for g in inv.gpus:
-                elig.setdefault(g.uuid, (not g.lost, "lost: restart the computer" if g.lost else
-                                         "the number of blocks is decided when the node starts"))
-        return GpuReport(inv, elig, tuple(self.settings.gpus.contributing))
+        cfg = demo_model_path(self.paths) / "config.json" if self.node.is_local else None
+        return gpu_report(self._nvml, self.settings, cfg)
 
     def today(self, now: float | None = None) -> TodaySummary:
         """Tokens, requests and earnings since local midnight (SQLite reads, milliseconds)."""
-        now = time.time() if now is None else now
-        t0 = local_midnight(now)
-        tokens = self.store.tokens_served_between(t0, now + 1)
-        requests = self.store.sum_between("requests", t0, now + 1)
-        earnings = None
-        if self.store.series_names("earnings.total"):
-            day = self.store.daily_totals("earnings.total", 1, how="increase")
-            earnings = day[-1][1] if day else 0.0
-        return TodaySummary(tokens, requests, earnings)
+        return today(self.store, time.time() if now is None else now)
 
     def log_tail(self, max_lines: int = 2000) -> list[str]:
         """The last lines of the node's log file (blocking file read)."""
-        path = self.node.supervisor.log_path
-        try:
-            with open(path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - 400_000))
-                data = f.read().decode("utf-8", "replace")
-        except OSError:
-            return []
-        return data.splitlines()[-max_lines:]
+        return report.log_tail(self.node.supervisor.log_path, max_lines)
 
     def diagnostics(self, extra_lines: list[str] | None = None) -> str:
-        """A text bundle for a bug report: versions, settings and the last log lines, secrets redacted.
-        Never contains the wallet key or phrase (they live in the OS keyring and are not read here)."""
-        engine = {}
+        """A text bundle for a bug report: versions, settings and the last log lines, secrets redacted."""
         try:
             engine = self.node.engine.status().to_dict()
         except Exception as exc:
             engine = {"error": str(exc)}
-        inv = read_inventory(self._nvml, with_processes=False)
-        info = {
-            "app": f"{APP_NAME} {__version__}",
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "state": self.state.__dict__,
-            "engine": {k: v for k, v in engine.items() if k != "missing"},
-            "gpus": [g.name for g in inv.gpus] or inv.error,
-            "driver": inv.driver_version,
-            "settings": redact_settings(self.settings.to_dict()),
-        }
         lines = list(extra_lines) if extra_lines is not None else self.log_tail(300)
-        body = json.dumps(info, indent=2, default=str)
-        return redact(f"{body}\n\n--- last {len(lines)} log lines ---\n" + "\n".join(lines[-300:]))
+        return report.diagnostics(state=self.state, engine=engine,
+                                  inventory=read_inventory(self._nvml, with_processes=False),
+                                  settings=self.settings.to_dict(), lines=lines)
 
     def engine_status(self) -> EngineStatus:
         """The engine environment's status (reads its folder; milliseconds to a second)."""
         return self.node.engine.status()
 
-    def repair_engine(self, progress: Callable[[C.EngineProgress], None]) -> ProbeResult | None:
-        """Create/repair the engine environment. BLOCKS for minutes; reports through ``progress``."""
-        return self.node.engine.ensure(progress)
+    def repair_engine(self, progress: Callable[[C.EngineProgress], None] | None = None) -> ProbeResult | None:
+        """Create/repair the engine environment. BLOCKS for minutes; reports through ``progress``, or by
+        default on the bus (``topics.ENGINE_PROGRESS``)."""
+        return self.node.engine.ensure(progress or (lambda p: self.bus.publish(T.ENGINE_PROGRESS, p)))
+
+    # ------------------------------------------------------------------ the Hugging Face token (BLOCKING: keyring)
+    def hf_token_present(self) -> bool:
+        """The OS keyring holds a Hugging Face token."""
+        return self.node.hf_tokens_store().has()
+
+    def save_hf_token(self, token: str) -> None:
+        self.node.hf_tokens_store().set(token)
+
+    def remove_hf_token(self) -> None:
+        self.node.hf_tokens_store().remove()
 
     def log_path(self) -> Path:
         return self.node.supervisor.log_path

@@ -118,8 +118,7 @@ class GuiApp(QObject):
     def __init__(self, core: AppCore, *, use_tray: bool | None = None) -> None:
         super().__init__()
         self.core = core
-        self.bridge = BusBridge(core.bus, self, resolve_state=core.resolve_state,
-                                resolve_stats=core.resolve_stats)
+        self.bridge = BusBridge(core.bus, self)
         self.tasks = TaskRunner(self, default_error=self._show_error)
         self.window = MainWindow(core, self.bridge, self.tasks, extra_pages=_optional_pages())
         self.gui_state = GuiState(core.paths.config_dir / "gui-state.json")
@@ -276,8 +275,8 @@ class GuiApp(QObject):
             "tray_menu": [a.text() for a in self.tray.menu.actions() if a.text()] if self.tray is not None else None,
             "chart_points": sum(points.values()),
             "chart_served_points": points.get("tokens_inference_per_s", 0) + points.get("tokens_forward_per_s", 0), "first_paint": self.first_paint_time, "quitting": self.quitting,
-            "quit_done": quit_done, "node_pids": self.core.node.node_pids(),
-            "brought_forward": self.brought_forward, "requests": self.core.node.stats().requests,
+            "quit_done": quit_done, "node_pids": self.core.node_pids(),
+            "brought_forward": self.brought_forward, "requests": self.core.stats().requests,
         }
         # Only a change is written: an fsync'd file every second would be the hook's own CPU cost in the
         # footprint benchmark, not the app's. "time" is when the state last changed.
@@ -373,8 +372,8 @@ def run_gui(minimized: bool = False) -> int:
     gui.quitted.connect(app.quit)
     core.start()
 
-    if core.node.settings_notes:
-        show_error(None, FarNodeError("\n".join(core.node.settings_notes), title="Unknown settings"))
+    if core.settings_notes:
+        show_error(None, FarNodeError("\n".join(core.settings_notes), title="Unknown settings"))
 
     if core.first_run:
         from farnode_desktop.gui.first_run import FirstRunWizard

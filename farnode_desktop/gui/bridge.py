@@ -22,7 +22,7 @@ from farnode_desktop.core.events import EventBus, Subscription
 
 log = logging.getLogger(__name__)
 
-TOPICS = (T.NODE_STATE, T.NODE_STATS, T.NODE_EVENT, T.NODE_LOG, T.GPU_TELEMETRY, T.GPU_INVENTORY,
+TOPICS = (T.NODE_OVERALL_STATE, T.NODE_OVERALL_STATS, T.NODE_EVENT, T.NODE_LOG, T.GPU_TELEMETRY,
           T.ENGINE_PROGRESS, T.POLICY_DECISION, T.EARNINGS_UPDATE, T.NETWORK_VIEW, T.NETWORK_ERROR,
           T.REACHABILITY_STATUS)
 
@@ -31,12 +31,11 @@ class BusBridge(QObject):
     """One signal per topic the GUI uses, plus ``event(topic, payload)`` for all of them."""
 
     event = Signal(str, object)
-    state = Signal(object)  # NodeState
-    stats = Signal(object)  # NodeStats
+    state = Signal(object)  # NodeState: the node as a whole (topics.NODE_OVERALL_STATE)
+    stats = Signal(object)  # NodeStats: summed over every server (topics.NODE_OVERALL_STATS)
     node_event = Signal(object)  # NodeEvent
     log_line = Signal(str)
     telemetry = Signal(object)  # tuple[GpuTelemetry, ...]
-    inventory = Signal(object)
     progress = Signal(object)  # EngineProgress
     decision = Signal(object)  # policies.Decision
     earnings = Signal(object)  # EarningsSnapshot
@@ -44,17 +43,10 @@ class BusBridge(QObject):
     network_error = Signal(str)
     reachability = Signal(object)  # dict node_id -> ReachabilityStatus
 
-    def __init__(self, bus: EventBus, parent: QObject | None = None, *,
-                 resolve_state: Callable[[Any], Any] | None = None,
-                 resolve_stats: Callable[[Any], Any] | None = None) -> None:
-        """``resolve_state`` maps a ``node.state`` payload to the state to show (the node controller's view,
-        which knows about pauses; events from different threads may arrive out of order). ``resolve_stats``
-        maps a ``node.stats`` payload to the stats to show (summed over the servers of several GPUs)."""
+    def __init__(self, bus: EventBus, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._resolve_state = resolve_state
-        self._resolve_stats = resolve_stats
-        self._map = {T.NODE_STATE: self.state, T.NODE_STATS: self.stats, T.NODE_EVENT: self.node_event,
-                     T.NODE_LOG: self.log_line, T.GPU_TELEMETRY: self.telemetry, T.GPU_INVENTORY: self.inventory,
+        self._map = {T.NODE_OVERALL_STATE: self.state, T.NODE_OVERALL_STATS: self.stats,
+                     T.NODE_EVENT: self.node_event, T.NODE_LOG: self.log_line, T.GPU_TELEMETRY: self.telemetry,
                      T.ENGINE_PROGRESS: self.progress, T.POLICY_DECISION: self.decision,
                      T.EARNINGS_UPDATE: self.earnings, T.NETWORK_VIEW: self.network,
                      T.NETWORK_ERROR: self.network_error, T.REACHABILITY_STATUS: self.reachability}
@@ -62,10 +54,6 @@ class BusBridge(QObject):
 
     def _relay(self, topic: str, payload: Any) -> None:  # runs on the publisher's thread
         try:
-            if topic == T.NODE_STATE and self._resolve_state is not None:
-                payload = self._resolve_state(payload)
-            elif topic == T.NODE_STATS and self._resolve_stats is not None:
-                payload = self._resolve_stats(payload)
             sig = self._map.get(topic)
             if sig is not None:
                 sig.emit(payload if topic not in (T.NODE_LOG, T.NETWORK_ERROR) else str(payload))

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from farnode_desktop.core.app_core import redact
 from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.report import redact
 
 log = logging.getLogger(__name__)
 

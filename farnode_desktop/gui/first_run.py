@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from farnode_desktop.core import snapshots as C
-from farnode_desktop.core import topics as T
-from farnode_desktop.core.app_core import AppCore, GpuReport
+from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.gpu.report import GpuReport
 from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
@@ -119,7 +119,7 @@ class EngineStep(QWizardPage):
     def setup(self) -> None:
         self.running = True
         self.button.setEnabled(False)
-        self.tasks.run(lambda: self.core.repair_engine(lambda p: self.core.bus.publish(T.ENGINE_PROGRESS, p)),
+        self.tasks.run(self.core.repair_engine,
                        self._done, self._failed)
 
     def _progress(self, p: C.EngineProgress) -> None:

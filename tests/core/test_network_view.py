@@ -64,26 +64,32 @@ def test_the_local_swarm_or_a_custom_network_without_addresses_is_never_read_thr
     import time
 
     from farnode_desktop.core.events import EventBus
+    from farnode_desktop.core.network import peers
     from farnode_desktop.core.network.monitor import NetworkMonitor
     from farnode_desktop.core.node.controller import NodeController
     from farnode_desktop.core.settings import Settings
 
     bus = EventBus()
     node = NodeController(app_paths, bus, settings=Settings())
+
+    def network_peers():
+        return peers.network_peers(node.settings, node.running_servers())
+
     try:
-        assert "start contributing" in node.network_peers()  # the local swarm, not running
+        assert "start contributing" in network_peers()  # the local swarm, not running
         node.settings.network.swarm = "custom"
-        assert "Settings > Network" in node.network_peers()
+        assert "Settings > Network" in network_peers()
         node.settings.network.initial_peers = ["/ip4/127.0.0.1/tcp/9/p2p/QmX"]
-        assert node.network_peers() == ["/ip4/127.0.0.1/tcp/9/p2p/QmX"]
+        assert network_peers() == ["/ip4/127.0.0.1/tcp/9/p2p/QmX"]
         node.settings.network.swarm = "public"
-        assert node.network_peers() == []  # the engine's bootstrap peers: only when the user chose them
+        assert network_peers() == []  # the engine's bootstrap peers: only when the user chose them
         node.settings.network.swarm = "local"
 
         def no_runtime():
             raise AssertionError("a probe was started")
 
-        monitor = NetworkMonitor(bus, no_runtime, tmp_path, peers=node.network_peers, mine=node.my_peer_ids)
+        monitor = NetworkMonitor(bus, no_runtime, tmp_path, peers=network_peers,
+                                 mine=lambda: {s.peer_id for s in node.running_servers()})
         monitor.watch("page", True)
         deadline = time.time() + 5
         while not monitor.last_error and time.time() < deadline:

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core import topics as T
 from farnode_desktop.core.gpu.inventory import processes_for_policies
 from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.node.controller import NodeController
@@ -39,6 +40,8 @@ def test_a_game_on_the_gpu_pauses_the_node_and_its_exit_resumes_it(engine_paths,
     node = NodeController(engine_paths, bus, settings=settings, nvml=nvml)
     events: list[C.NodeEvent] = []
     bus.subscribe("node.event", lambda _t, e: events.append(e))
+    shown: list[str] = []  # the node as the faces see it (the controller's overall state)
+    bus.subscribe(T.NODE_OVERALL_STATE, lambda _t, st: shown.append(st.state))
     runner = PolicyRunner(PolicyEngine(pol), bus, pause=node.pause, resume=node.resume, interval_s=0.5,
                           inputs=PolicyInputs(gpu_processes=lambda: processes_for_policies(nvml),
                                               own_pids=node.node_pids))
@@ -65,6 +68,10 @@ def test_a_game_on_the_gpu_pauses_the_node_and_its_exit_resumes_it(engine_paths,
         game.kill()
         game.wait()
         assert wait_until(lambda: node.state.state == C.ONLINE, 120), node.state
+        # While paused the faces were told PAUSED, never STOPPED (the server's own stop arrives meanwhile)
+        during = shown[shown.index(C.PAUSED):]
+        during = during[:during.index(C.ONLINE)] if C.ONLINE in during else during
+        assert C.STOPPED not in during and shown[-1] == C.ONLINE, shown
         kinds = [e.kind for e in events]
         paused_at = kinds.index("pause")
         after = kinds[paused_at:]

@@ -44,19 +44,20 @@ def test_dashboard_stopped_then_events_from_a_worker_thread(qtbot, gui, artifact
     shot(gui.window, artifacts_dir, "gui-dashboard-stopped.png")
 
     # Events come from the core's threads; the bridge queues them to the GUI thread.
+    from farnode_desktop.core import topics as T
     from farnode_desktop.gui.bridge import BusBridge
 
-    raw = BusBridge(gui.core.bus)  # no resolvers: the payload as published
+    raw = BusBridge(gui.core.bus)
     seen = []
     raw.stats.connect(lambda s: seen.append((s, QThread.currentThread())))
-    t = threading.Thread(target=lambda: gui.core.bus.publish("node.stats", _stats()))
+    t = threading.Thread(target=lambda: gui.core.bus.publish(T.NODE_OVERALL_STATS, _stats()))
     t.start()
     t.join()
     qtbot.waitUntil(lambda: bool(seen), timeout=5000)
     assert seen[0][0].inference_tokens_per_s == 41.5 and seen[0][1] is QApplication.instance().thread()
     raw.close()
-    # The app's bridge shows the controller's view (summed over servers; states that a late event
-    # cannot override): drive the views with an online node's values.
+    # The app's bridge shows the node as a whole (the controller publishes it: summed over servers; states
+    # that a late event cannot override): drive the views with an online node's values.
     online = C.NodeState("main", C.ONLINE, time=time.time())
     dash.set_state(online)
     gui.window.set_state(online)
@@ -295,6 +296,7 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
 # ---------------------------------------------------------------------------------------------- tray, instance
 
 def test_tray_icons_menu_and_tooltip_follow_the_state(qtbot, core):
+    from farnode_desktop.core import topics as T
     from farnode_desktop.core.snapshots import ICON_KINDS
     from farnode_desktop.gui.bridge import BusBridge
     from farnode_desktop.gui.look import state_pixmap
@@ -305,17 +307,17 @@ def test_tray_icons_menu_and_tooltip_follow_the_state(qtbot, core):
     bridge = BusBridge(core.bus)
     tray = Tray(bridge)
     assert tray.toggle_action.text() == "Start contributing" and not tray.pause_action.isEnabled()
-    core.bus.publish("node.state", C.NodeState("main", C.ONLINE, time=time.time()))
-    core.bus.publish("node.stats", _stats())
+    core.bus.publish(T.NODE_OVERALL_STATE, C.NodeState("main", C.ONLINE, time=time.time()))
+    core.bus.publish(T.NODE_OVERALL_STATS, _stats())
     qtbot.waitUntil(lambda: "44.5 tokens/s" in tray.icon.toolTip(), timeout=5000)
     assert tray.kind == "online" and tray.toggle_action.text() == "Stop contributing"
     assert tray.pause_action.text() == "Pause for 1 hour" and tray.pause_action.isEnabled()
-    core.bus.publish("node.state", C.NodeState("main", C.PAUSED, "paused for 1 hour", time=time.time()))
+    core.bus.publish(T.NODE_OVERALL_STATE, C.NodeState("main", C.PAUSED, "paused for 1 hour", time=time.time()))
     qtbot.waitUntil(lambda: tray.kind == "paused", timeout=5000)
     assert tray.pause_action.text() == "Resume now"
     with qtbot.waitSignal(tray.resume, timeout=1000):
         tray.pause_action.trigger()
-    core.bus.publish("node.state", C.NodeState("main", C.FAILED, "Port in use.", time=time.time()))
+    core.bus.publish(T.NODE_OVERALL_STATE, C.NodeState("main", C.FAILED, "Port in use.", time=time.time()))
     qtbot.waitUntil(lambda: tray.kind == "error", timeout=5000)
     tray.set_earnings_today(0.125)
     assert "0.1250 earned" in tray.icon.toolTip()

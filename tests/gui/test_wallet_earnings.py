@@ -100,13 +100,13 @@ def test_wallet_import_key_and_bad_input(qtbot, keyring_core):
     g = _gui(qtbot, core)
     try:
         page = g.window.pages["Wallet"]
-        page.run_import(core.wallet_import_key, "not a key")
+        page.run_import(core.wallet.import_key, "not a key")
         qtbot.waitUntil(lambda: any(isinstance(d, QMessageBox) for d in OPEN_DIALOGS), timeout=10_000)
         box = next(d for d in OPEN_DIALOGS if isinstance(d, QMessageBox))
         assert "not a key" not in box.text()  # never repeats what may be a secret
         box.close()
         acct = Account.create()
-        page.run_import(core.wallet_import_key, acct.key.hex())
+        page.run_import(core.wallet.import_key, acct.key.hex())
         qtbot.waitUntil(lambda: page.address.text() == acct.address, timeout=10_000)
         assert json.loads(core.paths.settings_file.read_text())["wallet"]["address"] == acct.address
         assert acct.key.hex()[-20:] not in core.paths.settings_file.read_text()

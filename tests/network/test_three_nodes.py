@@ -113,7 +113,7 @@ def test_network_page_draws_every_server_and_the_coverage(three_nodes, qtbot, ar
     from farnode_desktop.gui.main_window import MainWindow
 
     a, b, c = three_nodes
-    bridge = BusBridge(b.core.bus, resolve_state=b.core.resolve_state, resolve_stats=b.core.resolve_stats)
+    bridge = BusBridge(b.core.bus)
     tasks = TaskRunner()
     window = MainWindow(b.core, bridge, tasks)
     qtbot.addWidget(window)

@@ -17,11 +17,12 @@ from pathlib import Path
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.network.peers import RunningServer, write_peers_file
 from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_model
 from farnode_desktop.core.node.engine_venv import EngineEnv, choose_variant
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
 from farnode_desktop.core.paths import AppPaths
-from farnode_desktop.core.settings import LOCAL_SWARM, PUBLIC_SWARM, Settings, SettingsStore
+from farnode_desktop.core.settings import LOCAL_SWARM, Settings, SettingsStore
 
 log = logging.getLogger(__name__)
 SETUP_UNWIND_S = 10.0  # a cancelled set-up's processes are killed at once; this bounds the wait for it
@@ -87,7 +88,9 @@ class NodeController:
         self._setup_idle.set()
         self._paused_reason = ""
         self._user_wants_running = False
-        self._sub = self.bus.subscribe(T.NODE_STATE, self._on_state)
+        self.demo_traffic = True  # False: this run sends no demo traffic (``node --no-traffic``)
+        self._subs = [self.bus.subscribe(T.NODE_STATE, self._on_state),
+                      self.bus.subscribe(T.NODE_STATS, self._on_stats)]
 
     def _make_supervisor(self, node_id: str) -> Supervisor:
         from farnode_desktop.core.node.runtimes import make_runtime
@@ -135,53 +138,16 @@ class NodeController:
             self._model_path = ensure_demo_model(self.paths, runtime, cancel=cancel,
                                                  previous_engine=bool(self.engine.previous_version))
         elif not self.settings.network.model.strip() and self.settings.network.swarm == "public":
-            self._model_config, self._chosen_why = self.choose_model()
+            from farnode_desktop.core.node.plan import choose_public_model
+
+            self._model_config, self._chosen_why = choose_public_model(
+                self.settings, self.supervisor.runtime, nvml=self.nvml, token=self.hf_token,
+                log_path=self.paths.log_dir / "network-probe.log")
         else:
             from farnode_desktop.core.models.hub import HubClient
 
             self._model_config = HubClient(self.hf_token).model_config(self.settings.network.model)
             self._chosen_why = ""
-
-    def choose_model(self):
-        """The public network with no model set: read the network, and pick the model where this node's
-        GPUs add the most (it fits, and its blocks are the least covered). Returns (ModelConfig, why).
-        Blocking (the engine's probe: seconds; the hub)."""
-        from farnode_desktop.core.errors import FarNodeError
-        from farnode_desktop.core.gpu.inventory import read_inventory
-        from farnode_desktop.core.gpu.sizing import ModelSpec, recommend
-        from farnode_desktop.core.models.hub import HubClient
-        from farnode_desktop.core.network.monitor import read_once
-        from farnode_desktop.core.network.view import Candidate, choose_model
-        from farnode_desktop.core.node.plan import choose_dtype
-
-        view = read_once(self.supervisor.runtime, initial_peers=[], nat_traversal=self.settings.network.nat_traversal,
-                         log_path=self.paths.log_dir / "network-probe.log")
-        hub = HubClient(self.hf_token)
-        inventory = read_inventory(self.nvml, with_processes=True) if self.settings.network.device != "cpu" else None
-        configs, candidates = {}, []
-        for m in view.models:
-            if not m.model_id:
-                continue
-            try:
-                cfg = hub.model_config(m.model_id)
-                spec = ModelSpec.from_config_dict(cfg.config, name=m.model_id)
-            except FarNodeError as exc:
-                candidates.append(Candidate(m.model_id, 0, exc.message))
-                continue
-            configs[m.model_id] = cfg
-            if inventory is None or not inventory.gpus:
-                fit = self.settings.network.num_blocks or 1  # the CPU serves what the settings say
-            else:
-                dtype, _ = choose_dtype(self.settings, spec.torch_dtype, "cuda",
-                                        [g.compute_capability for g in inventory.gpus])
-                fit = sum(p.num_blocks for p in recommend(inventory, self.settings, spec, dtype=dtype).plans)
-            candidates.append(Candidate(m.model_id, fit, "" if fit else "it does not fit in this GPU's free memory"))
-        model_id, why = choose_model(view, candidates)
-        if not model_id:
-            raise FarNodeError(f"FarNode could not choose a model: {why}. Choose one in Settings > Network.",
-                               title="No model to serve")
-        log.info("model chosen for the public network: %s", why)
-        return configs[model_id], why
 
     def hf_tokens_store(self):
         """The HfTokenStore (the Hugging Face token in the OS keyring)."""
@@ -386,7 +352,6 @@ class NodeController:
             log.warning("the engine set-up did not end within %.0f s of being cancelled", SETUP_UNWIND_S)
 
     def close(self) -> None:
-        self._sub.close()
         with self._lock:
             self._user_wants_running = False
         self._cancel_setup()
@@ -394,6 +359,8 @@ class NodeController:
         self._stop_all()
         for s in self.supervisors.values():
             s.close()
+        for sub in self._subs:  # last: the faces hear the final state
+            sub.close()
 
     # ------------------------------------------------------------------ demo traffic
     # ------------------------------------------------------------------ the network around the node
@@ -403,74 +370,27 @@ class NodeController:
         (``farnode-desktop swarm``)."""
         return self.paths.run_dir / "peers.json"
 
-    def my_peers(self) -> dict[str, dict]:
-        """node_id -> {peer_id, addrs} of the running servers that reported their peer."""
-        return {n: {"peer_id": s.peer.peer_id, "addrs": list(s.peer.addrs)}
+    def running_servers(self) -> list[RunningServer]:
+        """The servers that reported their peer and have not stopped (see :mod:`core.network.peers`)."""
+        return [RunningServer(n, s.peer.peer_id, tuple(s.peer.addrs), dict(s.config), s.runtime.name, s.reachability)
                 for n, s in list(self.supervisors.items())
-                if s.peer.peer_id and s.state.state not in (C.STOPPED, C.FAILED, C.HELD)}
+                if s.peer.peer_id and s.state.state not in (C.STOPPED, C.FAILED, C.HELD)]
 
-    def my_peer_ids(self) -> set[str]:
-        return {p["peer_id"] for p in self.my_peers().values()}
-
-    def network_peers(self) -> list[str] | str:
-        """Addresses to read the network through: this node's own servers, the custom network's peers; []
-        for the public network's bootstrap peers (the engine's). Where there is none on the local swarm or a
-        custom network, a sentence saying so: those networks never fall back to the public one."""
-        own = [a for p in self.my_peers().values() for a in p.get("addrs", [])]
-        swarm = self.settings.network.swarm
-        if swarm == "custom":
-            peers = own + [p for p in self.settings.network.initial_peers if p not in own]
-            return peers or ("No peer addresses for this network yet: add them in Settings > Network "
-                             "(farnode-desktop settings set network.initial_peers ...).")
-        if swarm == PUBLIC_SWARM:
-            return own
-        return own or "The local demo swarm runs while this node does: start contributing to see it here."
-
-    def reachability(self, view=None) -> dict:
-        """node_id -> ReachabilityStatus of each running server off the local swarm, from the engine's own
-        peer-to-peer check and the network view (``view``: the latest NetworkView, or None)."""
-        from farnode_desktop.core.network.reachability import assess, fix_text
-
-        if self.is_local:
-            return {}
-        out = {}
-        for node_id, sup in list(self.supervisors.items()):
-            if sup.state.state in (C.STOPPED, C.FAILED, C.HELD) or not sup.peer.peer_id:
-                continue
-            ev = sup.reachability
-            mine = None
-            if view is not None:
-                mine = next((s for m in view.models for s in m.servers if s.peer_id == sup.peer.peer_id), None)
-            cfg = sup.config
-            announced = [a.split("/p2p/")[0] for a in sup.peer.addrs] or list(cfg.get("announce_maddrs") or [])
-            fix = fix_text(int(cfg.get("port") or 0), announced, runtime=sup.runtime.name,
-                           announce_setting=self.settings.network.announce_address)
-            out[node_id] = assess(engine_direct=ev.direct if ev else None, engine_asked=ev.asked if ev else 0,
-                                  using_relay=mine.using_relay if mine else None,
-                                  answered=mine.answered if mine else None, fix=fix)
-        return out
-
-    def _write_peers_file(self) -> None:
-        from farnode_desktop.core.atomic import atomic_write_json
-
-        peers = self.my_peers()
-        try:
-            if peers:
-                atomic_write_json(self.peers_file, {"network": self.settings.network.swarm, "servers": peers})
-            else:
-                self.peers_file.unlink(missing_ok=True)
-        except Exception as exc:  # noqa: BLE001 - only the swarm command reads it
-            log.warning("could not record this node's peers: %s", exc)
-
+    # ------------------------------------------------------------------ events
     def _on_state(self, _topic: str, state: C.NodeState) -> None:
+        self.bus.publish(T.NODE_OVERALL_STATE, self.state)
         if state.state in (C.ONLINE, C.STOPPED, C.FAILED, C.HELD):
-            self._write_peers_file()
+            write_peers_file(self.peers_file, self.settings.network.swarm, self.running_servers())
         if state.node_id != self.supervisor.node_id:
             return  # the demo traffic follows the first server
-        if state.state == C.ONLINE and self.is_local and self.settings.network.demo_traffic_per_minute > 0:
+        if (state.state == C.ONLINE and self.is_local and self.demo_traffic
+                and self.settings.network.demo_traffic_per_minute > 0):
             threading.Thread(target=self._start_traffic, daemon=True, name="traffic-start").start()
         elif state.state in (C.STOPPING, C.RESTARTING, C.FAILED, C.HELD):
             threading.Thread(target=self.traffic.stop, daemon=True, name="traffic-stop").start()
+
+    def _on_stats(self, _topic: str, _stats: C.NodeStats) -> None:
+        self.bus.publish(T.NODE_OVERALL_STATS, self.stats())
 
     def _start_traffic(self) -> None:
         peer = self.supervisor.peer

@@ -352,3 +352,46 @@ def format_plan(plan: NodePlan) -> list[str]:
     for n in plan.notes:
         lines.append(f"note: {n}")
     return lines
+
+
+def choose_public_model(settings: Settings, runtime, *, nvml=None, token=None, log_path: Path
+                        ) -> tuple[ModelConfig, str]:
+    """The public network with no model set: read the network (the engine's probe through ``runtime``), and
+    pick the model where this node's GPUs add the most (it fits, and its blocks are the least covered).
+    Returns (ModelConfig, why). Blocking (the probe: seconds; the hub). ``token``: a callable giving the
+    Hugging Face token, or None."""
+    import logging
+
+    from farnode_desktop.core.errors import FarNodeError
+    from farnode_desktop.core.gpu.inventory import read_inventory
+    from farnode_desktop.core.gpu.sizing import ModelSpec, recommend
+    from farnode_desktop.core.models.hub import HubClient
+    from farnode_desktop.core.network.monitor import read_once
+    from farnode_desktop.core.network.view import Candidate, choose_model
+
+    view = read_once(runtime, initial_peers=[], nat_traversal=settings.network.nat_traversal, log_path=log_path)
+    hub = HubClient(token)
+    inventory = read_inventory(nvml, with_processes=True) if settings.network.device != "cpu" else None
+    configs, candidates = {}, []
+    for m in view.models:
+        if not m.model_id:
+            continue
+        try:
+            cfg = hub.model_config(m.model_id)
+            spec = ModelSpec.from_config_dict(cfg.config, name=m.model_id)
+        except FarNodeError as exc:
+            candidates.append(Candidate(m.model_id, 0, exc.message))
+            continue
+        configs[m.model_id] = cfg
+        if inventory is None or not inventory.gpus:
+            fit = settings.network.num_blocks or 1  # the CPU serves what the settings say
+        else:
+            dtype, _ = choose_dtype(settings, spec.torch_dtype, "cuda", [g.compute_capability for g in inventory.gpus])
+            fit = sum(p.num_blocks for p in recommend(inventory, settings, spec, dtype=dtype).plans)
+        candidates.append(Candidate(m.model_id, fit, "" if fit else "it does not fit in this GPU's free memory"))
+    model_id, why = choose_model(view, candidates)
+    if not model_id:
+        raise FarNodeError(f"FarNode could not choose a model: {why}. Choose one in Settings > Network.",
+                           title="No model to serve")
+    logging.getLogger(__name__).info("model chosen for the public network: %s", why)
+    return configs[model_id], why

@@ -9,7 +9,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from farnode_desktop.core import snapshots as C
-from farnode_desktop.core.app_core import AppCore, TodaySummary
+from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.metrics.today import TodaySummary
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.look import fmt_count, fmt_rate
 from farnode_desktop.gui.widgets import Notice, StatCard, dim
@@ -167,7 +168,7 @@ class DashboardPage(QWidget):
             detail = f"{state.message or 'Paused'}. The node re-joins by itself when the reason ends."
         elif state.state == C.STOPPED:
             detail = state.message or ("Press Start to run a node on the local demo swarm (a private FarMesh "
-                                       "network on this computer)." if self.core.node.is_local else
+                                       "network on this computer)." if self.core.is_local else
                                        "Press Start to lend this computer to the FarMesh network.")
         else:
             detail = state.message

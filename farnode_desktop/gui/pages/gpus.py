@@ -15,8 +15,9 @@ from PySide6.QtWidgets import (
 )
 
 from farnode_desktop.core import snapshots as C
-from farnode_desktop.core.app_core import AppCore, GpuReport
+from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.gpu.inventory import GpuInfo
+from farnode_desktop.core.gpu.report import GpuReport
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
 from farnode_desktop.gui.widgets import Notice, dim, page_header

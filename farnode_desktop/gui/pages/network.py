@@ -161,8 +161,8 @@ class NetworkPage(QWidget):
         layout.addWidget(scroll, 1)
         bridge.network.connect(self.set_view)
         bridge.network_error.connect(self._on_error)
-        if core.network.latest is not None:
-            self.set_view(core.network.latest)
+        if core.network_view is not None:
+            self.set_view(core.network_view)
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)

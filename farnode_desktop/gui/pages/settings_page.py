@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
 )
 
 from farnode_desktop.core import snapshots as C
-from farnode_desktop.core import topics as T
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
@@ -284,7 +283,7 @@ class SettingsPage(QWidget):
         self._swarm_changed()
         self.saved_label.setText("")
         self.show_dtype()
-        self.tasks.run(lambda: self.core.node.hf_tokens_store().has(), self._token_state,
+        self.tasks.run(self.core.hf_token_present, self._token_state,
                        lambda exc, _tb: self.hf_token_status.setText(getattr(exc, "message", str(exc))))
 
     def _swarm_changed(self) -> None:
@@ -297,7 +296,7 @@ class SettingsPage(QWidget):
 
     def show_dtype(self) -> None:
         """The dtype every server of this node computes in (the same on all of them), and why."""
-        plan = self.core.node.plan
+        plan = self.core.last_plan
         if plan is not None:
             self.dtype_effective.setText(f"Last start: {plan.dtype_reason}.")
         elif self.core.settings.network.torch_dtype == "auto":
@@ -314,12 +313,10 @@ class SettingsPage(QWidget):
     def save_hf_token(self) -> None:
         text = self.hf_token.text()
         self.hf_token.clear()
-        store = self.core.node.hf_tokens_store()
-        self.tasks.run(lambda: store.set(text), lambda _r: self._token_state(True))
+        self.tasks.run(lambda: self.core.save_hf_token(text), lambda _r: self._token_state(True))
 
     def remove_hf_token(self) -> None:
-        store = self.core.node.hf_tokens_store()
-        self.tasks.run(store.remove, lambda _r: self._token_state(False))
+        self.tasks.run(self.core.remove_hf_token, lambda _r: self._token_state(False))
 
     def form_settings(self) -> Settings:
         s = self.core.settings
@@ -376,7 +373,7 @@ class SettingsPage(QWidget):
         self.repair.setEnabled(False)
         self.engine_bar.setValue(0)
         self.engine_bar.show()
-        self.tasks.run(lambda: self.core.repair_engine(lambda p: self.core.bus.publish(T.ENGINE_PROGRESS, p)),
+        self.tasks.run(self.core.repair_engine,
                        self._repaired, self._repair_failed)
 
     def _on_progress(self, p: C.EngineProgress) -> None:

@@ -168,7 +168,7 @@ class WalletPage(QWidget):
 
     # ------------------------------------------------------------------ state
     def refresh(self) -> None:
-        self.tasks.run(self.core.wallet_info, self._show, self._error)
+        self.tasks.run(self.core.wallet.info, self._show, self._error)
 
     def _show(self, info) -> None:
         address, has_key = info.address, info.has_key
@@ -201,7 +201,7 @@ class WalletPage(QWidget):
     # ------------------------------------------------------------------ actions
     def create_wallet(self) -> None:
         self._busy(True)
-        self.tasks.run(self.core.wallet_create, self._created, self._error)
+        self.tasks.run(self.core.wallet.create, self._created, self._error)
 
     def _created(self, new) -> None:
         dlg = SecretDialog("Your recovery phrase", new.phrase, PHRASE_WARNING,
@@ -215,12 +215,12 @@ class WalletPage(QWidget):
         key, ok = QInputDialog.getText(self, "Import a private key", "Private key (64 hex characters):",
                                        QLineEdit.EchoMode.Password)
         if ok and key.strip():
-            self.run_import(self.core.wallet_import_key, key)
+            self.run_import(self.core.wallet.import_key, key)
 
     def import_phrase(self) -> None:
         dlg = PhraseImportDialog(self)
         if dlg.exec() == QDialog.DialogCode.Accepted and dlg.text.strip():
-            self.run_import(self.core.wallet_import_phrase, dlg.text)
+            self.run_import(self.core.wallet.import_phrase, dlg.text)
 
     def run_import(self, fn, secret: str) -> None:
         """Import off the GUI thread (the keyring may be slow or prompt)."""
@@ -237,7 +237,7 @@ class WalletPage(QWidget):
             self.confirmed_export()
 
     def confirmed_export(self) -> None:
-        self.tasks.run(self.core.wallet_export_key, self._exported, self._error)
+        self.tasks.run(self.core.wallet.export_key, self._exported, self._error)
 
     def _exported(self, key: str) -> None:
         dlg = SecretDialog("Private key", key, "This is the wallet's private key. Anyone who has it can take your "
@@ -257,4 +257,4 @@ class WalletPage(QWidget):
 
     def confirmed_remove(self) -> None:
         self._busy(True)
-        self.tasks.run(self.core.wallet_remove, lambda _a: self.refresh(), self._error)
+        self.tasks.run(self.core.wallet.remove, lambda _a: self.refresh(), self._error)

@@ -1,0 +1,119 @@
+"""What the app tells about itself: the ``status`` report (the command, ``status --json`` and the control
+socket), the log's tail, and the diagnostics bundle for a bug report, with secrets redacted.
+
+Everything here reads; nothing here changes the node. :class:`~farnode_desktop.core.app_core.AppCore` hands
+in the parts it owns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from farnode_desktop import APP_NAME, __version__
+from farnode_desktop.core.status import (
+    describe,
+    plain,
+    reachability_from_addresses,
+    stats_fields,
+    uptime_text,
+)
+
+_SECRET_KEYS = re.compile(r"(private[_ ]?key|secret|phrase|mnemonic|password|seed)", re.I)
+_HEX_KEY = re.compile(r"\b(0x)?[0-9a-fA-F]{64}\b")
+
+
+def redact(text: str) -> str:
+    """Remove what looks like a private key (64 hex digits) from free text."""
+    return _HEX_KEY.sub("<redacted>", text)
+
+
+def redact_settings(d: Any) -> Any:
+    """A copy of a settings dict with any secret-looking field blanked (settings should hold none)."""
+    if isinstance(d, dict):
+        return {k: ("<redacted>" if _SECRET_KEYS.search(str(k)) else redact_settings(v)) for k, v in d.items()}
+    if isinstance(d, list):
+        return [redact_settings(v) for v in d]
+    if isinstance(d, str):
+        return redact(d)
+    return d
+
+
+def status_report(*, face: str, data_dir: Path, node: Any, reachability: dict, decision: Any, earnings: Any
+                  ) -> dict:
+    """How the node is doing, for ``farnode-desktop status [--json]``: state in words, blocks, tokens/s,
+    requests, uptime, reachability, earnings, and which process runs it. ``node`` is the node controller,
+    ``reachability`` what the network probe found per server, ``decision`` the policies' last one,
+    ``earnings`` the earnings runner."""
+    st, stats = node.state, node.stats()
+    peer = node.supervisor.peer
+    net = node.settings.network
+    report: dict = {
+        "time": time.time(),
+        "app": {"pid": os.getpid(), "face": face, "version": __version__, "data_folder": str(data_dir)},
+        "state": st.state, "words": describe(st, stats), "message": st.message,
+        # the model served: the local swarm serves its demo model, whatever network.model holds for later
+        "network": {"swarm": net.swarm, "port": net.port,
+                    "model": "(the embedded demo model)" if node.is_local else
+                    (node.plan.model if node.plan is not None else net.model)},
+        "node": stats_fields(stats),
+        "uptime": uptime_text(stats.uptime_s),
+        "peer_id": peer.peer_id,
+        "reachability": _reachability(node, reachability, list(peer.addrs), st.state),
+        "policy": list(decision.reasons) if decision is not None else [],
+    }
+    if node.is_local:
+        report["demo_traffic"] = plain(node.traffic.stats)
+    if not earnings.configured():
+        report["earnings"] = {"configured": False,
+                              "text": "not set up (a payout wallet and the chain settings are needed)"}
+    else:
+        snap = earnings.latest
+        report["earnings"] = {"configured": True, **(plain(snap) if snap is not None else {"text": "not synced yet"})}
+    return report
+
+
+def _reachability(node: Any, found_by_node: dict, addrs: list[str], state: str) -> dict:
+    """Who can reach the node: what the network probe found (off the local swarm, once it ran), else what the
+    announced addresses say."""
+    report = reachability_from_addresses(node.is_local, addrs, state)
+    found = found_by_node.get(node.supervisor.node_id) if not node.is_local else None
+    if found is not None and found.state != "unknown":
+        report.update(probe=found.state, text=f"{found.words}: {found.detail}", fix=found.fix)
+    return report
+
+
+def log_tail(path: Path, max_lines: int = 2000) -> list[str]:
+    """The last lines of a log file (blocking file read; [] when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 400_000))
+            data = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return data.splitlines()[-max_lines:]
+
+
+def diagnostics(*, state: Any, engine: dict, inventory: Any, settings: dict, lines: list[str]) -> str:
+    """A text bundle for a bug report: versions, state, engine, GPUs, settings and the last log lines, secrets
+    redacted. Never contains the wallet key or phrase (they live in the OS keyring and are not read here)."""
+    info = {
+        "app": f"{APP_NAME} {__version__}",
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "state": state.__dict__,
+        "engine": {k: v for k, v in engine.items() if k != "missing"},
+        "gpus": [g.name for g in inventory.gpus] or inventory.error,
+        "driver": inventory.driver_version,
+        "settings": redact_settings(settings),
+    }
+    body = json.dumps(info, indent=2, default=str)
+    return redact(f"{body}\n\n--- last {len(lines)} log lines ---\n" + "\n".join(lines[-300:]))
