@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from .conftest import ARTIFACT, REPO
+from tests.support import REPO
+from tests.support.chain import ARTIFACT
 
 
 def test_committed_artifact_matches_a_fresh_compile():

@@ -13,8 +13,8 @@ from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.payout.chain import ChainClient
 from farnode_desktop.core.payout.earnings import TOPIC, EarningsSnapshot, EarningsSync
 from farnode_desktop.core.settings import ChainSettings
-
-from .conftest import DECIMALS, ServedTokens, deploy, free_port, start_anvil
+from tests.support.chain import DECIMALS, ServedTokens, deploy, start_anvil
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.chain
 

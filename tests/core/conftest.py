@@ -32,7 +32,7 @@ def build_tools(package_index):
     import shutil
     from pathlib import Path
 
-    from tests.conftest import REPO
+    from tests.support import REPO
 
     folder = Path(os.environ.get("FARNODE_ENGINE_ROOT") or REPO / ".engine") / "build-tools"
     wheels = sorted(folder.glob("setuptools-*.whl")) + sorted(folder.glob("wheel-*.whl"))

@@ -7,6 +7,7 @@ import pytest
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
 from farnode_desktop.core.node import engine_venv as engine_env
 from farnode_desktop.core.node.engine_venv import EngineEnv, read_lock
+from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -243,11 +244,7 @@ def test_an_install_cut_short_is_not_counted(tiny):
 def test_no_connection_to_the_git_source_says_what_to_do(app_paths, tmp_path, monkeypatch, build_tools):
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
     monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     url = f"git+http://127.0.0.1:{port}/QuantumLabs-Git/farmesh.git@{PINNED}"
     env = EngineEnv(app_paths, "cpu", lock_file=_lock_with_engine(tmp_path, url))
     with pytest.raises(EngineEnvError) as ei:

@@ -13,16 +13,11 @@ from farnode_desktop.core.gpu.sizing import ModelSpec
 from farnode_desktop.core.models.hub import HubOfflineError
 from farnode_desktop.core.node.plan import choose_dtype, plan_for
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings, SettingsStore
-from tests.gpu.conftest import make_nvml  # noqa: F401 (fixture)
-from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
-from tests.models.conftest import SHAPES, put_in_hf_cache
+from tests.support.fake_pynvml import FakePynvml
+from tests.support.gpus import GAMER_GPUS
+from tests.support.hf_models import SHAPES, put_in_hf_cache
 
-GPUS = [FakeGpu(name="NVIDIA GeForce RTX 4090", uuid="GPU-4090aaaa-0000-0000-0000-000000000001", total_mib=24564,
-                used_mib=700, cc=(8, 9)),
-        FakeGpu(name="NVIDIA GeForce RTX 3060", uuid="GPU-3060bbbb-0000-0000-0000-000000000002", total_mib=12288,
-                used_mib=400, cc=(8, 6)),
-        FakeGpu(name="NVIDIA GeForce RTX 2060", uuid="GPU-2060cccc-0000-0000-0000-000000000003", total_mib=6144,
-                used_mib=300, cc=(7, 5))]
+GPUS = GAMER_GPUS
 MIB = 1024 * 1024
 
 

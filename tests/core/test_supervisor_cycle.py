@@ -18,18 +18,10 @@ from farnode_desktop.core.node import processes
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.base import NativeRuntime
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = "tests.core.fake_launcher"
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.node.demo_swarm import ensure_demo_model, launcher_config
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
 from farnode_desktop.core.settings import Settings
-
-from .conftest import group_members, port_is_free, wait_until
+from tests.support.ports import port_is_free
+from tests.support.processes import group_members
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 HERE = Path(__file__).resolve().parent

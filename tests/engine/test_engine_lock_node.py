@@ -23,8 +23,7 @@ from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.engine_venv import EngineEnv, env_root, lock_digest, lock_path
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings, SettingsStore
-
-from .conftest import pick_free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.engine
 
@@ -51,7 +50,7 @@ def test_a_lock_update_that_cannot_finish_keeps_the_node_on_its_environment_whic
     before = sorted(p.relative_to(in_use) for p in in_use.rglob("*"))
 
     settings = Settings()
-    settings.network.port = pick_free_port()
+    settings.network.port = free_port()
     settings.network.demo_traffic_per_minute = 60
     SettingsStore(paths.settings_file).save(settings)
     seen: list[C.EngineProgress] = []

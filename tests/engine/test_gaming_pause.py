@@ -19,9 +19,8 @@ from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.policies.rules import PolicyEngine
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
-from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
-
-from .conftest import wait_until
+from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 

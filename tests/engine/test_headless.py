@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from .conftest import group_members, port_is_free, wait_until
+from tests.support.ports import port_is_free
+from tests.support.processes import group_members
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 

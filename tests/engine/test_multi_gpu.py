@@ -13,9 +13,10 @@ from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.demo_swarm import ensure_demo_model
 from farnode_desktop.core.settings import Settings
-from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
-
-from .conftest import group_members, pick_free_port, port_is_free, wait_until
+from tests.support.fake_pynvml import FakeGpu, FakePynvml
+from tests.support.ports import free_port, port_is_free
+from tests.support.processes import group_members
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 UUIDS = ("GPU-aaaaaaaa-0000-0000-0000-000000000001", "GPU-bbbbbbbb-0000-0000-0000-000000000002")
@@ -23,7 +24,7 @@ UUIDS = ("GPU-aaaaaaaa-0000-0000-0000-000000000001", "GPU-bbbbbbbb-0000-0000-000
 
 def _node(engine_paths, bus, contributing=()):
     settings = Settings()
-    settings.network.port = pick_free_port()
+    settings.network.port = free_port()
     settings.network.demo_traffic_per_minute = 60
     settings.gpus.contributing = list(contributing)
     nvml = Nvml(module=FakePynvml([FakeGpu(name="NVIDIA GeForce RTX 4070", uuid=UUIDS[0]),

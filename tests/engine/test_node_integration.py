@@ -7,8 +7,9 @@ import pytest
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.settings import Settings
-
-from .conftest import group_members, port_is_free, wait_until
+from tests.support.ports import port_is_free
+from tests.support.processes import group_members
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 

@@ -14,9 +14,8 @@ from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.payout.rate import EarningsRate
 from farnode_desktop.core.settings import Settings, SettingsStore
-from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
-
-from .conftest import wait_until
+from tests.support.fake_pynvml import FakeGpu, FakePynvml
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 

@@ -31,8 +31,8 @@ from farnode_desktop.core.node.engine_venv import LOCK_VERSION, SOURCE_ENV, Engi
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings, SettingsStore
 from tests.core.package_index import PackageIndex
-
-from .conftest import pick_free_port, wait_until
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -81,7 +81,7 @@ def test_upgrade_in_place_keeps_the_previous_engine_until_the_new_one_is_verifie
     # The data folder as the previous release left it.
     _link_tree(previous_engine, paths.engine_root / "cpu-v1")
     settings = Settings()
-    settings.network.port = pick_free_port()
+    settings.network.port = free_port()
     settings.network.demo_traffic_per_minute = 120
     settings.wallet.address = WALLET
     SettingsStore(paths.settings_file).save(settings)

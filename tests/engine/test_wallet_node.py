@@ -11,7 +11,6 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.payout.wallet import WalletManager, verify_node_binding
 from farnode_desktop.core.settings import SettingsStore
-from tests.wallet.conftest import keystore, secret_service  # noqa: F401 - the real Secret Service fixtures
 
 pytestmark = [pytest.mark.engine, pytest.mark.keyring]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from farnode_desktop.core.gpu.inventory import read_inventory
 from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
-from tests.gpu.fake_pynvml import FakePynvml
+from tests.support.fake_pynvml import FakePynvml
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.py"
 

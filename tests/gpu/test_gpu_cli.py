@@ -14,7 +14,7 @@ import pytest
 from farnode_desktop.app.gpu_cli import cli_gpus
 from farnode_desktop.core.settings import Settings
 from tests.gpu.conftest import two_gpus
-from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
+from tests.support.fake_pynvml import FakeGpu, FakePynvml
 
 REPO = Path(__file__).resolve().parents[2]
 

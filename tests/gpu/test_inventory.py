@@ -15,7 +15,7 @@ from farnode_desktop.core.gpu.inventory import (
     read_inventory,
 )
 from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
-from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
+from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 
 
 def test_one_gpu(make_nvml):
@@ -116,7 +116,7 @@ def test_helpers():
 def test_one_gpu_that_cannot_be_opened_does_not_hide_the_others(make_nvml, settings):
     from farnode_desktop.core.gpu.inventory import TelemetrySampler
     from farnode_desktop.core.gpu.sizing import REFERENCE_MODELS, recommend
-    from tests.gpu.fake_pynvml import NVML_ERROR_NO_PERMISSION, NVMLError
+    from tests.support.fake_pynvml import NVML_ERROR_NO_PERMISSION, NVMLError
 
     fake = FakePynvml(two_gpus())
     orig = fake.nvmlDeviceGetHandleByIndex

@@ -11,7 +11,7 @@ import pytest
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.gpu import nvml as nvml_mod
 from farnode_desktop.core.gpu.nvml import GpuLostError, Nvml, NvmlUnavailable
-from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
+from tests.support.fake_pynvml import FakeGpu, FakePynvml
 
 
 def test_init_is_lazy_once_and_shutdown_on_close(make_nvml):

@@ -20,7 +20,7 @@ from farnode_desktop.core.gpu.sizing import (
 )
 from farnode_desktop.core.settings import Settings
 from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
-from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
+from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 
 LLAMA2_70B = REFERENCE_MODELS["meta-llama/Llama-2-70b-hf"]
 GIB = 1024 * MIB

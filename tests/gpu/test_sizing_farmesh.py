@@ -25,9 +25,8 @@ from farnode_desktop.core.node.plan import plan_for
 from farnode_desktop.core.resources import engine_source_root
 from farnode_desktop.core.settings import PUBLIC_SWARM, Settings
 from farnode_desktop.engine.launcher import Launcher
-from tests.engine.conftest import engine_root  # noqa: F401 (fixture: the ready engine environment)
-from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
-from tests.models.conftest import LLAMA31_8B, LLAMA31_70B, MIXTRAL_8X7B
+from tests.support.fake_pynvml import FakeGpu, FakePynvml
+from tests.support.hf_models import LLAMA31_8B, LLAMA31_70B, MIXTRAL_8X7B
 
 pytestmark = pytest.mark.engine
 

@@ -11,7 +11,7 @@ from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.gpu.inventory import TOPIC_TELEMETRY, TelemetrySampler
 from farnode_desktop.core.snapshots import GpuTelemetry
 from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
-from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
+from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 
 
 def test_sample_values_and_units(make_nvml):

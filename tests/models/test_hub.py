@@ -4,7 +4,6 @@ token in the keyring."""
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 
 import pytest
@@ -12,8 +11,9 @@ import pytest
 from farnode_desktop.core.models import hub as H
 from farnode_desktop.core.models.hf_token import HfTokenStore, TokenFormatError
 from farnode_desktop.core.payout.keystore import Keystore
-from tests.models.conftest import LLAMA31_8B, MIXTRAL_8X7B, put_in_hf_cache
-from tests.models.hub_server import FakeHub, FakeRepo
+from tests.support.hf_models import LLAMA31_8B, MIXTRAL_8X7B, put_in_hf_cache
+from tests.support.hub_server import FakeHub, FakeRepo
+from tests.support.ports import free_port
 
 ALICE, BOB = "hf_alice_token_123456", "hf_bob_token_1234567"
 
@@ -95,9 +95,7 @@ def test_wrong_token_and_unknown_model(hf_env, hub):
 
 
 def test_unreachable_hub_is_offline(hf_env, monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(H.HubOfflineError) as e:
         H.HubClient(timeout=5).model_config("mistralai/Mixtral-8x7B-v0.1")

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,44 +25,21 @@ from farnode_desktop.core.node.engine_venv import EngineEnv, env_root
 from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import CUSTOM_SWARM, Settings, SettingsStore
-from tests.models.conftest import put_in_hf_cache
+from tests.support import REPO
+from tests.support.hf_models import put_in_hf_cache
+from tests.support.ports import free_port
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL_ID = "farnode-test/tiny-llama-3.1-8blocks"
 BLOCKS_PER_NODE = 5
 START_TIMEOUT_S = 300
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
-
-
 @pytest.fixture(scope="session")
-def shared_engine_root() -> Path:
-    root = Path(os.environ.get("FARNODE_ENGINE_ROOT") or REPO / ".engine").resolve()
-    if not (env_root(root, "cpu") / "ready.json").is_file():
-        pytest.fail(f"No ready engine environment under {root}: run scripts/test.sh (it sets it up).")
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, shared_engine_root) -> Path:
+def tiny_model_dir(tmp_path_factory, engine_root) -> Path:
     """The tiny model's files, made by the app's own generator in the engine environment (real weights)."""
     out = tmp_path_factory.mktemp("tiny-model") / "model"
     env = engine_subprocess_env()
-    python = env_root(shared_engine_root, "cpu") / "venv" / "bin" / "python"
+    python = env_root(engine_root, "cpu") / "venv" / "bin" / "python"
     # the Llama-3.1 style (grouped-query attention, rope_theta 500000, llama3 rope scaling) with 8 blocks
     subprocess.run([str(python), "-m", "farnode_desktop.engine.make_model", str(out), "--family", "llama31",
                     "--layers", "8", "--seed", "7"],
@@ -140,12 +115,12 @@ def start(node: Node, timeout: float = START_TIMEOUT_S) -> None:
 
 
 @pytest.fixture(scope="module")
-def network_env(offline_hf_cache, shared_engine_root):
+def network_env(offline_hf_cache, engine_root):
     """The process environment of a test network: the prepared cache, offline, the shared engine."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_CACHE", str(offline_hf_cache))
         mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("FARNODE_ENGINE_ROOT", str(shared_engine_root))
+        mp.setenv("FARNODE_ENGINE_ROOT", str(engine_root))
         for k in ("HF_TOKEN", "HF_ENDPOINT", "HF_HOME"):
             mp.delenv(k, raising=False)
         yield mp

@@ -13,7 +13,7 @@ from farnode_desktop.core.node.plan import announce_host, make_plan, route_annou
 from farnode_desktop.core.settings import CUSTOM_SWARM, PUBLIC_SWARM, Settings
 from farnode_desktop.engine import protocol as P
 from farnode_desktop.engine.launcher import Launcher, preflight
-from tests.models.conftest import MIXTRAL_8X7B
+from tests.support.hf_models import MIXTRAL_8X7B
 
 PEER_ID = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
 

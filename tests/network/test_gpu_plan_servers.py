@@ -16,10 +16,11 @@ from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import SettingsStore
-from tests.core.test_plan import GPUS
-from tests.gpu.fake_pynvml import FakePynvml
+from tests.support.fake_pynvml import FakePynvml
+from tests.support.gpus import GAMER_GPUS
+from tests.support.ports import free_port
 
-from .conftest import MODEL_ID, START_TIMEOUT_S, free_port, node_settings
+from .conftest import MODEL_ID, START_TIMEOUT_S, node_settings
 
 pytestmark = pytest.mark.engine
 
@@ -31,14 +32,14 @@ def test_the_three_gpu_plan_runs(tmp_path, network_env):
     settings = node_settings(peers=[], blocks=0, device="auto", host="", announce_address="127.0.0.1",
                              port=free_port())
     SettingsStore(paths.settings_file).save(settings)
-    node = NodeController(paths, EventBus(), engine=EngineEnv(paths, "cpu"), nvml=Nvml(module=FakePynvml(GPUS)))
+    node = NodeController(paths, EventBus(), engine=EngineEnv(paths, "cpu"), nvml=Nvml(module=FakePynvml(GAMER_GPUS)))
     try:
         node.prepare()
         specs = node.server_specs()
         plan = node.plan
         assert plan.model == MODEL_ID and plan.model_source == "cache"
         assert [s.node_id for s in plan.servers] == ["gpu-0", "gpu-1", "gpu-2"]
-        for server, gpu in zip(plan.servers, GPUS, strict=True):
+        for server, gpu in zip(plan.servers, GAMER_GPUS, strict=True):
             assert server.device == "cuda" and server.env["CUDA_VISIBLE_DEVICES"] == gpu.uuid
             assert server.num_blocks == 8 and server.quantization == "none" and server.torch_dtype == "float32"
             port = server.config["port"]

@@ -8,8 +8,10 @@ import time
 import pytest
 
 from farnode_desktop.core import snapshots as C
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
-from .conftest import free_port, make_node, node_settings, wait_until
+from .conftest import make_node, node_settings
 
 pytestmark = pytest.mark.engine
 PEER_ID = "QmaYDmEyxx3iRKBmQ2pPBC17DWVrc7KanrFH5ZER2o3qDx"

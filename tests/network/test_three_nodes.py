@@ -12,6 +12,7 @@ import pytest
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.network.reachability import DIRECT, UNREACHABLE
+from tests.support.wait import wait_until
 
 from .conftest import (
     BLOCKS_PER_NODE,
@@ -21,7 +22,6 @@ from .conftest import (
     run_client,
     start,
     swarm_json,
-    wait_until,
 )
 
 pytestmark = pytest.mark.engine

@@ -17,8 +17,7 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.models.hf_token import ACCOUNT, HfTokenStore
 from farnode_desktop.core.models.hub import GatedModelError
 from farnode_desktop.core.payout.keystore import SERVICE, Keystore
-from tests.models.hub_server import FakeHub, FakeRepo
-from tests.wallet.conftest import secret_service  # noqa: F401 (fixture)
+from tests.support.hub_server import FakeHub, FakeRepo
 
 from .conftest import START_TIMEOUT_S, make_node, node_settings
 
@@ -40,7 +39,7 @@ def _group(pid: int) -> list[psutil.Process]:
 
 
 def test_gated_model_is_served_with_the_keyring_token_that_leaks_nowhere(
-        tmp_path, monkeypatch, secret_service, tiny_model_dir, shared_engine_root, caplog):  # noqa: F811
+        tmp_path, monkeypatch, secret_service, tiny_model_dir, engine_root, caplog):  # noqa: F811
     from keyring.backends.SecretService import Keyring
 
     repo = FakeRepo.from_folder(tiny_model_dir, gated=True, accepted={"alice"})
@@ -49,7 +48,7 @@ def test_gated_model_is_served_with_the_keyring_token_that_leaks_nowhere(
         hf_cache = tmp_path / "hf-cache"
         monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(shared_engine_root))
+        monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(engine_root))
         for k in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME"):
             monkeypatch.delenv(k, raising=False)
         caplog.set_level(logging.DEBUG)
@@ -95,7 +94,7 @@ def test_gated_model_is_served_with_the_keyring_token_that_leaks_nowhere(
 
 
 def test_gated_model_with_its_config_cached_and_no_token_says_so_once(
-        tmp_path, monkeypatch, secret_service, tiny_model_dir, shared_engine_root):  # noqa: F811
+        tmp_path, monkeypatch, secret_service, tiny_model_dir, engine_root):  # noqa: F811
     """The token was removed after the model's config reached the cache: the app's own check passes (the config
     is read from the cache), and the engine meets the gate when it fetches the blocks. The user gets the same one
     message, filed as "gated", as when the app finds it before any engine process starts: not three lines of raw
@@ -103,7 +102,7 @@ def test_gated_model_with_its_config_cached_and_no_token_says_so_once(
     from keyring.backends.SecretService import Keyring
 
     from farnode_desktop.core.models.hub import gated_model_message
-    from tests.models.conftest import put_in_hf_cache
+    from tests.support.hf_models import put_in_hf_cache
 
     repo = FakeRepo.from_folder(tiny_model_dir, gated=True, accepted={"alice"})
     store = HfTokenStore(Keystore(Keyring(), what="Hugging Face token"))
@@ -112,7 +111,7 @@ def test_gated_model_with_its_config_cached_and_no_token_says_so_once(
         put_in_hf_cache(hf_cache, GATED, {"config.json": (tiny_model_dir / "config.json").read_bytes()})
         monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(shared_engine_root))
+        monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(engine_root))
         for k in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME"):
             monkeypatch.delenv(k, raising=False)
         node = make_node(tmp_path, "T", node_settings(peers=[], model=GATED, blocks=8))

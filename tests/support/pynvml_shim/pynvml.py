@@ -1,6 +1,6 @@
 """``pynvml`` for an app process that a test starts (put this folder first on its PYTHONPATH).
 
-It is the fake of ``tests/gpu/fake_pynvml.py`` (the only fake: there is no GPU here), configured from the
+It is the fake of ``tests/support/fake_pynvml.py`` (the only fake: there is no GPU here), configured from the
 JSON file named by ``FARNODE_TEST_FAKE_NVML``: ``{"gpus": [FakeGpu fields], "processes": [[gpu index, pid,
 used MiB], ...]}``. The process list is read again on every query, so the test can start a "game" on a GPU
 while the app runs; like the driver, only processes that still run are listed.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from tests.gpu.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml  # noqa: E402
+from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml  # noqa: E402
 
 _CONFIG = Path(os.environ["FARNODE_TEST_FAKE_NVML"])
 

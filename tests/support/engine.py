@@ -1,24 +1,22 @@
-"""Fixtures for tests that run the real FarMesh engine on the local swarm."""
+"""Fixtures for tests that run the real FarMesh engine (a plugin: tests/conftest.py registers it)."""
 
 from __future__ import annotations
 
 import os
-import socket
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.engine_venv import EngineEnv, env_root
 from farnode_desktop.core.paths import AppPaths
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+from tests.support.ports import free_port as pick_free_port
 
 
 @pytest.fixture(scope="session")
 def engine_root() -> Path:
+    """The suite's shared, ready engine environment: FARNODE_ENGINE_ROOT (scripts/test.sh sets it), else .engine/."""
     root = Path(os.environ.get("FARNODE_ENGINE_ROOT") or REPO / ".engine").resolve()
     if not (env_root(root, "cpu") / "ready.json").is_file():
         pytest.fail(f"No ready engine environment under {root}: run scripts/test.sh (it sets it up), or "
@@ -44,41 +42,7 @@ def bus() -> EventBus:
     return EventBus()
 
 
-@pytest.fixture
-def free_port() -> int:
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> int:
+    """A free loopback port (tests.support.ports.free_port) for the test's server."""
     return pick_free_port()
-
-
-def pick_free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def group_members(pgid: int) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter(["pid"]):
-        try:
-            if os.getpgid(p.pid) == pgid:
-                out.append(p)
-        except (ProcessLookupError, PermissionError):
-            continue
-    return out
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -2,34 +2,29 @@
 
 The session fixture starts tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil (installed by
 scripts/system-deps.sh) on a free loopback port; tests skip, saying so, when the binary is missing.
+A plugin (tests/conftest.py registers it): the fixtures ``anvil``, ``chain`` and ``proxy_factory``.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from eth_account import Account
 from web3 import Web3
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+from tests.support.ports import free_port
+
 ANVIL = REPO / "tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 ARTIFACT = REPO / "resources/contracts/build/RewardToken.json"
 DECIMALS = 6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rpc(url: str, method: str, params: list | None = None, timeout: float = 120) -> object:
