@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,8 @@ import pytest
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings
+from tests.support.display import missing_tools, private_xvfb
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.display, pytest.mark.engine]
 REPO = Path(__file__).resolve().parents[2]
@@ -40,47 +40,31 @@ def _has_tray(display: str) -> bool:
 def tray_display():
     """DISPLAY of an X server with a system tray: the current one if it has trayer, else a private one."""
     ARTIFACTS_DIR.mkdir(exist_ok=True)
-    missing = [t for t in TOOLS if shutil.which(t) is None]
+    missing = missing_tools(*TOOLS)
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (scripts/system-deps.sh installs them)")
+        pytest.skip(f"needs {missing} (scripts/system-deps.sh installs them)")
     current = os.environ.get("DISPLAY")
     if current and _has_tray(current):
         yield current
         return
-    n = next(n for n in range(140, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-             and not Path(f"/tmp/.X{n}-lock").exists())
-    display = f":{n}"
-    procs = [subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    env = dict(os.environ, DISPLAY=display)
-    try:
-        deadline = time.time() + 30
-        while _run("xdpyinfo", env=env).returncode != 0:
-            assert time.time() < deadline, "Xvfb did not start"
-            time.sleep(0.1)
-        assert procs[0].poll() is None, f"Xvfb {display} exited ({procs[0].returncode})"
-        trayer_log = open(ARTIFACTS_DIR / "e2e-trayer.log", "w")
-        procs.append(subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-                                       "--height", "24"], env=env, stdout=trayer_log, stderr=subprocess.STDOUT))
-        deadline = time.time() + 30
-        while not _has_tray(display):
-            assert procs[1].poll() is None, f"trayer exited ({procs[1].returncode}), see e2e-trayer.log"
-            assert time.time() < deadline, "trayer did not start"
-            time.sleep(0.1)
-        yield display
-    finally:
-        for p in reversed(procs):
-            p.terminate()
+    with private_xvfb() as display, open(ARTIFACTS_DIR / "e2e-trayer.log", "w") as trayer_log:
+        trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+                                   "--height", "24"], env=dict(os.environ, DISPLAY=display), stdout=trayer_log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 30
+            while not _has_tray(display):
+                assert trayer.poll() is None, f"trayer exited ({trayer.returncode}), see e2e-trayer.log"
+                assert time.time() < deadline, "trayer did not start"
+                time.sleep(0.1)
+            yield display
+        finally:
+            trayer.terminate()
             try:
-                p.wait(5)
+                trayer.wait(5)
             except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+                trayer.kill()
+                trayer.wait()
 
 
 class App:
@@ -145,7 +129,7 @@ def test_tray_start_pause_resume_stop_quit(tray_display, tmp_path, artifacts_dir
     if not EngineEnv(paths, "cpu").is_ready():
         pytest.skip("the engine environment is not set up (run scripts/test.sh, or set FARNODE_ENGINE_ROOT)")
     s = Settings()
-    s.network.port = _free_port()
+    s.network.port = free_port()
     s.network.demo_traffic_per_minute = 30.0
     paths.ensure()
     paths.settings_file.write_text(json.dumps(s.to_dict()))  # not a first run: no wizard

@@ -29,7 +29,7 @@ from farnode_desktop.core.policies.platform.windows import (
 )
 from farnode_desktop.core.policies.platform.x11 import X11IdleTime, XdotoolForeground, parse_xdotool_pid
 from farnode_desktop.core.policies.rules import match_programs
-from tests.policies.xserver import free_display as _free_display
+from tests.support.display import free_display as _free_display
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc and X11 only")
 
