@@ -3,7 +3,7 @@
 For every model family the app serves (Llama 2, Llama 3.1, Mixtral, BLOOM, in the shapes of their published
 models), every quantization the app offers and gamer cards of 6, 8, 12, 16 and 24 GB (and two-GPU boxes), with
 NVML faked at pynvml: the plan's exact server command line (the launcher's argv) is handed to FarMesh's own
-code (tests/gpu/farmesh_memory.py), which says what one block's weights take and how much attention cache the
+code (tests/core/gpu/farmesh_memory.py), which says what one block's weights take and how much attention cache the
 server will allow per block. The plan's budget must equal FarMesh's within 1%, and what FarMesh may take in all
 (blocks x (weights + cache ceiling) + its autograd allowance + the CUDA context) must fit in the card's free
 memory minus the user's reserve. The table of blocks per card and model is kept in test-artifacts/.

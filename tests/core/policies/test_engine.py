@@ -15,7 +15,7 @@ import pytest
 from farnode_desktop.core.policies import rules as P
 from farnode_desktop.core.policies.rules import GpuProcess, Observation, PolicyEngine
 from farnode_desktop.core.settings import PolicySettings
-from tests.policies.vclock import VirtualClock, at, local_time
+from tests.core.policies.vclock import VirtualClock, at, local_time
 
 GAME = GpuProcess(4242, "Cyberpunk2077.exe", 6144.0, 97.0)
 BROWSER = GpuProcess(777, "firefox", 300.0, 5.0)

@@ -10,7 +10,7 @@ import pytest
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.gpu.inventory import TOPIC_TELEMETRY, TelemetrySampler
 from farnode_desktop.core.snapshots import GpuTelemetry
-from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
+from tests.core.gpu.conftest import UUID_A, UUID_B, two_gpus
 from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 
 

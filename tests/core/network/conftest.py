@@ -152,7 +152,7 @@ def run_client(prompts: list[list[int]], peers: list[str], new_tokens: int = 8, 
     """Generate through the network with a real FarMesh client (engine environment). Its process group (the
     client's p2pd keeps the output pipe open) is ended once it has printed its result."""
     python = EngineEnv(AppPaths.default(), "cpu").python
-    proc = subprocess.Popen([str(python), str(REPO / "tests" / "network" / "generate.py"), MODEL_ID,
+    proc = subprocess.Popen([str(python), str(Path(__file__).with_name("generate.py")), MODEL_ID,
                              json.dumps(peers), json.dumps(prompts), str(new_tokens)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=engine_subprocess_env(), cwd=str(REPO),
                             start_new_session=True)

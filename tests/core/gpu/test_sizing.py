@@ -19,7 +19,7 @@ from farnode_desktop.core.gpu.sizing import (
     size_gpu,
 )
 from farnode_desktop.core.settings import Settings
-from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
+from tests.core.gpu.conftest import UUID_A, UUID_B, two_gpus
 from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 
 LLAMA2_70B = REFERENCE_MODELS["meta-llama/Llama-2-70b-hf"]

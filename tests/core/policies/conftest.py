@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from farnode_desktop.core.policies.platform.x11 import X11IdleTime
-from tests.policies.vclock import VirtualClock
+from tests.core.policies.vclock import VirtualClock
 from tests.support.display import missing_tools, private_xvfb
 
 

@@ -14,7 +14,7 @@ from farnode_desktop.core.gpu.inventory import (
     normalize_uuid,
     read_inventory,
 )
-from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
+from tests.core.gpu.conftest import UUID_A, UUID_B, two_gpus
 from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
 
 

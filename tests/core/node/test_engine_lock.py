@@ -16,8 +16,7 @@ import pytest
 from farnode_desktop.core.errors import DiskFullError, EngineBusy
 from farnode_desktop.core.node import engine_venv as engine_env
 from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineEnv, Requirement, env_root, lock_digest
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 SETUP = r"""
 import sys

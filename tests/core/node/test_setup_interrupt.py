@@ -22,10 +22,9 @@ import pytest
 
 from farnode_desktop.core.node.engine_venv import EngineEnv, lock_path, read_lock
 from farnode_desktop.core.paths import AppPaths
+from tests.support import REPO
 
 from .package_index import PackageIndex, make_wheel
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class App:

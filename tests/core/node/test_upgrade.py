@@ -30,9 +30,10 @@ from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.engine_venv import LOCK_VERSION, SOURCE_ENV, EngineEnv, env_root
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings, SettingsStore
-from tests.core.package_index import PackageIndex
 from tests.support.ports import free_port
 from tests.support.wait import wait_until
+
+from .package_index import PackageIndex
 
 pytestmark = pytest.mark.engine
 

@@ -7,16 +7,14 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from farnode_desktop.app.gpu_cli import cli_gpus
 from farnode_desktop.core.settings import Settings
-from tests.gpu.conftest import two_gpus
+from tests.core.gpu.conftest import two_gpus
+from tests.support import REPO
 from tests.support.fake_pynvml import FakeGpu, FakePynvml
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(make_nvml, fake, settings=None, **kw):

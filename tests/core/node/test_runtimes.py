@@ -285,7 +285,7 @@ def test_docker_spawn_spec(docker):
     envs = dict(a[i + 1].split("=", 1) for i, x in enumerate(a) if x == "-e")
     assert envs["PYTHONPATH"] == "/opt/farnode/src" and envs["A"] == "1" and "FARNODE_SECRET_X" not in envs
     assert envs["FARMESH_CACHE"] == "/cache" and "PETALS_CACHE" not in envs  # the cache FarMesh reads
-    image = engine_image("cuda")  # built here from the lock (tests/core/test_docker_image.py)
+    image = engine_image("cuda")  # built here from the lock (tests/core/node/test_docker_image.py)
     assert a[a.index(image):] == [image, "python", "-m", "farnode_desktop.engine.launcher", "--event-fd", "1"]
     assert spec.events_on_stdout and spec.pass_fds == () and "FARNODE_SECRET_X" not in spec.env
 

@@ -1,6 +1,6 @@
 """A fast stand-in for the engine's launcher: a real process that speaks the launcher's protocol.
 
-Run by the supervisor through the native runtime (``python -m tests.core.fake_launcher --event-fd N``) with
+Run by the supervisor through the native runtime (``python -m tests.core.node.fake_launcher --event-fd N``) with
 the standard library only. It uses the engine side's own channel (control pipe, signals, event writer), so it
 starts, reports and stops the way the launcher does, in a fraction of a second instead of 20 s. What it does
 comes from its configuration (the first line of standard input, as for the launcher):

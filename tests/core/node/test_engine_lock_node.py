@@ -23,11 +23,11 @@ from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.engine_venv import EngineEnv, env_root, lock_digest, lock_path
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings, SettingsStore
+from tests.support import REPO
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.engine
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_lock_update_that_cannot_finish_keeps_the_node_on_its_environment_which_cannot_be_removed(

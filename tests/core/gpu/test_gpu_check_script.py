@@ -6,13 +6,13 @@ from __future__ import annotations
 import importlib.util
 import io
 from contextlib import redirect_stdout
-from pathlib import Path
 
 from farnode_desktop.core.gpu.inventory import read_inventory
-from tests.gpu.conftest import UUID_A, UUID_B, two_gpus
+from tests.core.gpu.conftest import UUID_A, UUID_B, two_gpus
+from tests.support import REPO
 from tests.support.fake_pynvml import FakePynvml
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.py"
+SCRIPT = REPO / "scripts" / "gpu_check.py"
 
 
 def load_script():

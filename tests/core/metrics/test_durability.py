@@ -10,16 +10,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from farnode_desktop.core.metrics.store import SCHEMA_VERSION, MetricsStore, MetricsStoreWarning
 from farnode_desktop.core.snapshots import NodeEvent
+from tests.support import REPO
 
 from .conftest import NOW
-
-REPO = Path(__file__).resolve().parents[2]
 
 WRITER = textwrap.dedent("""
     import sys, time

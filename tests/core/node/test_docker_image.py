@@ -40,8 +40,8 @@ from farnode_desktop.core.node.runtimes.docker import (
     probe_problem,
     write_build_context,
 )
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PINNED = "75a473e888c7bc20e7c28e96c3e0911c581bca1b"
 
 

@@ -15,6 +15,7 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.node.demo_swarm import ensure_demo_model, launcher_config
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
 from farnode_desktop.core.settings import Settings
+from tests.support import REPO
 from tests.support.ports import port_is_free
 from tests.support.processes import group_members
 from tests.support.wait import wait_until
@@ -27,7 +28,7 @@ def test_engine_dies_with_the_app(engine_paths, free_port):
     """SIGKILL to the app: the launcher sees its control pipe close, stops the server cleanly, and every
     engine process (server, handlers, DHT, p2pd, the demo client and its p2pd) is gone within 15 s."""
     app = subprocess.Popen([sys.executable, str(HERE / "app_process.py"), str(free_port)],
-                           stdout=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=str(HERE.parents[1]))
+                           stdout=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=str(REPO))
     try:
         line = app.stdout.readline()
         info = json.loads(line)
@@ -80,7 +81,7 @@ def test_leftovers_of_a_killed_run_are_removed(engine_paths, engine, bus, free_p
     """The app and the launcher both SIGKILLed (nothing could clean up): the next start finds the orphaned
     DHT/p2pd through the pid file, removes them and starts on the same port."""
     app = subprocess.Popen([sys.executable, str(HERE / "app_process.py"), str(free_port)],
-                           stdout=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=str(HERE.parents[1]))
+                           stdout=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=str(REPO))
     try:
         info = json.loads(app.stdout.readline())
         assert "error" not in info, info

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -18,9 +17,9 @@ from farnode_desktop.core.node.runtimes import make_runtime
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.payout.wallet import WalletManager
 from farnode_desktop.core.settings import SettingsStore
+from tests.support import REPO
 
 pytestmark = pytest.mark.keyring
-REPO = Path(__file__).resolve().parents[2]
 Account.enable_unaudited_hdwallet_features()
 
 NO_KEYRING_SCRIPT = r"""

@@ -1,4 +1,4 @@
-"""Fixtures for the core tests: a real package index on 127.0.0.1 for engine set-ups."""
+"""Fixtures for the node tests: a real package index on 127.0.0.1 for engine set-ups."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -18,10 +17,10 @@ from farnode_desktop.core.node import processes
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.base import NativeRuntime
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
+from tests.support import REPO
 from tests.support.wait import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-FAKE = "tests.core.fake_launcher"
+FAKE = "tests.core.node.fake_launcher"
 
 
 @pytest.fixture

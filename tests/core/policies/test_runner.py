@@ -19,7 +19,7 @@ from farnode_desktop.core.policies.rules import GpuProcess, PolicyEngine
 from farnode_desktop.core.policies.runner import DECISION_TOPIC, PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import PolicySettings
 from farnode_desktop.core.snapshots import GpuTelemetry, NodeEvent
-from tests.policies.vclock import VirtualClock, local_time
+from tests.core.policies.vclock import VirtualClock, local_time
 
 QUIET = PolicySettings(pause_for_gpu_programs=False, pause_for_steam_games=False, temperature_pause=False,
                        min_run_s=0, min_pause_s=0, drain_s=15)
