@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from farnode_desktop.core.instance import InstanceLock
-from tests.support.display import missing_tools, private_xvfb, xdpyinfo_ok
+from tests.support.display import private_xvfb, require_tools, xdpyinfo_ok
 
 from .conftest import REPO, Face, app_env, paths_of, write_settings
 
@@ -24,9 +24,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.display]
 @pytest.fixture(scope="module")
 def display():
     """An X display for the message box a refused window shows (the current one, or a private Xvfb)."""
-    missing = missing_tools("Xvfb", "xdotool", "xdpyinfo")
-    if missing:
-        pytest.skip(f"needs {missing} (scripts/system-deps.sh installs them)")
+    require_tools("Xvfb", "xdotool", "xdpyinfo")
     current = os.environ.get("DISPLAY")
     if current and xdpyinfo_ok(current):
         yield current

@@ -17,8 +17,9 @@ import pytest
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings
-from tests.support.display import missing_tools, private_xvfb
+from tests.support.display import private_xvfb, require_tools
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 pytestmark = [pytest.mark.display, pytest.mark.engine]
 REPO = Path(__file__).resolve().parents[2]
@@ -40,9 +41,7 @@ def _has_tray(display: str) -> bool:
 def tray_display():
     """DISPLAY of an X server with a system tray: the current one if it has trayer, else a private one."""
     ARTIFACTS_DIR.mkdir(exist_ok=True)
-    missing = missing_tools(*TOOLS)
-    if missing:
-        pytest.skip(f"needs {missing} (scripts/system-deps.sh installs them)")
+    require_tools(*TOOLS)
     current = os.environ.get("DISPLAY")
     if current and _has_tray(current):
         yield current
@@ -59,12 +58,7 @@ def tray_display():
                 time.sleep(0.1)
             yield display
         finally:
-            trayer.terminate()
-            try:
-                trayer.wait(5)
-            except subprocess.TimeoutExpired:
-                trayer.kill()
-                trayer.wait()
+            stop_process(trayer, 5)
 
 
 class App:
@@ -176,12 +170,7 @@ def test_tray_start_pause_resume_stop_quit(tray_display, tmp_path, artifacts_dir
         assert proc.wait(60) == 0
         assert app.state().get("quit_done") is True
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc, 30)
         app.log.close()
     gone, alive = psutil.wait_procs(node_procs, timeout=10)
     assert not alive, f"node processes left: {[p.pid for p in alive]}"

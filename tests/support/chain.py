@@ -21,6 +21,7 @@ from web3 import Web3
 
 from tests.support import REPO
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 ANVIL = REPO / "tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 ARTIFACT = REPO / "resources/contracts/build/RewardToken.json"
@@ -47,13 +48,7 @@ class Anvil:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc.stderr.close()
 
 

@@ -10,6 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
+from tests.support.processes import stop_process
+
 
 def free_display(first: int = 140, last: int = 400) -> int:
     """An X display number in [first, last) that no server holds (no socket, no lock file)."""
@@ -27,6 +31,13 @@ def xdpyinfo_ok(display: str) -> bool:
 def missing_tools(*tools: str) -> str:
     """'' when every tool is on PATH, else the missing ones, comma-separated."""
     return ", ".join(t for t in tools if shutil.which(t) is None)
+
+
+def require_tools(*tools: str) -> None:
+    """Skip the test, naming them, when any of ``tools`` is not on PATH."""
+    missing = missing_tools(*tools)
+    if missing:
+        pytest.skip(f"needs {missing} (scripts/system-deps.sh installs them)")
 
 
 @contextlib.contextmanager
@@ -53,9 +64,4 @@ def private_xvfb(*, screen: str = "1280x800x24", extra: tuple[str, ...] = (), fi
     try:
         yield display
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

@@ -1,8 +1,9 @@
-"""Processes a test started, looked up by process group."""
+"""Processes a test started: looked up by process group, and stopped."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 
 import psutil
 
@@ -17,3 +18,15 @@ def group_members(pgid: int) -> list[psutil.Process]:
         except (ProcessLookupError, PermissionError):
             continue
     return out
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate ``proc`` if it still runs, kill it after ``timeout`` seconds, and reap it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

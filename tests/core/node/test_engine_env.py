@@ -7,6 +7,7 @@ import pytest
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
 from farnode_desktop.core.node import engine_venv as engine_env
 from farnode_desktop.core.node.engine_venv import EngineEnv, read_lock
+from tests.support.http_files import serve_bytes
 from tests.support.ports import free_port
 
 
@@ -192,41 +193,15 @@ def test_without_git_the_commits_archive_is_downloaded(app_paths, tmp_path, monk
                                                          build_tools):
     """No git on the machine: the commit's source archive comes over HTTP(S) (a local server answers like
     GitHub's archive URL), its header's commit is checked, then pip installs it."""
-    import http.server
-    import threading
-
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
     monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
     monkeypatch.setattr(engine_env.shutil, "which", lambda name: None if name == "git" else "/usr/bin/" + name)
-    hits = []
-
-    class Archive(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            if self.path != f"/QuantumLabs-Git/farmesh/archive/{PINNED}.tar.gz":
-                self.send_error(404)
-                return
-            data = engine_archive.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Archive)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"git+http://127.0.0.1:{server.server_port}/QuantumLabs-Git/farmesh.git@{PINNED}"
+    archive = f"/QuantumLabs-Git/farmesh/archive/{PINNED}.tar.gz"
+    with serve_bytes(engine_archive.read_bytes(), archive) as served:
+        url = f"git+{served.url}/QuantumLabs-Git/farmesh.git@{PINNED}"
         env = EngineEnv(app_paths, "cpu", lock_file=_lock_with_engine(tmp_path, url))
         env.ensure(verify=False)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-    assert hits == [f"/QuantumLabs-Git/farmesh/archive/{PINNED}.tar.gz"]
+    assert served.hits == [archive]
     assert _record(env)["kind"] == "archive" and _record(env)["commit"] == PINNED
     assert env.installed()["farmesh"] == "2.3.0.dev2" and env.missing() == []
 

@@ -8,7 +8,6 @@ import errno
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,8 @@ from farnode_desktop.core.errors import DiskFullError, EngineBusy
 from farnode_desktop.core.node import engine_venv as engine_env
 from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineEnv, Requirement, env_root, lock_digest
 from tests.support import REPO
+from tests.support.http_files import serve_bytes
+from tests.support.wait import wait_until
 
 SETUP = r"""
 import sys
@@ -86,7 +87,7 @@ def test_two_threads_of_one_app_set_up_one_after_the_other(app_paths, slow_lock)
 
     first = threading.Thread(target=setup, args=("first",))
     first.start()
-    assert _eventually(lambda: any(s.startswith("installing farnode-probe-slow") for s in seen["first"]), 60)
+    assert wait_until(lambda: any(s.startswith("installing farnode-probe-slow") for s in seen["first"]), 60)
     second = threading.Thread(target=setup, args=("second",))
     second.start()
     first.join(120)
@@ -111,7 +112,7 @@ def test_removal_is_refused_during_a_setup_and_while_a_process_runs_from_the_env
     # A server of a running node runs the environment's interpreter: the environment stays whole.
     user = subprocess.Popen([str(env.python), "-c", "import time; time.sleep(120)"])
     try:
-        assert _eventually(lambda: env.users())
+        assert wait_until(lambda: env.users(), 10)
         with pytest.raises(EngineBusy, match=rf"in use by 1 running process\(es\) \(pid {user.pid}\)"):
             env.remove()
         assert env.missing() == [] and env.python.exists()
@@ -190,44 +191,17 @@ def tiny_disk(tmp_path):
 
 def test_a_full_disk_while_downloading_the_engine_says_so_and_leaves_no_partial_file(
         tiny_disk, app_paths, monkeypatch, engine_archive):
-    import http.server
-    import threading
-
     commit = "75a473e888c7bc20e7c28e96c3e0911c581bca1b"
     data = engine_archive.read_bytes()
     assert len(data) > 64 * 1024
-
-    class Archive(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Archive)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(tiny_disk))
     env = EngineEnv(app_paths, "cpu")
     req = Requirement("farmesh", "2.3.0.dev2", f"git+https://github.com/QuantumLabs-Git/farmesh.git@{commit}")
-    try:
+    with serve_bytes(data) as served:
         with pytest.raises(DiskFullError, match=r"could not be downloaded into .*: disk full\. Free some") as e:
-            env._download_archive(req, f"http://127.0.0.1:{server.server_port}/archive/{commit}.tar.gz")
-    finally:
-        server.shutdown()
-        server.server_close()
+            env._download_archive(req, f"{served.url}/archive/{commit}.tar.gz")
     assert isinstance(e.value.__cause__, OSError) and e.value.__cause__.errno == errno.ENOSPC
     assert "internet" not in e.value.message
     assert list((env.root / "downloads").iterdir()) == []  # no .part left behind
 
 
-def _eventually(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
