@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from farnode_desktop.core.paths import AppPaths
-from tests.engine.conftest import engine_root, free_port, pick_free_port  # noqa: F401 (fixtures)
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
-SHIM = REPO / "tests" / "gpu" / "pynvml_shim"
+SHIM = REPO / "tests" / "support" / "pynvml_shim"
 
 
 @pytest.fixture

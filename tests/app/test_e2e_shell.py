@@ -29,8 +29,8 @@ from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_m
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.payout.keys import KeysInProcess
-from tests import secret_service
-from tests.engine.conftest import pick_free_port
+from tests.support import secret_service
+from tests.support.ports import free_port
 
 from .conftest import REPO, paths_of
 
@@ -158,7 +158,7 @@ def test_a_server_owner_configures_runs_and_asks_from_a_shell(tmp_path, engine_r
         env = dict(base, FARNODE_HOME=str(home), DBUS_SESSION_BUS_ADDRESS=bus)
         try:
             # The network's first node (founds it: a custom network without peers).
-            shell(configure(boot_home, model, pick_free_port(), []), boot_env)
+            shell(configure(boot_home, model, free_port(), []), boot_env)
             boot = Node(boot_env, tmp_path / "boot.jsonl")
             nodes.append(boot)
             boot.wait_online()
@@ -166,7 +166,7 @@ def test_a_server_owner_configures_runs_and_asks_from_a_shell(tmp_path, engine_r
             assert boot_addrs and all(a.startswith("/ip4/127.0.0.1/") for a in boot_addrs), boot_addrs
 
             # The user's node: settings and wallet from a shell; the key from stdin (a password manager).
-            r = shell(configure(home, model, pick_free_port(), boot_addrs) + "farnode-desktop wallet import\n"
+            r = shell(configure(home, model, free_port(), boot_addrs) + "farnode-desktop wallet import\n"
                       "farnode-desktop wallet address\n", env, stdin=KEY + "\n")
             address = KeysInProcess().from_key(KEY).address
             assert r.stdout.rstrip().endswith(address)

@@ -2,7 +2,7 @@
 pauses when a game takes the GPU, resumes when it exits, and records the node's metrics.
 
 The game is a real process; it "uses the GPU" through the fake NVML's process list (the only fake: there is
-no GPU here, see tests/gpu/pynvml_shim). The node, the policies and the metrics database are real.
+no GPU here, see tests/support/pynvml_shim). The node, the policies and the metrics database are real.
 """
 
 from __future__ import annotations

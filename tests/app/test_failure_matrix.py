@@ -29,9 +29,10 @@ import pytest
 from farnode_desktop.core.models.hub import gated_model_message
 from farnode_desktop.core.node.engine_venv import env_root
 from farnode_desktop.core.settings import SCHEMA_VERSION
-from tests.models.hub_server import FakeHub, FakeRepo
+from tests.support.hub_server import FakeHub, FakeRepo
+from tests.support.ports import free_port
 
-from .conftest import REPO, Face, app_env, pick_free_port, write_settings
+from .conftest import REPO, Face, app_env, write_settings
 
 pytestmark = pytest.mark.engine
 
@@ -82,7 +83,7 @@ class Case:
 
 def _custom(model: str, **net) -> dict:
     return {"schema_version": SCHEMA_VERSION, "network": dict({"swarm": "custom", "model": model, "dht_prefix": "matrix", "host": "127.0.0.1",
-                             "port": pick_free_port(), "nat_traversal": False, "metered": True, "device": "cpu",
+                             "port": free_port(), "nat_traversal": False, "metered": True, "device": "cpu",
                              "initial_peers": []}, **net),
             "policies": {"pause_for_gpu_programs": False, "pause_for_steam_games": False,
                          "temperature_pause": False}}
@@ -105,7 +106,7 @@ def _tmpfs(where: Path, size: str, case: Case) -> Path:
 
 
 def port_in_use(tmp_path, models) -> Case:
-    port = pick_free_port()
+    port = free_port()
     holder = socket.socket()
     holder.bind(("127.0.0.1", port))
     holder.listen()
@@ -150,7 +151,7 @@ def out_of_memory(tmp_path, models) -> Case:
 
 
 def bootstrap_unreachable(tmp_path, models) -> Case:
-    peer = f"/ip4/127.0.0.1/tcp/{pick_free_port()}/p2p/{PEER_ID}"  # nothing listens there
+    peer = f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/{PEER_ID}"  # nothing listens there
     return Case(_custom(str(models["tiny"]), initial_peers=[peer]), category="bootstrap", state="held",
                 message=lambda env: f"None of the network's initial peers answered (tried: {peer}). Check your "
                                     "internet connection and the initial peers in Settings > Network. Tried 3 "

@@ -8,7 +8,9 @@ import json
 import subprocess
 import sys
 
-from .conftest import REPO, app_env, pick_free_port, write_settings
+from tests.support.ports import free_port
+
+from .conftest import REPO, app_env, write_settings
 
 FALCON = {"model_type": "falcon", "architectures": ["FalconForCausalLM"], "hidden_size": 64,
           "num_hidden_layers": 2, "num_attention_heads": 4, "multi_query": True, "vocab_size": 1000}
@@ -19,7 +21,7 @@ def test_a_refused_start_ends_the_headless_node_non_zero(home, engine_root, tmp_
     model.mkdir()
     (model / "config.json").write_text(json.dumps(FALCON))
     write_settings(home, {"network": {"swarm": "custom", "model": str(model), "dht_prefix": "tiny-falcon",
-                                      "host": "127.0.0.1", "port": pick_free_port(), "nat_traversal": False}})
+                                      "host": "127.0.0.1", "port": free_port(), "nat_traversal": False}})
     r = subprocess.run([sys.executable, "-m", "farnode_desktop", "node"], env=app_env(home, engine_root),
                        cwd=REPO, capture_output=True, text=True, timeout=90)
     assert r.returncode == 1, (r.stdout, r.stderr)

@@ -6,49 +6,31 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 from farnode_desktop.core.instance import InstanceLock
+from tests.support.display import private_xvfb, require_tools, xdpyinfo_ok
 
 from .conftest import REPO, Face, app_env, paths_of, write_settings
 
 pytestmark = [pytest.mark.engine, pytest.mark.display]
 
 
-def _xdpyinfo_ok(display: str) -> bool:
-    return subprocess.run(["xdpyinfo"], env=dict(os.environ, DISPLAY=display), capture_output=True).returncode == 0
-
-
 @pytest.fixture(scope="module")
 def display():
     """An X display for the message box a refused window shows (the current one, or a private Xvfb)."""
-    missing = [t for t in ("Xvfb", "xdotool", "xdpyinfo") if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (scripts/system-deps.sh installs them)")
+    require_tools("Xvfb", "xdotool", "xdpyinfo")
     current = os.environ.get("DISPLAY")
-    if current and _xdpyinfo_ok(current):
+    if current and xdpyinfo_ok(current):
         yield current
         return
-    n = next(n for n in range(200, 260) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-             and not Path(f"/tmp/.X{n}-lock").exists())
-    xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 30
-        while not _xdpyinfo_ok(f":{n}"):
-            assert xvfb.poll() is None and time.time() < deadline, "Xvfb did not start"
-            time.sleep(0.1)
-        yield f":{n}"
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
+    with private_xvfb(first=200) as display:
+        yield display
 
 
 def _dismiss_box(display: str, title: str, proc: subprocess.Popen, timeout: float = 60) -> None:

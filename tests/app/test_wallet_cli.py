@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from farnode_desktop.core.payout.keys import KeysInProcess
-from tests import secret_service
+from tests.support import secret_service
 
 from .conftest import REPO
 

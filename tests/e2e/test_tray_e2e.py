@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,9 @@ import pytest
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings
+from tests.support.display import private_xvfb, require_tools
+from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 pytestmark = [pytest.mark.display, pytest.mark.engine]
 REPO = Path(__file__).resolve().parents[2]
@@ -40,47 +41,24 @@ def _has_tray(display: str) -> bool:
 def tray_display():
     """DISPLAY of an X server with a system tray: the current one if it has trayer, else a private one."""
     ARTIFACTS_DIR.mkdir(exist_ok=True)
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (scripts/system-deps.sh installs them)")
+    require_tools(*TOOLS)
     current = os.environ.get("DISPLAY")
     if current and _has_tray(current):
         yield current
         return
-    n = next(n for n in range(140, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-             and not Path(f"/tmp/.X{n}-lock").exists())
-    display = f":{n}"
-    procs = [subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    env = dict(os.environ, DISPLAY=display)
-    try:
-        deadline = time.time() + 30
-        while _run("xdpyinfo", env=env).returncode != 0:
-            assert time.time() < deadline, "Xvfb did not start"
-            time.sleep(0.1)
-        assert procs[0].poll() is None, f"Xvfb {display} exited ({procs[0].returncode})"
-        trayer_log = open(ARTIFACTS_DIR / "e2e-trayer.log", "w")
-        procs.append(subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-                                       "--height", "24"], env=env, stdout=trayer_log, stderr=subprocess.STDOUT))
-        deadline = time.time() + 30
-        while not _has_tray(display):
-            assert procs[1].poll() is None, f"trayer exited ({procs[1].returncode}), see e2e-trayer.log"
-            assert time.time() < deadline, "trayer did not start"
-            time.sleep(0.1)
-        yield display
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with private_xvfb() as display, open(ARTIFACTS_DIR / "e2e-trayer.log", "w") as trayer_log:
+        trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+                                   "--height", "24"], env=dict(os.environ, DISPLAY=display), stdout=trayer_log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 30
+            while not _has_tray(display):
+                assert trayer.poll() is None, f"trayer exited ({trayer.returncode}), see e2e-trayer.log"
+                assert time.time() < deadline, "trayer did not start"
+                time.sleep(0.1)
+            yield display
+        finally:
+            stop_process(trayer, 5)
 
 
 class App:
@@ -145,7 +123,7 @@ def test_tray_start_pause_resume_stop_quit(tray_display, tmp_path, artifacts_dir
     if not EngineEnv(paths, "cpu").is_ready():
         pytest.skip("the engine environment is not set up (run scripts/test.sh, or set FARNODE_ENGINE_ROOT)")
     s = Settings()
-    s.network.port = _free_port()
+    s.network.port = free_port()
     s.network.demo_traffic_per_minute = 30.0
     paths.ensure()
     paths.settings_file.write_text(json.dumps(s.to_dict()))  # not a first run: no wizard
@@ -192,12 +170,7 @@ def test_tray_start_pause_resume_stop_quit(tray_display, tmp_path, artifacts_dir
         assert proc.wait(60) == 0
         assert app.state().get("quit_done") is True
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc, 30)
         app.log.close()
     gone, alive = psutil.wait_procs(node_procs, timeout=10)
     assert not alive, f"node processes left: {[p.pid for p in alive]}"

@@ -18,8 +18,9 @@ from farnode_desktop.core.node.demo_swarm import ensure_demo_model, launcher_con
 from farnode_desktop.core.node.runtimes.base import NativeRuntime
 from farnode_desktop.core.resources import engine_source_root
 from farnode_desktop.core.settings import Settings
-
-from .conftest import group_members, port_is_free, wait_until
+from tests.support.ports import port_is_free
+from tests.support.processes import group_members
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 

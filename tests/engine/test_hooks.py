@@ -13,8 +13,7 @@ import pytest
 
 from farnode_desktop.engine import hooks
 from farnode_desktop.engine.hooks import PINNED_SIGNATURES, WRAPPED, engine_signatures
-
-from .conftest import REPO
+from tests.support import REPO
 
 pytestmark = pytest.mark.engine
 

@@ -16,7 +16,7 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.node.demo_swarm import LOOPBACK_MBPS
 from farnode_desktop.core.settings import Settings
-from tests.conftest import NetworkWatch, p2pd_problems
+from tests.support.network_watch import NetworkWatch, p2pd_problems
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -24,8 +24,9 @@ from farnode_desktop.core.node.model_support import ModelNotSupportedError
 from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 from farnode_desktop.core.node.supervisor import Supervisor
 from farnode_desktop.core.settings import Settings
-
-from .conftest import group_members, port_is_free, wait_until
+from tests.support.ports import port_is_free
+from tests.support.processes import group_members
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 

@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import gc  # noqa: E402
-import time  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -100,12 +99,3 @@ def shot(widget, artifacts_dir, name: str) -> None:
 
     QApplication.processEvents()
     assert widget.grab().save(str(artifacts_dir / name))
-
-
-def wait_until(pred, timeout: float) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()

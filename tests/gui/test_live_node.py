@@ -3,7 +3,6 @@ resume, stop, quit, and nothing left running. Needs the engine environment (scri
 
 from __future__ import annotations
 
-import socket
 from dataclasses import replace
 
 import psutil
@@ -11,14 +10,9 @@ import pytest
 
 from farnode_desktop.core import snapshots as C
 from tests.gui.conftest import engine_ready, shot
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.engine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dashboard_start_online_chart_pause_resume_stop(qtbot, gui, artifacts_dir):
@@ -26,7 +20,7 @@ def test_dashboard_start_online_chart_pause_resume_stop(qtbot, gui, artifacts_di
     if not engine_ready(core.paths):
         pytest.skip("the engine environment is not set up (run scripts/test.sh, or set FARNODE_ENGINE_ROOT)")
     s = core.settings
-    core.save_settings(replace(s, network=replace(s.network, port=_free_port(), demo_traffic_per_minute=30.0)))
+    core.save_settings(replace(s, network=replace(s.network, port=free_port(), demo_traffic_per_minute=30.0)))
     dash = gui.window.dashboard
 
     qtbot.mouseClick(dash.toggle, qtbot_button())

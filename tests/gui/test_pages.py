@@ -16,8 +16,8 @@ from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.policies.runner import PolicyInputs
 from farnode_desktop.gui.errors import OPEN_DIALOGS, ReportDialog, show_error
-from tests.gpu.fake_pynvml import FakeGpu, FakePynvml
 from tests.gui.conftest import shot
+from tests.support.fake_pynvml import FakeGpu, FakePynvml
 
 
 @pytest.fixture(autouse=True)

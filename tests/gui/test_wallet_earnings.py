@@ -16,9 +16,7 @@ from farnode_desktop.core.payout.keystore import Keystore
 from farnode_desktop.core.policies.runner import PolicyInputs
 from farnode_desktop.gui.errors import OPEN_DIALOGS
 from farnode_desktop.gui.pages.wallet import SecretDialog
-from tests.chain.conftest import anvil, chain  # noqa: F401 (fixtures)
 from tests.gui.conftest import shot
-from tests.wallet.conftest import secret_service  # noqa: F401 (fixture)
 
 
 def _gui(qtbot, core):

@@ -25,6 +25,7 @@ import psutil  # noqa: E402
 from farnode_desktop import APP_NAME, __version__  # noqa: E402
 from farnode_desktop.app.frozen import DIGEST_FILE, source_digest  # noqa: E402
 from farnode_desktop.core.resources import ENGINE_SRC_DIR, engine_files  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist" / "farnode-desktop"
@@ -53,14 +54,6 @@ def _env(home: Path) -> dict[str, str]:
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
     return env
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _engine_root() -> str:
@@ -180,7 +173,7 @@ def test_frozen_headless_node_goes_online_and_stops_cleanly(bundle, tmp_path):
     env = {**_env(tmp_path / "home"), "FARNODE_ENGINE_ROOT": _engine_root()}
     settings = tmp_path / "home" / "config" / "settings.json"  # a free port, never the default 31337
     settings.parent.mkdir(parents=True)
-    settings.write_text(json.dumps({"network": {"port": _free_port()}}))
+    settings.write_text(json.dumps({"network": {"port": free_port()}}))
     proc = subprocess.Popen([str(EXE), "node", "--duration", "600"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
     lines: list[str] = []

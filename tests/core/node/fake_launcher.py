@@ -1,0 +1,79 @@
+"""A fast stand-in for the engine's launcher: a real process that speaks the launcher's protocol.
+
+Run by the supervisor through the native runtime (``python -m tests.core.node.fake_launcher --event-fd N``) with
+the standard library only. It uses the engine side's own channel (control pipe, signals, event writer), so it
+starts, reports and stops the way the launcher does, in a fraction of a second instead of 20 s. What it does
+comes from its configuration (the first line of standard input, as for the launcher):
+
+- ``online_after_s``: seconds between ``starting`` and ``online`` (default 0.05);
+- ``crash_after_s``: once online, exit with code 1 (a crash) after this many seconds;
+- ``fail``: a failure category to report at start, then exit with code 3 (a start failure);
+- ``children``: how many helper processes to start in its group (like the server's DHT and p2pd), which it
+  leaves running when it crashes, so the supervisor must remove them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from farnode_desktop.engine import protocol as P
+from farnode_desktop.engine.channel import ControlPipe, EventWriter
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--event-fd", type=int, required=True)
+    fd = ap.parse_args().event_fd
+    if fd == 1:
+        fd = os.dup(1)
+        os.dup2(2, 1)
+    w = EventWriter(fd)
+    control = ControlPipe.from_stdin(w)
+    config = control.read_config()
+    if config is None:
+        w.send(P.Failed(category=P.Category.CONFIG, message="no configuration"))
+        return P.ExitCode.CONFIG
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    control.watch_signals()
+    control.start(lambda _why: stop.set())
+    w.send(P.Hello(pid=os.getpid(), python=sys.version.split()[0]))
+    w.send(P.State(state=P.ServerState.STARTING))
+    if config.get("fail"):
+        w.send(P.Failed(category=config["fail"], message=f"fake failure: {config['fail']}"))
+        return P.ExitCode.START_FAILED
+    children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+                for _ in range(int(config.get("children", 0)))]
+    if stop.wait(float(config.get("online_after_s", 0.05))):
+        return _stopped(w, children)
+    w.send(P.Peer(peer_id="12D3KooWFake", addrs=(f"/ip4/127.0.0.1/tcp/{config.get('port', 0)}/p2p/12D3KooWFake",)))
+    w.send(P.Blocks(blocks=(0, 1), total_blocks=2, dht_prefix="fake"))
+    w.send(P.State(state=P.ServerState.ONLINE))
+    w.send(P.Counters(pid=os.getpid(), inference_sessions=1, inference_steps=2, inference_tokens=7))
+    crash_after = config.get("crash_after_s")
+    if stop.wait(float(crash_after) if crash_after is not None else None):
+        return _stopped(w, children)
+    print("fake launcher: crashing on purpose", file=sys.stderr, flush=True)
+    os._exit(P.ExitCode.CRASH)  # like a crash: its children are left behind
+
+
+def _stopped(w: EventWriter, children: list[subprocess.Popen]) -> int:
+    w.send(P.State(state=P.ServerState.STOPPING))
+    for c in children:
+        c.kill()
+        c.wait()
+    w.send(P.State(state=P.ServerState.STOPPED))
+    w.send(P.Exit(code=P.ExitCode.OK))
+    return P.ExitCode.OK
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(int(code))

@@ -1,0 +1,229 @@
+"""The engine environment manager with a small real lock: real pip, against a real (local) package index."""
+
+from __future__ import annotations
+
+import pytest
+
+from farnode_desktop.core.errors import DiskFullError, EngineEnvError
+from farnode_desktop.core.node import engine_venv as engine_env
+from farnode_desktop.core.node.engine_venv import EngineEnv, read_lock
+from tests.support.http_files import serve_bytes
+from tests.support.ports import free_port
+
+
+@pytest.fixture
+def tiny(app_paths, tmp_path, monkeypatch, package_index):
+    monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
+    lock = tmp_path / "tiny.txt"
+    lock.write_text("# two small pure-Python packages\nfarnode-probe-a==1.0\nfarnode-probe-b==2.0\n")
+    return EngineEnv(app_paths, "cpu", lock_file=lock)
+
+
+def test_the_shipped_locks_pin_every_package():
+    for variant in engine_env.VARIANTS:
+        reqs = read_lock(engine_env.lock_path(variant))
+        names = [r.name.lower() for r in reqs]
+        assert {"torch", "farmesh", "hivemind", "transformers", "bitsandbytes"} <= set(names)
+        assert all(r.version for r in reqs) and len(names) == len(set(names))
+
+
+def test_install_reports_progress_and_resumes(tiny):
+    seen = []
+
+    def cancel_once_a_is_in() -> bool:
+        return "farnode-probe-a" in tiny.installed()
+
+    with pytest.raises(EngineEnvError, match="cancelled"):
+        tiny.ensure(seen.append, cancel=cancel_once_a_is_in, verify=False)
+    assert [r.name for r in tiny.missing()] == ["farnode-probe-b"]  # a went in before the cancel
+    steps = [p.step for p in seen]
+    assert steps[0] == "creating the engine environment" and steps[1].startswith("installing farnode-probe-a 1.0 (1/2)")
+
+    seen.clear()
+    tiny.ensure(seen.append, verify=False)  # resumes: only what is missing
+    assert [p.step for p in seen if p.step.startswith("installing")] == ["installing farnode-probe-b 2.0 (1/1)"]
+    assert seen[-1].done and seen[-1].percent == 100.0
+    assert tiny.missing() == []
+    percents = [p.percent for p in seen]
+    assert percents == sorted(percents)
+
+
+def test_not_enough_disk_is_refused_before_writing(tiny, monkeypatch):
+    monkeypatch.setitem(engine_env.NEEDED_BYTES, "cpu", 10**18)
+    with pytest.raises(DiskFullError, match="Free some disk space"):
+        tiny.ensure(verify=False)
+    assert not tiny.venv.exists()
+
+
+def test_unavailable_package_gives_a_clear_error(tiny, tmp_path):
+    tiny.lock_file.write_text("farnode-probe-a==0.0.404\n")
+    with pytest.raises(EngineEnvError, match=r"farnode-probe-a==0\.0\.404 is not available"):
+        tiny.ensure(verify=False)
+
+
+def test_a_broken_venv_is_recreated(tiny):
+    tiny.ensure(verify=False)
+    tiny.python.unlink()  # e.g. its base Python was removed
+    tiny.ensure(verify=False)
+    assert tiny.python.exists() and tiny.missing() == []
+
+
+# ---------------------------------------------------------------------------------------------- the engine's source
+
+PINNED = "75a473e888c7bc20e7c28e96c3e0911c581bca1b"
+
+
+def test_the_lock_pins_farmesh_from_its_git_source_and_petals_is_gone():
+    for variant in engine_env.VARIANTS:
+        reqs = read_lock(engine_env.lock_path(variant))
+        eng = engine_env.engine_requirement(reqs)
+        assert (eng.name, eng.version, eng.commit) == ("farmesh", "2.3.0.dev2", PINNED)
+        assert eng.url == f"git+https://github.com/QuantumLabs-Git/farmesh.git@{PINNED}"
+        assert eng.archive_url == f"https://github.com/QuantumLabs-Git/farmesh/archive/{PINNED}.tar.gz"
+        assert reqs[-1] == eng  # installed last, on top of its dependencies
+        assert "petals" not in {r.name.lower() for r in reqs}
+        versions = {r.name.lower(): r.version for r in reqs}
+        torch = "2.13.0+cpu" if variant == "cpu" else "2.13.0"  # PyTorch's CPU build; PyPI's CUDA build
+        assert (versions["transformers"], versions["hivemind"], versions["torch"]) == ("4.43.1", "1.1.12", torch)
+
+
+def test_pip_takes_torch_of_the_cpu_variant_from_pytorchs_cpu_index():
+    """PyPI's torch 2.13.0 is the CUDA build; installed with --no-deps (as the CPU lock does) it fails to import
+    (libcudnn.so.9 missing). The CPU variant pins the +cpu build and asks PyTorch's CPU index for it."""
+    reqs = {r.name: r for r in read_lock(engine_env.lock_path("cpu"))}
+    cuda = {r.name: r for r in read_lock(engine_env.lock_path("cuda"))}
+    opts = engine_env.pip_install_options
+    assert reqs["torch"].spec == "torch==2.13.0+cpu"
+    assert opts(reqs["torch"], "cpu", {}) == ["--no-deps", "--extra-index-url", "https://download.pytorch.org/whl/cpu"]
+    assert opts(reqs["torch"], "cpu", {"FARNODE_TORCH_INDEX": "http://mirror.lan/cpu"})[-1] == "http://mirror.lan/cpu"
+    assert opts(reqs["torch"], "cpu", {"FARNODE_TORCH_INDEX": ""}) == ["--no-deps"]  # pip's own configuration
+    assert opts(cuda["torch"], "cuda", {}) == []  # with its nvidia-* dependencies, from PyPI
+    assert all(opts(r, v, {}) == ["--no-deps"] for v, lock in (("cpu", reqs), ("cuda", cuda))
+               for r in lock.values() if r.name != "torch")
+
+
+def test_the_shared_archive_carries_the_pinned_commit(engine_archive):
+    assert engine_env.archive_commit(engine_archive) == PINNED
+
+
+def _lock_with_engine(tmp_path, url: str):
+    lock = tmp_path / "engine-lock.txt"
+    lock.write_text(f"farnode-probe-a==1.0\nfarmesh==2.3.0.dev2 @ {url}\n")
+    return lock
+
+
+@pytest.fixture
+def tiny_engine(app_paths, tmp_path, monkeypatch, build_tools):
+    """A two-line lock (a small package from the local index, and the engine itself): installs in seconds;
+    not verified (no torch)."""
+    monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
+    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    lock = _lock_with_engine(tmp_path, f"git+https://github.com/QuantumLabs-Git/farmesh.git@{PINNED}")
+    return EngineEnv(app_paths, "cpu", lock_file=lock)
+
+
+def _record(env: EngineEnv) -> dict:
+    import json
+
+    return json.loads((env.root / env.SOURCE_RECORD).read_text())
+
+
+def test_the_engine_installs_from_a_local_archive_with_its_commit_recorded(tiny_engine, engine_archive, monkeypatch):
+    monkeypatch.setenv(engine_env.SOURCE_ENV, str(engine_archive))
+    tiny_engine.ensure(verify=False)
+    assert tiny_engine.installed()["farmesh"] == "2.3.0.dev2" and tiny_engine.missing() == []
+    assert _record(tiny_engine) == {"kind": "local", "where": str(engine_archive.resolve()), "commit": PINNED}
+    assert (next(tiny_engine.site_packages().glob("farmesh/server/server.py"))).is_file()
+
+
+def test_the_setting_names_the_local_source_and_a_wrong_or_missing_one_is_refused_first(tiny_engine, tmp_path):
+    tiny_engine.source = str(tmp_path / "nowhere.tar.gz")
+    with pytest.raises(EngineEnvError, match=r"nowhere\.tar\.gz \(from the engine source setting\) does not exist"):
+        tiny_engine.ensure(verify=False)
+    assert not tiny_engine.venv.exists()
+    # an archive of another commit (git archive writes the commit into the header)
+    import subprocess
+
+    repo = tmp_path / "other"
+    repo.mkdir()
+    (repo / "x.txt").write_text("x")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    other = tmp_path / "other.tar.gz"
+    subprocess.run([*git, "archive", "-o", str(other), "HEAD"], check=True)
+    tiny_engine.source = str(other)
+    with pytest.raises(EngineEnvError, match=f"holds farmesh commit [0-9a-f]{{40}}, but .* needs commit {PINNED}"):
+        tiny_engine.ensure(verify=False)
+    assert not tiny_engine.venv.exists()
+
+
+def _git_repo_of(archive, where):
+    """A real Git repository holding the archive's files, and its commit."""
+    import subprocess
+    import tarfile
+
+    where.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(where, filter="data")
+    src = next(where.iterdir())
+    git = ["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "farmesh"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    return src, commit
+
+
+def test_the_engine_installs_from_git_at_the_locked_commit(app_paths, tmp_path, monkeypatch, engine_archive,
+                                                            build_tools):
+    """The users' path, with git: pip clones the engine's Git URL at the full commit id (a local repository
+    stands in for the one on GitHub) and the commit pip recorded is checked and kept."""
+    monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
+    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    src, commit = _git_repo_of(engine_archive, tmp_path / "git")
+    env = EngineEnv(app_paths, "cpu", lock_file=_lock_with_engine(tmp_path, f"git+file://{src}@{commit}"))
+    env.ensure(verify=False)
+    assert _record(env) == {"kind": "git", "where": f"git+file://{src}@{commit}", "commit": commit}
+    assert env.missing() == []
+
+
+def test_without_git_the_commits_archive_is_downloaded(app_paths, tmp_path, monkeypatch, engine_archive,
+                                                         build_tools):
+    """No git on the machine: the commit's source archive comes over HTTP(S) (a local server answers like
+    GitHub's archive URL), its header's commit is checked, then pip installs it."""
+    monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
+    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    monkeypatch.setattr(engine_env.shutil, "which", lambda name: None if name == "git" else "/usr/bin/" + name)
+    archive = f"/QuantumLabs-Git/farmesh/archive/{PINNED}.tar.gz"
+    with serve_bytes(engine_archive.read_bytes(), archive) as served:
+        url = f"git+{served.url}/QuantumLabs-Git/farmesh.git@{PINNED}"
+        env = EngineEnv(app_paths, "cpu", lock_file=_lock_with_engine(tmp_path, url))
+        env.ensure(verify=False)
+    assert served.hits == [archive]
+    assert _record(env)["kind"] == "archive" and _record(env)["commit"] == PINNED
+    assert env.installed()["farmesh"] == "2.3.0.dev2" and env.missing() == []
+
+
+def test_an_install_cut_short_is_not_counted(tiny):
+    """pip killed mid-install leaves a dist-info folder without its RECORD (written last): still missing."""
+    tiny.ensure(verify=False)
+    record = next(tiny.site_packages().glob("farnode_probe_b-2.0.dist-info")) / "RECORD"
+    record.unlink()
+    assert [r.name for r in tiny.missing()] == ["farnode-probe-b"]
+    tiny.ensure(verify=False)
+    assert tiny.missing() == [] and record.is_file()
+
+
+def test_no_connection_to_the_git_source_says_what_to_do(app_paths, tmp_path, monkeypatch, build_tools):
+    monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
+    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    port = free_port()  # nothing listens there
+    url = f"git+http://127.0.0.1:{port}/QuantumLabs-Git/farmesh.git@{PINNED}"
+    env = EngineEnv(app_paths, "cpu", lock_file=_lock_with_engine(tmp_path, url))
+    with pytest.raises(EngineEnvError) as ei:
+        env.ensure(verify=False)
+    assert f"no connection to its Git source (http://127.0.0.1:{port}/QuantumLabs-Git/farmesh)" in ei.value.message
+    assert "set the engine source to a local archive" in ei.value.message
+    assert env.missing() and [r.name for r in env.missing()] == ["farmesh"]  # the rest went in; it resumes

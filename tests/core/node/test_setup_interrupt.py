@@ -1,0 +1,129 @@
+"""Ctrl-C during the engine set-up of a fresh environment: pip stops at once, nothing of the set-up is left
+running, and the next start continues where the first one stopped.
+
+The app is the real ``farnode-desktop node`` on a private data folder and a fresh engine folder. Its pip
+installs from a real package index on 127.0.0.1 that holds, for every package of the shipped lock, a small
+stand-in of that name and version (the internet is what tests fake); the second package of the lock is
+served slowly, so that pip is in the middle of it when Ctrl-C comes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from farnode_desktop.core.node.engine_venv import EngineEnv, lock_path, read_lock
+from farnode_desktop.core.paths import AppPaths
+from tests.support import REPO
+
+from .package_index import PackageIndex, make_wheel
+
+
+class App:
+    """``farnode-desktop node`` as a user runs it, its output collected line by line."""
+
+    def __init__(self, env: dict[str, str]):
+        self.proc = subprocess.Popen([sys.executable, "-m", "farnode_desktop", "node", "--no-traffic"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     cwd=str(REPO))
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_line(self, predicate, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if predicate(line):
+                    return line
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        return None
+
+    def ctrl_c(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._reader.join(5)
+        self.proc.stdout.close()
+
+
+def setup_processes(engine_root: Path) -> list[str]:
+    """Processes that belong to the engine set-up: anything running from or on the engine folder."""
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if str(engine_root) in cmd:
+            out.append(f"{p.pid}: {cmd}")  # whole: the package name comes last
+    return out
+
+
+@pytest.fixture
+def stand_in_index(tmp_path):
+    lock = read_lock(lock_path("cpu"))
+    wheels = tmp_path / "wheels"
+    for i, req in enumerate(lock):
+        make_wheel(wheels, req.name, req.version, payload_bytes=3_000_000 if i == 1 else 0)
+    index = PackageIndex(wheels, rate=500_000)  # the second package takes 6 s to download
+    yield index, lock
+    index.close()
+
+
+def test_ctrl_c_during_engine_setup_stops_pip_at_once_and_the_next_start_resumes(tmp_path, stand_in_index,
+                                                                                 monkeypatch):
+    index, lock = stand_in_index
+    engine_root = tmp_path / "engines"
+    monkeypatch.setenv("FARNODE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(engine_root))
+    env = {**os.environ, **index.pip_env()}
+    env.pop("DISPLAY", None)
+    first, second = lock[0], lock[1]
+
+    app = App(env)
+    try:
+        assert app.wait_line(lambda s: f"installing {second.name} " in s, 120), "\n".join(app.lines)
+        time.sleep(1.0)  # pip is downloading the second package now
+        assert any("pip" in p and second.name in p for p in setup_processes(engine_root)), \
+            setup_processes(engine_root)
+        app.ctrl_c()
+        time.sleep(2.0)
+        assert setup_processes(engine_root) == [], "still running 2 s after Ctrl-C"
+        assert app.proc.poll() is not None, "the app did not exit 2 s after Ctrl-C:\n" + "\n".join(app.lines)
+    finally:
+        app.close()
+    engine = EngineEnv(AppPaths.default(), "cpu")
+    missing = [r.name for r in engine.missing()]
+    assert first.name not in missing and second.name in missing  # the cut-short package counts as missing
+
+    index.rate = 0  # the network is fast now
+    again = App(env)
+    try:
+        line = again.wait_line(lambda s: "installing " in s, 120)
+        assert line is not None and f"installing {second.name} {second.version} (1/{len(lock) - 1})" in line, \
+            "\n".join(again.lines)
+        assert not any(f"installing {first.name} " in s for s in again.lines)
+        again.ctrl_c()
+        assert again.proc.wait(20) == 0, "\n".join(again.lines)
+    finally:
+        again.close()
+    assert setup_processes(engine_root) == []
+
