@@ -7,7 +7,7 @@ Baseline, measured in the same run: a bare QApplication + QMainWindow launched t
 
     FARNODE_ENGINE_ROOT=.engine python benchmarks/gui_footprint.py [--seconds 60] [--platform offscreen]
 
-It starts a private Secret Service (D-Bus + gnome-keyring, tests/secret_service.py) and anvil
+It starts a private Secret Service (D-Bus + gnome-keyring, tests/support/secret_service.py) and anvil
 (scripts/system-deps.sh installs both). The app is driven from inside its own process by a
 small driver that clicks what a user clicks (wizard buttons, the wallet's Create and the phrase dialog,
 the sidebar's pages) and saves the chain settings as the Settings page does; the driver is idle while the
@@ -119,7 +119,7 @@ def measure_baseline(env: dict, seconds: float, tmp: Path) -> dict:
 
 
 def measure_app(env: dict, seconds: float, tmp: Path) -> dict:
-    from tests.chain.conftest import deploy, start_anvil
+    from tests.support.chain import deploy, start_anvil
 
     anvil = start_anvil()
     try:
@@ -327,7 +327,7 @@ def main() -> int:
         sys.path.insert(0, str(REPO))
         return run_session()
     sys.path.insert(0, str(REPO))
-    from tests.secret_service import available, private_secret_service
+    from tests.support.secret_service import available, private_secret_service
 
     if available():
         raise SystemExit(f"No Secret Service to create the wallet in: {available()} missing (scripts/system-deps.sh)")

@@ -1,6 +1,6 @@
 """Cost of GPU telemetry sampling: microseconds per GPU per sample, and the sampler's CPU share at 1 Hz.
 
-This machine has no NVIDIA GPU, so the sampling code runs over the FAKE NVML of tests/gpu/fake_pynvml.py.
+This machine has no NVIDIA GPU, so the sampling code runs over the FAKE NVML of tests/support/fake_pynvml.py.
 What is measured is the app's own overhead: the real TelemetrySampler code path (funnel, error handling,
 snapshot building, publishing) on top of the fake's calls. The baseline, measured in the same run, is the
 same six fake calls per GPU made bare, with nothing around them; the ratio is the funnel's overhead.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from farnode_desktop.core.events import EventBus  # noqa: E402
 from farnode_desktop.core.gpu.inventory import TOPIC_TELEMETRY, TelemetrySampler  # noqa: E402
 from farnode_desktop.core.gpu.nvml import Nvml  # noqa: E402
-from tests.gpu.fake_pynvml import FakeGpu, FakePynvml  # noqa: E402
+from tests.support.fake_pynvml import FakeGpu, FakePynvml  # noqa: E402
 
 GPUS = 2
 TARGET_PCT = 0.2
