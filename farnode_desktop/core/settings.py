@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import SettingsError
+from farnode_desktop.core.schedule import ScheduleError, parse_window
 
 SCHEMA_VERSION = 2  # 2: network.host "" means automatic (version 1 saved the loopback default for every network)
 
@@ -276,8 +277,6 @@ class PolicySettings:
     start_minimized: bool = True  # when started at login: straight to the tray
 
     def validate(self) -> list[str]:
-        from farnode_desktop.core.policies.rules import ScheduleError, parse_window
-
         problems = []
         if self.gpu_program_min_mem_mib < 0:
             problems.append("policies.gpu_program_min_mem_mib must not be negative")
