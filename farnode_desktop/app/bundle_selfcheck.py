@@ -23,8 +23,8 @@ TEST_PEER_ID = "12D3KooWBundeCheckPeer123456789abcdefghijkmn"  # base58btc, neve
 def check_wallet() -> str:
     """Create, use and remove a throwaway payout wallet in the keyring. Returns a one-line summary; raises
     on any failure. The settings go to the app's settings file (run it with a private ``FARNODE_HOME``)."""
+    from farnode_desktop.core.keystore import Keystore
     from farnode_desktop.core.paths import AppPaths
-    from farnode_desktop.core.payout.keystore import Keystore
     from farnode_desktop.core.payout.wallet import WalletManager, address_qr, verify_node_binding
     from farnode_desktop.core.settings import SettingsStore
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.payout.keystore import Keystore
+from farnode_desktop.core.keystore import Keystore
 from farnode_desktop.core.payout.wallet import WalletManager
 from farnode_desktop.core.settings import SettingsStore
 
