@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from farnode_desktop.core import schedule
+from farnode_desktop.core.gpu.inventory import GpuProcess
 from farnode_desktop.core.policies import rules as P
-from farnode_desktop.core.policies.rules import GpuProcess, Observation, PolicyEngine
+from farnode_desktop.core.policies.rules import Observation, PolicyEngine
 from farnode_desktop.core.settings import PolicySettings
 from tests.policies.vclock import VirtualClock, at, local_time
 

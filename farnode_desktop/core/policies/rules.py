@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from farnode_desktop.core.gpu.inventory import GpuProcess
 from farnode_desktop.core.schedule import in_windows, minute_of_week, parse_window
 
 if TYPE_CHECKING:
@@ -69,16 +70,6 @@ LocalTime = Callable[[float], datetime]
 def system_local_time(t: float) -> datetime:
     """The system's local wall-clock time for epoch seconds ``t`` (tz-aware)."""
     return datetime.fromtimestamp(t).astimezone()
-
-
-@dataclass(frozen=True)
-class GpuProcess:
-    """A process that uses a GPU, as the GPU module lists it (the node's own processes left out)."""
-
-    pid: int
-    name: str
-    gpu_mem_mib: float | None = None  # None: the driver does not report it (e.g. Windows WDDM)
-    gpu_util_pct: float | None = None  # None: not available
 
 
 @dataclass(frozen=True)
@@ -236,16 +227,17 @@ class PolicyEngine:
         if s.pause_for_gpu_programs:
             ignore = {normalize_program_name(n) for n in s.gpu_program_ignore}
             for p in obs.gpu_processes:
-                if normalize_program_name(p.name) in ignore:
+                name = p.name or f"pid {p.pid}"  # None: the OS does not say (it exited, or not ours to see)
+                if normalize_program_name(name) in ignore:
                     continue
-                by_mem = (s.gpu_program_min_mem_mib > 0 and p.gpu_mem_mib is not None
-                          and p.gpu_mem_mib >= s.gpu_program_min_mem_mib)
-                by_util = (s.gpu_program_min_util_pct > 0 and p.gpu_util_pct is not None
-                           and p.gpu_util_pct >= s.gpu_program_min_util_pct)
+                by_mem = (s.gpu_program_min_mem_mib > 0 and p.used_mib is not None
+                          and p.used_mib >= s.gpu_program_min_mem_mib)
+                by_util = (s.gpu_program_min_util_pct > 0 and p.util_pct is not None
+                           and p.util_pct >= s.gpu_program_min_util_pct)
                 if by_mem or by_util:
-                    use = [x for x in (None if p.gpu_mem_mib is None else _mib_text(p.gpu_mem_mib),
-                                       None if p.gpu_util_pct is None else f"{p.gpu_util_pct:.0f} %") if x]
-                    out.append((GPU_PROGRAM, f"{p.name} (pid {p.pid}) is using the GPU ({', '.join(use)})"))
+                    use = [x for x in (None if p.used_mib is None else _mib_text(p.used_mib),
+                                       None if p.util_pct is None else f"{p.util_pct:.0f} %") if x]
+                    out.append((GPU_PROGRAM, f"{name} (pid {p.pid}) is using the GPU ({', '.join(use)})"))
 
         if s.pause_for_programs:
             for name in obs.running_programs:

@@ -26,10 +26,10 @@ from typing import Any
 
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.gpu.inventory import GpuProcess
 from farnode_desktop.core.policies.platform.base import IdleTimeProvider, SteamDetector
 from farnode_desktop.core.policies.rules import (
     Decision,
-    GpuProcess,
     Observation,
     PolicyEngine,
     match_programs,
