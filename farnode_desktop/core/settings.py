@@ -112,7 +112,7 @@ MAX_PUBLIC_NAME = 64  # what the swarm's monitors and leaderboards show of a ser
 def address_problem(name: str, value: str) -> str:
     """What is wrong with an Ethereum address setting (empty is "not set"), or "" when it is right: 0x and 40
     hex digits; mixed case must be its EIP-55 checksum (a typo in a checksummed address is caught)."""
-    from farnode_desktop.core.payout.address import checksum
+    from farnode_desktop.core.eth_address import checksum
 
     if not value:
         return ""

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 from farnode_desktop import APP_ID
 from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.eth_address import checksum, is_checksum_address
 from farnode_desktop.core.keystore import Keystore
-from farnode_desktop.core.payout.address import checksum, is_checksum_address
 from farnode_desktop.core.payout.keys import (
     DEFAULT_DERIVATION_PATH,
     PHRASE_LENGTHS,
