@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class EarningsRunner:
     def __init__(self, data_dir: Path, bus: EventBus, settings: Callable[[], Settings],
                  tokens_served_between: Callable[[float, float], float], *, interval_s: float = 60.0) -> None:
-        self.db_path = Path(data_dir) / "earnings.sqlite3"  # earnings.earnings_db_path, without its import
+        self.db_path = Path(data_dir) / "earnings.sqlite3"
         self.bus = bus
         self._settings = settings
         self._tokens = tokens_served_between
