@@ -7,7 +7,7 @@ PyInstaller spec leaves out fails at build time:
   discovery (entry points read from the bundled metadata; Secret Service via secretstorage, jeepney and
   cryptography's DH session): create a wallet, sign and verify a node binding, render its QR code, remove
   it. Needs a running Secret Service (or another keyring). Prints only the public address.
-- :func:`check_earnings`: one earnings sync (web3's HTTP provider: eth_chainId, eth_blockNumber,
+- :func:`check_earnings`: one earnings sync (the app's JSON-RPC client over http.client: eth_chainId, eth_blockNumber,
   eth_getLogs, eth_call, blocks) against an Ethereum JSON-RPC URL, e.g. a local anvil.
 """
 

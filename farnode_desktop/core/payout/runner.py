@@ -29,7 +29,7 @@ class EarningsRunner:
         self._settings = settings
         self._tokens = tokens_served_between
         self.interval_s = interval_s
-        self._sync: Any = None  # EarningsSync (web3 takes ~1.5 s to import: only when needed, off the GUI)
+        self._sync: Any = None  # EarningsSync, made on this runner's thread when the settings allow a sync
         self._key: tuple | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
