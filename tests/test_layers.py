@@ -10,8 +10,11 @@ Layers, from the bottom up:
 - ``farnode_desktop.app``: the command line, the headless face and the frozen entry: the only package that
   knows every layer.
 
-No import cycles between modules, and no Qt or torch below the GUI. ``check`` is run on a deliberately
-broken tree too, so the check itself is known to fail when it should.
+No import cycles, between modules or between packages, and no Qt or torch below the GUI. Imports under
+``if TYPE_CHECKING:`` count like any other: an annotation that names a module above is still an arrow up.
+A package, for the package cycles, is a direct child of a layer: a subpackage with everything below it
+(``core.node`` with its ``runtimes``) or a module that sits directly in the layer's folder (``core.settings``).
+``check`` is run on a deliberately broken tree too, so the check itself is known to fail when it should.
 """
 
 from __future__ import annotations
@@ -69,11 +72,7 @@ def imports_of(path: Path, pkg: Path) -> list[Edge]:
         else:
             out.append(Edge(me, name.split(".")[0], line))
 
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
-                   for stmt in block.body for n in ast.walk(stmt)}
-    for node in ast.walk(tree):
-        if id(node) in typing_only:  # annotations only: no import at run time
-            continue
+    for node in ast.walk(tree):  # `if TYPE_CHECKING:` blocks included: their imports are edges too
         if isinstance(node, ast.Import):
             for a in node.names:
                 add(a.name, node.lineno)
@@ -100,11 +99,6 @@ def imports_of(path: Path, pkg: Path) -> list[Edge]:
     return out
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 def layer(module: str) -> str:
     if module == f"{ROOT}.__main__":  # ``python -m farnode_desktop``: the command line
         return "app"
@@ -122,6 +116,17 @@ def allowed(source: str, target: str) -> bool:
     if dst == "engine":
         return target in ENGINE_WIRE or src == "app"
     return {"core": {"core"}, "gui": {"core", "gui"}, "app": {"core", "gui", "app"}}.get(src, set()).__contains__(dst)
+
+
+def package(module: str) -> str:
+    """The package ``module`` belongs to for the package cycles: the layer's direct child that holds it
+    (``farnode_desktop.core.node.runtimes.base`` -> ``farnode_desktop.core.node``; a module directly in a
+    layer is a package of its own: ``farnode_desktop.core.settings``)."""
+    return ".".join(module.split(".")[:3])
+
+
+def package_edges(edges: list[Edge]) -> list[Edge]:
+    return [Edge(package(e.source), package(e.target), e.line) for e in edges if e.target.startswith(ROOT)]
 
 
 def cycles(edges: list[Edge]) -> list[list[str]]:
@@ -185,6 +190,7 @@ def check(pkg: Path = PKG) -> list[str]:
             elif layer(e.source) == "gui" and e.target in ENGINE_ONLY:
                 problems.append(f"{where}: {e.source} imports {e.target} (torch lives in the engine)")
     problems += [f"import cycle: {' -> '.join(c)}" for c in cycles(edges)]
+    problems += [f"package cycle: {' <-> '.join(c)}" for c in cycles(package_edges(edges))]
     return problems
 
 
@@ -207,12 +213,23 @@ def test_the_check_fails_on_violations(tmp_path):
     (copy / "core" / "x_qt.py").write_text("import PySide6  # noqa\n")
     (copy / "core" / "cyc_a.py").write_text("from farnode_desktop.core import cyc_b  # noqa\n")
     (copy / "core" / "cyc_b.py").write_text("def f():\n    from farnode_desktop.core.cyc_a import x  # noqa\n")
+    (copy / "core" / "tc_low.py").write_text(  # a cycle through an annotation-only import still counts
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from farnode_desktop.core.tc_high import H  # noqa\n")
+    (copy / "core" / "tc_high.py").write_text("from farnode_desktop.core import tc_low  # noqa\n")
+    (copy / "core" / "x_pkg").mkdir()  # no module cycle (x_pkg.a -> x_flat -> x_pkg.b), but a package cycle
+    (copy / "core" / "x_pkg" / "__init__.py").write_text("")
+    (copy / "core" / "x_pkg" / "a.py").write_text("from farnode_desktop.core import x_flat  # noqa\n")
+    (copy / "core" / "x_pkg" / "b.py").write_text("")
+    (copy / "core" / "x_flat.py").write_text("from farnode_desktop.core.x_pkg import b  # noqa\n")
     problems = "\n".join(check(copy))
     assert "core.x_up (core) imports farnode_desktop.gui.app" in problems
     assert "core.x_byname (core) imports farnode_desktop.app.cli" in problems
     assert "engine.x_app (engine) imports farnode_desktop.core.events" in problems
     assert "core.x_qt imports PySide6" in problems
     assert "import cycle: farnode_desktop.core.cyc_a -> farnode_desktop.core.cyc_b" in problems
+    assert "import cycle: farnode_desktop.core.tc_high -> farnode_desktop.core.tc_low" in problems
+    assert "package cycle: farnode_desktop.core.x_flat <-> farnode_desktop.core.x_pkg" in problems
+    assert not any("import cycle" in p and "x_pkg" in p for p in problems.splitlines())  # only as packages
 
 
 # ---------------------------------------------------------------------------------------- the faces' door

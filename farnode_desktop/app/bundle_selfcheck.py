@@ -7,7 +7,7 @@ PyInstaller spec leaves out fails at build time:
   discovery (entry points read from the bundled metadata; Secret Service via secretstorage, jeepney and
   cryptography's DH session): create a wallet, sign and verify a node binding, render its QR code, remove
   it. Needs a running Secret Service (or another keyring). Prints only the public address.
-- :func:`check_earnings`: one earnings sync (web3's HTTP provider: eth_chainId, eth_blockNumber,
+- :func:`check_earnings`: one earnings sync (the app's JSON-RPC client over http.client: eth_chainId, eth_blockNumber,
   eth_getLogs, eth_call, blocks) against an Ethereum JSON-RPC URL, e.g. a local anvil.
 """
 
@@ -23,8 +23,8 @@ TEST_PEER_ID = "12D3KooWBundeCheckPeer123456789abcdefghijkmn"  # base58btc, neve
 def check_wallet() -> str:
     """Create, use and remove a throwaway payout wallet in the keyring. Returns a one-line summary; raises
     on any failure. The settings go to the app's settings file (run it with a private ``FARNODE_HOME``)."""
+    from farnode_desktop.core.keystore import Keystore
     from farnode_desktop.core.paths import AppPaths
-    from farnode_desktop.core.payout.keystore import Keystore
     from farnode_desktop.core.payout.wallet import WalletManager, address_qr, verify_node_binding
     from farnode_desktop.core.settings import SettingsStore
 

@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import SettingsError
+from farnode_desktop.core.schedule import ScheduleError, parse_window
 
 SCHEMA_VERSION = 2  # 2: network.host "" means automatic (version 1 saved the loopback default for every network)
 
@@ -111,7 +112,7 @@ MAX_PUBLIC_NAME = 64  # what the swarm's monitors and leaderboards show of a ser
 def address_problem(name: str, value: str) -> str:
     """What is wrong with an Ethereum address setting (empty is "not set"), or "" when it is right: 0x and 40
     hex digits; mixed case must be its EIP-55 checksum (a typo in a checksummed address is caught)."""
-    from farnode_desktop.core.payout.address import checksum
+    from farnode_desktop.core.eth_address import checksum
 
     if not value:
         return ""
@@ -276,8 +277,6 @@ class PolicySettings:
     start_minimized: bool = True  # when started at login: straight to the tray
 
     def validate(self) -> list[str]:
-        from farnode_desktop.core.policies.rules import ScheduleError, parse_window
-
         problems = []
         if self.gpu_program_min_mem_mib < 0:
             problems.append("policies.gpu_program_min_mem_mib must not be negative")

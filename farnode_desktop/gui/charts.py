@@ -1,4 +1,4 @@
-"""Live charts of the metrics history (pyqtgraph): throughput, GPU telemetry, earnings.
+"""Live charts of the metrics history (pyqtgraph): throughput and earnings.
 
 Each chart is a plain QWidget that takes a :class:`~farnode_desktop.core.metrics.store.MetricsStore` and can sit
 in any page. It offers the ranges 1 h / 24 h / 7 d / 30 d / all, a date axis, a crosshair with a read-out
@@ -199,8 +199,7 @@ class TimeSeriesChart(QWidget):
 
     def _setup_plot(self, plot: pg.PlotItem) -> None:
         plot.showGrid(x=True, y=True, alpha=0.25)
-        # No clip-to-view or auto-downsampling: the store already returns at most one bucket per pixel,
-        # and both would re-process every curve on each range change.
+        # Clip-to-view and peak downsampling are set on each curve (_make_curves), not on the plot.
         plot.setMouseEnabled(x=False, y=False)
         plot.disableAutoRange()  # set_result sets both ranges at once: one repaint per refresh
         plot.hideButtons()
@@ -383,57 +382,6 @@ class ThroughputChart(TimeSeriesChart):
             Line("tokens_forward_per_s", "Forward", "tok/s", COLORS[1], amounts=True),
             Line("reported_throughput", "Announced", "tok/s", COLORS[7]),
         ]
-
-
-GPU_METRICS: dict[str, tuple[str, str]] = {
-    "Utilization": ("util", "%"),
-    "Memory used": ("mem_used", "MiB"),
-    "Temperature": ("temp", "°C"),
-    "Power": ("power", "W"),
-}
-
-
-class GpuChart(TimeSeriesChart):
-    """One line per GPU for the chosen measure (utilization, memory, temperature, power)."""
-
-    title = "GPU"
-
-    def _add_controls(self, header: QHBoxLayout) -> None:
-        self.metric_box = QComboBox()
-        self.metric_box.addItems(list(GPU_METRICS))
-        self.metric_box.currentTextChanged.connect(self._range_changed)
-        header.addWidget(self.metric_box)
-        self._gpu_series: list[str] = []
-
-    def set_metric(self, label: str) -> None:
-        self.metric_box.setCurrentText(label)
-
-    def unit(self) -> str:
-        return GPU_METRICS[self.metric_box.currentText()][1]
-
-    def _range_changed(self, label: str) -> None:
-        self.plot.setLabel("left", self.unit())
-        super()._range_changed(label)
-
-    def lines(self) -> list[Line]:
-        suffix, unit = GPU_METRICS[self.metric_box.currentText()]
-        indexes = sorted({int(name[3:].split(".", 1)[0]) for name in self._gpu_series
-                          if name.split(".", 1)[0][3:].isdigit()})
-        return [Line(f"gpu{i}.{suffix}", f"GPU {i}", unit, COLORS[i % len(COLORS)]) for i in indexes]
-
-    def _query(self, lines: list[Line], max_points: int, span: float | None) -> dict[str, Any]:
-        # Discover GPUs on the pool thread too; the next refresh plots newly seen ones.
-        names = self.store.series_names("gpu")
-        out = super()._query(lines, max_points, span)
-        out["gpu_series"] = names
-        return out
-
-    def _after_result(self, result: dict[str, Any]) -> None:
-        names = result.get("gpu_series", [])
-        if names != self._gpu_series:
-            self._gpu_series = names
-            self._in_flight = False
-            QTimer.singleShot(0, self.refresh)
 
 
 class EarningsChart(TimeSeriesChart):

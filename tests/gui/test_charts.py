@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from farnode_desktop.core.metrics.store import MetricsStore
-from farnode_desktop.gui.charts import EarningsChart, GpuChart, ThroughputChart, query_pool
+from farnode_desktop.gui.charts import EarningsChart, ThroughputChart, query_pool
 
 NOW = 1_772_452_800.0  # 2026-03-02 12:00 UTC
 
@@ -107,23 +107,6 @@ def test_throughput_chart_draws_store_data_and_hover(qtbot, filled, artifacts_di
     chart.set_range("All")
     qtbot.waitUntil(lambda: not chart._in_flight and chart.data("tokens_inference_per_s")[0][0] <= NOW - 30 * 86400,
                     timeout=10_000)
-
-
-def test_gpu_chart_discovers_gpus_and_switches_measure(qtbot, filled, artifacts_dir):
-    store, clock = filled
-    chart = _show(qtbot, GpuChart(store, clock=clock, live=False))
-    chart.set_range("24 h")
-    _loaded(qtbot, chart, "gpu1.util")
-    assert [line.label for line in chart.lines()] == ["GPU 0", "GPU 1"]
-    items_before = len(chart.plot.items)
-    chart.set_metric("Temperature")
-    _loaded(qtbot, chart, "gpu0.temp")
-    assert len(chart.plot.items) == items_before  # the utilization lines and bands are gone
-    assert len(chart.legend.items) == 2
-    (_x0, _x1), (y0, y1) = chart.plot.vb.viewRange()
-    assert 40 < y0 < 50 and 75 < y1 < 85  # temperatures only: the utilization lines no longer count
-    assert "°C" in chart.show_readout_at(NOW - 600)
-    _shot(chart, artifacts_dir, "chart-gpu-temp-24h.png")
 
 
 def test_earnings_chart_line_and_daily_bars(qtbot, filled, artifacts_dir):

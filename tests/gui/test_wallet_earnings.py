@@ -12,7 +12,7 @@ from eth_account import Account
 from PySide6.QtWidgets import QMessageBox
 
 from farnode_desktop.core.app_core import AppCore
-from farnode_desktop.core.payout.keystore import Keystore
+from farnode_desktop.core.keystore import Keystore
 from farnode_desktop.core.policies.runner import PolicyInputs
 from farnode_desktop.gui.errors import OPEN_DIALOGS
 from farnode_desktop.gui.pages.wallet import SecretDialog

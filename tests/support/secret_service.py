@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.payout.keystore import Keystore
+from farnode_desktop.core.keystore import Keystore
 
 PASSWORD = "farnode-test"
 

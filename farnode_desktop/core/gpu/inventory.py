@@ -41,9 +41,12 @@ _CLOCK_SM = 1
 
 @dataclass(frozen=True)
 class GpuProcess:
+    """A process that uses a GPU, as NVML lists it; the GPU-programs policy reads the same type."""
+
     pid: int
     name: str | None  # process name from the OS (psutil); None when it exited or is not ours to see
-    used_mib: float | None  # None on Windows/WDDM, where NVML cannot tell per-process memory
+    used_mib: float | None = None  # None on Windows/WDDM, where NVML cannot tell per-process memory
+    util_pct: float | None = None  # per-process utilisation; None: not read
     kind: str = "compute"  # compute | graphics | both
 
 
@@ -350,16 +353,8 @@ class TelemetrySampler:
         return self._thread is not None and self._thread.is_alive()
 
 
-def processes_for_policies(nvml: Nvml | None = None) -> list:
-    """Every process using a GPU, as the policy engine sees them (:class:`policies.GpuProcess`): pid, name,
-    GPU memory in MiB (None where the driver cannot tell, e.g. Windows WDDM); per-process utilisation is not
-    read (None). Empty when there is no NVIDIA driver or GPU."""
-    from farnode_desktop.core.policies.rules import GpuProcess as PolicyGpuProcess
-
-    inventory = read_inventory(nvml, with_processes=True)
-    out = []
-    for gpu in inventory.gpus:
-        for p in gpu.processes:
-            out.append(PolicyGpuProcess(pid=p.pid, name=p.name or f"pid {p.pid}", gpu_mem_mib=p.used_mib,
-                                        gpu_util_pct=None))
-    return out
+def processes_for_policies(nvml: Nvml | None = None) -> list[GpuProcess]:
+    """Every process using a GPU, for the GPU-programs policy: pid, name, GPU memory in MiB (None where the
+    driver cannot tell, e.g. Windows WDDM); per-process utilisation is not read (None). Empty when there is
+    no NVIDIA driver or GPU."""
+    return [p for gpu in read_inventory(nvml, with_processes=True).gpus for p in gpu.processes]

@@ -323,11 +323,6 @@ class ServerPlan:
     device: str = "cuda"
     reason: str = ""
 
-    def server_args(self) -> list[str]:
-        """FarMesh ``run_server`` flags this plan decides (the port/host flags are the supervisor's)."""
-        return ["--device", self.device, "--num_blocks", str(self.num_blocks), "--quant_type", self.quantization,
-                "--attn_cache_tokens", str(self.attn_cache_tokens)]
-
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -508,9 +503,3 @@ def recommend(inventory: GpuInventory, settings: Settings, model: ModelSpec,
             num_blocks=s.num_blocks, quantization=s.quantization, attn_cache_tokens=s.attn_cache_tokens,
             device="cuda", reason=s.reason))
     return Recommendation(variant=variant, sizings=sizings, plans=tuple(plans), notes=tuple(notes))
-
-
-def plan_servers(inventory: GpuInventory, settings: Settings, model_spec: ModelSpec) -> list[ServerPlan]:
-    """One :class:`ServerPlan` per GPU that should run its own server: eligible, and in
-    ``settings.gpus.contributing`` (empty: every eligible GPU). Empty when the node should run on the CPU."""
-    return list(recommend(inventory, settings, model_spec).plans)

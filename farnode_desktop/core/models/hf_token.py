@@ -14,7 +14,7 @@ import os
 import re
 
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.payout.keystore import Keystore
+from farnode_desktop.core.keystore import Keystore
 
 log = logging.getLogger(__name__)
 

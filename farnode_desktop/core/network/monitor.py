@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from farnode_desktop.core import process_tree
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.network.view import NetworkView, build_view
-from farnode_desktop.core.node import processes
 from farnode_desktop.engine.protocol import STOP_LINE
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class NetworkProbeError(FarNodeError):
     title = "Network not readable"
 
 
-_TREES: dict[int, processes.ProcessTree] = {}  # probe pid -> its process tree, until _end()
+_TREES: dict[int, process_tree.ProcessTree] = {}  # probe pid -> its process tree, until _end()
 
 
 def _spawn(runtime, config: dict, log_path: Path) -> subprocess.Popen:
@@ -45,7 +45,7 @@ def _spawn(runtime, config: dict, log_path: Path) -> subprocess.Popen:
     logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed here once it started
     try:
         kw["stderr"] = logf
-        proc, tree = processes.spawn(spec.argv, **kw)
+        proc, tree = process_tree.spawn(spec.argv, **kw)
     finally:
         logf.close()
     _TREES[proc.pid] = tree

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from farnode_desktop.core import process_tree
 from farnode_desktop.core.errors import EngineEnvError, SettingsError
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node import processes
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.model_support import check_model_dir
 from farnode_desktop.core.node.runtimes.base import EngineRuntime
@@ -62,7 +62,7 @@ def ensure_demo_model(paths: AppPaths, engine: EngineEnv | EngineRuntime, *,
     runtime = engine.runtime() if isinstance(engine, EngineEnv) else engine
     spec = runtime.command_spec("farnode_desktop.engine.make_model", [runtime.translate_path(target), "--family",
                                                                        "llama2" if previous_engine else "llama31"])
-    done = processes.run(spec.argv, timeout=600, cancel=cancel, env=spec.env, cwd=spec.cwd)
+    done = process_tree.run(spec.argv, timeout=600, cancel=cancel, env=spec.env, cwd=spec.cwd)
     out = done.output.decode(errors="replace")
     if done.cancelled:
         shutil.rmtree(str(target) + ".tmp", ignore_errors=True)
@@ -164,7 +164,7 @@ class TrafficGenerator:
         self.bus = bus
         self.log_path = Path(log_dir) / "traffic.log"
         self._proc: subprocess.Popen | None = None
-        self._tree: processes.ProcessTree | None = None
+        self._tree: process_tree.ProcessTree | None = None
         self._stats = TrafficStats()
         self._lock = threading.Lock()
         self._op_lock = threading.Lock()  # one start or stop at a time (state changes and the user race)
@@ -208,7 +208,7 @@ class TrafficGenerator:
         else:
             kwargs.update(stderr=logf)
         try:
-            self._proc, self._tree = processes.spawn(spec.argv, **kwargs)
+            self._proc, self._tree = process_tree.spawn(spec.argv, **kwargs)
         finally:
             if w_fd is not None:
                 os.close(w_fd)

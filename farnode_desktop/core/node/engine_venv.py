@@ -26,8 +26,8 @@ environment ready; a removal is refused while a set-up runs, and while any proce
 environment (a node's server, a model generator).
 
 Set-up runs pip and the engine probe through the native runtime (``command_spec``) as process trees
-(:mod:`.processes`): cancelling the set-up (Quit, Ctrl-C) kills them at once, and the next set-up continues
-where it stopped (a package counts as installed only once pip wrote its RECORD, pip's last step). The node's
+(:mod:`farnode_desktop.core.process_tree`): cancelling the set-up (Quit, Ctrl-C) kills them at once, and the
+next set-up continues where it stopped (a package counts as installed only once pip wrote its RECORD, pip's last step). The node's
 server processes are owned by :mod:`farnode_desktop.core.node.supervisor`.
 """
 
@@ -52,10 +52,10 @@ from pathlib import Path
 
 import psutil
 
+from farnode_desktop.core import process_tree
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import DiskFullError, EngineBusy, EngineEnvError
 from farnode_desktop.core.instance import AlreadyRunning, InstanceLock
-from farnode_desktop.core.node import processes
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.resources import engine_package_root
 from farnode_desktop.core.snapshots import EngineProgress
@@ -652,12 +652,12 @@ class EngineEnv:
 
         return NativeRuntime(self.python, PACKAGE_ROOT.parent)
 
-    def _run(self, module: str, args: list[str], *, timeout: float, cancel) -> processes.Finished:
+    def _run(self, module: str, args: list[str], *, timeout: float, cancel) -> process_tree.Finished:
         spec = self.runtime().command_spec(module, args)
         try:
-            done = processes.run(spec.argv, timeout=timeout, cancel=cancel, env=spec.env, cwd=spec.cwd)
+            done = process_tree.run(spec.argv, timeout=timeout, cancel=cancel, env=spec.env, cwd=spec.cwd)
         except OSError as exc:
-            return processes.Finished(127, str(exc).encode())
+            return process_tree.Finished(127, str(exc).encode())
         _check_cancel(lambda: done.cancelled)
         return done
 
@@ -669,7 +669,7 @@ class EngineEnv:
             shutil.rmtree(self.venv, ignore_errors=True)
         py = base_python()
         try:
-            done = processes.run([py, "-m", "venv", str(self.venv)], timeout=300, cancel=cancel)
+            done = process_tree.run([py, "-m", "venv", str(self.venv)], timeout=300, cancel=cancel)
         except OSError as exc:
             raise EngineEnvError(f"Could not run {py} to create the engine environment ({exc}).") from exc
         _check_cancel(lambda: done.cancelled)

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from farnode_desktop.core import process_tree
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node import processes
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.base import EngineRuntime, NativeRuntime
 from farnode_desktop.core.resources import engine_source_root
@@ -61,7 +61,7 @@ class _Run:
     """One launcher process."""
 
     proc: subprocess.Popen
-    tree: processes.ProcessTree  # the launcher and everything it started (the stop helper)
+    tree: process_tree.ProcessTree  # the launcher and everything it started (the stop helper)
     run_id: str
     started: float
     event_source: object  # a readable binary file: the event pipe, or the process's stdout
@@ -262,7 +262,7 @@ class Supervisor:
 
     def _run_quietly(self, cmd) -> None:
         try:
-            done = processes.run(cmd, timeout=30)
+            done = process_tree.run(cmd, timeout=30)
         except OSError as exc:
             self._logger.warning("stop command %s failed: %s", cmd[0], exc)
             return
@@ -326,7 +326,7 @@ class Supervisor:
         spec = self.runtime.spawn_spec(self.launcher, [], self._env_extra, w_fd,
                                        ports=[int(self._config.get("port") or 0)], node_id=self.node_id)
         try:
-            proc, tree = processes.spawn(spec.argv, **spec.popen_kwargs())
+            proc, tree = process_tree.spawn(spec.argv, **spec.popen_kwargs())
         except OSError as exc:
             for fd in (r_fd, w_fd):
                 if fd is not None:
@@ -550,7 +550,7 @@ class Supervisor:
         try:
             info = json.loads(self.pid_file.read_text())
             pid = int(info["pid"])
-            tree = processes.ProcessTree(pid, grouped=bool(info.get("grouped", True)),
+            tree = process_tree.ProcessTree(pid, grouped=bool(info.get("grouped", True)),
                                          started=float(info.get("started") or 0.0))
         except (OSError, ValueError, KeyError, TypeError):
             return 0

@@ -1,1 +1,1 @@
-"""Payouts: the wallet key in the OS keyring (keystore), the wallet, the EVM chain reader and the earnings computed from it."""
+"""Payouts: the wallet (its key in the OS keyring, through core.keystore), the EVM chain reader and the earnings computed from it."""

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.payout.address import checksum
+from farnode_desktop.core.eth_address import checksum
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"  # keccak(Transfer(address,address,uint256))
 _SEL_BALANCE_OF = "0x70a08231"

@@ -264,12 +264,6 @@ class EarningsSync:
             self.bus.publish(TOPIC, snap)
         return snap
 
-    def run(self, stop: threading.Event, interval_s: float = 60.0) -> None:
-        """Sync every ``interval_s`` seconds until ``stop`` is set (run it on a worker thread)."""
-        while not stop.is_set():
-            self.sync_once()
-            stop.wait(interval_s)
-
     def _sync(self, wallet: str, token: str, senders: list[str]) -> None:
         client = self.client()
         if not self._chain_checked:
@@ -463,9 +457,5 @@ def _sum(values: Iterable[Decimal]) -> Decimal:
     return total
 
 
-def earnings_db_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "earnings.sqlite3"
-
-
 __all__ = ["TOPIC", "ChainUnavailableError", "DailyTotal", "EarningsConfigError", "EarningsSnapshot",
-           "EarningsSync", "Payout", "TokensServed", "earnings_db_path"]
+           "EarningsSync", "Payout", "TokensServed"]

@@ -24,12 +24,12 @@ log = logging.getLogger(__name__)
 class EarningsRunner:
     def __init__(self, data_dir: Path, bus: EventBus, settings: Callable[[], Settings],
                  tokens_served_between: Callable[[float, float], float], *, interval_s: float = 60.0) -> None:
-        self.db_path = Path(data_dir) / "earnings.sqlite3"  # earnings.earnings_db_path, without its import
+        self.db_path = Path(data_dir) / "earnings.sqlite3"
         self.bus = bus
         self._settings = settings
         self._tokens = tokens_served_between
         self.interval_s = interval_s
-        self._sync: Any = None  # EarningsSync (web3 takes ~1.5 s to import: only when needed, off the GUI)
+        self._sync: Any = None  # EarningsSync, made on this runner's thread when the settings allow a sync
         self._key: tuple | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()

@@ -1,6 +1,6 @@
 """The payout wallet: create, import, export, remove; sign and verify the node-binding statement.
 
-The private key lives only in the OS keyring (:mod:`farnode_desktop.core.payout.keystore`); the settings file holds
+The private key lives only in the OS keyring (:mod:`farnode_desktop.core.keystore`); the settings file holds
 the checksummed address only. The key is read from the keyring just for the moment it is needed (signing,
 an explicit export), and never goes to files, logs, settings, command lines or the engine's environment.
 Error messages never repeat what the user typed when it may be a secret.
@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 from farnode_desktop import APP_ID
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.payout.address import checksum, is_checksum_address
+from farnode_desktop.core.eth_address import checksum, is_checksum_address
+from farnode_desktop.core.keystore import Keystore
 from farnode_desktop.core.payout.keys import (
     DEFAULT_DERIVATION_PATH,
     PHRASE_LENGTHS,
@@ -34,7 +35,6 @@ from farnode_desktop.core.payout.keys import (
     KeysInProcess,
     WalletError,
 )
-from farnode_desktop.core.payout.keystore import Keystore
 from farnode_desktop.core.settings import SettingsStore
 
 BINDING_TITLE = "FarNode node binding"

@@ -36,6 +36,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from farnode_desktop.core.gpu.inventory import GpuProcess
+from farnode_desktop.core.schedule import in_windows, minute_of_week, parse_window
+
 if TYPE_CHECKING:
     from farnode_desktop.core.settings import PolicySettings
 
@@ -70,16 +73,6 @@ def system_local_time(t: float) -> datetime:
 
 
 @dataclass(frozen=True)
-class GpuProcess:
-    """A process that uses a GPU, as the GPU module lists it (the node's own processes left out)."""
-
-    pid: int
-    name: str
-    gpu_mem_mib: float | None = None  # None: the driver does not report it (e.g. Windows WDDM)
-    gpu_util_pct: float | None = None  # None: not available
-
-
-@dataclass(frozen=True)
 class Observation:
     """Everything the policies look at, sampled once per tick. ``None`` means "not available"."""
 
@@ -109,94 +102,6 @@ class Decision:
     earliest_change_at: float
     drain_s: float = 0.0  # on a change to paused: how long the node may finish open sessions (s)
     pending: bool = False  # the policies want the other state, but a minimum run/pause time holds this one
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Weekly schedule windows
-
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DAY_ALIASES = {d: i for i, d in enumerate(_DAYS)} | {
-    full: i for i, full in enumerate(
-        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
-}
-_WINDOW_RE = re.compile(r"^\s*(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$")
-WEEK_MIN = 7 * 1440
-
-
-class ScheduleError(ValueError):
-    """A schedule window string that cannot be read (the message says how to write it)."""
-
-
-def _parse_day(token: str, text: str) -> int:
-    day = _DAY_ALIASES.get(token.strip().lower())
-    if day is None:
-        raise ScheduleError(f"schedule window {text!r}: {token!r} is not a day (use mon, tue, ... sun)")
-    return day
-
-
-def _parse_days(spec: str, text: str) -> list[int]:
-    spec = spec.strip().lower()
-    if spec in ("daily", "*", "all", "every"):
-        return list(range(7))
-    if spec in ("weekdays",):
-        return list(range(5))
-    if spec in ("weekends", "weekend"):
-        return [5, 6]
-    days: list[int] = []
-    for part in spec.split(","):
-        if "-" in part:
-            a, b = part.split("-", 1)
-            first, last = _parse_day(a, text), _parse_day(b, text)
-            d = first
-            while True:  # a range may wrap over the week's end: "fri-mon"
-                days.append(d)
-                if d == last:
-                    break
-                d = (d + 1) % 7
-        else:
-            days.append(_parse_day(part, text))
-    return sorted(set(days))
-
-
-def _parse_hhmm(s: str, text: str) -> int:
-    h, m = (int(x) for x in s.split(":"))
-    if m > 59 or h > 24 or (h == 24 and m != 0):
-        raise ScheduleError(f"schedule window {text!r}: {s!r} is not a time of day (00:00 to 24:00)")
-    return h * 60 + m
-
-
-def parse_window(text: str) -> list[tuple[int, int]]:
-    """Parse ``"<days> HH:MM-HH:MM"`` into minute-of-week intervals ``[start, end)``.
-
-    Days: ``mon``, ``mon-fri``, ``sat,sun``, ``fri-mon`` (wraps), ``daily``, ``weekdays``, ``weekends``.
-    An end before the start crosses midnight: ``"fri 22:00-02:00"`` is Friday 22:00 to Saturday 02:00,
-    and ``"sun 23:00-01:00"`` ends on Monday 01:00 (the week wraps). ``00:00-24:00`` is the whole day.
-    Minute 0 is Monday 00:00; an interval may end after :data:`WEEK_MIN` (it wraps to the week's start).
-    """
-    if not isinstance(text, str):
-        raise ScheduleError(f"schedule window {text!r} is not text")
-    m = _WINDOW_RE.match(text)
-    if not m:
-        raise ScheduleError(
-            f"schedule window {text!r} is not of the form '<days> HH:MM-HH:MM', e.g. 'mon-fri 22:00-07:00'")
-    days = _parse_days(m["days"], text)
-    start, end = _parse_hhmm(m["start"], text), _parse_hhmm(m["end"], text)
-    if start == end:
-        raise ScheduleError(
-            f"schedule window {text!r} starts and ends at the same time; use 00:00-24:00 for a whole day")
-    if start == 1440:
-        raise ScheduleError(f"schedule window {text!r} starts at 24:00; start at 00:00 of the next day")
-    length = end - start if end > start else end + 1440 - start
-    return [(d * 1440 + start, d * 1440 + start + length) for d in days]
-
-
-def minute_of_week(dt: datetime) -> float:
-    """Minutes since Monday 00:00 of ``dt``'s week (local wall clock)."""
-    return dt.weekday() * 1440 + dt.hour * 60 + dt.minute + dt.second / 60 + dt.microsecond / 6e7
-
-
-def in_windows(windows: list[tuple[int, int]], mow: float) -> bool:
-    return any(a <= mow < b or a <= mow + WEEK_MIN < b for a, b in windows)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -322,16 +227,17 @@ class PolicyEngine:
         if s.pause_for_gpu_programs:
             ignore = {normalize_program_name(n) for n in s.gpu_program_ignore}
             for p in obs.gpu_processes:
-                if normalize_program_name(p.name) in ignore:
+                name = p.name or f"pid {p.pid}"  # None: the OS does not say (it exited, or not ours to see)
+                if normalize_program_name(name) in ignore:
                     continue
-                by_mem = (s.gpu_program_min_mem_mib > 0 and p.gpu_mem_mib is not None
-                          and p.gpu_mem_mib >= s.gpu_program_min_mem_mib)
-                by_util = (s.gpu_program_min_util_pct > 0 and p.gpu_util_pct is not None
-                           and p.gpu_util_pct >= s.gpu_program_min_util_pct)
+                by_mem = (s.gpu_program_min_mem_mib > 0 and p.used_mib is not None
+                          and p.used_mib >= s.gpu_program_min_mem_mib)
+                by_util = (s.gpu_program_min_util_pct > 0 and p.util_pct is not None
+                           and p.util_pct >= s.gpu_program_min_util_pct)
                 if by_mem or by_util:
-                    use = [x for x in (None if p.gpu_mem_mib is None else _mib_text(p.gpu_mem_mib),
-                                       None if p.gpu_util_pct is None else f"{p.gpu_util_pct:.0f} %") if x]
-                    out.append((GPU_PROGRAM, f"{p.name} (pid {p.pid}) is using the GPU ({', '.join(use)})"))
+                    use = [x for x in (None if p.used_mib is None else _mib_text(p.used_mib),
+                                       None if p.util_pct is None else f"{p.util_pct:.0f} %") if x]
+                    out.append((GPU_PROGRAM, f"{name} (pid {p.pid}) is using the GPU ({', '.join(use)})"))
 
         if s.pause_for_programs:
             for name in obs.running_programs:

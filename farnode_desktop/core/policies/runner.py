@@ -26,10 +26,10 @@ from typing import Any
 
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.gpu.inventory import GpuProcess
 from farnode_desktop.core.policies.platform.base import IdleTimeProvider, SteamDetector
 from farnode_desktop.core.policies.rules import (
     Decision,
-    GpuProcess,
     Observation,
     PolicyEngine,
     match_programs,
@@ -72,7 +72,7 @@ class PolicyInputs:
                         contributing_gpus: Callable[[], Iterable[str]] | None = None) -> PolicyInputs:
         """This OS's idle time, process list and Steam detection, plus the app's own providers."""
         from farnode_desktop.core.policies import platform
-        from farnode_desktop.core.policies.platform.processes import running_process_names
+        from farnode_desktop.core.policies.platform.process_names import running_process_names
 
         return cls(idle=platform.idle_time_provider(), gpu_processes=gpu_processes, own_pids=own_pids,
                    process_names=lambda: running_process_names(own_pids()),

@@ -14,7 +14,6 @@ from farnode_desktop.core.gpu.sizing import (
     ModelSpec,
     choose_variant,
     parse_version,
-    plan_servers,
     recommend,
     size_gpu,
 )
@@ -241,7 +240,7 @@ def test_old_driver_refuses_the_cuda_variant(make_nvml, settings):
     rec = recommend(inv, settings, LLAMA2_70B, platform="linux")
     assert rec.plans == () and all(not s.eligible and s.num_blocks == 0 for s in rec.sizings)
     assert all(s.fit_blocks > 0 and "driver" in s.reason for s in rec.sizings)
-    assert plan_servers(inv, settings, LLAMA2_70B) == []
+    assert list(recommend(inv, settings, LLAMA2_70B).plans) == []
     assert rec.summary.startswith("No GPU will serve")
 
 
@@ -265,7 +264,7 @@ def test_no_driver_means_cpu(make_nvml, settings):
     inv = inventory(make_nvml, [], library_missing=True)
     v = choose_variant(inv)
     assert v.variant == "cpu" and "No NVIDIA driver" in v.reason and v.reason.endswith("runs on the CPU.")
-    assert plan_servers(inv, settings, LLAMA2_70B) == []
+    assert list(recommend(inv, settings, LLAMA2_70B).plans) == []
 
 
 def test_parse_version():
@@ -278,15 +277,14 @@ def test_parse_version():
 
 def test_plan_servers_for_two_gpus(make_nvml, settings):
     inv = inventory(make_nvml, two_gpus())
-    plans = plan_servers(inv, settings, LLAMA2_70B)
+    plans = list(recommend(inv, settings, LLAMA2_70B).plans)
     assert [p.node_id for p in plans] == ["gpu-0", "gpu-1"]
     assert [p.port for p in plans] == [31337, 31338]
     assert plans[0].env == {"CUDA_VISIBLE_DEVICES": UUID_A, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     assert plans[1].env["CUDA_VISIBLE_DEVICES"] == UUID_B
     assert plans[1].num_blocks > plans[0].num_blocks  # the 4090 holds more
     assert all(p.device == "cuda" and p.quantization == "nf4" for p in plans)
-    assert plans[0].server_args() == ["--device", "cuda", "--num_blocks", str(plans[0].num_blocks),
-                                      "--quant_type", "nf4", "--attn_cache_tokens", "16384"]
+    assert (plans[0].quantization, plans[0].attn_cache_tokens) == ("nf4", 16384)
 
 
 def test_plan_servers_with_one_gpu_excluded(make_nvml):
@@ -298,7 +296,7 @@ def test_plan_servers_with_one_gpu_excluded(make_nvml):
     assert plan.node_id == "gpu-1" and plan.gpu_uuid == UUID_B and plan.port == 31337
     assert plan.env["CUDA_VISIBLE_DEVICES"] == UUID_B
     assert any("RTX 3060" in n and "not selected" in n for n in rec.notes)
-    assert plan_servers(inv, st, LLAMA2_70B) == [plan]
+    assert list(recommend(inv, st, LLAMA2_70B).plans) == [plan]
     assert len({plan, plan}) == 1  # plans are hashable values
 
 
@@ -314,7 +312,7 @@ def test_auto_port_and_port_overflow(make_nvml):
     inv = inventory(make_nvml, two_gpus())
     st = Settings()
     st.network.port = 0
-    assert [p.port for p in plan_servers(inv, st, LLAMA2_70B)] == [0, 0]
+    assert [p.port for p in list(recommend(inv, st, LLAMA2_70B).plans)] == [0, 0]
     st.network.port = 65535
     with pytest.raises(SettingsError, match="at most 65534"):
-        plan_servers(inv, st, LLAMA2_70B)
+        list(recommend(inv, st, LLAMA2_70B).plans)

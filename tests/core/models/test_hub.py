@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
+from farnode_desktop.core.keystore import Keystore
 from farnode_desktop.core.models import hub as H
 from farnode_desktop.core.models.hf_token import HfTokenStore, TokenFormatError
-from farnode_desktop.core.payout.keystore import Keystore
 from tests.support.hf_models import LLAMA31_8B, MIXTRAL_8X7B, put_in_hf_cache
 from tests.support.hub_server import FakeHub, FakeRepo
 from tests.support.ports import free_port

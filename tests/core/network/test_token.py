@@ -14,9 +14,9 @@ import pytest
 
 from farnode_desktop.app.network_cli import cli_hf_token
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.keystore import SERVICE, Keystore
 from farnode_desktop.core.models.hf_token import ACCOUNT, HfTokenStore
 from farnode_desktop.core.models.hub import GatedModelError
-from farnode_desktop.core.payout.keystore import SERVICE, Keystore
 from tests.support.hub_server import FakeHub, FakeRepo
 
 from .conftest import START_TIMEOUT_S, make_node, node_settings

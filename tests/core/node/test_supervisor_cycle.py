@@ -11,9 +11,9 @@ import time
 import psutil
 import pytest
 
+from farnode_desktop.core import process_tree
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.events import EventBus
-from farnode_desktop.core.node import processes
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.base import NativeRuntime
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
@@ -28,7 +28,7 @@ def no_posix_groups(monkeypatch):
     """This OS as Windows shows it to the supervisor: no process groups (os.killpg, os.getpgid, os.setsid)."""
     for name in ("killpg", "getpgid", "setsid"):
         monkeypatch.delattr(os, name, raising=False)
-    assert not processes.has_process_groups()
+    assert not process_tree.has_process_groups()
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_the_stop_helper_without_posix_process_groups(no_posix_groups, tmp_path)
     script = ("import subprocess, sys, time;"
               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']);"
               "time.sleep(600)")
-    proc, tree = processes.spawn([sys.executable, "-c", script])
+    proc, tree = process_tree.spawn([sys.executable, "-c", script])
     try:
         assert wait_until(lambda: len(tree.members()) == 2, 10)
         middle = [p for p in tree.members() if p.pid != proc.pid]
@@ -144,7 +144,7 @@ def test_the_stop_helper_without_posix_process_groups(no_posix_groups, tmp_path)
     finally:
         proc.kill()
         proc.wait()
-    done = processes.run([sys.executable, "-c", script], timeout=60, cancel=lambda: True)
+    done = process_tree.run([sys.executable, "-c", script], timeout=60, cancel=lambda: True)
     assert done.cancelled
 
 
@@ -163,7 +163,7 @@ def test_a_tree_killed_while_it_starts_children_leaves_none(grouped, monkeypatch
                   "for _ in range(60):\n"
                   f"    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', {mark!r}])\n"
                   "time.sleep(60)")
-        proc, tree = processes.spawn([sys.executable, "-c", script])
+        proc, tree = process_tree.spawn([sys.executable, "-c", script])
         try:
             assert wait_until(lambda tree=tree: len(tree.members()) >= 4, 30)
             tree.kill()
@@ -193,9 +193,9 @@ def test_run_kills_the_whole_tree_when_cancelled():
                 seen_tree.extend(p.pid for p in kids)
                 flag["go"] = True
         return flag["go"] or time.monotonic() - t0 > 30
-    done = processes.run([sys.executable, "-c", script], timeout=60, cancel=cancel)
+    done = process_tree.run([sys.executable, "-c", script], timeout=60, cancel=cancel)
     assert done.cancelled and b"started" in done.output
     assert len(seen_tree) == 2 and _alive(set(seen_tree)) == []
-    timed = processes.run([sys.executable, "-c", "import time; time.sleep(600)"], timeout=0.3)
+    timed = process_tree.run([sys.executable, "-c", "import time; time.sleep(600)"], timeout=0.3)
     assert timed.timed_out and timed.returncode == 124
-    assert processes.run(["/nonexistent/program"], timeout=5).returncode == 127
+    assert process_tree.run(["/nonexistent/program"], timeout=5).returncode == 127

@@ -26,7 +26,7 @@ NO_KEYRING_SCRIPT = r"""
 import json, sys
 import keyring
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.payout.keystore import KeyringUnavailableError
+from farnode_desktop.core.keystore import KeyringUnavailableError
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import SettingsStore
 from farnode_desktop.core.payout.wallet import WalletManager

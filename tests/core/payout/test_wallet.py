@@ -8,7 +8,7 @@ import pytest
 from eth_account import Account
 
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.payout.keystore import SERVICE, KeyringAccessError, Keystore
+from farnode_desktop.core.keystore import SERVICE, KeyringAccessError, Keystore
 from farnode_desktop.core.payout.wallet import (
     WalletError,
     WalletManager,

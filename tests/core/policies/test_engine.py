@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from farnode_desktop.core import schedule
+from farnode_desktop.core.gpu.inventory import GpuProcess
 from farnode_desktop.core.policies import rules as P
-from farnode_desktop.core.policies.rules import GpuProcess, Observation, PolicyEngine
+from farnode_desktop.core.policies.rules import Observation, PolicyEngine
 from farnode_desktop.core.settings import PolicySettings
 from tests.core.policies.vclock import VirtualClock, at, local_time
 
@@ -293,7 +295,7 @@ WINDOW_CASES = [
 @pytest.mark.parametrize("window,when,inside", WINDOW_CASES)
 def test_schedule_window(window, when, inside):
     t = at(*when)
-    assert P.in_windows(P.parse_window(window), P.minute_of_week(local_time(t))) is inside
+    assert schedule.in_windows(schedule.parse_window(window), schedule.minute_of_week(local_time(t))) is inside
     d = play(on(schedule_enabled=True, schedule=[window]),
              [S(0, inside, changed=not inside, codes=() if inside else (P.SCHEDULE,))], start=t)
     assert d[0].run is inside
@@ -336,8 +338,8 @@ def test_schedule_uses_the_injected_local_time():
     (7, "is not text"),
 ])
 def test_bad_schedule_windows(text, needle):
-    with pytest.raises(P.ScheduleError, match=needle):
-        P.parse_window(text)
+    with pytest.raises(schedule.ScheduleError, match=needle):
+        schedule.parse_window(text)
     problems = replace(OFF, schedule_enabled=True, schedule=[text]).validate()
     assert any(needle in p for p in problems), problems
 

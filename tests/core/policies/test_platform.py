@@ -19,7 +19,7 @@ from farnode_desktop.core.policies.platform.linux import (
     steam_app_from_environ,
 )
 from farnode_desktop.core.policies.platform.macos import parse_ioreg_idle
-from farnode_desktop.core.policies.platform.processes import running_process_names
+from farnode_desktop.core.policies.platform.process_names import running_process_names
 from farnode_desktop.core.policies.platform.windows import (
     REG_BINARY,
     REG_DWORD,

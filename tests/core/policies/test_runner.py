@@ -12,10 +12,11 @@ from dataclasses import replace
 import pytest
 
 from farnode_desktop.core.events import EventBus
+from farnode_desktop.core.gpu.inventory import GpuProcess
 from farnode_desktop.core.policies import rules as P
 from farnode_desktop.core.policies.platform.base import IdleReading
 from farnode_desktop.core.policies.platform.linux import ProcSteamDetector
-from farnode_desktop.core.policies.rules import GpuProcess, PolicyEngine
+from farnode_desktop.core.policies.rules import PolicyEngine
 from farnode_desktop.core.policies.runner import DECISION_TOPIC, PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import PolicySettings
 from farnode_desktop.core.snapshots import GpuTelemetry, NodeEvent

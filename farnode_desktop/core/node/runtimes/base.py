@@ -83,8 +83,8 @@ class SpawnSpec:
 
     def popen_kwargs(self) -> dict:
         """Keyword arguments for ``subprocess.Popen(spec.argv, **kwargs)`` (or ``processes.spawn``): the
-        process gets a group of its own (see :mod:`farnode_desktop.core.node.processes`)."""
-        from farnode_desktop.core.node.processes import group_popen_kwargs
+        process gets a group of its own (see :mod:`farnode_desktop.core.process_tree`)."""
+        from farnode_desktop.core.process_tree import group_popen_kwargs
 
         kw: dict = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env, cwd=self.cwd,
                         stderr=subprocess.PIPE if self.events_on_stdout else subprocess.STDOUT)
@@ -242,7 +242,7 @@ Runner = Callable[..., StepResult]  # (step, cancel) -> result
 def run_step(step: SetupStep, cancel: Callable[[], bool] | None = None) -> StepResult:
     """Run one step (stdout and stderr together, decoded), as a process tree that ``cancel()`` ends at
     once. A missing program or a timeout is rc 127/124."""
-    from farnode_desktop.core.node.processes import run
+    from farnode_desktop.core.process_tree import run
 
     done = run(step.argv, timeout=step.timeout_s, cancel=cancel, input=step.input)
     output = decode_output(done.output)

@@ -1,4 +1,5 @@
-"""Engine processes on this computer: started as a group of their own, stopped as a whole.
+"""Process trees: a process started as a group of its own, stopped as a
+whole (standard library and psutil only, below the node, the network check and the runtimes).
 
 Every process the app runs in the engine's environment (the server's launcher, the demo client, pip, the
 engine probe, the demo-model generator) and the programs that host it (``wsl.exe``, ``docker``) start through
