@@ -62,15 +62,7 @@ class ProcessTree:
     def members(self) -> list[psutil.Process]:
         """The processes of the tree that are alive now (the root included while it lives; zombies, which
         only wait to be reaped, are not counted)."""
-        found = _group_members(self.pid) if self.grouped else self._descendants()
-        out = []
-        for p in found:
-            try:
-                if p.status() != psutil.STATUS_ZOMBIE:
-                    out.append(p)
-            except psutil.Error:
-                continue
-        return out
+        return _not_zombies(_group_members(self.pid) if self.grouped else self._descendants())
 
     def _descendants(self) -> list[psutil.Process]:
         children: dict[int, list[psutil.Process]] = {}
@@ -135,19 +127,24 @@ class ProcessTree:
         return bool(self.members())
 
 
+def _not_zombies(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes that still run: a zombie only waits to be reaped, one that is gone is left out."""
+    out = []
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.Error:
+            continue
+    return out
+
+
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> None:
     """Until every process has exited (a zombie counts as gone: whoever its parent now is reaps it)."""
     deadline = time.monotonic() + timeout
     left = list(procs)
     while left and time.monotonic() < deadline:
-        still = []
-        for p in left:
-            try:
-                if p.status() != psutil.STATUS_ZOMBIE:
-                    still.append(p)
-            except psutil.Error:
-                continue
-        left = still
+        left = _not_zombies(left)
         if left:
             time.sleep(0.02)
 

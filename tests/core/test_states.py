@@ -9,8 +9,9 @@ import farnode_desktop
 from farnode_desktop.core import snapshots as C
 
 PACKAGE = Path(farnode_desktop.__file__).parent
-STATE_NAMES = [getattr(C, n) for n in ("STOPPED", "PROVISIONING", "STARTING", "MEASURING", "LOADING", "JOINING",
-                                       "ONLINE", "REBALANCING", "STOPPING", "RESTARTING", "HELD", "FAILED", "PAUSED")]
+STATE_CONSTANTS = ("STOPPED", "PROVISIONING", "STARTING", "MEASURING", "LOADING", "JOINING", "ONLINE", "REBALANCING",
+                   "STOPPING", "RESTARTING", "HELD", "FAILED", "PAUSED")
+STATE_NAMES = [getattr(C, n) for n in STATE_CONSTANTS]
 
 
 def test_every_state_is_described_once():
@@ -36,8 +37,7 @@ def test_an_unknown_state_reads_as_a_transition():
 
 def test_no_other_module_keeps_a_table_of_states():
     """A dict or set literal keyed by two or more states outside snapshots.py is a second table."""
-    names = {n for n in ("STOPPED", "PROVISIONING", "STARTING", "MEASURING", "LOADING", "JOINING", "ONLINE",
-                         "REBALANCING", "STOPPING", "RESTARTING", "HELD", "FAILED", "PAUSED")}
+    names = set(STATE_CONSTANTS)
     found = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "snapshots.py":
