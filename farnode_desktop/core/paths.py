@@ -59,6 +59,16 @@ class AppPaths:
         return self.data_dir / "metrics.sqlite3"
 
     @property
+    def served_ledger(self) -> Path:
+        """What the demo traffic got from each server (core.payout.served), read by the demo payout service."""
+        return self.data_dir / "served.sqlite3"
+
+    @property
+    def chain_dir(self) -> Path:
+        """The local demo chain: its node's state, the deployed token's address, the payout service's progress."""
+        return self.data_dir / "chain"
+
+    @property
     def engine_cache_dir(self) -> Path:
         """Cache of the engine (downloaded blocks, throughput measurements)."""
         return self.cache_dir / "farmesh"
