@@ -1,4 +1,4 @@
-"""Idle time and the foreground window under a real Xvfb, Steam games among real processes, process names,
+"""Idle time under a real Xvfb, Steam games among real processes, process names,
 and the pure parts of the Windows and macOS readers."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from farnode_desktop.core.policies.platform.windows import (
     idle_ms_from_ticks,
     parse_running_app_id,
 )
-from farnode_desktop.core.policies.platform.x11 import X11IdleTime, XdotoolForeground, parse_xdotool_pid
+from farnode_desktop.core.policies.platform.x11 import X11IdleTime
 from farnode_desktop.core.policies.rules import match_programs
 from tests.support.display import free_display as _free_display
 
@@ -56,29 +56,12 @@ def test_x11_idle_time_grows_and_resets_on_input(xvfb):
     assert idle.idle_seconds().seconds < later - 0.9
 
 
-@linux_only
-def test_x11_foreground_window_process(xvfb):
-    if not (shutil.which("xdotool") and shutil.which("xprop")):
-        pytest.skip("xdotool and xprop (x11-utils) are needed: scripts/system-deps.sh installs them")
-    fg = XdotoolForeground(xvfb)
-    none = fg.foreground_pid()  # no window manager: nothing reports the active window
-    assert none.pid is None and "the window manager does not report it" in none.reason
-    # Play the window manager: announce _NET_ACTIVE_WINDOW and make the root window the active one.
-    root = _x(xvfb, "xdotool", "search", "--maxdepth", "0", "--name", "")
-    _x(xvfb, "xprop", "-root", "-f", "_NET_SUPPORTED", "32a", "-set", "_NET_SUPPORTED", "_NET_ACTIVE_WINDOW")
-    _x(xvfb, "xprop", "-root", "-f", "_NET_ACTIVE_WINDOW", "32x", "-set", "_NET_ACTIVE_WINDOW", root)
-    _x(xvfb, "xprop", "-root", "-f", "_NET_WM_PID", "32c", "-set", "_NET_WM_PID", str(os.getpid()))
-    assert fg.foreground_pid().pid == os.getpid()
-
-
 def test_x11_unavailable_reasons(monkeypatch):
     r = X11IdleTime(f":{_free_display()}").idle_seconds()
     assert r.seconds is None and NOT_AVAILABLE in r.reason and "cannot be opened" in r.reason
     monkeypatch.delenv("DISPLAY", raising=False)
     r = X11IdleTime().idle_seconds()
     assert r.seconds is None and "there is no X display" in r.reason
-    f = XdotoolForeground().foreground_pid()
-    assert f.pid is None and "there is no X display" in f.reason
 
 
 def test_wayland_session_says_not_available(monkeypatch):
@@ -87,18 +70,6 @@ def test_wayland_session_says_not_available(monkeypatch):
     monkeypatch.setenv("XDG_SESSION_TYPE", "wayland")
     r = plat.idle_time_provider().idle_seconds()
     assert r.seconds is None and NOT_AVAILABLE in r.reason and "Wayland" in r.reason
-    assert "Wayland" in plat.foreground_provider().foreground_pid().reason
-
-
-@pytest.mark.parametrize("rc,out,err,pid", [
-    (0, "1234\n", "", 1234),
-    (0, "0\n", "", None),
-    (1, "", "XGetWindowProperty[_NET_WM_PID] failed (code=1)\n", None),
-    (0, "junk", "", None),
-])
-def test_parse_xdotool_pid(rc, out, err, pid):
-    r = parse_xdotool_pid(rc, out, err)
-    assert r.pid == pid and (pid is not None or NOT_AVAILABLE in r.reason)
 
 
 # ---- Steam on Linux --------------------------------------------------------------------------------------

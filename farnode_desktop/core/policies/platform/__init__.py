@@ -1,5 +1,5 @@
-"""OS-specific parts behind one interface each: idle time, the foreground window's process, the running
-Steam game, start at login, and the command that starts the app.
+"""OS-specific parts behind one interface each: idle time, the running Steam game, start at login, and the
+command that starts the app.
 
 ``idle_time_provider()`` & co. pick the implementation for this system; where there is none they return
 one whose readings say "not available on this system" and why.
@@ -15,19 +15,16 @@ from pathlib import Path
 from farnode_desktop.core.policies.platform.base import (
     NOT_AVAILABLE,
     Autostart,
-    ForegroundProvider,
-    ForegroundReading,
     IdleReading,
     IdleTimeProvider,
     NoSteam,
     SteamDetector,
-    UnavailableForeground,
     UnavailableIdle,
 )
 
 __all__ = [
-    "NOT_AVAILABLE", "Autostart", "ForegroundProvider", "ForegroundReading", "IdleReading", "IdleTimeProvider",
-    "SteamDetector", "apply_start_at_login", "autostart", "foreground_provider", "idle_time_provider",
+    "NOT_AVAILABLE", "Autostart", "IdleReading", "IdleTimeProvider",
+    "SteamDetector", "apply_start_at_login", "autostart", "idle_time_provider",
     "launch_command",
     "steam_detector",
 ]
@@ -53,21 +50,6 @@ def idle_time_provider() -> IdleTimeProvider:
     from farnode_desktop.core.policies.platform.x11 import X11IdleTime
 
     return X11IdleTime()
-
-
-def foreground_provider() -> ForegroundProvider:
-    if sys.platform == "win32":
-        from farnode_desktop.core.policies.platform.windows import WindowsForeground
-
-        return WindowsForeground()
-    if sys.platform == "darwin":
-        return UnavailableForeground(f"the foreground window is {NOT_AVAILABLE}")
-    if _wayland_only():
-        return UnavailableForeground(f"the foreground window is {NOT_AVAILABLE}: a Wayland session does not "
-                                     "tell apps which window has the focus")
-    from farnode_desktop.core.policies.platform.x11 import XdotoolForeground
-
-    return XdotoolForeground()
 
 
 def steam_detector(exclude_pids: Callable[[], Iterable[int]] = tuple) -> SteamDetector:

@@ -19,18 +19,8 @@ class IdleReading:
     reason: str = ""  # why ``seconds`` is None
 
 
-@dataclass(frozen=True)
-class ForegroundReading:
-    pid: int | None  # process id of the window that has the keyboard focus; None: unknown
-    reason: str = ""
-
-
 class IdleTimeProvider(Protocol):
     def idle_seconds(self) -> IdleReading: ...
-
-
-class ForegroundProvider(Protocol):
-    def foreground_pid(self) -> ForegroundReading: ...
 
 
 class SteamDetector(Protocol):
@@ -47,14 +37,6 @@ class UnavailableIdle:
 
     def idle_seconds(self) -> IdleReading:
         return IdleReading(None, self.reason)
-
-
-class UnavailableForeground:
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def foreground_pid(self) -> ForegroundReading:
-        return ForegroundReading(None, self.reason)
 
 
 class NoSteam:

@@ -1,4 +1,4 @@
-"""Windows: idle time (GetLastInputInfo), the foreground window's process, the running Steam game
+"""Windows: idle time (GetLastInputInfo), the running Steam game
 (``HKCU\\Software\\Valve\\Steam\\RunningAppID``) and start at login (the HKCU ``Run`` key).
 
 Importable everywhere: ``ctypes.windll`` and ``winreg`` are only touched inside the methods, and the
@@ -16,7 +16,6 @@ from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.policies.platform.base import (
     NOT_AVAILABLE,
     Autostart,
-    ForegroundReading,
     IdleReading,
 )
 
@@ -74,20 +73,6 @@ class WindowsIdleTime:
             return IdleReading(idle_ms_from_ticks(kernel32.GetTickCount(), info.dwTime) / 1000.0)
         except (AttributeError, OSError) as exc:
             return IdleReading(None, f"idle time is {NOT_AVAILABLE} ({exc})")
-
-
-class WindowsForeground:
-    def foreground_pid(self) -> ForegroundReading:
-        try:
-            user32 = ctypes.windll.user32  # type: ignore[attr-defined]
-            hwnd = user32.GetForegroundWindow()
-            if not hwnd:
-                return ForegroundReading(None, "no window has the focus")
-            pid = ctypes.c_ulong(0)
-            user32.GetWindowThreadProcessId(hwnd, ctypes.byref(pid))
-            return ForegroundReading(pid.value or None, "" if pid.value else "the focused window has no process")
-        except (AttributeError, OSError) as exc:
-            return ForegroundReading(None, f"the foreground window is {NOT_AVAILABLE} ({exc})")
 
 
 class WindowsSteam:

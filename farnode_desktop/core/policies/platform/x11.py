@@ -1,5 +1,4 @@
-"""X11: the user's idle time from the MIT-SCREEN-SAVER extension (libXss through ctypes), and the
-foreground window's process from ``_NET_ACTIVE_WINDOW`` / ``_NET_WM_PID`` (through ``xdotool``).
+"""X11: the user's idle time from the MIT-SCREEN-SAVER extension (libXss through ctypes).
 
 The display is opened for each reading and closed again: a server that went away gives a clear "not
 available" instead of Xlib's default I/O error handler ending the process. Only root-window requests are
@@ -11,11 +10,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import shutil
-import subprocess
 import threading
 
-from farnode_desktop.core.policies.platform.base import NOT_AVAILABLE, ForegroundReading, IdleReading
+from farnode_desktop.core.policies.platform.base import NOT_AVAILABLE, IdleReading
 
 
 class _XScreenSaverInfo(ctypes.Structure):
@@ -100,36 +97,3 @@ class X11IdleTime:
                 libs.x11.XFree(info)
         finally:
             libs.x11.XCloseDisplay(dpy)
-
-
-class XdotoolForeground:
-    """The process of the active window, via ``xdotool getactivewindow getwindowpid`` (EWMH window managers)."""
-
-    def __init__(self, display: str | None = None, timeout_s: float = 2.0):
-        self._display = display
-        self._timeout_s = timeout_s
-
-    def foreground_pid(self) -> ForegroundReading:
-        display = self._display if self._display is not None else os.environ.get("DISPLAY", "")
-        if not display:
-            return ForegroundReading(None, f"the foreground window is {NOT_AVAILABLE}: there is no X display")
-        exe = shutil.which("xdotool")
-        if not exe:
-            return ForegroundReading(None, f"the foreground window is {NOT_AVAILABLE}: install xdotool")
-        env = dict(os.environ, DISPLAY=display)
-        try:
-            out = subprocess.run([exe, "getactivewindow", "getwindowpid"], capture_output=True, text=True,
-                                 timeout=self._timeout_s, env=env)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return ForegroundReading(None, f"the foreground window is {NOT_AVAILABLE}: xdotool failed ({exc})")
-        return parse_xdotool_pid(out.returncode, out.stdout, out.stderr)
-
-
-def parse_xdotool_pid(returncode: int, stdout: str, stderr: str) -> ForegroundReading:
-    """Read ``xdotool getactivewindow getwindowpid``'s answer."""
-    text = stdout.strip()
-    if returncode == 0 and text.isdigit() and int(text) > 0:
-        return ForegroundReading(int(text))
-    detail = (stderr.strip().splitlines() or ["no answer"])[-1]
-    return ForegroundReading(None, f"the foreground window is {NOT_AVAILABLE}: the window manager does not "
-                                   f"report it ({detail})")
