@@ -41,7 +41,7 @@ from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.payout.rate import EarningsRate
 from farnode_desktop.core.payout.runner import EarningsRunner
 from farnode_desktop.core.payout.wallet_service import WalletService
-from farnode_desktop.core.policies.rules import PolicyEngine
+from farnode_desktop.core.policies.rules import PolicyRules
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
 from farnode_desktop.engine.protocol import ProbeResult
@@ -92,7 +92,7 @@ class AppCore:
         # what running earns per hour at the network's published rate: the profit pause's input
         self.earnings_rate = EarningsRate(self.bus, lambda: self.node.settings.chain.reward_per_1k_tokens)
         inputs = policy_inputs if policy_inputs is not None else self._default_policy_inputs()
-        self.policies = PolicyRunner(PolicyEngine(self.node.settings.policies), self.bus,
+        self.policies = PolicyRunner(PolicyRules(self.node.settings.policies), self.bus,
                                      pause=self._policy_pause, resume=self._policy_resume, inputs=inputs)
         self.wallet = WalletService(self.node.store, lambda: self.node.settings.wallet.address,
                                     self._wallet_changed, keystore=keystore)

@@ -1,8 +1,8 @@
-"""When the node may contribute: a pure policy engine, ticked once a second with an observation snapshot.
+"""When the node may contribute: pure policy rules, ticked once a second with an observation snapshot.
 
-The engine decides *whether* the node should run; it never touches the node. The policy runner
+The rules decide *whether* the node should run; it never touches the node. The policy runner
 (:mod:`farnode_desktop.core.policies.runner`) gathers the observations and calls the supervisor's
-``pause``/``resume``; tests drive the engine directly with a virtual clock.
+``pause``/``resume``; tests drive the rules directly with a virtual clock.
 
 Policies (each on/off in :class:`~farnode_desktop.core.settings.PolicySettings`, all combinable; the node
 runs only when none of them asks for a pause):
@@ -90,7 +90,7 @@ class Observation:
 
 @dataclass(frozen=True)
 class Decision:
-    """The engine's answer for one tick."""
+    """The rules' answer for one tick."""
 
     time: float  # epoch seconds of the observation
     run: bool  # True: the node may contribute now
@@ -138,10 +138,10 @@ def _duration_text(s: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The engine
+# The rules
 
 
-class PolicyEngine:
+class PolicyRules:
     """Decides run/pause from observations. Not thread-safe: one owner (the runner) calls it under a lock.
 
     ``clock`` gives "now" (epoch s) for the manual actions; :meth:`tick` uses the observation's ``now``.

@@ -1,7 +1,7 @@
-"""Ticks the policy engine once a second on its own thread and tells the supervisor to pause or resume.
+"""Ticks the policy rules once a second on its own thread and tells the supervisor to pause or resume.
 
 Each tick gathers an :class:`~farnode_desktop.core.policies.rules.Observation` from injected providers (only
-those the enabled policies need), asks the engine, and on a change calls
+those the enabled policies need), asks the rules, and on a change calls
 
 - ``pause(reason: str, drain_s: float)``: leave the network; ``drain_s`` is how long open inference
   sessions may still finish first (0: at once, e.g. the GPU is too hot);
@@ -31,7 +31,7 @@ from farnode_desktop.core.policies.platform.base import IdleTimeProvider, SteamD
 from farnode_desktop.core.policies.rules import (
     Decision,
     Observation,
-    PolicyEngine,
+    PolicyRules,
     match_programs,
 )
 from farnode_desktop.core.snapshots import GpuTelemetry, NodeEvent
@@ -81,12 +81,12 @@ class PolicyInputs:
 
 
 class PolicyRunner:
-    """Owns the engine; every method is thread-safe. ``clock`` gives epoch seconds."""
+    """Owns the rules; every method is thread-safe. ``clock`` gives epoch seconds."""
 
-    def __init__(self, engine: PolicyEngine, bus: EventBus, *, pause: PauseCallback, resume: ResumeCallback,
+    def __init__(self, rules: PolicyRules, bus: EventBus, *, pause: PauseCallback, resume: ResumeCallback,
                  inputs: PolicyInputs | None = None, clock: Callable[[], float] = time.time,
                  interval_s: float = 1.0, node_id: str = "main"):
-        self._engine = engine
+        self._rules = rules
         self._bus = bus
         self._pause_cb, self._resume_cb = pause, resume
         self._inputs = inputs or PolicyInputs()
@@ -123,18 +123,18 @@ class PolicyRunner:
     def manual_pause(self, duration_s: float | None) -> None:
         """Pause for ``duration_s`` seconds or, with None, until :meth:`manual_resume`; acts at once."""
         with self._lock:
-            self._engine.manual_pause(duration_s)
+            self._rules.manual_pause(duration_s)
         self._wake.set()
 
     def manual_resume(self) -> None:
         with self._lock:
-            self._engine.manual_resume()
+            self._rules.manual_resume()
         self._wake.set()
 
     def update_settings(self, settings: Any) -> None:
         """New :class:`PolicySettings` (already validated); they act at the next tick, without a hold."""
         with self._lock:
-            self._engine.update_settings(settings)
+            self._rules.update_settings(settings)
         self._wake.set()
 
     @property
@@ -155,7 +155,7 @@ class PolicyRunner:
         """Observe, decide, and act on a change (the thread calls this; tests may call it directly)."""
         obs = self.observe()  # outside the lock: a slow provider never blocks a manual action
         with self._lock:
-            d = self._engine.tick(obs)
+            d = self._rules.tick(obs)
             prev, self._last = self._last, d
         if d.changed:
             self._act(d)
@@ -199,7 +199,7 @@ class PolicyRunner:
         return value
 
     def observe(self) -> Observation:
-        s, inp, now = self._engine.settings, self._inputs, self._clock()
+        s, inp, now = self._rules.settings, self._inputs, self._clock()
         idle_s, idle_reason = None, ""
         if s.idle_only:
             reading = self._call("idle", inp.idle.idle_seconds) if inp.idle else None

@@ -17,7 +17,7 @@ from farnode_desktop.core import topics as T
 from farnode_desktop.core.gpu.inventory import processes_for_policies
 from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.node.controller import NodeController
-from farnode_desktop.core.policies.rules import PolicyEngine
+from farnode_desktop.core.policies.rules import PolicyRules
 from farnode_desktop.core.policies.runner import PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import Settings
 from tests.support.fake_pynvml import MIB, FakeGpu, FakeProcess, FakePynvml
@@ -41,7 +41,7 @@ def test_a_game_on_the_gpu_pauses_the_node_and_its_exit_resumes_it(engine_paths,
     bus.subscribe("node.event", lambda _t, e: events.append(e))
     shown: list[str] = []  # the node as the faces see it (the controller's overall state)
     bus.subscribe(T.NODE_OVERALL_STATE, lambda _t, st: shown.append(st.state))
-    runner = PolicyRunner(PolicyEngine(pol), bus, pause=node.pause, resume=node.resume, interval_s=0.5,
+    runner = PolicyRunner(PolicyRules(pol), bus, pause=node.pause, resume=node.resume, interval_s=0.5,
                           inputs=PolicyInputs(gpu_processes=lambda: processes_for_policies(nvml),
                                               own_pids=node.node_pids))
     game = None

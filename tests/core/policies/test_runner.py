@@ -16,7 +16,7 @@ from farnode_desktop.core.gpu.inventory import GpuProcess
 from farnode_desktop.core.policies import rules as P
 from farnode_desktop.core.policies.platform.base import IdleReading
 from farnode_desktop.core.policies.platform.linux import ProcSteamDetector
-from farnode_desktop.core.policies.rules import PolicyEngine
+from farnode_desktop.core.policies.rules import PolicyRules
 from farnode_desktop.core.policies.runner import DECISION_TOPIC, PolicyInputs, PolicyRunner
 from farnode_desktop.core.settings import PolicySettings
 from farnode_desktop.core.snapshots import GpuTelemetry, NodeEvent
@@ -57,8 +57,8 @@ def make(settings: PolicySettings, inputs: PolicyInputs, clock=None, **kw):
     clock = clock or VirtualClock()
     bus, sup = EventBus(), Supervisor(kw.pop("fail", False))
     rec = Recorder(bus)
-    engine = PolicyEngine(settings, clock=clock, local_time=local_time)
-    runner = PolicyRunner(engine, bus, pause=sup.pause, resume=sup.resume, inputs=inputs, clock=clock, **kw)
+    rules = PolicyRules(settings, clock=clock, local_time=local_time)
+    runner = PolicyRunner(rules, bus, pause=sup.pause, resume=sup.resume, inputs=inputs, clock=clock, **kw)
     return runner, sup, rec, bus, clock
 
 

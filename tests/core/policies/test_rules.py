@@ -1,4 +1,4 @@
-"""Table-driven tests of the policy engine with a virtual clock.
+"""Table-driven tests of the policy rules with a virtual clock.
 
 Each scenario is a list of steps: advance the clock, optionally do a manual action, tick with an
 observation, and check run / changed / reason codes (and, where given, drain_s, pending, earliest change).
@@ -15,7 +15,7 @@ import pytest
 from farnode_desktop.core import schedule
 from farnode_desktop.core.gpu.inventory import GpuProcess
 from farnode_desktop.core.policies import rules as P
-from farnode_desktop.core.policies.rules import Observation, PolicyEngine
+from farnode_desktop.core.policies.rules import Observation, PolicyRules
 from farnode_desktop.core.settings import PolicySettings
 from tests.core.policies.vclock import VirtualClock, at, local_time
 
@@ -44,18 +44,18 @@ class S:
 
 def play(settings: PolicySettings, steps: list[S], start: float | None = None) -> list[P.Decision]:
     clock = VirtualClock() if start is None else VirtualClock(start)
-    engine = PolicyEngine(settings, clock=clock, local_time=local_time)
+    rules = PolicyRules(settings, clock=clock, local_time=local_time)
     out = []
     for i, st in enumerate(steps):
         clock.advance(st.dt)
         if st.do is not None:
             if st.do[0] == "pause":
-                engine.manual_pause(st.do[1])
+                rules.manual_pause(st.do[1])
             elif st.do[0] == "resume":
-                engine.manual_resume()
+                rules.manual_resume()
             elif st.do[0] == "settings":
-                engine.update_settings(replace(engine.settings, **st.do[1]))
-        d = engine.tick(Observation(now=clock(), **st.obs))
+                rules.update_settings(replace(rules.settings, **st.do[1]))
+        d = rules.tick(Observation(now=clock(), **st.obs))
         where = f"step {i} ({st}) -> {d}"
         assert d.run is st.run, where
         assert d.changed is st.changed, where
@@ -141,7 +141,7 @@ SCENARIOS: dict[str, tuple[PolicySettings, list[S]]] = {
         S(0, True, obs=dict(power_w=200.0, earnings_per_hour=0.1)),
         S(1, False, True, (P.UNPROFITABLE,), obs=dict(power_w=200.0, earnings_per_hour=0.09),
           text="below the electricity cost 0.1/h (200 W)"),
-        # While paused the GPU idles at 20 W: the engine keeps judging by the running draw (200 W).
+        # While paused the GPU idles at 20 W: the rules keep judging by the running draw (200 W).
         S(1, False, False, (P.UNPROFITABLE,), obs=dict(power_w=20.0, earnings_per_hour=0.09)),
         S(1, True, True, obs=dict(power_w=20.0, earnings_per_hour=0.11)),
         # A price from the observation (e.g. a time-of-use tariff) overrides the settings' price.
@@ -303,11 +303,11 @@ def test_schedule_window(window, when, inside):
 
 def test_schedule_runs_across_week_wrap_with_a_ticking_clock():
     """Tick every minute from Sunday 22:58 to Monday 01:02 local time."""
-    engine = PolicyEngine(on(schedule_enabled=True, schedule=["sun 23:00-01:00"]), local_time=local_time)
+    rules = PolicyRules(on(schedule_enabled=True, schedule=["sun 23:00-01:00"]), local_time=local_time)
     runs = []
     t = at(6, "22:58")
     while t <= at(6, "22:58") + 124 * 60:
-        runs.append((local_time(t).strftime("%a %H:%M"), engine.tick(Observation(now=t)).run))
+        runs.append((local_time(t).strftime("%a %H:%M"), rules.tick(Observation(now=t)).run))
         t += 60
     changes = [(w, r) for (w, r), (_, prev) in zip(runs[1:], runs[:-1], strict=True) if r != prev]
     assert runs[0] == ("Sun 22:58", False)
@@ -320,8 +320,8 @@ def test_schedule_uses_the_injected_local_time():
 
     t = at(0, "12:30")  # 10:30 UTC
     s = on(schedule_enabled=True, schedule=["mon 12:00-13:00"])
-    assert PolicyEngine(s, local_time=local_time).tick(Observation(now=t)).run is True
-    utc = PolicyEngine(s, local_time=lambda x: datetime.fromtimestamp(x, timezone.utc))
+    assert PolicyRules(s, local_time=local_time).tick(Observation(now=t)).run is True
+    utc = PolicyRules(s, local_time=lambda x: datetime.fromtimestamp(x, timezone.utc))
     assert utc.tick(Observation(now=t)).run is False
 
 
@@ -390,14 +390,14 @@ def test_policy_settings_round_trip_and_bad_section(app_paths):
     assert json.loads(app_paths.settings_file.read_text())["policies"]["schedule"] == ["someday 10:00-11:00"]
 
 
-def test_engine_rejects_bad_manual_durations(clock):
-    engine = PolicyEngine(OFF, clock=clock, local_time=local_time)
+def test_rules_reject_bad_manual_durations(clock):
+    rules = PolicyRules(OFF, clock=clock, local_time=local_time)
     for bad in (0, -5, math.nan, math.inf):
         with pytest.raises(ValueError):
-            engine.manual_pause(bad)
-    assert engine.manual_until is None
-    engine.manual_pause(60)
-    assert engine.manual_until == clock() + 60
+            rules.manual_pause(bad)
+    assert rules.manual_until is None
+    rules.manual_pause(60)
+    assert rules.manual_until == clock() + 60
 
 
 @pytest.mark.parametrize("running,wanted,found", [
