@@ -33,9 +33,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from farnode_desktop.core import snapshots as C  # noqa: E402
+from farnode_desktop.core.engine_lock import PACKAGE_ROOT
 from farnode_desktop.core.events import EventBus  # noqa: E402
 from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_model, launcher_config  # noqa: E402
-from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT, EngineEnv  # noqa: E402
+from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.base import engine_subprocess_env  # noqa: E402
 from farnode_desktop.core.node.supervisor import Supervisor  # noqa: E402
 from farnode_desktop.core.paths import AppPaths  # noqa: E402

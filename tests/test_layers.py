@@ -119,10 +119,14 @@ def allowed(source: str, target: str) -> bool:
 
 
 def package(module: str) -> str:
-    """The package ``module`` belongs to for the package cycles: the layer's direct child that holds it
-    (``farnode_desktop.core.node.runtimes.base`` -> ``farnode_desktop.core.node``; a module directly in a
-    layer is a package of its own: ``farnode_desktop.core.settings``)."""
-    return ".".join(module.split(".")[:3])
+    """The package ``module`` belongs to for the package cycles: the innermost folder that holds it
+    (``farnode_desktop.core.node.runtimes.base`` -> ``farnode_desktop.core.node.runtimes``, a package of its
+    own beside ``farnode_desktop.core.node``); a module directly in a layer is a package of its own
+    (``farnode_desktop.core.settings``), and so is a folder's ``__init__``."""
+    parts = module.split(".")
+    if len(parts) <= 3 or (PKG.parent.joinpath(*parts) / "__init__.py").exists():
+        return module
+    return ".".join(parts[:-1])
 
 
 def package_edges(edges: list[Edge]) -> list[Edge]:

@@ -185,7 +185,8 @@ PROBE = """
 import json, os, farnode_desktop
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.models import hub
-from farnode_desktop.core.node.engine_venv import EngineEnv, pip_install_options, Requirement
+from farnode_desktop.core.node.engine_venv import EngineEnv
+from farnode_desktop.core.engine_lock import pip_install_options, Requirement
 p = AppPaths.default()
 print(json.dumps({"package": farnode_desktop.__file__, "data": str(p.data_dir), "settings": str(p.settings_file),
                   "logs": str(p.log_dir), "engine_root": str(p.engine_root), "hf_cache": os.path.abspath(hub.hub_cache_dir()),

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT
+from farnode_desktop.core.engine_lock import PACKAGE_ROOT
 from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 from farnode_desktop.engine.compat import BRIDGED_NAMES
 

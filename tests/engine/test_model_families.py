@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.engine_lock import PACKAGE_ROOT
 from farnode_desktop.core.gpu.sizing import ModelSpec
 from farnode_desktop.core.node.demo_swarm import launcher_config
-from farnode_desktop.core.node.engine_venv import PACKAGE_ROOT
 from farnode_desktop.core.node.model_support import ModelNotSupportedError
 from farnode_desktop.core.node.runtimes.base import engine_subprocess_env
 from farnode_desktop.core.node.supervisor import Supervisor

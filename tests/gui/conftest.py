@@ -11,7 +11,7 @@ import gc  # noqa: E402
 import pytest  # noqa: E402
 
 from farnode_desktop.core.app_core import AppCore  # noqa: E402
-from farnode_desktop.core.node.engine_venv import EngineEnv  # noqa: E402
+from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.policies.runner import PolicyInputs  # noqa: E402
 
 

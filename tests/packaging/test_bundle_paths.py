@@ -9,8 +9,8 @@ import pytest
 
 from farnode_desktop.app import frozen
 from farnode_desktop.core import resources
+from farnode_desktop.core.engine_lock import LOCKS_DIR, PACKAGE_ROOT, env_folder_name
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.node.engine_venv import LOCKS_DIR, PACKAGE_ROOT, env_folder_name
 
 REPO = Path(__file__).resolve().parents[2]
 

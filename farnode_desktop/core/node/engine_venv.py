@@ -35,17 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
 import shutil
 import sys
-import tarfile
 import threading
 import time
 import urllib.request
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,16 +51,28 @@ import psutil
 
 from farnode_desktop.core import process_tree
 from farnode_desktop.core.atomic import atomic_write_json
+from farnode_desktop.core.engine_lock import (
+    LOCK_VERSION,
+    LOCKS_DIR,
+    PACKAGE_ROOT,
+    SOURCE_ENV,
+    Requirement,
+    archive_commit,
+    engine_problem,
+    env_folder_name,
+    lock_digest,
+    lock_path,
+    norm_name,
+    parse_probe_output,
+    pip_install_options,
+    read_lock,
+)
 from farnode_desktop.core.errors import DiskFullError, EngineBusy, EngineEnvError
 from farnode_desktop.core.instance import AlreadyRunning, InstanceLock
 from farnode_desktop.core.paths import AppPaths
-from farnode_desktop.core.resources import engine_package_root
 from farnode_desktop.core.snapshots import EngineProgress
 from farnode_desktop.engine.protocol import ProbeResult, ProtocolError
 
-LOCK_VERSION = 2  # 1: petals 2.2.0.post1 from the package index; 2: FarMesh from its Git source
-ENGINE_PACKAGE = "farmesh"
-SOURCE_ENV = "FARNODE_ENGINE_SOURCE"  # a local archive or wheel of the engine (overrides the setting)
 VARIANTS = ("cpu", "cuda")
 # Disk needed to set up each variant (bytes), checked before anything is written.
 NEEDED_BYTES = {"cpu": 2_500_000_000, "cuda": 8_000_000_000}
@@ -71,20 +80,7 @@ NEEDED_BYTES = {"cpu": 2_500_000_000, "cuda": 8_000_000_000}
 # still needs is the rest.
 TORCH_BYTES = {"cpu": 1_000_000_000, "cuda": 6_500_000_000}
 ENGINE_LOCK = "engine.lock"  # <engine root>/engine.lock: one set-up or removal at a time
-PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (bundled data when frozen)
-LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
-
-# Where pip finds the CPU build of torch (``torch==X+cpu``): PyTorch's own index. PyPI's torch of the same
-# version is the CUDA build, which needs nvidia-* wheels (several GB) and fails to import without them.
-# ``FARNODE_TORCH_INDEX`` replaces it (a mirror; empty: pip's own configuration only, e.g. a local wheel folder).
-TORCH_INDEX_ENV = "FARNODE_TORCH_INDEX"
-TORCH_INDEXES = {"cpu": "https://download.pytorch.org/whl/cpu"}
-
 ProgressFn = Callable[[EngineProgress], None]
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True)
@@ -116,37 +112,6 @@ class EngineStatus:
 
 
 @dataclass(frozen=True)
-class Requirement:
-    name: str
-    version: str
-    url: str = ""  # the engine: its Git source, ``git+https://host/owner/repo.git@<full commit id>``
-
-    @property
-    def spec(self) -> str:
-        return f"{self.name}=={self.version}"
-
-    @property
-    def commit(self) -> str:
-        return self.url.rpartition("@")[2] if self.url else ""
-
-    @property
-    def repo_url(self) -> str:
-        """``https://host/owner/repo`` of a Git requirement."""
-        repo = self.url.removeprefix("git+").rpartition("@")[0]
-        return repo.removesuffix(".git")
-
-    @property
-    def archive_url(self) -> str:
-        """The source archive of the pinned commit (GitHub's layout), for machines without git."""
-        return f"{self.repo_url}/archive/{self.commit}.tar.gz"
-
-    @property
-    def pip_target(self) -> str:
-        """What pip installs for this line: ``name==version``, or the Git URL at its commit."""
-        return self.url or self.spec
-
-
-@dataclass(frozen=True)
 class EngineSource:
     """Where the engine package is installed from: ``git`` (its Git source at the locked commit), ``archive``
     (that commit's source archive, downloaded over HTTPS) or ``local`` (an archive or wheel on this disk)."""
@@ -154,74 +119,6 @@ class EngineSource:
     kind: str
     where: str  # the URL or the file
     commit: str | None = None  # known before installing (a git archive's header); None: learnt after
-
-
-def archive_commit(path: Path) -> str | None:
-    """The commit id that ``git archive`` (and GitHub's source archives) write into a tar or zip archive's
-    header; None when the file carries none (a wheel, an sdist)."""
-    name = path.name.lower()
-    try:
-        if name.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")):
-            with tarfile.open(path) as tar:
-                commit = tar.pax_headers.get("comment", "")
-        elif name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                commit = zf.comment.decode("ascii", "replace")
-        else:
-            return None
-    except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
-        raise EngineEnvError(f"The engine archive {path} cannot be read ({exc}). Download it again.") from exc
-    commit = commit.strip()
-    return commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None
-
-
-def lock_path(variant: str) -> Path:
-    """The shipped lock of a variant."""
-    return LOCKS_DIR / f"{variant}.txt"
-
-
-def read_lock(path: Path) -> list[Requirement]:
-    reqs = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        spec, _, url = line.partition(" @ ")
-        name, _, version = spec.partition("==")
-        reqs.append(Requirement(name.strip(), version.strip(), url.strip()))
-    return reqs
-
-
-def pip_install_options(req: Requirement, variant: str, env: dict[str, str] | None = None) -> list[str]:
-    """The ``pip install`` options for one line of a lock (before its target), the same natively and in WSL.
-
-    ``--no-deps``: the lock is complete; only the CUDA build of torch is installed with its dependencies (its
-    nvidia-* runtime wheels). torch of the CPU variant comes from PyTorch's CPU index (see TORCH_INDEXES)."""
-    opts = [] if req.name == "torch" and variant == "cuda" else ["--no-deps"]
-    if req.name == "torch" and variant in TORCH_INDEXES:
-        env = os.environ if env is None else env
-        index = env.get(TORCH_INDEX_ENV, TORCH_INDEXES[variant])
-        if index:
-            opts += ["--extra-index-url", index]
-    return opts
-
-
-def engine_requirement(reqs: list[Requirement]) -> Requirement:
-    """The lock's line for the engine itself."""
-    for r in reqs:
-        if _norm(r.name) == ENGINE_PACKAGE:
-            return r
-    raise EngineEnvError(f"The engine lock names no {ENGINE_PACKAGE}: reinstall FarNode Desktop.")
-
-
-def lock_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def env_folder_name(variant: str, lock_file: Path | None = None) -> str:
-    """The folder of a variant's environment for a lock: ``<variant>-v<LOCK_VERSION>-<first 12 of its digest>``
-    (the same under WSL2 and in the Docker image's tag)."""
-    return f"{variant}-v{LOCK_VERSION}-{lock_digest(lock_file or lock_path(variant))[:12]}"
 
 
 def env_root(engine_root: Path, variant: str, lock_file: Path | None = None) -> Path:
@@ -242,34 +139,6 @@ def env_root(engine_root: Path, variant: str, lock_file: Path | None = None) -> 
 
 
 _ENV_NAME = re.compile(r"(?P<variant>[a-z]+)-v(?P<version>\d+)(?:-(?P<digest>[0-9a-f]{12}))?")
-
-
-def parse_probe_output(output: str) -> ProbeResult | None:
-    """The engine probe's result: its last JSON line (logs may follow it)."""
-    for line in reversed(output.strip().splitlines()):
-        try:
-            return ProbeResult.from_dict(json.loads(line))
-        except ValueError:  # json's errors and ProtocolError
-            continue
-    return None
-
-
-def engine_problem(probe: ProbeResult, lock: list[Requirement], recorded_commit: str | None, *,
-                   commit_may_be_unknown: bool = False) -> str:
-    """What is wrong with the engine a probe found, against the lock ("" when it is the locked one): its
-    name, its version and its source commit (the probe's, else the one recorded when it was installed).
-    The same check for the native environment, WSL2 and the Docker image."""
-    req = engine_requirement(lock)
-    if probe.engine != req.name:
-        return f"it imports {probe.engine!r} instead of {req.name}"
-    if probe.engine_version != req.version:
-        return f"{req.name} is version {probe.engine_version}, not {req.version}"
-    commit = probe.engine_commit or recorded_commit
-    if commit is None and not commit_may_be_unknown:
-        return f"the source commit of {req.name} is unknown"
-    if commit is not None and commit != req.commit:
-        return f"{req.name} is commit {commit}, not {req.commit}"
-    return ""
 
 
 def base_python() -> str:
@@ -332,14 +201,14 @@ class EngineEnv:
             if not (d / "RECORD").is_file():  # pip writes RECORD last: an install cut short is not installed
                 continue
             name, _, version = d.name[: -len(".dist-info")].partition("-")
-            out[_norm(name)] = version
+            out[norm_name(name)] = version
         return out
 
     def missing(self) -> list[Requirement]:
         have = self.installed()
         out = []
         for r in read_lock(self.lock_file):
-            v = have.get(_norm(r.name))
+            v = have.get(norm_name(r.name))
             if v is None or (v != r.version and v.split("+")[0] != r.version):
                 out.append(r)
             elif r.url and not self._source_satisfies(r):
@@ -461,7 +330,7 @@ class EngineEnv:
         """The commit pip recorded for a package installed from a VCS URL (PEP 610 ``direct_url.json``)."""
         site = self.site_packages()
         for d in site.glob("*.dist-info") if site else ():
-            if _norm(d.name.partition("-")[0]) == _norm(name):
+            if norm_name(d.name.partition("-")[0]) == norm_name(name):
                 info = self._read_json(d / "direct_url.json") or {}
                 return (info.get("vcs_info") or {}).get("commit_id")
         return None
@@ -684,7 +553,7 @@ class EngineEnv:
         installed, and cannot uninstall it."""
         site = self.site_packages()
         for d in site.glob("*.dist-info") if site else ():
-            if _norm(d.name[: -len(".dist-info")].partition("-")[0]) == _norm(req.name) and not (d / "RECORD").is_file():
+            if norm_name(d.name[: -len(".dist-info")].partition("-")[0]) == norm_name(req.name) and not (d / "RECORD").is_file():
                 shutil.rmtree(d, ignore_errors=True)
 
     def _pip_install(self, req: Requirement, cancel=None) -> None:

@@ -20,17 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.node import engine_venv
-from farnode_desktop.core.node.engine_venv import (
+from farnode_desktop.core.engine_lock import (
     LOCK_VERSION,
     env_folder_name,
-    env_root,
     lock_digest,
     lock_path,
     pip_install_options,
     read_lock,
 )
+from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.node import engine_venv
+from farnode_desktop.core.node.engine_venv import env_root
 from farnode_desktop.core.node.runtimes.base import SetupStep, StepResult, run_steps
 from farnode_desktop.core.node.runtimes.docker import (
     BASE_IMAGE,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from farnode_desktop.core.engine_lock import read_lock
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
 from farnode_desktop.core.node import engine_venv as engine_env
-from farnode_desktop.core.node.engine_venv import EngineEnv, read_lock
+from farnode_desktop.core.node.engine_venv import EngineEnv
 from tests.support.http_files import serve_bytes
 from tests.support.ports import free_port
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from farnode_desktop.core.engine_lock import LOCK_VERSION, Requirement, lock_digest
 from farnode_desktop.core.errors import DiskFullError, EngineBusy
 from farnode_desktop.core.node import engine_venv as engine_env
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, EngineEnv, Requirement, env_root, lock_digest
+from farnode_desktop.core.node.engine_venv import EngineEnv, env_root
 from tests.support import REPO
 from tests.support.http_files import serve_bytes
 from tests.support.wait import wait_until

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.engine_lock import lock_digest, lock_path
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.controller import NodeController
-from farnode_desktop.core.node.engine_venv import EngineEnv, env_root, lock_digest, lock_path
+from farnode_desktop.core.node.engine_venv import EngineEnv, env_root
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings, SettingsStore
 from tests.support import REPO

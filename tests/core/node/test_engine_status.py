@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from farnode_desktop.core.node.engine_venv import engine_requirement, lock_path, read_lock
+from farnode_desktop.core.engine_lock import engine_requirement, lock_path, read_lock
 
 pytestmark = pytest.mark.engine
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.node.engine_venv import (
+from farnode_desktop.core.engine_lock import (
     engine_requirement,
     env_folder_name,
-    env_root,
     lock_digest,
     lock_path,
     read_lock,
 )
+from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.node.engine_venv import env_root
 from farnode_desktop.core.node.runtimes import make_runtime, resolve_runtime_name
 from farnode_desktop.core.node.runtimes.base import (
     STOP_LINE,

@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from farnode_desktop.core.node.engine_venv import EngineEnv, lock_path, read_lock
+from farnode_desktop.core.engine_lock import lock_path, read_lock
+from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.paths import AppPaths
 from tests.support import REPO
 

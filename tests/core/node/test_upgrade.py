@@ -25,9 +25,10 @@ from pathlib import Path
 import pytest
 
 from farnode_desktop.core import snapshots as C
+from farnode_desktop.core.engine_lock import LOCK_VERSION, SOURCE_ENV
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.controller import NodeController
-from farnode_desktop.core.node.engine_venv import LOCK_VERSION, SOURCE_ENV, EngineEnv, env_root
+from farnode_desktop.core.node.engine_venv import EngineEnv, env_root
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings, SettingsStore
 from tests.support.ports import free_port

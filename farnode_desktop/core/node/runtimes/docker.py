@@ -31,6 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
 from farnode_desktop.core.atomic import atomic_write_json
+from farnode_desktop.core.engine_lock import (
+    LOCK_VERSION,
+    SOURCE_ENV,
+    archive_commit,
+    engine_problem,
+    engine_requirement,
+    env_folder_name,
+    lock_digest,
+    lock_path,
+    parse_probe_output,
+    pip_install_options,
+    read_lock,
+)
 from farnode_desktop.core.errors import EngineEnvError
 from farnode_desktop.core.node.runtimes.base import (
     STOP_LINE,
@@ -104,8 +117,6 @@ def parse_runtimes(output: str) -> set[str]:
 
 def engine_image(variant: str, lock_file: Path | None = None) -> str:
     """The local engine image of a variant's lock: ``farnode-engine:<variant>-v<lock version>-<digest>``."""
-    from farnode_desktop.core.node.engine_venv import env_folder_name
-
     return f"{IMAGE_REPO}:{env_folder_name(variant, lock_file)}"
 
 
@@ -144,16 +155,6 @@ def write_build_context(folder: Path, variant: str, *, local_source: Path | None
     The Dockerfile installs the lock line by line (one layer each: a build cut short resumes from the last
     finished package) with :func:`pip_install_options`, as the native environment does; the engine from
     ``local_source`` (its header's commit checked here) or from its pinned commit's source archive."""
-    from farnode_desktop.core.node.engine_venv import (
-        LOCK_VERSION,
-        archive_commit,
-        engine_requirement,
-        lock_digest,
-        lock_path,
-        pip_install_options,
-        read_lock,
-    )
-
     env = dict(os.environ) if host_env is None else host_env
     lock_file = lock_file or lock_path(variant)
     lock = read_lock(lock_file)
@@ -214,8 +215,6 @@ def write_build_context(folder: Path, variant: str, *, local_source: Path | None
 def image_labels_problem(output: str, variant: str, lock_file: Path | None = None) -> str:
     """What is wrong with an image, from ``docker image inspect --format "{{.Id}} {{json .Config.Labels}}"``
     ("" when its labels name this lock and the pinned engine commit)."""
-    from farnode_desktop.core.node.engine_venv import engine_requirement, lock_digest, lock_path, read_lock
-
     lock_file = lock_file or lock_path(variant)
     _, _, labels_json = output.strip().partition(" ")
     try:
@@ -237,14 +236,6 @@ def probe_problem(output: str, variant: str, lock_file: Path | None = None) -> s
     """The engine probe's output in the image, checked as the native environment's is: the engine's name and
     version, and its commit when pip recorded one (an archive install records none: the image's labels, checked
     by the next set-up step, carry it)."""
-    from farnode_desktop.core.node.engine_venv import (
-        engine_problem,
-        engine_requirement,
-        lock_path,
-        parse_probe_output,
-        read_lock,
-    )
-
     probe = parse_probe_output(output)
     if probe is None:
         return "the engine's check printed no result"
@@ -258,8 +249,6 @@ class DockerRuntime(EngineRuntime):
     def __init__(self, source_root: str | Path, data_dir: str | Path, variant: str = "cuda", *,
                  image: str = "", cache_volume: str = CACHE_VOLUME, docker: str = "docker",
                  publish_host: str = "", host_env: dict[str, str] | None = None, engine_source: str = ""):
-        from farnode_desktop.core.node.engine_venv import env_folder_name
-
         self.source_root = str(source_root)
         self.data_dir = str(data_dir)
         self.variant = variant
@@ -397,8 +386,6 @@ class DockerRuntime(EngineRuntime):
 
     def build_context(self) -> BuildContext:
         """Write the image's build context (see :func:`write_build_context`)."""
-        from farnode_desktop.core.node.engine_venv import SOURCE_ENV
-
         value = (self.host_env or os.environ).get(SOURCE_ENV) or self.engine_source
         local = Path(value).expanduser().resolve() if value else None
         return write_build_context(self.build_dir, self.variant, local_source=local,

@@ -19,6 +19,14 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from farnode_desktop.core.engine_lock import (
+    engine_requirement,
+    env_folder_name,
+    lock_digest,
+    lock_path,
+    pip_install_options,
+    read_lock,
+)
 from farnode_desktop.core.node.runtimes.base import (
     STOP_LINE,
     EngineRuntime,
@@ -121,8 +129,6 @@ class Wsl2Runtime(EngineRuntime):
 
     def __init__(self, source_root: str | Path, variant: str = "cuda", distro: str = DEFAULT_DISTRO,
                  host_env: dict[str, str] | None = None, wsl: str = WSL):
-        from farnode_desktop.core.node.engine_venv import env_folder_name
-
         if variant not in ("cpu", "cuda"):
             raise EngineRuntimeError(f"Unknown engine variant {variant!r}")
         self.source_root = str(source_root)
@@ -203,8 +209,6 @@ class Wsl2Runtime(EngineRuntime):
 
     def parse_status(self, outputs: list[tuple[int, str]]) -> RuntimeStatus:
         """``outputs``: (exit code, decoded output) of :meth:`status_steps`, in order; fewer is fine."""
-        from farnode_desktop.core.node.engine_venv import lock_digest, lock_path
-
         rc, text = outputs[0]
         st = parse_wsl_status(text, rc)
         if not st.installed:
@@ -233,14 +237,6 @@ class Wsl2Runtime(EngineRuntime):
     def setup_steps(self, variant: str | None = None, *, distros: list[WslDistro] | None = None) -> list[SetupStep]:
         """The whole set-up, given the distributions found (``parse_wsl_list``); resumable: pip skips what
         is installed at the locked version, the venv and the distribution are reused."""
-        from farnode_desktop.core.node.engine_venv import (
-            engine_requirement,
-            lock_digest,
-            lock_path,
-            pip_install_options,
-            read_lock,
-        )
-
         variant = variant or self.variant
         steps: list[SetupStep] = []
         found = choose_distro(distros or [], self.distro if self.distro != DEFAULT_DISTRO else "")
