@@ -12,8 +12,8 @@ Layers, from the bottom up:
 
 No import cycles, between modules or between packages, and no Qt or torch below the GUI. Imports under
 ``if TYPE_CHECKING:`` count like any other: an annotation that names a module above is still an arrow up.
-A package, for the package cycles, is a direct child of a layer: a subpackage with everything below it
-(``core.node`` with its ``runtimes``) or a module that sits directly in the layer's folder (``core.settings``).
+A package, for the package cycles, is the innermost folder that holds a module (``core.node`` and
+``core.node.runtimes`` are two) or a module that sits directly in the layer's folder (``core.settings``).
 ``check`` is run on a deliberately broken tree too, so the check itself is known to fail when it should.
 """
 
