@@ -16,6 +16,7 @@ import pytest
 
 from farnode_desktop.core.paths import AppPaths
 from tests.support import REPO
+from tests.support.wait import scaled
 
 SHIM = REPO / "tests" / "support" / "pynvml_shim"
 
@@ -134,6 +135,7 @@ class Face:
         return self.stderr_path.read_text()
 
     def wait_state(self, state: str, timeout: float) -> None:
+        timeout = scaled(timeout)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.state() == state:
@@ -146,7 +148,7 @@ class Face:
 
     def wait_exit(self, timeout: float) -> int:
         try:
-            code = self.proc.wait(timeout)
+            code = self.proc.wait(scaled(timeout))
         finally:
             self._reader.join(5)
             self._err.close()

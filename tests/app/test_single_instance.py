@@ -15,6 +15,7 @@ import pytest
 
 from farnode_desktop.core.instance import InstanceLock
 from tests.support.display import private_xvfb, require_tools, xdpyinfo_ok
+from tests.support.wait import scaled
 
 from .conftest import REPO, Face, app_env, paths_of, write_settings
 
@@ -36,7 +37,7 @@ def display():
 def _dismiss_box(display: str, title: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     """Press OK in the message box called ``title`` (found with xdotool, focused, Return typed)."""
     env = dict(os.environ, DISPLAY=display)
-    deadline = time.time() + timeout
+    deadline = time.time() + scaled(timeout)
     while time.time() < deadline and proc.poll() is None:
         found = subprocess.run(["xdotool", "search", "--name", title], env=env, capture_output=True, text=True)
         ids = found.stdout.split()
@@ -51,7 +52,7 @@ def _dismiss_box(display: str, title: str, proc: subprocess.Popen, timeout: floa
 
 def _serving(first: Face, since: int, timeout: float = 120) -> int:
     """The first node is still online and has served more requests than ``since``."""
-    deadline = time.time() + timeout
+    deadline = time.time() + scaled(timeout)
     while time.time() < deadline:
         n = first.requests()
         if first.state() == "online" and n > since:
@@ -73,7 +74,7 @@ def test_a_second_launch_refuses_and_the_first_keeps_serving(first_face, home, e
 
         # A second headless node: refused at once with the holder's pid; exit code 2.
         second = subprocess.run([sys.executable, "-m", "farnode_desktop", "node"], env=env, cwd=REPO,
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=scaled(60))
         assert second.returncode == 2, second
         assert f"process {first.pid}" in second.stderr and "already running" in second.stderr
         assert second.stdout == ""
@@ -84,13 +85,13 @@ def test_a_second_launch_refuses_and_the_first_keeps_serving(first_face, home, e
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             if first_face == "window":  # brings the first window forward, says which process it is, exits 0
-                out, err = window.communicate(timeout=60)
+                out, err = window.communicate(timeout=scaled(60))
                 assert window.returncode == 0, err
                 assert f"process {first.pid}" in out and "brought forward" in out
                 assert first.hook_state().get("brought_forward", 0) >= 1
             else:  # says so on the terminal and in a message box, exits 1
                 _dismiss_box(display, "FarNode is already running", window)
-                out, err = window.communicate(timeout=60)
+                out, err = window.communicate(timeout=scaled(60))
                 assert window.returncode == 1, err
                 assert f"process {first.pid}" in err and "headless node" in err
         finally:

@@ -19,7 +19,7 @@ from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.settings import Settings
 from tests.support.display import private_xvfb, require_tools
 from tests.support.ports import free_port
-from tests.support.processes import stop_process
+from tests.support.processes import stop_process, with_cmdline
 
 pytestmark = [pytest.mark.display, pytest.mark.engine]
 REPO = Path(__file__).resolve().parents[2]
@@ -174,6 +174,5 @@ def test_tray_start_pause_resume_stop_quit(tray_display, tmp_path, artifacts_dir
         app.log.close()
     gone, alive = psutil.wait_procs(node_procs, timeout=10)
     assert not alive, f"node processes left: {[p.pid for p in alive]}"
-    leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if str(home) in " ".join(p.info["cmdline"] or [])]
+    leftovers = with_cmdline(str(home))
     assert not leftovers, f"processes of this data folder left: {[p.pid for p in leftovers]}"

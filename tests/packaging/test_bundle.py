@@ -26,6 +26,7 @@ from farnode_desktop import APP_NAME, __version__  # noqa: E402
 from farnode_desktop.app.frozen import DIGEST_FILE, source_digest  # noqa: E402
 from farnode_desktop.core.resources import ENGINE_SRC_DIR, engine_files  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import cmdline, running
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist" / "farnode-desktop"
@@ -202,7 +203,7 @@ def test_frozen_headless_node_goes_online_and_stops_cleanly(bundle, tmp_path):
         assert online.is_set(), "the frozen node did not come online:\n" + "\n".join(lines[-40:])
         for child in me.children(recursive=True):
             seen.setdefault(child.pid, child)
-        cmdlines = [" ".join(p.cmdline()) for p in seen.values() if p.is_running()]
+        cmdlines = [cmdline(p) for p in seen.values() if running(p)]
         assert any("farnode_desktop.engine.launcher" in c for c in cmdlines), cmdlines
         assert any("_internal/engine_src" in c or "farnode_desktop.engine" in c for c in cmdlines)
         proc.send_signal(signal.SIGINT)  # Ctrl-C
@@ -210,7 +211,7 @@ def test_frozen_headless_node_goes_online_and_stops_cleanly(bundle, tmp_path):
         reader.join(10)
         assert "Stopped." in lines, lines[-20:]
         gone, alive = psutil.wait_procs(list(seen.values()), timeout=15)
-        assert not alive, f"processes left after the stop: {[(p.pid, p.cmdline()) for p in alive]}"
+        assert not alive, f"processes left after the stop: {[(p.pid, cmdline(p)) for p in alive]}"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -19,6 +19,7 @@ from farnode_desktop.core.settings import SettingsStore
 from tests.support.fake_pynvml import FakePynvml
 from tests.support.gpus import GAMER_GPUS
 from tests.support.ports import free_port
+from tests.support.processes import cmdline, descendants, name
 
 from .conftest import MODEL_ID, START_TIMEOUT_S, node_settings
 
@@ -59,9 +60,9 @@ def test_the_three_gpu_plan_runs(tmp_path, network_env):
         for spec in cpu_specs:
             sup = node.supervisors[spec.node_id]
             assert psutil.Process(sup.pid).environ()["CUDA_VISIBLE_DEVICES"] == spec.env["CUDA_VISIBLE_DEVICES"]
-            daemons = [p for p in psutil.Process(sup.pid).children(recursive=True) if p.name() == "p2pd"]
+            daemons = [p for p in descendants(sup.pid) if name(p) == "p2pd"]
             port = spec.config["port"]
-            assert any(f"/ip4/0.0.0.0/tcp/{port}" in " ".join(d.cmdline()) for d in daemons)
+            assert any(f"/ip4/0.0.0.0/tcp/{port}" in cmdline(d) for d in daemons)
             assert set(sup.stats().blocks) == set(range(8))
         assert len({s.peer_id for s in node.running_servers()}) == 3
     finally:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
-import psutil
 import pytest
+
+from tests.support.processes import cmdline, descendants, name
 
 from .conftest import make_node, node_settings, run_client, start
 
@@ -30,8 +31,8 @@ def test_a_node_on_ipv6_loopback_serves_a_client(tmp_path, network_env):
         assert cfg["host"] == "::1" and cfg["announce_maddrs"] == [f"/ip6/::1/tcp/{port}"]
         assert node.node.plan.servers[0].listen == (f"/ip6/::1/tcp/{port}",)
         assert node.addrs and all(a.startswith(f"/ip6/::1/tcp/{port}/p2p/") for a in node.addrs), node.addrs
-        daemons = [p for p in psutil.Process(node.sup.pid).children(recursive=True) if p.name() == "p2pd"]
-        assert any(f"-hostAddrs=/ip6/::1/tcp/{port}" in d.cmdline() for d in daemons)
+        daemons = [p for p in descendants(node.sup.pid) if name(p) == "p2pd"]
+        assert any(f"-hostAddrs=/ip6/::1/tcp/{port}" in cmdline(d).split() for d in daemons)
         out = run_client([[1, 15, 300, 42]], node.addrs, new_tokens=4)
         assert "error" not in out and out["remote"] == out["local"], out
     finally:

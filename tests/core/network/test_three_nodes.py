@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 
-import psutil
 import pytest
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.network.reachability import DIRECT, UNREACHABLE
+from tests.support.processes import cmdline, descendants, name
 from tests.support.wait import wait_until
 
 from .conftest import (
@@ -54,10 +54,10 @@ def test_three_nodes_each_serve_part_of_the_blocks(three_nodes):
     assert a.sup.config.get("new_swarm") and b.sup.config["initial_peers"] == a.addrs
     # every p2pd of the network stays on loopback, without NAT port mapping, AutoNAT or relays
     for n in three_nodes:
-        daemons = [p for p in psutil.Process(n.sup.pid).children(recursive=True) if p.name() == "p2pd"]
+        daemons = [p for p in descendants(n.sup.pid) if name(p) == "p2pd"]
         assert daemons
         for d in daemons:
-            cmd = " ".join(d.cmdline())
+            cmd = cmdline(d)
             assert "-natPortMap=0" in cmd or "-natPortMap" not in cmd, cmd
             assert "-autonat=1" not in cmd and "-relay=1" not in cmd, cmd
 

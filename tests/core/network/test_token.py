@@ -18,6 +18,7 @@ from farnode_desktop.core.keystore import SERVICE, Keystore
 from farnode_desktop.core.models.hf_token import ACCOUNT, HfTokenStore
 from farnode_desktop.core.models.hub import GatedModelError
 from tests.support.hub_server import FakeHub, FakeRepo
+from tests.support.processes import cmdline
 
 from .conftest import START_TIMEOUT_S, make_node, node_settings
 
@@ -80,7 +81,7 @@ def test_gated_model_is_served_with_the_keyring_token_that_leaks_nowhere(
             procs = _group(node.sup.pid)
             assert len(procs) >= 3  # the launcher, its DHT process, handlers and p2pd
             for p in procs:
-                assert TOKEN not in " ".join(p.cmdline()), p
+                assert TOKEN not in cmdline(p), p
                 assert needle not in Path(f"/proc/{p.pid}/environ").read_bytes(), p
             assert TOKEN not in repr(node.sup.config) and TOKEN not in repr(node.node.plan.to_dict())
         finally:

@@ -18,6 +18,7 @@ from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.base import NativeRuntime
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
 from tests.support import REPO
+from tests.support.processes import descendants, with_cmdline
 from tests.support.wait import wait_until
 
 FAKE = "tests.core.node.fake_launcher"
@@ -94,8 +95,7 @@ def test_crashes_restart_with_back_off_then_hold(make_supervisor):
     assert len(restarting) == 2 and seen.count(C.ONLINE) == 3
     assert sup.pid is None
     # every crashed run's helpers were removed with it
-    assert wait_until(lambda: not [p for p in psutil.Process().children(recursive=True)
-                                   if "time.sleep(600)" in " ".join(p.cmdline())], 5)
+    assert wait_until(lambda: not with_cmdline("time.sleep(600)", descendants()), 5)
     sup.reset_hold()
     assert sup.state.state == C.STOPPED
 
@@ -169,7 +169,7 @@ def test_a_tree_killed_while_it_starts_children_leaves_none(grouped, monkeypatch
             tree.kill()
             proc.wait(10)
             time.sleep(0.3)  # a child started in the last instant would be running by now
-            left = [p for p in psutil.process_iter(["cmdline"]) if mark in (p.info["cmdline"] or [])]
+            left = with_cmdline(mark)
         finally:
             proc.kill()
             proc.wait()
@@ -188,7 +188,7 @@ def test_run_kills_the_whole_tree_when_cancelled():
 
     def cancel() -> bool:
         if not flag["go"]:
-            kids = [p for p in psutil.Process().children(recursive=True) if "time.sleep(600)" in " ".join(p.cmdline())]
+            kids = with_cmdline("time.sleep(600)", descendants())
             if len(kids) >= 2:
                 seen_tree.extend(p.pid for p in kids)
                 flag["go"] = True

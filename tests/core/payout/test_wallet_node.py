@@ -11,6 +11,7 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.node.controller import NodeController
 from farnode_desktop.core.payout.wallet import WalletManager, verify_node_binding
 from farnode_desktop.core.settings import SettingsStore
+from tests.support.processes import cmdline, environ_text
 
 pytestmark = [pytest.mark.engine, pytest.mark.keyring]
 
@@ -49,7 +50,7 @@ def test_wallet_node_public_name_binding_and_no_secret_anywhere(engine_paths, bu
 
         needles = _needles(key, new.phrase)
         for proc in engine_procs:
-            text = ("\0".join(proc.cmdline()) + "\0" + "\0".join(f"{k}={v}" for k, v in proc.environ().items()))
+            text = cmdline(proc) + "\n" + environ_text(proc)
             for n in needles:
                 assert n.decode() not in text, f"secret in {proc.pid} {proc.name()}"
     finally:
