@@ -37,9 +37,10 @@ if [ -z "${DISPLAY:-}" ]; then
   trayer --edge top --align right --widthtype request --height 24 >test-artifacts/trayer.log 2>&1 &
   BG_PIDS="$BG_PIDS $!"
 fi
-# A real Secret Service keyring on a private D-Bus session bus, then the suite.
+# A real Secret Service keyring on a private D-Bus session bus, then the suite, under a guard that makes Ctrl-C
+# stop the run within 10 s and leave nothing running (scripts/suite_guard.py).
 exec 3>&1
-dbus-run-session -- bash -c '
+.venv/bin/python scripts/suite_guard.py -- dbus-run-session -- bash -c '
   eval "$(printf farnode-test | gnome-keyring-daemon --unlock --components=secrets)"
   export GNOME_KEYRING_CONTROL
   .venv/bin/python -m pytest "$@"
