@@ -83,6 +83,19 @@ def stop(proc: subprocess.Popen, grace_s: float = GRACE_S, *, from_terminal: boo
         psutil.wait_procs(left, timeout=2)  # reaps this process's children (adopted ones included)
 
 
+def reap_adopted() -> None:
+    """Reap the ended processes this subreaper adopted (a daemon that exits when its session bus goes), so that
+    no zombie outlives the run."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.05)
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[argv.index("--") + 1:] if "--" in argv else argv
     if not cmd:
@@ -99,12 +112,14 @@ def main(argv: list[str]) -> int:
         print(f"\nsuite_guard: stopping the run (everything of it is killed after {GRACE_S:.0f} s)", file=sys.stderr)
         stop(proc, from_terminal=interrupted[0] == signal.SIGINT and os.isatty(sys.stdin.fileno()))
         proc.wait()
+        reap_adopted()
         return 130
     code = proc.returncode
     left = tree()  # the command ended: what it started and left behind ends with it
     if left:
         print(f"suite_guard: the run left {len(left)} process(es) running; ending them", file=sys.stderr)
         stop(proc, grace_s=2.0)
+    reap_adopted()
     return code
 
 
