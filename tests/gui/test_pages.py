@@ -158,7 +158,7 @@ def test_settings_page_rejects_bad_input_and_saves_good_input(qtbot, gui, artifa
     assert saved["network"]["initial_peers"] == ["/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"]
     assert saved["policies"]["pause_for_steam_games"] is False
     assert saved["policies"]["schedule"] == ["mon-fri 22:00-07:00"]
-    assert gui.core.policies._engine.settings.schedule_enabled  # the policies got the new settings
+    assert gui.core.policies._rules.settings.schedule_enabled  # the policies got the new settings
     page.port.setValue(1)
     page.load()  # Revert
     assert page.port.value() == 40123

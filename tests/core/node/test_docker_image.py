@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from farnode_desktop.core import engine_lock
 from farnode_desktop.core.engine_lock import (
     LOCK_VERSION,
     env_folder_name,
@@ -29,7 +30,6 @@ from farnode_desktop.core.engine_lock import (
     read_lock,
 )
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.node import engine_venv
 from farnode_desktop.core.node.engine_venv import env_root
 from farnode_desktop.core.node.runtimes.base import SetupStep, StepResult, run_steps
 from farnode_desktop.core.node.runtimes.docker import (
@@ -191,7 +191,7 @@ VER = json.dumps({"Client": {"Version": "28.2.2"}, "Server": {"Version": "28.2.2
 
 def test_setup_builds_once_then_status_finds_the_verified_image(app_paths, real_probe_output, engine_archive,
                                                                monkeypatch):
-    monkeypatch.setenv(engine_venv.SOURCE_ENV, str(engine_archive))
+    monkeypatch.setenv(engine_lock.SOURCE_ENV, str(engine_archive))
     rt = DockerRuntime(source_root=REPO, data_dir=app_paths.data_dir, variant="cpu", host_env=dict(os.environ))
     assert rt.image == engine_image("cpu")
     labels = json.dumps({"farnode.lock": lock_digest(lock_path("cpu")), "farnode.engine.commit": PINNED})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from farnode_desktop.core import engine_lock
 from farnode_desktop.core.engine_lock import read_lock
 from farnode_desktop.core.errors import DiskFullError, EngineEnvError
 from farnode_desktop.core.node import engine_venv as engine_env
@@ -22,7 +23,7 @@ def tiny(app_paths, tmp_path, monkeypatch, package_index):
 
 def test_the_shipped_locks_pin_every_package():
     for variant in engine_env.VARIANTS:
-        reqs = read_lock(engine_env.lock_path(variant))
+        reqs = read_lock(engine_lock.lock_path(variant))
         names = [r.name.lower() for r in reqs]
         assert {"torch", "farmesh", "hivemind", "transformers", "bitsandbytes"} <= set(names)
         assert all(r.version for r in reqs) and len(names) == len(set(names))
@@ -76,8 +77,8 @@ PINNED = "75a473e888c7bc20e7c28e96c3e0911c581bca1b"
 
 def test_the_lock_pins_farmesh_from_its_git_source_and_petals_is_gone():
     for variant in engine_env.VARIANTS:
-        reqs = read_lock(engine_env.lock_path(variant))
-        eng = engine_env.engine_requirement(reqs)
+        reqs = read_lock(engine_lock.lock_path(variant))
+        eng = engine_lock.engine_requirement(reqs)
         assert (eng.name, eng.version, eng.commit) == ("farmesh", "2.3.0.dev2", PINNED)
         assert eng.url == f"git+https://github.com/QuantumLabs-Git/farmesh.git@{PINNED}"
         assert eng.archive_url == f"https://github.com/QuantumLabs-Git/farmesh/archive/{PINNED}.tar.gz"
@@ -91,9 +92,9 @@ def test_the_lock_pins_farmesh_from_its_git_source_and_petals_is_gone():
 def test_pip_takes_torch_of_the_cpu_variant_from_pytorchs_cpu_index():
     """PyPI's torch 2.13.0 is the CUDA build; installed with --no-deps (as the CPU lock does) it fails to import
     (libcudnn.so.9 missing). The CPU variant pins the +cpu build and asks PyTorch's CPU index for it."""
-    reqs = {r.name: r for r in read_lock(engine_env.lock_path("cpu"))}
-    cuda = {r.name: r for r in read_lock(engine_env.lock_path("cuda"))}
-    opts = engine_env.pip_install_options
+    reqs = {r.name: r for r in read_lock(engine_lock.lock_path("cpu"))}
+    cuda = {r.name: r for r in read_lock(engine_lock.lock_path("cuda"))}
+    opts = engine_lock.pip_install_options
     assert reqs["torch"].spec == "torch==2.13.0+cpu"
     assert opts(reqs["torch"], "cpu", {}) == ["--no-deps", "--extra-index-url", "https://download.pytorch.org/whl/cpu"]
     assert opts(reqs["torch"], "cpu", {"FARNODE_TORCH_INDEX": "http://mirror.lan/cpu"})[-1] == "http://mirror.lan/cpu"
@@ -104,7 +105,7 @@ def test_pip_takes_torch_of_the_cpu_variant_from_pytorchs_cpu_index():
 
 
 def test_the_shared_archive_carries_the_pinned_commit(engine_archive):
-    assert engine_env.archive_commit(engine_archive) == PINNED
+    assert engine_lock.archive_commit(engine_archive) == PINNED
 
 
 def _lock_with_engine(tmp_path, url: str):
@@ -118,7 +119,7 @@ def tiny_engine(app_paths, tmp_path, monkeypatch, build_tools):
     """A two-line lock (a small package from the local index, and the engine itself): installs in seconds;
     not verified (no torch)."""
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
-    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    monkeypatch.delenv(engine_lock.SOURCE_ENV, raising=False)
     lock = _lock_with_engine(tmp_path, f"git+https://github.com/QuantumLabs-Git/farmesh.git@{PINNED}")
     return EngineEnv(app_paths, "cpu", lock_file=lock)
 
@@ -130,7 +131,7 @@ def _record(env: EngineEnv) -> dict:
 
 
 def test_the_engine_installs_from_a_local_archive_with_its_commit_recorded(tiny_engine, engine_archive, monkeypatch):
-    monkeypatch.setenv(engine_env.SOURCE_ENV, str(engine_archive))
+    monkeypatch.setenv(engine_lock.SOURCE_ENV, str(engine_archive))
     tiny_engine.ensure(verify=False)
     assert tiny_engine.installed()["farmesh"] == "2.3.0.dev2" and tiny_engine.missing() == []
     assert _record(tiny_engine) == {"kind": "local", "where": str(engine_archive.resolve()), "commit": PINNED}
@@ -182,7 +183,7 @@ def test_the_engine_installs_from_git_at_the_locked_commit(app_paths, tmp_path, 
     """The users' path, with git: pip clones the engine's Git URL at the full commit id (a local repository
     stands in for the one on GitHub) and the commit pip recorded is checked and kept."""
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
-    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    monkeypatch.delenv(engine_lock.SOURCE_ENV, raising=False)
     src, commit = _git_repo_of(engine_archive, tmp_path / "git")
     env = EngineEnv(app_paths, "cpu", lock_file=_lock_with_engine(tmp_path, f"git+file://{src}@{commit}"))
     env.ensure(verify=False)
@@ -195,7 +196,7 @@ def test_without_git_the_commits_archive_is_downloaded(app_paths, tmp_path, monk
     """No git on the machine: the commit's source archive comes over HTTP(S) (a local server answers like
     GitHub's archive URL), its header's commit is checked, then pip installs it."""
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
-    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    monkeypatch.delenv(engine_lock.SOURCE_ENV, raising=False)
     monkeypatch.setattr(engine_env.shutil, "which", lambda name: None if name == "git" else "/usr/bin/" + name)
     archive = f"/QuantumLabs-Git/farmesh/archive/{PINNED}.tar.gz"
     with serve_bytes(engine_archive.read_bytes(), archive) as served:
@@ -219,7 +220,7 @@ def test_an_install_cut_short_is_not_counted(tiny):
 
 def test_no_connection_to_the_git_source_says_what_to_do(app_paths, tmp_path, monkeypatch, build_tools):
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
-    monkeypatch.delenv(engine_env.SOURCE_ENV, raising=False)
+    monkeypatch.delenv(engine_lock.SOURCE_ENV, raising=False)
     port = free_port()  # nothing listens there
     url = f"git+http://127.0.0.1:{port}/QuantumLabs-Git/farmesh.git@{PINNED}"
     env = EngineEnv(app_paths, "cpu", lock_file=_lock_with_engine(tmp_path, url))

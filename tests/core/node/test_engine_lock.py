@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from farnode_desktop.core import engine_lock
 from farnode_desktop.core.engine_lock import LOCK_VERSION, Requirement, lock_digest
 from farnode_desktop.core.errors import DiskFullError, EngineBusy
 from farnode_desktop.core.node import engine_venv as engine_env
@@ -169,7 +170,7 @@ def test_disk_needed_follows_the_variant_and_what_is_installed(app_paths, monkey
     monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
     cuda = EngineEnv(app_paths, "cuda")
     assert not cuda.venv.exists() and cuda.needed_bytes() == engine_env.NEEDED_BYTES["cuda"] == 8_000_000_000
-    torch = next(r for r in engine_env.read_lock(cuda.lock_file) if r.name == "torch")
+    torch = next(r for r in engine_lock.read_lock(cuda.lock_file) if r.name == "torch")
     site = cuda.venv / "lib" / "python3.11" / "site-packages" / f"torch-{torch.version}.dist-info"
     site.mkdir(parents=True)
     (site / "RECORD").write_text("")
