@@ -19,6 +19,7 @@ from farnode_desktop.core.models.hf_token import ACCOUNT, HfTokenStore
 from farnode_desktop.core.models.hub import GatedModelError
 from tests.support.hub_server import FakeHub, FakeRepo
 from tests.support.processes import cmdline
+from tests.support.wait import wait_until
 
 from .conftest import START_TIMEOUT_S, make_node, node_settings
 
@@ -125,7 +126,8 @@ def test_gated_model_with_its_config_cached_and_no_token_says_so_once(
             state = node.sup.wait_for({C.ONLINE, C.FAILED, C.HELD}, START_TIMEOUT_S)
             assert state.state == C.FAILED and state.category == "gated", state
             assert state.message == gated_model_message(GATED, with_token=False)
-            assert [e.message for e in errors] == [state.message]  # one notice
+            # one notice (published just after the state: the bus delivers it on the supervisor's thread)
+            assert wait_until(lambda: errors, 10) and [e.message for e in errors] == [state.message]
             assert any(r.path.endswith(".safetensors") or "/resolve/" in r.path for r in hub.seen("/"))
         finally:
             node.core.close()
