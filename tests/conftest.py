@@ -41,6 +41,31 @@ pytest_plugins = [
 ARTIFACTS = REPO / "test-artifacts"
 
 
+def pytest_configure(config):
+    """Run in parallel (pytest-xdist, ``scripts/test.sh`` does it), each worker gets an X display of its own with
+    its own system tray: windows, tray icons and focus of two workers' tests never meet. The keyring (a
+    private Secret Service per session: tests/support/secret_service.py), ports (free ones) and data folders
+    (temporary ones) are already private to each worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not os.environ.get("DISPLAY"):
+        return
+    import contextlib
+    import shutil
+    import subprocess
+
+    from tests.support.display import private_xvfb
+    from tests.support.processes import stop_process
+
+    stack = contextlib.ExitStack()
+    display = stack.enter_context(private_xvfb(first=300 + 20 * int(worker[2:] or 0)))
+    os.environ["DISPLAY"] = display
+    if shutil.which("trayer"):
+        tray = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+                                 "--height", "24"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.callback(stop_process, tray)
+    config.add_cleanup(stack.close)
+
+
 @pytest.fixture
 def farnode_home(tmp_path, monkeypatch) -> Path:
     """A private FARNODE_HOME: config, data, logs and cache of the app under a temporary folder."""
