@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 from tests.support import REPO
 from tests.support.wait import wait_until
@@ -33,6 +34,7 @@ STUBBORN_RUN = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.serial  # it times the stop: 10 s on a machine that is not also running the suite
 def test_ctrl_c_ends_a_stubborn_run_within_10_s_and_leaves_nothing(tmp_path):
     script, pids_file = tmp_path / "run.py", tmp_path / "pids.json"
     script.write_text(STUBBORN_RUN)
