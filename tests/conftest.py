@@ -30,7 +30,7 @@ from farnode_desktop.engine.loopback import EGRESS_LOG_ENV, guard
 from tests.support import REPO
 from tests.support.network_watch import NetworkWatch
 from tests.support.processes import cmdline, descendants, kill_and_reap, reap_zombies, settle_popens
-from tests.support.wait import load_factor
+from tests.support.wait import load_factor, scaled
 
 pytest_plugins = [
     "tests.support.engine",  # engine_root, engine_paths, engine, bus, free_port
@@ -132,6 +132,24 @@ def _nothing_leaves_this_computer(network_watch):
         pytest.fail("this test contacted (or tried to contact) an address outside this computer, or served on "
                     "a fixed default port:\n"
                     + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _node_waits_scale_with_load():
+    """The tests' waits on a node (``Supervisor.wait_for``, ``TrafficGenerator.wait_for``) stretch their
+    timeouts with the machine's load, as ``wait_until`` does: a test on a busy machine waits longer instead of
+    failing. The methods themselves are the real ones; only the seconds given to them are scaled."""
+    from farnode_desktop.core.node.demo_swarm import TrafficGenerator
+    from farnode_desktop.core.node.supervisor import Supervisor
+
+    patch = pytest.MonkeyPatch()
+    for cls in (Supervisor, TrafficGenerator):
+        def scaled_wait(self, what, timeout, _original=cls.wait_for):
+            return _original(self, what, scaled(timeout))
+
+        patch.setattr(cls, "wait_for", scaled_wait)
+    yield
+    patch.undo()
 
 
 # ---------------------------------------------------------------------------------------------- left behind
