@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="how the node of this data folder is doing (run by the window or headless)")
     st.add_argument("--json", action="store_true", help="print the status as JSON")
 
+    pa = sub.add_parser("pause", help="pause the running node of this data folder (until resumed, or for a while)")
+    pa.add_argument("--minutes", type=float, default=None, help="resume by itself after this many minutes")
+    sub.add_parser("resume", help="end a pause of the running node of this data folder")
+
     s = sub.add_parser("settings", help="get, set, unset or edit settings (typed and checked; see `settings get`)",
                        description="settings get [SECTION | SECTION.KEY] | set KEY VALUE... | unset KEY | edit | "
                                    "show | path. Lists take several values (or one JSON list).")
@@ -141,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             from farnode_desktop.app.status_cli import cli_status
 
             return cli_status(as_json=args.json)
+        if command in ("pause", "resume"):
+            from farnode_desktop.app.status_cli import cli_pause_resume
+
+            return cli_pause_resume(command, minutes=getattr(args, "minutes", None))
         if command == "wallet":
             from farnode_desktop.app.wallet_cli import cli_wallet
 

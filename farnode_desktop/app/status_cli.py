@@ -84,3 +84,25 @@ def status_rows(r: dict) -> list[tuple[str, str]]:
     if r.get("policy") and r.get("state") == "paused":
         rows.append(("Paused for", "; ".join(r["policy"])))
     return rows
+
+
+def cli_pause_resume(command: str, minutes: float | None = None, out: IO[str] | None = None) -> int:
+    """``farnode-desktop pause [--minutes N]`` / ``resume``: the running node of this data folder, whichever
+    face runs it, pauses (blocks announced offline, the GPU's memory given back) or resumes."""
+    out = out or sys.stdout
+    if minutes is not None and not (minutes > 0 and minutes == minutes and minutes != float("inf")):
+        from farnode_desktop.core.errors import SettingsError
+
+        raise SettingsError(f"--minutes must be a positive number of minutes, not {minutes}")
+    paths = AppPaths.default()
+    args = {"seconds": minutes * 60.0} if (command == "pause" and minutes is not None) else {}
+    answer = request(paths.run_dir, command, **args)
+    if "error" in answer:
+        raise NotRunning(f"The app of this data folder could not {command}: {answer['error']}",
+                         title=f"Could not {command}")
+    if command == "pause":
+        print("Paused" + (f" for {minutes:g} min." if minutes is not None else " until `farnode-desktop resume`."),
+              file=out)
+    else:
+        print("Resumed.", file=out)
+    return 0

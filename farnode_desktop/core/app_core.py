@@ -100,7 +100,9 @@ class AppCore:
                                        self.store.tokens_served_between, interval_s=earnings_interval_s)
         # ``farnode-desktop status`` (and settings or wallet changes made from a shell) reach this core here.
         self.control = ControlServer(self.paths.run_dir, {"status": lambda _req: self.status_report(),
-                                                          "reload-settings": lambda _req: self.reload_settings()})
+                                                          "reload-settings": lambda _req: self.reload_settings(),
+                                                          "pause": self._control_pause,
+                                                          "resume": self._control_resume})
         from farnode_desktop.core.network.monitor import NetworkMonitor
 
         # The network around the node, read from its DHT by an engine-side probe: while the node serves off
@@ -262,6 +264,16 @@ class AppCore:
     def resume_now(self) -> None:
         """End a manual pause. Returns at once."""
         self.policies.manual_resume()
+
+    def _control_pause(self, req: dict) -> dict:
+        """``farnode-desktop pause [--minutes N]`` from a shell (a game's launch script, say)."""
+        seconds = req.get("seconds")
+        self.pause_for(None if seconds is None else float(seconds))
+        return {"paused": True, "seconds": seconds}
+
+    def _control_resume(self, _req: dict) -> dict:
+        self.resume_now()
+        return {"resumed": True}
 
     def _policy_pause(self, reason: str, drain_s: float) -> None:
         self._submit(self.node.pause, reason, drain_s)
