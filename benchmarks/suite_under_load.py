@@ -4,9 +4,9 @@ result and time, and the same without the hog when asked (the baseline of the sa
 The hog is a busy loop pinned to the last core (``os.sched_setaffinity``) at normal priority, the situation in
 which the suite once failed six tests with three errors (a slow first Qt start timed out, its child was left
 un-reaped and later scans crashed on the zombie). Each run is ``scripts/test.sh`` with extra pytest arguments
-(``--tb=line -q`` and a JUnit report), so set-up is included in the first run only in practice (it is
-idempotent). Prints per run: exit code, passed/failed/errors/skipped from the JUnit XML, wall time, the mean
-load average; then the totals. Nothing is asserted: the figures are the result.
+(``--tb=line -q``), so set-up is included in the first run only in practice (it is idempotent). Prints per
+run: exit code, passed/failed/errors/skipped from pytest's summary lines (both phases: parallel, then serial),
+the tests that failed, wall time, the mean load average; then the totals. Nothing is asserted: the figures are the result.
 
     PYTHONPATH=. .venv/bin/python benchmarks/suite_under_load.py [--runs 2] [--baseline] [-- PYTEST ARGS]
 """
@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,41 +33,53 @@ def _burn() -> None:
         pass
 
 
-def counts(junit: Path) -> dict[str, int]:
-    try:
-        root = ET.parse(junit).getroot()
-    except (OSError, ET.ParseError):
-        return {}
-    suites = [root] if root.tag == "testsuite" else list(root)
-    out = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for s in suites:
-        for k in out:
-            out[k] += int(s.get(k, 0))
-    out["passed"] = out["tests"] - out["failures"] - out["errors"] - out["skipped"]
+SUMMARY = re.compile(r"^=*\s*(?P<body>(?:\d+ \w+(?:, )?)+) in [\d.]+s")
+
+
+def counts(lines: list[str]) -> dict[str, int]:
+    """passed/failed/errors/skipped summed over the summary lines of the run's pytest phases (the parallel
+    part, then the serial one)."""
+    out = {"passed": 0, "failures": 0, "errors": 0, "skipped": 0}
+    names = {"passed": "passed", "failed": "failures", "error": "errors", "errors": "errors", "skipped": "skipped"}
+    for line in lines:
+        m = SUMMARY.match(line.strip())
+        if not m:
+            continue
+        for n, word in re.findall(r"(\d+) (\w+)", m.group("body")):
+            if word in names:
+                out[names[word]] += int(n)
     return out
 
 
 def run_suite(label: str, extra: list[str], hog: bool) -> dict:
-    junit = REPO / "test-artifacts" / f"suite-{label}.xml"
-    junit.parent.mkdir(exist_ok=True)
     burner = multiprocessing.Process(target=_burn, daemon=True) if hog else None
     if burner:
         burner.start()
-    loads = []
+    loads: list[float] = []
+    lines: list[str] = []
     t0 = time.monotonic()
-    proc = subprocess.Popen(["scripts/test.sh", "-q", "--tb=line", f"--junitxml={junit}", *extra], cwd=REPO)
-    while proc.poll() is None:
-        loads.append(os.getloadavg()[0])
-        time.sleep(5)
+    proc = subprocess.Popen(["scripts/test.sh", "-q", "--tb=line", *extra], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    last = 0.0
+    for line in proc.stdout:  # shown as it comes, kept for the counts
+        sys.stdout.write(line)
+        lines.append(line)
+        if time.monotonic() - last > 5:
+            loads.append(os.getloadavg()[0])
+            last = time.monotonic()
+    proc.wait()
     wall = time.monotonic() - t0
     if burner:
         burner.terminate()
         burner.join()
     result = {"label": label, "hog": hog, "exit": proc.returncode, "wall_s": wall,
-              "mean_load": sum(loads) / len(loads) if loads else 0.0, **counts(junit)}
-    print(f"{label}: exit {result['exit']}, {result.get('passed', '?')} passed, {result.get('failures', '?')} failed, "
-          f"{result.get('errors', '?')} errors, {result.get('skipped', '?')} skipped in {wall:.0f} s "
+              "mean_load": sum(loads) / len(loads) if loads else 0.0, **counts(lines)}
+    failed = [ln.strip() for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
+    print(f"{label}: exit {result['exit']}, {result['passed']} passed, {result['failures']} failed, "
+          f"{result['errors']} errors, {result['skipped']} skipped in {wall:.0f} s "
           f"(mean load {result['mean_load']:.2f} on {os.cpu_count()} cores)", flush=True)
+    for ln in failed:
+        print(f"  {ln}", flush=True)
     return result
 
 

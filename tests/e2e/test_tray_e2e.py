@@ -20,6 +20,7 @@ from farnode_desktop.core.settings import Settings
 from tests.support.display import private_xvfb, require_tools
 from tests.support.ports import free_port
 from tests.support.processes import stop_process, with_cmdline
+from tests.support.wait import scaled
 
 pytestmark = [pytest.mark.display, pytest.mark.engine]
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +173,7 @@ def test_tray_start_pause_resume_stop_quit(tray_display, tmp_path, artifacts_dir
     finally:
         stop_process(proc, 30)
         app.log.close()
-    gone, alive = psutil.wait_procs(node_procs, timeout=10)
+    gone, alive = psutil.wait_procs(node_procs, timeout=scaled(10))
     assert not alive, f"node processes left: {[p.pid for p in alive]}"
     leftovers = with_cmdline(str(home))
     assert not leftovers, f"processes of this data folder left: {[p.pid for p in leftovers]}"

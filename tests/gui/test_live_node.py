@@ -11,6 +11,7 @@ import pytest
 from farnode_desktop.core import snapshots as C
 from tests.gui.conftest import engine_ready, shot
 from tests.support.ports import free_port
+from tests.support.wait import scaled
 
 pytestmark = pytest.mark.engine
 
@@ -59,7 +60,7 @@ def test_dashboard_start_online_chart_pause_resume_stop(qtbot, gui, artifacts_di
 
     with qtbot.waitSignal(gui.quitted, timeout=60_000):
         gui.quit()
-    gone, alive = psutil.wait_procs(procs, timeout=10)
+    gone, alive = psutil.wait_procs(procs, timeout=scaled(10))
     assert not alive, f"left running: {[p.pid for p in alive]}"
 
 

@@ -27,6 +27,7 @@ from farnode_desktop.app.frozen import DIGEST_FILE, source_digest  # noqa: E402
 from farnode_desktop.core.resources import ENGINE_SRC_DIR, engine_files  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import cmdline, running
+from tests.support.wait import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist" / "farnode-desktop"
@@ -210,7 +211,7 @@ def test_frozen_headless_node_goes_online_and_stops_cleanly(bundle, tmp_path):
         assert proc.wait(120) == 0, "\n".join(lines[-40:])
         reader.join(10)
         assert "Stopped." in lines, lines[-20:]
-        gone, alive = psutil.wait_procs(list(seen.values()), timeout=15)
+        gone, alive = psutil.wait_procs(list(seen.values()), timeout=scaled(15))
         assert not alive, f"processes left after the stop: {[(p.pid, cmdline(p)) for p in alive]}"
     finally:
         if proc.poll() is None:
