@@ -45,10 +45,16 @@ class Requirement:
     name: str
     version: str
     url: str = ""  # the engine: its Git source, ``git+https://host/owner/repo.git@<full commit id>``
+    hashes: tuple[str, ...] = ()  # ``sha256:<hex>`` of every file this line may install (all platforms)
 
     @property
     def spec(self) -> str:
         return f"{self.name}=={self.version}"
+
+    @property
+    def hashed_spec(self) -> str:
+        """The line in pip's hash-checking format: ``name==version --hash=sha256:... --hash=...``."""
+        return " ".join([self.spec, *(f"--hash={h}" for h in self.hashes)])
 
     @property
     def commit(self) -> str:
@@ -96,15 +102,27 @@ def lock_path(variant: str) -> Path:
 
 
 def read_lock(path: Path) -> list[Requirement]:
+    """The lock's lines: ``name==version`` with pip's ``--hash=sha256:<hex>`` options (one or more, a line
+    may continue with a backslash), or ``name==version @ git+URL@commit`` for the engine."""
     reqs = []
-    for line in path.read_text().splitlines():
+    text = re.sub(r"\\[ \t]*\n", " ", path.read_text())
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
+        words = line.split()
+        hashes = tuple(w.removeprefix("--hash=") for w in words if w.startswith("--hash="))
+        line = " ".join(w for w in words if not w.startswith("--hash="))
         spec, _, url = line.partition(" @ ")
         name, _, version = spec.partition("==")
-        reqs.append(Requirement(name.strip(), version.strip(), url.strip()))
+        reqs.append(Requirement(name.strip(), version.strip(), url.strip(), hashes))
     return reqs
+
+
+def lock_is_hashed(reqs: list[Requirement]) -> bool:
+    """Every index line carries hashes (the engine's Git line cannot): install with ``--require-hashes``."""
+    index_lines = [r for r in reqs if not r.url]
+    return bool(index_lines) and all(r.hashes for r in index_lines)
 
 
 def pip_install_options(req: Requirement, variant: str, env: dict[str, str] | None = None) -> list[str]:
