@@ -28,6 +28,9 @@ SOURCE_ENV = "FARNODE_ENGINE_SOURCE"  # a local archive or wheel of the engine (
 
 PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (bundled data when frozen)
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
+# A folder of locks (cpu.txt, cuda.txt) used instead of the shipped ones: a site's own vetted lock, or a test's
+# lock of stand-in packages (their hashes are not the real files').
+LOCKS_ENV = "FARNODE_ENGINE_LOCKS"
 
 # Where pip finds the CPU build of torch (``torch==X+cpu``): PyTorch's own index. PyPI's torch of the same
 # version is the CUDA build, which needs nvidia-* wheels (several GB) and fails to import without them.
@@ -97,8 +100,8 @@ def archive_commit(path: Path) -> str | None:
 
 
 def lock_path(variant: str) -> Path:
-    """The shipped lock of a variant."""
-    return LOCKS_DIR / f"{variant}.txt"
+    """The lock of a variant: the shipped one, or ``FARNODE_ENGINE_LOCKS``'s."""
+    return Path(os.environ.get(LOCKS_ENV) or LOCKS_DIR) / f"{variant}.txt"
 
 
 def read_lock(path: Path) -> list[Requirement]:

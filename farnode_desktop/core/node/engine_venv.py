@@ -53,7 +53,6 @@ from farnode_desktop.core import process_tree
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.engine_lock import (
     LOCK_VERSION,
-    LOCKS_DIR,
     PACKAGE_ROOT,
     SOURCE_ENV,
     Requirement,
@@ -221,7 +220,7 @@ class EngineEnv:
             raise EngineEnvError(f"Unknown engine variant {variant!r}; use one of {', '.join(VARIANTS)}.")
         self.paths = paths
         self.variant = variant
-        self.lock_file = lock_file or LOCKS_DIR / f"{variant}.txt"
+        self.lock_file = lock_file or lock_path(variant)
         self._use(env_root(paths.engine_root, variant, self.lock_file))
         self.source = source
         self.previous = False  # running an earlier lock's environment (an update that did not complete)
@@ -433,7 +432,7 @@ class EngineEnv:
                 if req.url:
                     self._install_engine(req, cancel)
                 else:
-                    self._pip_install(req, cancel, hashed=lock_is_hashed(lock))
+                    self._pip_install(req, cancel, hashed=bool(req.hashes))
                 done += weights[req.name]
         if not verify:
             report(EngineProgress(100.0, "packages installed", done=True))
@@ -618,7 +617,8 @@ class EngineEnv:
                 shutil.rmtree(d, ignore_errors=True)
 
     def _pip_install(self, req: Requirement, cancel=None, *, hashed: bool = False) -> None:
-        if not hashed:
+        if not hashed or "--no-deps" not in pip_install_options(req, self.variant):
+            # pip checks hashes only of a whole set: the CUDA build of torch brings unlocked nvidia-* wheels
             self._run_pip(req, [*pip_install_options(req, self.variant), req.spec], cancel)
             return
         reqs = self.root / f"pip-{norm_name(req.name)}.txt"  # hashes can be given in a requirements file only
@@ -635,7 +635,6 @@ class EngineEnv:
 
     def _uv_install_all(self, uv: str, todo: list[Requirement], lock: list[Requirement], report: ProgressFn,
                         cancel, weights: dict[str, float], done: float, total: float) -> None:
-        hashed = lock_is_hashed(lock)
         config = pip_config_options()
         count = [0]
         n = len(todo)
@@ -659,7 +658,7 @@ class EngineEnv:
                                           f"installed {req.name} {req.version} ({count[0]}/{n})"))
                 return bool(cancel and cancel())
 
-            self._run_uv(uv, batch, hashed, config, watch)
+            self._run_uv(uv, batch, lock_is_hashed(batch), config, watch)
             watch()
         for req in todo:
             if req.url:
@@ -681,8 +680,9 @@ class EngineEnv:
             opts += [o for o in pip_install_options(torch, self.variant) if o != "--no-deps"]
         deps = [] if torch is not None and self.variant == "cuda" else ["--no-deps"]
         argv = [uv, "pip", "install", "--python", str(self.python), *deps, *opts,
+                # without --require-hashes (the CUDA torch's run) uv still verifies the hashes given
                 *(["--require-hashes"] if hashed and deps else []), "--index-strategy", "unsafe-best-match",
-                "--link-mode", "copy", "--no-progress", "-r", str(reqs)]
+                "--no-progress", "-r", str(reqs)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k == "UV_CACHE_DIR"}
         env["UV_NO_CONFIG"] = "1"
         try:

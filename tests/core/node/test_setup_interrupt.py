@@ -5,7 +5,9 @@ The app is the real ``farnode-desktop node`` on a private data folder and a fres
 installs from a real package index on 127.0.0.1 that holds, for every package of the shipped lock, a small
 stand-in of that name and version (the internet is what tests fake); the second package of the lock is
 served slowly, so that uv is in the middle of the lock's main run when Ctrl-C comes (torch, the first, is
-installed in a run of its own before it).
+installed in a run of its own before it). The stand-ins are not the files the shipped lock's hashes name, so the
+app runs on the shipped lock without its hashes (``FARNODE_ENGINE_LOCKS``); the hashes are tested in
+test_engine_env.py.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from farnode_desktop.core.engine_lock import lock_path, read_lock
+from farnode_desktop.core.engine_lock import LOCKS_ENV, lock_path, read_lock
 from farnode_desktop.core.node.engine_venv import EngineEnv, find_uv
 from farnode_desktop.core.paths import AppPaths
 from tests.support import REPO
@@ -80,8 +82,12 @@ def setup_processes(engine_root: Path) -> list[str]:
 
 
 @pytest.fixture
-def stand_in_index(tmp_path):
+def stand_in_index(tmp_path, monkeypatch):
     lock = read_lock(lock_path("cpu"))
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    (locks / "cpu.txt").write_text("".join((f"{r.spec} @ {r.url}" if r.url else r.spec) + "\n" for r in lock))
+    monkeypatch.setenv(LOCKS_ENV, str(locks))
     wheels = tmp_path / "wheels"
     for i, req in enumerate(lock):
         make_wheel(wheels, req.name, req.version, payload_bytes=3_000_000 if i == 1 else 0)
