@@ -20,3 +20,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
   echo "$want" > "$stamp"
 fi
+# uv (a dependency of the app) installs the engine's lock; without it the set-up falls back to pip, slowly.
+if ! .venv/bin/uv --version >/dev/null 2>&1; then
+  echo "scripts/setup.sh: uv is missing from .venv (pip install -e . should have installed it): the engine" \
+       "set-up will fall back to pip, package by package." >&2
+fi

@@ -28,6 +28,9 @@ SOURCE_ENV = "FARNODE_ENGINE_SOURCE"  # a local archive or wheel of the engine (
 
 PACKAGE_ROOT = engine_package_root()  # farnode_desktop/ as the engine sees it (bundled data when frozen)
 LOCKS_DIR = PACKAGE_ROOT / "engine" / "locks"
+# A folder of locks (cpu.txt, cuda.txt) used instead of the shipped ones: a site's own vetted lock, or a test's
+# lock of stand-in packages (their hashes are not the real files').
+LOCKS_ENV = "FARNODE_ENGINE_LOCKS"
 
 # Where pip finds the CPU build of torch (``torch==X+cpu``): PyTorch's own index. PyPI's torch of the same
 # version is the CUDA build, which needs nvidia-* wheels (several GB) and fails to import without them.
@@ -45,10 +48,16 @@ class Requirement:
     name: str
     version: str
     url: str = ""  # the engine: its Git source, ``git+https://host/owner/repo.git@<full commit id>``
+    hashes: tuple[str, ...] = ()  # ``sha256:<hex>`` of every file this line may install (all platforms)
 
     @property
     def spec(self) -> str:
         return f"{self.name}=={self.version}"
+
+    @property
+    def hashed_spec(self) -> str:
+        """The line in pip's hash-checking format: ``name==version --hash=sha256:... --hash=...``."""
+        return " ".join([self.spec, *(f"--hash={h}" for h in self.hashes)])
 
     @property
     def commit(self) -> str:
@@ -91,20 +100,32 @@ def archive_commit(path: Path) -> str | None:
 
 
 def lock_path(variant: str) -> Path:
-    """The shipped lock of a variant."""
-    return LOCKS_DIR / f"{variant}.txt"
+    """The lock of a variant: the shipped one, or ``FARNODE_ENGINE_LOCKS``'s."""
+    return Path(os.environ.get(LOCKS_ENV) or LOCKS_DIR) / f"{variant}.txt"
 
 
 def read_lock(path: Path) -> list[Requirement]:
+    """The lock's lines: ``name==version`` with pip's ``--hash=sha256:<hex>`` options (one or more, a line
+    may continue with a backslash), or ``name==version @ git+URL@commit`` for the engine."""
     reqs = []
-    for line in path.read_text().splitlines():
+    text = re.sub(r"\\[ \t]*\n", " ", path.read_text())
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
+        words = line.split()
+        hashes = tuple(w.removeprefix("--hash=") for w in words if w.startswith("--hash="))
+        line = " ".join(w for w in words if not w.startswith("--hash="))
         spec, _, url = line.partition(" @ ")
         name, _, version = spec.partition("==")
-        reqs.append(Requirement(name.strip(), version.strip(), url.strip()))
+        reqs.append(Requirement(name.strip(), version.strip(), url.strip(), hashes))
     return reqs
+
+
+def lock_is_hashed(reqs: list[Requirement]) -> bool:
+    """Every index line carries hashes (the engine's Git line cannot): install with ``--require-hashes``."""
+    index_lines = [r for r in reqs if not r.url]
+    return bool(index_lines) and all(r.hashes for r in index_lines)
 
 
 def pip_install_options(req: Requirement, variant: str, env: dict[str, str] | None = None) -> list[str]:

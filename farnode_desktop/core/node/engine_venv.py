@@ -53,7 +53,6 @@ from farnode_desktop.core import process_tree
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.engine_lock import (
     LOCK_VERSION,
-    LOCKS_DIR,
     PACKAGE_ROOT,
     SOURCE_ENV,
     Requirement,
@@ -61,6 +60,7 @@ from farnode_desktop.core.engine_lock import (
     engine_problem,
     env_folder_name,
     lock_digest,
+    lock_is_hashed,
     lock_path,
     norm_name,
     parse_probe_output,
@@ -81,6 +81,57 @@ NEEDED_BYTES = {"cpu": 2_500_000_000, "cuda": 8_000_000_000}
 TORCH_BYTES = {"cpu": 1_000_000_000, "cuda": 6_500_000_000}
 ENGINE_LOCK = "engine.lock"  # <engine root>/engine.lock: one set-up or removal at a time
 ProgressFn = Callable[[EngineProgress], None]
+UV_ENV = "FARNODE_UV"  # the uv binary to install with (empty or missing file: pip, package by package)
+
+
+def find_uv() -> str | None:
+    """uv, the installer the set-up runs (a dependency of the app: its binary lies beside the app's
+    interpreter, or where the ``uv`` package says); ``FARNODE_UV`` overrides. None: not available here."""
+    override = os.environ.get(UV_ENV)
+    if override is not None:
+        return override if override and os.path.isfile(override) and os.access(override, os.X_OK) else None
+    beside = Path(sys.executable).parent / ("uv.exe" if os.name == "nt" else "uv")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    try:
+        import uv
+
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return None
+
+
+def pip_config_options(env: dict[str, str] | None = None) -> list[str]:
+    """pip's configured indexes and find-links (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_FIND_LINKS``,
+    ``PIP_NO_INDEX``, else pip.conf as ``pip config list`` of the base interpreter reads it) as uv options:
+    uv reads no pip configuration, and offline machines point pip at a mirror or a wheel folder."""
+    env = dict(os.environ if env is None else env)
+    conf: dict[str, str] = {}
+    try:
+        done = process_tree.run([base_python(), "-m", "pip", "config", "list"], timeout=60, env=env)
+        for line in done.output.decode(errors="replace").splitlines():
+            key, eq, value = line.partition("=")
+            if eq and "." in key:
+                conf.setdefault(key.split(".", 1)[1].strip(), value.strip().strip("'\""))
+    except (OSError, EngineEnvError):
+        pass
+
+    def setting(name: str) -> str:
+        value = env.get("PIP_" + name.upper().replace("-", "_"))
+        return conf.get(name, "") if value is None else value
+
+    opts: list[str] = []
+    if setting("no-index").lower() in ("1", "true", "yes", "on"):
+        opts.append("--no-index")
+    if setting("index-url"):
+        opts += ["--index-url", setting("index-url")]
+    for url in setting("extra-index-url").split():
+        opts += ["--extra-index-url", url]
+    if setting("no-cache-dir").lower() in ("1", "true", "yes", "on"):
+        opts.append("--no-cache")
+    for where in setting("find-links").split():
+        opts += ["--find-links", where.removeprefix("file://") if where.startswith("file:///") else where]
+    return opts
 
 
 @dataclass(frozen=True)
@@ -169,7 +220,7 @@ class EngineEnv:
             raise EngineEnvError(f"Unknown engine variant {variant!r}; use one of {', '.join(VARIANTS)}.")
         self.paths = paths
         self.variant = variant
-        self.lock_file = lock_file or LOCKS_DIR / f"{variant}.txt"
+        self.lock_file = lock_file or lock_path(variant)
         self._use(env_root(paths.engine_root, variant, self.lock_file))
         self.source = source
         self.previous = False  # running an earlier lock's environment (an update that did not complete)
@@ -365,15 +416,24 @@ class EngineEnv:
         weights = {r.name: (40.0 if r.name == "torch" else 1.0) for r in lock}
         total = sum(weights.values())
         done = total - sum(weights[r.name] for r in todo)
-        for i, req in enumerate(todo, 1):
-            _check_cancel(cancel)
+        uv = find_uv()
+        if uv is None and todo:
+            why = (f"{UV_ENV} names no usable uv binary" if os.environ.get(UV_ENV) is not None
+                   else "uv was not found beside this app")
             report(EngineProgress(min(99.0, 95.0 * done / total),
-                                  f"installing {req.name} {req.version} ({i}/{len(todo)})"))
-            if req.url:
-                self._install_engine(req, cancel)
-            else:
-                self._pip_install(req, cancel)
-            done += weights[req.name]
+                                  f"{why}: installing with pip, package by package (slower)"))
+        if uv is not None:
+            self._uv_install_all(uv, todo, lock, report, cancel, weights, done, total)
+        else:
+            for i, req in enumerate(todo, 1):
+                _check_cancel(cancel)
+                report(EngineProgress(min(99.0, 95.0 * done / total),
+                                      f"installing {req.name} {req.version} ({i}/{len(todo)})"))
+                if req.url:
+                    self._install_engine(req, cancel)
+                else:
+                    self._pip_install(req, cancel, hashed=bool(req.hashes))
+                done += weights[req.name]
         if not verify:
             report(EngineProgress(100.0, "packages installed", done=True))
             return None
@@ -556,8 +616,83 @@ class EngineEnv:
             if norm_name(d.name[: -len(".dist-info")].partition("-")[0]) == norm_name(req.name) and not (d / "RECORD").is_file():
                 shutil.rmtree(d, ignore_errors=True)
 
-    def _pip_install(self, req: Requirement, cancel=None) -> None:
-        self._run_pip(req, [*pip_install_options(req, self.variant), req.spec], cancel)
+    def _pip_install(self, req: Requirement, cancel=None, *, hashed: bool = False) -> None:
+        if not hashed or "--no-deps" not in pip_install_options(req, self.variant):
+            # pip checks hashes only of a whole set: the CUDA build of torch brings unlocked nvidia-* wheels
+            self._run_pip(req, [*pip_install_options(req, self.variant), req.spec], cancel)
+            return
+        reqs = self.root / f"pip-{norm_name(req.name)}.txt"  # hashes can be given in a requirements file only
+        reqs.write_text(req.hashed_spec + "\n")
+        self._run_pip(req, [*pip_install_options(req, self.variant), "--require-hashes", "-r", str(reqs)], cancel)
+
+    # ------------------------------------------------------------------ installing with uv
+    def _uv_batches(self, todo: list[Requirement]) -> list[list[Requirement]]:
+        """torch alone (it has its own index), the other index packages in one run, the engine last (a Git or
+        archive source cannot carry hashes: it is checked by its commit)."""
+        torch = [r for r in todo if r.name == "torch"]
+        rest = [r for r in todo if r.name != "torch" and not r.url]
+        return [b for b in (torch, rest) if b]
+
+    def _uv_install_all(self, uv: str, todo: list[Requirement], lock: list[Requirement], report: ProgressFn,
+                        cancel, weights: dict[str, float], done: float, total: float) -> None:
+        config = pip_config_options()
+        count = [0]
+        n = len(todo)
+        for batch in self._uv_batches(todo):
+            _check_cancel(cancel)
+            names = ", ".join(r.name for r in batch[:3]) + (f" and {len(batch) - 3} more" if len(batch) > 3 else "")
+            report(EngineProgress(min(99.0, 95.0 * done / total),
+                                  f"installing {batch[0].name} {batch[0].version} ({count[0] + 1}/{n})"
+                                  if len(batch) == 1 else f"installing {len(batch)} packages with uv ({names})"))
+            pending = {norm_name(r.name): r for r in batch}
+
+            def watch(pending=pending) -> bool:
+                """Called while uv runs: reports each package whose RECORD appeared (installed for good)."""
+                nonlocal done
+                have = self.installed()
+                for key in [k for k in pending if k in have]:
+                    req = pending.pop(key)
+                    count[0] += 1
+                    done += weights[req.name]
+                    report(EngineProgress(min(99.0, 95.0 * done / total),
+                                          f"installed {req.name} {req.version} ({count[0]}/{n})"))
+                return bool(cancel and cancel())
+
+            self._run_uv(uv, batch, lock_is_hashed(batch), config, watch)
+            watch()
+        for req in todo:
+            if req.url:
+                _check_cancel(cancel)
+                report(EngineProgress(min(99.0, 95.0 * done / total),
+                                      f"installing {req.name} {req.version} ({count[0] + 1}/{n})"))
+                self._install_engine(req, cancel)
+                count[0] += 1
+                done += weights[req.name]
+
+    def _run_uv(self, uv: str, batch: list[Requirement], hashed: bool, config: list[str], cancel) -> None:
+        for req in batch:
+            self._drop_unfinished(req)
+        reqs = self.root / "uv-requirements.txt"
+        reqs.write_text("".join((r.hashed_spec if hashed else r.spec) + "\n" for r in batch))
+        opts = list(config)
+        torch = next((r for r in batch if r.name == "torch"), None)
+        if torch is not None:
+            opts += [o for o in pip_install_options(torch, self.variant) if o != "--no-deps"]
+        deps = [] if torch is not None and self.variant == "cuda" else ["--no-deps"]
+        argv = [uv, "pip", "install", "--python", str(self.python), *deps, *opts,
+                # without --require-hashes (the CUDA torch's run) uv still verifies the hashes given
+                *(["--require-hashes"] if hashed and deps else []), "--index-strategy", "unsafe-best-match",
+                "--no-progress", "-r", str(reqs)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k == "UV_CACHE_DIR"}
+        env["UV_NO_CONFIG"] = "1"
+        try:
+            done = process_tree.run(argv, timeout=3600, cancel=cancel, env=env)
+        except OSError as exc:
+            done = process_tree.Finished(127, str(exc).encode())
+        _check_cancel(lambda: done.cancelled)
+        if done.returncode == 0:
+            return
+        self._install_failed(batch[0] if len(batch) == 1 else None, done.output.decode(errors="replace")[-3000:])
 
     def _run_pip(self, req: Requirement, args: list[str], cancel=None) -> None:
         self._drop_unfinished(req)
@@ -565,20 +700,32 @@ class EngineEnv:
                                  "-q", *args], timeout=3600, cancel=cancel)
         if done.returncode == 0:
             return
-        out = done.output.decode(errors="replace")[-2000:]
+        self._install_failed(req, done.output.decode(errors="replace")[-2000:])
+
+    def _install_failed(self, req: Requirement | None, out: str) -> None:
         low = out.lower()
+        if "hash mismatch" in low or "hashes do not match" in low or "do not match the hashes" in low:
+            raise EngineEnvError("A downloaded package does not match the hash the engine lock records for it, so "
+                                 "nothing of it was installed. The package index or a local wheel folder holds a "
+                                 "different (possibly tampered) file; check your package mirror and run the set-up "
+                                 "again.", title="Engine package refused", detail=out)
+        if req is None:  # a batch: name the package the installer names
+            m = re.search(r"([A-Za-z0-9_.-]+)==([0-9][^\s`':,]*)", out)
+            req = Requirement(m.group(1), m.group(2).rstrip(".")) if m else Requirement("a package", "of the lock")
         if "no space left" in low:
             raise DiskFullError(f"The disk filled up while installing {req.spec} for the engine. Free some disk "
                                 "space and run the set-up again; it continues where it stopped.", detail=out)
         if any(s in low for s in ("connection", "network is unreachable", "temporary failure in name resolution",
                                   "read timed out", "max retries exceeded", "could not resolve host",
+                                  "error sending request", "dns error",
                                   "unable to access")):
             where = f"its Git source ({req.repo_url})" if req.url else "the package index"
             raise EngineEnvError(f"Could not download {req.spec}: no connection to {where}. Check your "
                                  "internet connection and run the set-up again; it continues where it stopped."
                                  + (" Offline, set the engine source to a local archive of it." if req.url else ""),
                                  detail=out)
-        if "no matching distribution" in low or "could not find a version" in low:
+        if any(s in low for s in ("no matching distribution", "could not find a version", "was not found in the",
+                                  "no solution found", "not found in the package registry")):
             raise EngineEnvError(f"{req.spec} is not available for this computer (Python "
                                  f"{sys.version_info.major}.{sys.version_info.minor}, {sys.platform}). "
                                  "Check your internet connection, or report this with the diagnostics.",

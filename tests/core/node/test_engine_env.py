@@ -30,20 +30,31 @@ def test_the_shipped_locks_pin_every_package():
 
 
 def test_install_reports_progress_and_resumes(tiny):
+    """One uv run installs the lock; each package is reported once its RECORD is written; a set-up cancelled
+    before it ends leaves nothing running, and the next one installs only what is missing."""
     seen = []
-
-    def cancel_once_a_is_in() -> bool:
-        return "farnode-probe-a" in tiny.installed()
-
     with pytest.raises(EngineEnvError, match="cancelled"):
-        tiny.ensure(seen.append, cancel=cancel_once_a_is_in, verify=False)
-    assert [r.name for r in tiny.missing()] == ["farnode-probe-b"]  # a went in before the cancel
-    steps = [p.step for p in seen]
-    assert steps[0] == "creating the engine environment" and steps[1].startswith("installing farnode-probe-a 1.0 (1/2)")
+        tiny.ensure(seen.append, cancel=lambda: tiny.python.exists(), verify=False)
+    assert [p.step for p in seen] == ["creating the engine environment"]
 
     seen.clear()
+    tiny.ensure(seen.append, verify=False)
+    steps = [p.step for p in seen]
+    assert steps[0] == "creating the engine environment"
+    assert steps[1] == "installing 2 packages with uv (farnode-probe-a, farnode-probe-b)"
+    assert sorted(s for s in steps if s.startswith("installed ")) == [
+        "installed farnode-probe-a 1.0 (1/2)", "installed farnode-probe-b 2.0 (2/2)"] or sorted(
+        s for s in steps if s.startswith("installed ")) == [
+        "installed farnode-probe-a 1.0 (2/2)", "installed farnode-probe-b 2.0 (1/2)"]
+    assert tiny.missing() == []
+
+    site = tiny.site_packages()
+    (next(site.glob("farnode_probe_b-*.dist-info")) / "RECORD").unlink()  # b's install was cut short
+    assert [r.name for r in tiny.missing()] == ["farnode-probe-b"]
+    seen.clear()
     tiny.ensure(seen.append, verify=False)  # resumes: only what is missing
-    assert [p.step for p in seen if p.step.startswith("installing")] == ["installing farnode-probe-b 2.0 (1/1)"]
+    assert [p.step for p in seen if p.step.startswith("install")] == [
+        "installing farnode-probe-b 2.0 (1/1)", "installed farnode-probe-b 2.0 (1/1)"]
     assert seen[-1].done and seen[-1].percent == 100.0
     assert tiny.missing() == []
     percents = [p.percent for p in seen]
@@ -229,3 +240,68 @@ def test_no_connection_to_the_git_source_says_what_to_do(app_paths, tmp_path, mo
     assert f"no connection to its Git source (http://127.0.0.1:{port}/QuantumLabs-Git/farmesh)" in ei.value.message
     assert "set the engine source to a local archive" in ei.value.message
     assert env.missing() and [r.name for r in env.missing()] == ["farmesh"]  # the rest went in; it resumes
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_tampered_wheel_is_refused_by_its_hash(tiny, package_index):
+    """The lock carries each file's sha256: a wheel on the index that differs (a tampered mirror) is refused
+    and nothing of the lock is installed."""
+    wheels = package_index.folder
+    a, b = sorted(wheels.glob("farnode_probe_a-*.whl"))[0], sorted(wheels.glob("farnode_probe_b-*.whl"))[0]
+    tiny.lock_file.write_text(f"farnode-probe-a==1.0 --hash={_sha256(a)}\nfarnode-probe-b==2.0 --hash={_sha256(b)}\n")
+    assert engine_lock.lock_is_hashed(read_lock(tiny.lock_file))
+    with open(b, "ab") as f:  # a byte more: still a valid zip to most readers, but not the locked file
+        f.write(b"\0")
+    with pytest.raises(EngineEnvError, match="does not match the hash the engine lock records") as err:
+        tiny.ensure(verify=False)
+    assert err.value.title == "Engine package refused"
+    assert not any(n.startswith("farnode-probe") for n in tiny.installed())  # nothing, not even the good one
+
+    b.unlink()
+    from tests.core.node.package_index import make_wheel
+
+    make_wheel(wheels, "farnode-probe-b", "2.0")  # a new build of the same version: other bytes, other hash
+    with pytest.raises(EngineEnvError, match="does not match the hash"):
+        tiny.ensure(verify=False)
+
+
+def test_the_lock_with_hashes_installs_with_uv_and_with_pip(tiny, package_index, monkeypatch):
+    wheels = package_index.folder
+    a, b = sorted(wheels.glob("farnode_probe_a-*.whl"))[0], sorted(wheels.glob("farnode_probe_b-*.whl"))[0]
+    tiny.lock_file.write_text(f"farnode-probe-a==1.0 \\\n    --hash={_sha256(a)}\nfarnode-probe-b==2.0 --hash={_sha256(b)}\n")
+    tiny.ensure(verify=False)
+    assert tiny.missing() == []
+
+
+def test_without_uv_the_setup_falls_back_to_pip_and_says_so(tiny, monkeypatch):
+    monkeypatch.setenv(engine_env.UV_ENV, str(tiny.root / "no-uv-here"))
+    assert engine_env.find_uv() is None
+    seen = []
+    tiny.ensure(seen.append, verify=False)
+    steps = [p.step for p in seen]
+    assert steps[1] == (f"{engine_env.UV_ENV} names no usable uv binary: installing with pip, package by package "
+                        "(slower)")
+    assert [s for s in steps if s.startswith("installing farnode")] == [
+        "installing farnode-probe-a 1.0 (1/2)", "installing farnode-probe-b 2.0 (2/2)"]
+    assert tiny.missing() == []
+
+
+def test_pips_configured_indexes_become_uv_options(tmp_path, monkeypatch):
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = https://mirror.example/simple\nfind-links = /srv/wheels\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_NO_CACHE_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    assert engine_env.pip_config_options() == ["--index-url", "https://mirror.example/simple",
+                                               "--find-links", "/srv/wheels"]
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "https://a.example/simple https://b.example/simple")
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple/")  # the environment wins over pip.conf
+    assert engine_env.pip_config_options() == ["--index-url", "http://127.0.0.1:9/simple/",
+                                               "--extra-index-url", "https://a.example/simple",
+                                               "--extra-index-url", "https://b.example/simple",
+                                               "--find-links", "/srv/wheels"]

@@ -59,7 +59,7 @@ def _read_until(proc: subprocess.Popen, prefix: str, lines: list[str]) -> None:
 def test_a_second_setup_waits_for_the_first_and_installs_nothing_twice(app_paths, slow_lock):
     first = _setup_process(slow_lock)
     first_lines: list[str] = []
-    _read_until(first, "installing farnode-probe-slow", first_lines)  # the first is mid-download
+    _read_until(first, "installing 3 packages with uv", first_lines)  # the first is mid-download
     second = _setup_process(slow_lock)
     out2, _ = second.communicate(timeout=120)
     out1 = "\n".join(first_lines) + first.communicate(timeout=120)[0]
@@ -89,7 +89,7 @@ def test_two_threads_of_one_app_set_up_one_after_the_other(app_paths, slow_lock)
 
     first = threading.Thread(target=setup, args=("first",))
     first.start()
-    assert wait_until(lambda: any(s.startswith("installing farnode-probe-slow") for s in seen["first"]), 60)
+    assert wait_until(lambda: any(s.startswith("installing 3 packages with uv") for s in seen["first"]), 60)
     second = threading.Thread(target=setup, args=("second",))
     second.start()
     first.join(120)
@@ -104,7 +104,7 @@ def test_removal_is_refused_during_a_setup_and_while_a_process_runs_from_the_env
     env = EngineEnv(app_paths, "cpu", lock_file=slow_lock)
     setup = _setup_process(slow_lock)
     lines: list[str] = []
-    _read_until(setup, "installing farnode-probe-slow", lines)
+    _read_until(setup, "installing 3 packages with uv", lines)
     with pytest.raises(EngineBusy, match=rf"an engine set-up, process {setup.pid}"):
         env.remove()
     out, _ = setup.communicate(timeout=120)

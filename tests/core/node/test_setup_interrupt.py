@@ -1,10 +1,13 @@
-"""Ctrl-C during the engine set-up of a fresh environment: pip stops at once, nothing of the set-up is left
+"""Ctrl-C during the engine set-up of a fresh environment: uv stops at once, nothing of the set-up is left
 running, and the next start continues where the first one stopped.
 
-The app is the real ``farnode-desktop node`` on a private data folder and a fresh engine folder. Its pip
+The app is the real ``farnode-desktop node`` on a private data folder and a fresh engine folder. Its uv
 installs from a real package index on 127.0.0.1 that holds, for every package of the shipped lock, a small
 stand-in of that name and version (the internet is what tests fake); the second package of the lock is
-served slowly, so that pip is in the middle of it when Ctrl-C comes.
+served slowly, so that uv is in the middle of the lock's main run when Ctrl-C comes (torch, the first, is
+installed in a run of its own before it). The stand-ins are not the files the shipped lock's hashes name, so the
+app runs on the shipped lock without its hashes (``FARNODE_ENGINE_LOCKS``); the hashes are tested in
+test_engine_env.py.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from farnode_desktop.core.engine_lock import lock_path, read_lock
-from farnode_desktop.core.node.engine_venv import EngineEnv
+from farnode_desktop.core.engine_lock import LOCKS_ENV, lock_path, read_lock
+from farnode_desktop.core.node.engine_venv import EngineEnv, find_uv
 from farnode_desktop.core.paths import AppPaths
 from tests.support import REPO
 
@@ -79,8 +82,12 @@ def setup_processes(engine_root: Path) -> list[str]:
 
 
 @pytest.fixture
-def stand_in_index(tmp_path):
+def stand_in_index(tmp_path, monkeypatch):
     lock = read_lock(lock_path("cpu"))
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    (locks / "cpu.txt").write_text("".join((f"{r.spec} @ {r.url}" if r.url else r.spec) + "\n" for r in lock))
+    monkeypatch.setenv(LOCKS_ENV, str(locks))
     wheels = tmp_path / "wheels"
     for i, req in enumerate(lock):
         make_wheel(wheels, req.name, req.version, payload_bytes=3_000_000 if i == 1 else 0)
@@ -89,8 +96,11 @@ def stand_in_index(tmp_path):
     index.close()
 
 
-def test_ctrl_c_during_engine_setup_stops_pip_at_once_and_the_next_start_resumes(tmp_path, stand_in_index,
-                                                                                 monkeypatch):
+def test_ctrl_c_during_engine_setup_stops_uv_at_once_and_the_next_start_resumes(tmp_path, stand_in_index,
+                                                                                monkeypatch):
+    if find_uv() is None:
+        pytest.fail("uv is missing (a dependency of the app): run scripts/setup.sh, or set FARNODE_UV to a uv "
+                    "binary.")
     index, lock = stand_in_index
     engine_root = tmp_path / "engines"
     monkeypatch.setenv("FARNODE_HOME", str(tmp_path / "home"))
@@ -98,12 +108,15 @@ def test_ctrl_c_during_engine_setup_stops_pip_at_once_and_the_next_start_resumes
     env = {**os.environ, **index.pip_env()}
     env.pop("DISPLAY", None)
     first, second = lock[0], lock[1]
+    assert first.name == "torch"
+    main_run = f"installing {len(lock) - 2} packages with uv ("  # all but torch and the engine itself
 
     app = App(env)
     try:
-        assert app.wait_line(lambda s: f"installing {second.name} " in s, 120), "\n".join(app.lines)
-        time.sleep(1.0)  # pip is downloading the second package now
-        assert any("pip" in p and second.name in p for p in setup_processes(engine_root)), \
+        assert app.wait_line(lambda s: f"installed {first.name} " in s, 120), "\n".join(app.lines)
+        assert app.wait_line(lambda s: main_run in s, 60), "\n".join(app.lines)
+        time.sleep(1.0)  # uv is downloading the second package now (6 s at this rate)
+        assert any("uv" in p and " pip install " in p for p in setup_processes(engine_root)), \
             setup_processes(engine_root)
         app.ctrl_c()
         time.sleep(2.0)
@@ -113,18 +126,18 @@ def test_ctrl_c_during_engine_setup_stops_pip_at_once_and_the_next_start_resumes
         app.close()
     engine = EngineEnv(AppPaths.default(), "cpu")
     missing = [r.name for r in engine.missing()]
-    assert first.name not in missing and second.name in missing  # the cut-short package counts as missing
+    assert first.name not in missing and second.name in missing  # the cut-short run counts as not installed
 
     index.rate = 0  # the network is fast now
     again = App(env)
     try:
         line = again.wait_line(lambda s: "installing " in s, 120)
-        assert line is not None and f"installing {second.name} {second.version} (1/{len(lock) - 1})" in line, \
+        assert line is not None and main_run in line, "\n".join(again.lines)
+        assert not any(f"installing {first.name} " in s or f"installed {first.name} " in s for s in again.lines)
+        assert again.wait_line(lambda s: f"installed {second.name} {second.version} " in s, 120), \
             "\n".join(again.lines)
-        assert not any(f"installing {first.name} " in s for s in again.lines)
         again.ctrl_c()
         assert again.proc.wait(20) == 0, "\n".join(again.lines)
     finally:
         again.close()
     assert setup_processes(engine_root) == []
-
