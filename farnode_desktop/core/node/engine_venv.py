@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -73,6 +74,7 @@ from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.snapshots import EngineProgress
 from farnode_desktop.engine.protocol import ProbeResult, ProtocolError
 
+log = logging.getLogger(__name__)
 VARIANTS = ("cpu", "cuda")
 # Disk needed to set up each variant (bytes), checked before anything is written.
 NEEDED_BYTES = {"cpu": 2_500_000_000, "cuda": 8_000_000_000}
@@ -670,14 +672,25 @@ class EngineEnv:
                 done += weights[req.name]
 
     def _run_uv(self, uv: str, batch: list[Requirement], hashed: bool, config: list[str], cancel) -> None:
+        torch = next((r for r in batch if r.name == "torch"), None)
+        torch_index = [o for o in pip_install_options(torch, self.variant) if o != "--no-deps"] if torch else []
+        try:
+            self._run_uv_once(uv, batch, hashed, [*config, *torch_index], cancel)
+        except EngineEnvError as exc:
+            # As pip does, an unreachable torch index is skipped when pip's own configuration names other
+            # sources (a mirror, a local wheel folder): the lock's hashes still decide what is installed.
+            if not (torch_index and config and "no connection" in exc.message):
+                raise
+            log.warning("the torch index %s is not reachable; trying the package sources pip is configured with",
+                        torch_index[-1])
+            self._run_uv_once(uv, batch, hashed, list(config), cancel)
+
+    def _run_uv_once(self, uv: str, batch: list[Requirement], hashed: bool, opts: list[str], cancel) -> None:
         for req in batch:
             self._drop_unfinished(req)
         reqs = self.root / "uv-requirements.txt"
         reqs.write_text("".join((r.hashed_spec if hashed else r.spec) + "\n" for r in batch))
-        opts = list(config)
         torch = next((r for r in batch if r.name == "torch"), None)
-        if torch is not None:
-            opts += [o for o in pip_install_options(torch, self.variant) if o != "--no-deps"]
         deps = [] if torch is not None and self.variant == "cuda" else ["--no-deps"]
         argv = [uv, "pip", "install", "--python", str(self.python), *deps, *opts,
                 # without --require-hashes (the CUDA torch's run) uv still verifies the hashes given
