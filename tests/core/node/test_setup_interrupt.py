@@ -141,3 +141,25 @@ def test_ctrl_c_during_engine_setup_stops_uv_at_once_and_the_next_start_resumes(
     finally:
         again.close()
     assert setup_processes(engine_root) == []
+
+
+def test_an_unreachable_torch_index_is_skipped_for_pips_configured_sources(tmp_path, stand_in_index, monkeypatch):
+    """PyTorch's index cannot be reached (a closed port stands for it), but pip is configured with a package
+    index that has torch: as pip itself would, the set-up takes torch from there instead of failing."""
+    from tests.support.ports import free_port
+
+    index, lock = stand_in_index
+    index.rate = 0
+    monkeypatch.setenv("FARNODE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FARNODE_ENGINE_ROOT", str(tmp_path / "engines"))
+    env = {**os.environ, **index.pip_env(), "FARNODE_TORCH_INDEX": f"http://127.0.0.1:{free_port()}/simple/"}
+    env.pop("DISPLAY", None)
+    app = App(env)
+    try:
+        assert app.wait_line(lambda s: f"installed {lock[0].name} " in s, 120), "\n".join(app.lines)
+        app.ctrl_c()
+        app.proc.wait(30)
+    finally:
+        app.close()
+    engine = EngineEnv(AppPaths.default(), "cpu")
+    assert lock[0].name not in [r.name for r in engine.missing()]
