@@ -251,6 +251,9 @@ class Request(Event):
     new_tokens: int = 0
     prompt_tokens: int = 0
     latency_s: float = 0.0
+    # Tokens each server on the route processed for this request, by peer id (re-routed steps included);
+    # None from an older client that did not count them.
+    served: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     from transformers import AutoModelForCausalLM
 
     sent = {"tokens": 0}
+    per_server: dict[str, int] = {}  # this request's tokens by the peer id of the server they went to
+    forward_tokens = {"n": 0}  # while a forward pass runs: the tokens each span of its route receives
     session_mod = importlib.import_module(f"{engine.__name__}.client.inference_session")
     server_session = session_mod._ServerInferenceSession
     orig_step = server_session.step
@@ -56,10 +58,25 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
         out = orig_step(self, inputs, *args, **kwargs)
         # The engine checks that the output has the shape of what this step sent (the whole history on a
         # session's first step with this server, the new tokens after): batch x tokens x hidden.
-        sent["tokens"] += int(out.shape[0]) * int(out.shape[1])
+        n_tokens = int(out.shape[0]) * int(out.shape[1])
+        sent["tokens"] += n_tokens
+        peer = str(self.span.peer_id)
+        per_server[peer] = per_server.get(peer, 0) + n_tokens
         return out
 
     server_session.step = step
+    # A forward pass reports each span that answered (sequential_autograd.sequential_forward) here, with its
+    # server's peer id; re-routed spans after a failure report the server that did answer.
+    manager_cls = importlib.import_module(f"{engine.__name__}.client.routing.sequence_manager").RemoteSequenceManager
+    orig_success = manager_cls.on_request_success
+
+    def on_request_success(self, peer_id):
+        if forward_tokens["n"]:
+            peer = str(peer_id)
+            per_server[peer] = per_server.get(peer, 0) + forward_tokens["n"]
+        return orig_success(self, peer_id)
+
+    manager_cls.on_request_success = on_request_success
 
     model_path = cfg.model
     local = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch.float32)
@@ -93,6 +110,7 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
         kind = "forward" if forward_every and n % forward_every == 0 else "generate"
         t0 = time.perf_counter()
         before = sent["tokens"]
+        per_server.clear()
         try:
             with torch.inference_mode():
                 if kind == "generate":
@@ -103,7 +121,11 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
                     new_tokens = int(got.shape[1] - ids.shape[1])
                     tokens_sent = sent["tokens"] - before
                 else:
-                    got = remote(ids).logits
+                    forward_tokens["n"] = int(ids.numel())
+                    try:
+                        got = remote(ids).logits
+                    finally:
+                        forward_tokens["n"] = 0
                     latency = time.perf_counter() - t0
                     want = local(ids).logits
                     ok = bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
@@ -114,7 +136,7 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
                            detail=traceback.format_exc()[-1500:]))
             continue
         w.send(P.Request(n=n, kind=kind, ok=ok, tokens_sent=tokens_sent, new_tokens=new_tokens,
-                         prompt_tokens=prompt_len, latency_s=round(latency, 4)))
+                         prompt_tokens=prompt_len, latency_s=round(latency, 4), served=dict(per_server)))
         if not ok:
             w.send(P.Mismatch(n=n, kind=kind, prompt=ids.tolist(), got=got.tolist() if kind == "generate" else None,
                               want=want.tolist() if kind == "generate" else None))
