@@ -98,6 +98,7 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     vocab = int(local.config.vocab_size)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = 0
+    announced: dict[str, tuple] = {}  # peer id -> what was last emitted for it
     next_at = time.monotonic()
     while not stop.is_set() and (count == 0 or n < count):
         wait = next_at - time.monotonic()
@@ -137,6 +138,7 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
             continue
         w.send(P.Request(n=n, kind=kind, ok=ok, tokens_sent=tokens_sent, new_tokens=new_tokens,
                          prompt_tokens=prompt_len, latency_s=round(latency, 4), served=dict(per_server)))
+        _announce_servers(w, remote, cfg.dht_prefix, set(per_server), announced)
         if not ok:
             w.send(P.Mismatch(n=n, kind=kind, prompt=ids.tolist(), got=got.tolist() if kind == "generate" else None,
                               want=want.tolist() if kind == "generate" else None))
@@ -146,6 +148,33 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     except Exception:
         pass
     return 0
+
+
+def _announce_servers(w: EventWriter, remote, dht_prefix: str | None, peers: set[str],
+                      announced: dict[str, tuple]) -> None:
+    """Emit a ServerAnnounce for each server in ``peers`` whose public name or wallet binding changed since
+    it was last emitted. A DHT that cannot be read is skipped quietly:
+    the next request asks again."""
+    if not peers or not dht_prefix:
+        return
+    from farnode_desktop.engine.binding import read_bindings
+
+    try:
+        manager = remote.transformer.h.sequence_manager
+        bindings = read_bindings(manager.dht, dht_prefix)
+        names: dict[str, str] = {}
+        for info in manager.state.sequence_info.block_infos:
+            for peer_id, server in info.servers.items():
+                if server.public_name:
+                    names[str(peer_id)] = str(server.public_name)
+    except Exception:  # noqa: BLE001 - the swarm's view is best effort between requests
+        return
+    for peer in sorted(peers):
+        statement, signature = bindings.get(peer, ("", ""))
+        now = (names.get(peer, ""), statement, signature)
+        if announced.get(peer) != now:
+            announced[peer] = now
+            w.send(P.ServerAnnounce(peer_id=peer, public_name=now[0], statement=statement, signature=signature))
 
 
 def _stop(stop: threading.Event) -> None:

@@ -45,6 +45,8 @@ SAMPLES = [
               served={"12D3KooWa": 6, "12D3KooWb": 6}),
     P.Mismatch(t=12.0, n=2, kind="generate", prompt=[[5, 6]], got=[[5, 6, 7]], want=[[5, 6, 8]]),
     P.Error(t=13.0, message="RuntimeError: x", n=3, kind="forward"),
+    P.ServerAnnounce(t=13.5, peer_id="12D3KooWa", public_name="0xAbc", statement="FarNode binding ...",
+                     signature="0x12"),
     P.Done(t=14.0, requests=3),
 ]
 

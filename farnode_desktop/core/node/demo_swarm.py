@@ -250,6 +250,8 @@ class TrafficGenerator:
             self._stats = s
         if isinstance(ev, P.Request) and ev.served:
             self._record_served(ev)
+        elif isinstance(ev, P.ServerAnnounce) and ev.peer_id:
+            self._note_peer(ev)
         if isinstance(ev, (P.Request, P.Error, P.Mismatch)):
             self.bus.publish(f"traffic.{ev.KIND}", ev)  # the typed event
         if isinstance(ev, P.Mismatch):
@@ -272,6 +274,18 @@ class TrafficGenerator:
             self._ledger.record(f"{self._run_id}:{ev.n}", time.time(), served)
         except (LedgerError, OSError) as exc:
             log.error("could not record request %s in the served ledger: %s", ev.n, exc)
+
+    def _note_peer(self, ev: P.ServerAnnounce) -> None:
+        """What a server on the demo routes announces (public name, signed wallet binding) into the served
+        ledger; the payout service checks the signature before it pays."""
+        if self.served_ledger_path is None:
+            return
+        try:
+            if self._ledger is None:
+                self._ledger = ServedLedger(self.served_ledger_path)
+            self._ledger.note_peer(ev.peer_id, ev.public_name, ev.statement, ev.signature, time.time())
+        except (LedgerError, OSError) as exc:
+            log.error("could not note server %s in the served ledger: %s", ev.peer_id, exc)
 
     def wait_for(self, predicate, timeout: float) -> bool:
         deadline = time.time() + timeout

@@ -54,6 +54,9 @@ def test_node_serves_checked_traffic_and_stops_clean(engine_paths, bus, free_por
         try:
             assert ledger.totals() == {stats.peer_id: traffic.tokens_sent}, (ledger.totals(), traffic)
             assert len({r.request_id for r in ledger.rows_after(0)}) == traffic.requests
+            # The server was seen on the routes; this node has no wallet, so it announced no binding.
+            peer = ledger.peer(stats.peer_id)
+            assert peer is not None and peer.statement == "" and peer.signature == "", peer
         finally:
             ledger.close()
         stats = node.stats()

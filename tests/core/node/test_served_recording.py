@@ -50,3 +50,20 @@ def test_without_a_ledger_path_nothing_is_written(tmp_path):
     _feed(traffic, P.Request(n=1, kind="generate", ok=True, tokens_sent=4, served={"peerA": 4}))
     assert traffic.stats.requests == 1
     assert not list(tmp_path.rglob("*.sqlite3"))
+
+
+def test_what_servers_announce_is_noted(tmp_path):
+    path = tmp_path / "served.sqlite3"
+    traffic = _traffic(tmp_path, path)
+    _feed(traffic,
+          P.ServerAnnounce(peer_id="peerA", public_name="0xAbc", statement="st", signature="0xsig"),
+          P.ServerAnnounce(peer_id="peerB", public_name=""),  # no wallet: no binding
+          P.ServerAnnounce(peer_id="peerA", public_name="0xAbc", statement="st2", signature="0xsig2"))
+    ledger = ServedLedger(path)
+    try:
+        a, b = ledger.peer("peerA"), ledger.peer("peerB")
+        assert (a.public_name, a.statement, a.signature) == ("0xAbc", "st2", "0xsig2")  # the latest
+        assert (b.public_name, b.statement, b.signature) == ("", "", "")
+        assert ledger.peer("peerC") is None
+    finally:
+        ledger.close()
