@@ -251,6 +251,9 @@ class Request(Event):
     new_tokens: int = 0
     prompt_tokens: int = 0
     latency_s: float = 0.0
+    # Tokens each server on the route processed for this request, by peer id (re-routed steps included);
+    # None from an older client that did not count them.
+    served: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,19 @@ class Error(Event):
 
 
 @dataclass(frozen=True)
+class ServerAnnounce(Event):
+    """What a server on the client's routes announces: its public name (its DHT server info) and its signed
+    wallet binding (engine/binding.py; empty strings when it announced none). Signatures are checked by the
+    app, not here."""
+
+    KIND: ClassVar[str] = "server_announce"
+    peer_id: str = ""
+    public_name: str = ""
+    statement: str = ""
+    signature: str = ""
+
+
+@dataclass(frozen=True)
 class Done(Event):
     KIND: ClassVar[str] = "done"
     requests: int = 0
@@ -296,7 +312,7 @@ class Unknown(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.KIND: cls for cls in (
     Hello, EngineInfo, State, Peer, Throughput, Blocks, Counters, Failed, Reachability, Exit,
-    Ready, Request, Mismatch, Error, Done)}
+    Ready, Request, Mismatch, Error, ServerAnnounce, Done)}
 
 _SCALARS: dict[str, Callable] = {"int": int, "float": float, "str": str, "bool": bool}
 

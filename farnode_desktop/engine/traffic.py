@@ -48,6 +48,8 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     from transformers import AutoModelForCausalLM
 
     sent = {"tokens": 0}
+    per_server: dict[str, int] = {}  # this request's tokens by the peer id of the server they went to
+    forward_tokens = {"n": 0}  # while a forward pass runs: the tokens each span of its route receives
     session_mod = importlib.import_module(f"{engine.__name__}.client.inference_session")
     server_session = session_mod._ServerInferenceSession
     orig_step = server_session.step
@@ -56,10 +58,25 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
         out = orig_step(self, inputs, *args, **kwargs)
         # The engine checks that the output has the shape of what this step sent (the whole history on a
         # session's first step with this server, the new tokens after): batch x tokens x hidden.
-        sent["tokens"] += int(out.shape[0]) * int(out.shape[1])
+        n_tokens = int(out.shape[0]) * int(out.shape[1])
+        sent["tokens"] += n_tokens
+        peer = str(self.span.peer_id)
+        per_server[peer] = per_server.get(peer, 0) + n_tokens
         return out
 
     server_session.step = step
+    # A forward pass reports each span that answered (sequential_autograd.sequential_forward) here, with its
+    # server's peer id; re-routed spans after a failure report the server that did answer.
+    manager_cls = importlib.import_module(f"{engine.__name__}.client.routing.sequence_manager").RemoteSequenceManager
+    orig_success = manager_cls.on_request_success
+
+    def on_request_success(self, peer_id):
+        if forward_tokens["n"]:
+            peer = str(peer_id)
+            per_server[peer] = per_server.get(peer, 0) + forward_tokens["n"]
+        return orig_success(self, peer_id)
+
+    manager_cls.on_request_success = on_request_success
 
     model_path = cfg.model
     local = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch.float32)
@@ -81,6 +98,7 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     vocab = int(local.config.vocab_size)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = 0
+    announced: dict[str, tuple] = {}  # peer id -> what was last emitted for it
     next_at = time.monotonic()
     while not stop.is_set() and (count == 0 or n < count):
         wait = next_at - time.monotonic()
@@ -93,6 +111,7 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
         kind = "forward" if forward_every and n % forward_every == 0 else "generate"
         t0 = time.perf_counter()
         before = sent["tokens"]
+        per_server.clear()
         try:
             with torch.inference_mode():
                 if kind == "generate":
@@ -103,7 +122,11 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
                     new_tokens = int(got.shape[1] - ids.shape[1])
                     tokens_sent = sent["tokens"] - before
                 else:
-                    got = remote(ids).logits
+                    forward_tokens["n"] = int(ids.numel())
+                    try:
+                        got = remote(ids).logits
+                    finally:
+                        forward_tokens["n"] = 0
                     latency = time.perf_counter() - t0
                     want = local(ids).logits
                     ok = bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
@@ -114,7 +137,8 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
                            detail=traceback.format_exc()[-1500:]))
             continue
         w.send(P.Request(n=n, kind=kind, ok=ok, tokens_sent=tokens_sent, new_tokens=new_tokens,
-                         prompt_tokens=prompt_len, latency_s=round(latency, 4)))
+                         prompt_tokens=prompt_len, latency_s=round(latency, 4), served=dict(per_server)))
+        _announce_servers(w, remote, cfg.dht_prefix, set(per_server), announced)
         if not ok:
             w.send(P.Mismatch(n=n, kind=kind, prompt=ids.tolist(), got=got.tolist() if kind == "generate" else None,
                               want=want.tolist() if kind == "generate" else None))
@@ -124,6 +148,33 @@ def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
     except Exception:
         pass
     return 0
+
+
+def _announce_servers(w: EventWriter, remote, dht_prefix: str | None, peers: set[str],
+                      announced: dict[str, tuple]) -> None:
+    """Emit a ServerAnnounce for each server in ``peers`` whose public name or wallet binding changed since
+    it was last emitted. A DHT that cannot be read is skipped quietly:
+    the next request asks again."""
+    if not peers or not dht_prefix:
+        return
+    from farnode_desktop.engine.binding import read_bindings
+
+    try:
+        manager = remote.transformer.h.sequence_manager
+        bindings = read_bindings(manager.dht, dht_prefix)
+        names: dict[str, str] = {}
+        for info in manager.state.sequence_info.block_infos:
+            for peer_id, server in info.servers.items():
+                if server.public_name:
+                    names[str(peer_id)] = str(server.public_name)
+    except Exception:  # noqa: BLE001 - the swarm's view is best effort between requests
+        return
+    for peer in sorted(peers):
+        statement, signature = bindings.get(peer, ("", ""))
+        now = (names.get(peer, ""), statement, signature)
+        if announced.get(peer) != now:
+            announced[peer] = now
+            w.send(P.ServerAnnounce(peer_id=peer, public_name=now[0], statement=statement, signature=signature))
 
 
 def _stop(stop: threading.Event) -> None:

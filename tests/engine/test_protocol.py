@@ -41,8 +41,12 @@ SAMPLES = [
     P.Exit(t=9.0, code=P.ExitCode.START_FAILED),
     P.Ready(t=10.0),
     P.Request(t=11.0, n=1, kind="generate", ok=True, tokens_sent=17, new_tokens=12, prompt_tokens=6, latency_s=0.25),
+    P.Request(t=11.5, n=2, kind="forward", ok=True, tokens_sent=6, prompt_tokens=6, latency_s=0.1,
+              served={"12D3KooWa": 6, "12D3KooWb": 6}),
     P.Mismatch(t=12.0, n=2, kind="generate", prompt=[[5, 6]], got=[[5, 6, 7]], want=[[5, 6, 8]]),
     P.Error(t=13.0, message="RuntimeError: x", n=3, kind="forward"),
+    P.ServerAnnounce(t=13.5, peer_id="12D3KooWa", public_name="0xAbc", statement="FarNode binding ...",
+                     signature="0x12"),
     P.Done(t=14.0, requests=3),
 ]
 
@@ -120,3 +124,8 @@ def test_the_counters_are_listed_once():
     assert set(P.COUNTER_FIELDS) <= set(C.SUMMED_STATS)
     deltas = P.Counters(pid=1, inference_sessions=2, inference_sessions_closed=1).deltas()
     assert list(deltas) == list(P.COUNTER_FIELDS) and deltas["inference_sessions_closed"] == 1
+
+
+def test_a_request_from_an_older_client_has_no_served_counts():
+    ev = P.decode({"e": "request", "t": 1.0, "n": 4, "kind": "generate", "ok": True, "tokens_sent": 17})
+    assert isinstance(ev, P.Request) and ev.served is None

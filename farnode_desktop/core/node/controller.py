@@ -76,7 +76,8 @@ class NodeController:
         self.supervisor = self._make_supervisor("main")
         self.supervisors: dict[str, Supervisor] = {"main": self.supervisor}
         self.plan_notes: list[str] = []
-        self.traffic = TrafficGenerator(self.supervisor.runtime, self.bus, paths.log_dir)
+        self.traffic = TrafficGenerator(self.supervisor.runtime, self.bus, paths.log_dir,
+                                        served_ledger=paths.served_ledger)
         self._model_path: Path | None = None
         self._model_config = None  # ModelConfig of a public/custom network's model (read by prepare())
         self._chosen_why = ""  # the public network with no model set: why the app chose the one it serves

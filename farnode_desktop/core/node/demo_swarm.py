@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.model_support import check_model_dir
 from farnode_desktop.core.node.runtimes.base import EngineRuntime
 from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.core.payout.served import LedgerError, ServedLedger
 from farnode_desktop.core.settings import LOCAL_SWARM, PUBLIC_SWARM, Settings
 from farnode_desktop.engine import protocol as P
 
@@ -159,7 +161,13 @@ class TrafficStats:
 class TrafficGenerator:
     """A real FarMesh client process sending checked requests to the local swarm."""
 
-    def __init__(self, engine: EngineEnv | EngineRuntime, bus: EventBus, log_dir: Path):
+    def __init__(self, engine: EngineEnv | EngineRuntime, bus: EventBus, log_dir: Path,
+                 served_ledger: Path | None = None):
+        """``served_ledger``: where each finished request's tokens per server are recorded for the demo
+        payout service (None: not recorded)."""
+        self.served_ledger_path = Path(served_ledger) if served_ledger is not None else None
+        self._ledger: ServedLedger | None = None
+        self._run_id = ""
         self.runtime = engine.runtime() if isinstance(engine, EngineEnv) else engine
         self.bus = bus
         self.log_path = Path(log_dir) / "traffic.log"
@@ -192,6 +200,7 @@ class TrafficGenerator:
     def _start(self, model: Path, initial_peers: list[str], dht_prefix: str | None, rate_per_minute: float,
                count: int, max_new_tokens: int, prompt_len: int, forward_every: int, seed: int) -> None:
         self._stats = TrafficStats()
+        self._run_id = uuid.uuid4().hex[:12]  # request numbers restart with each client: ids must not repeat
         cfg = P.TrafficConfig(model=self.runtime.translate_path(model), initial_peers=tuple(initial_peers),
                               dht_prefix=dht_prefix,
                               rate_per_minute=rate_per_minute, count=count, max_new_tokens=max_new_tokens,
@@ -239,10 +248,44 @@ class TrafficGenerator:
             elif isinstance(ev, P.Error):
                 s = replace(s, errors=s.errors + 1, last_error=ev.message[:300])
             self._stats = s
+        if isinstance(ev, P.Request) and ev.served:
+            self._record_served(ev)
+        elif isinstance(ev, P.ServerAnnounce) and ev.peer_id:
+            self._note_peer(ev)
         if isinstance(ev, (P.Request, P.Error, P.Mismatch)):
             self.bus.publish(f"traffic.{ev.KIND}", ev)  # the typed event
         if isinstance(ev, P.Mismatch):
             log.error("the swarm's answer differs from the local model's: request %s", ev.n)
+
+    def _record_served(self, ev: P.Request) -> None:
+        """One finished request's tokens per server into the served ledger (the demo payout service pays
+        from it). A malformed count is logged and skipped; a ledger that cannot be written is logged."""
+        if self.served_ledger_path is None:
+            return
+        served = {str(k): v for k, v in (ev.served or {}).items()
+                  if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+        if len(served) != len(ev.served or {}):
+            log.warning("request %s: dropped malformed token counts %r", ev.n, ev.served)
+        if not served:
+            return
+        try:
+            if self._ledger is None:
+                self._ledger = ServedLedger(self.served_ledger_path)
+            self._ledger.record(f"{self._run_id}:{ev.n}", time.time(), served)
+        except (LedgerError, OSError) as exc:
+            log.error("could not record request %s in the served ledger: %s", ev.n, exc)
+
+    def _note_peer(self, ev: P.ServerAnnounce) -> None:
+        """What a server on the demo routes announces (public name, signed wallet binding) into the served
+        ledger; the payout service checks the signature before it pays."""
+        if self.served_ledger_path is None:
+            return
+        try:
+            if self._ledger is None:
+                self._ledger = ServedLedger(self.served_ledger_path)
+            self._ledger.note_peer(ev.peer_id, ev.public_name, ev.statement, ev.signature, time.time())
+        except (LedgerError, OSError) as exc:
+            log.error("could not note server %s in the served ledger: %s", ev.peer_id, exc)
 
     def wait_for(self, predicate, timeout: float) -> bool:
         deadline = time.time() + timeout
@@ -274,5 +317,8 @@ class TrafficGenerator:
             proc.wait()
             for t in self._threads:
                 t.join(2)
+            if self._ledger is not None and not any(t.is_alive() for t in self._threads):
+                self._ledger.close()  # the event reader is done with it
+                self._ledger = None
             self._proc = None
             self._tree = None

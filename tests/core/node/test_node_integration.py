@@ -46,6 +46,19 @@ def test_node_serves_checked_traffic_and_stops_clean(engine_paths, bus, free_por
         # Tokens counted inside the server (inference and forward) equal what the client sent.
         assert wait_until(lambda: node.stats().tokens_served == traffic.tokens_sent, 5), \
             (node.stats(), traffic)
+        # The served ledger holds each request's tokens per server: here the one server on every route, with
+        # what it counted itself (the demo payout service pays from these rows).
+        from farnode_desktop.core.payout.served import ServedLedger
+
+        ledger = ServedLedger(engine_paths.served_ledger)
+        try:
+            assert ledger.totals() == {stats.peer_id: traffic.tokens_sent}, (ledger.totals(), traffic)
+            assert len({r.request_id for r in ledger.rows_after(0)}) == traffic.requests
+            # The server was seen on the routes; this node has no wallet, so it announced no binding.
+            peer = ledger.peer(stats.peer_id)
+            assert peer is not None and peer.statement == "" and peer.signature == "", peer
+        finally:
+            ledger.close()
         stats = node.stats()
         assert stats.inference_sessions >= 1 and stats.inference_tokens > 0
         assert stats.forward_requests >= 1 and stats.forward_tokens > 0  # every 5th request is a forward pass
