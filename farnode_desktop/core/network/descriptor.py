@@ -1,0 +1,128 @@
+"""A network descriptor: one JSON file that says everything a node needs to join a FarMesh network.
+
+``{"farnode_network": 1, "name": ..., "initial_peers": [...], "dht_prefix": ..., "model": ...,
+"payouts": {"rpc_url", "chain_id", "token_address", "payout_senders", "reward_per_1k_tokens",
+"confirmations", "start_block"}}``. :func:`parse_descriptor` checks the file as a whole and reports every
+problem, one line each; the field checks are the settings' own (a descriptor is turned into the
+settings it would write, and those are validated), so a descriptor and hand-edited settings agree.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.settings import CUSTOM_SWARM, ChainSettings, NetworkSettings, Settings
+
+DESCRIPTOR_VERSION = 1
+_TOP_KEYS = {"farnode_network", "name", "initial_peers", "dht_prefix", "model", "payouts"}
+_PAYOUT_KEYS = {"rpc_url": str, "chain_id": int, "token_address": str, "payout_senders": list,
+                "reward_per_1k_tokens": float, "confirmations": int, "start_block": int}
+
+
+class DescriptorError(FarNodeError):
+    """A descriptor that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = list(problems)
+        where = f" {source}" if source else ""
+        super().__init__(f"The network file{where} cannot be used:\n" + "\n".join(self.problems)
+                         + "\nNothing was changed.", title="Network file not valid")
+
+
+@dataclass(frozen=True)
+class NetworkDescriptor:
+    name: str
+    initial_peers: list[str] = field(default_factory=list)
+    dht_prefix: str = ""
+    model: str = ""
+    payouts: ChainSettings = field(default_factory=ChainSettings)
+
+    def apply(self, settings: Settings) -> Settings:
+        """``settings`` with this network's values (everything else, the wallet included, kept)."""
+        network = dataclasses.replace(settings.network, swarm=CUSTOM_SWARM, initial_peers=list(self.initial_peers),
+                                      dht_prefix=self.dht_prefix, model=self.model)
+        chain = dataclasses.replace(self.payouts, payout_senders=list(self.payouts.payout_senders))
+        return dataclasses.replace(settings, network=network, chain=chain)
+
+
+def parse_descriptor(text: str, source: str = "") -> NetworkDescriptor:
+    """The descriptor in ``text``; raises :class:`DescriptorError` listing every problem found."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DescriptorError([f"it is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"],
+                              source) from None
+    if not isinstance(raw, dict):
+        raise DescriptorError(["it must be a JSON object ({...})"], source)
+    problems: list[str] = []
+    version = raw.get("farnode_network")
+    if version is None:
+        raise DescriptorError(['it has no "farnode_network" version: is it a FarNode network file?'], source)
+    if version != DESCRIPTOR_VERSION:
+        raise DescriptorError([f'"farnode_network" {version!r} is a version this FarNode does not read (it reads '
+                               f'{DESCRIPTOR_VERSION}): update FarNode or ask for a version {DESCRIPTOR_VERSION} '
+                               "file"], source)
+    problems += [f"unknown key {k!r}" for k in sorted(set(raw) - _TOP_KEYS)]
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append('"name" is missing: give the network a name')
+        name = ""
+    peers = raw.get("initial_peers", [])
+    if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+        problems.append('"initial_peers" must be a list of multiaddr strings')
+        peers = []
+    elif not peers:
+        problems.append('"initial_peers" is empty: a network file must name at least one peer to join')
+    prefix, model = raw.get("dht_prefix", ""), raw.get("model", "")
+    for key, value in (("dht_prefix", prefix), ("model", model)):
+        if not isinstance(value, str):
+            problems.append(f'"{key}" must be a string')
+    prefix = prefix if isinstance(prefix, str) else ""
+    model = model if isinstance(model, str) else ""
+    pay = raw.get("payouts", {})
+    chain_values: dict[str, Any] = {}
+    if not isinstance(pay, dict):
+        problems.append('"payouts" must be an object')
+    else:
+        problems += [f"unknown key 'payouts.{k}'" for k in sorted(set(pay) - set(_PAYOUT_KEYS))]
+        for key, want in _PAYOUT_KEYS.items():
+            if key not in pay:
+                continue
+            value = pay[key]
+            ok = (isinstance(value, (int, float)) if want is float else isinstance(value, want)) \
+                and not isinstance(value, bool)
+            if want is list and ok:
+                ok = all(isinstance(v, str) for v in value)
+            if not ok:
+                problems.append(f'"payouts.{key}" must be {"a list of addresses" if want is list else want.__name__}')
+                continue
+            chain_values[key] = float(value) if want is float else value
+    chain = ChainSettings(**chain_values)
+    network = NetworkSettings(swarm=CUSTOM_SWARM, initial_peers=peers, dht_prefix=prefix, model=model)
+    problems += network.validate() + chain.validate()
+    if problems:
+        raise DescriptorError(problems, source)
+    return NetworkDescriptor(name=name.strip(), initial_peers=peers, dht_prefix=prefix, model=model, payouts=chain)
+
+
+def check_chain(descriptor: NetworkDescriptor, timeout_s: float = 5.0) -> list[str]:
+    """The problems with the descriptor's payout chain as seen over its RPC (one JSON-RPC call, short
+    timeout): unreachable, or a different chain id. Empty when there is no RPC URL or it is right."""
+    from farnode_desktop.core.payout.chain import ChainClient, ChainError, ChainIdMismatchError, redact_url
+
+    pay = descriptor.payouts
+    if not pay.rpc_url:
+        return []
+    client = ChainClient(pay.rpc_url, timeout_s=timeout_s, max_attempts=1)
+    try:
+        client.check_chain_id(pay.chain_id)
+    except ChainIdMismatchError as exc:
+        return [f"payouts: {exc}"]
+    except ChainError as exc:
+        return [f"payouts: could not reach {redact_url(pay.rpc_url)} ({exc})"]
+    finally:
+        client.close()
+    return []
