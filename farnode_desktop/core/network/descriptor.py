@@ -126,3 +126,74 @@ def check_chain(descriptor: NetworkDescriptor, timeout_s: float = 5.0) -> list[s
     finally:
         client.close()
     return []
+
+
+MAX_DESCRIPTOR_BYTES = 1_000_000
+
+
+def read_descriptor_file(path: Any) -> NetworkDescriptor:
+    """The descriptor in the file at ``path``; :class:`DescriptorError` for an unreadable or bad file."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()[:MAX_DESCRIPTOR_BYTES + 1]
+    except OSError as exc:
+        raise DescriptorError([f"it cannot be read ({exc.strerror or exc})"], str(p)) from None
+    if len(data) > MAX_DESCRIPTOR_BYTES:
+        raise DescriptorError([f"it is larger than {MAX_DESCRIPTOR_BYTES} bytes: not a network file"], str(p))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DescriptorError(["it is not UTF-8 text"], str(p)) from None
+    return parse_descriptor(text, str(p))
+
+
+def joined_file(settings_file: Any) -> Any:
+    """Where the name and source of the last joined network are kept (beside the settings file)."""
+    from pathlib import Path
+
+    return Path(settings_file).with_name("network.json")
+
+
+def join(descriptor: NetworkDescriptor, source: str, settings_file: Any, *, check_rpc: bool = True) -> Settings:
+    """Check the chain (unless ``check_rpc`` is False), then write the settings the descriptor gives and
+    remember its name and source. Nothing is written when a check fails."""
+    from farnode_desktop.core.atomic import atomic_write_json
+    from farnode_desktop.core.settings import SettingsStore
+
+    if check_rpc:
+        problems = check_chain(descriptor)
+        if problems:
+            raise DescriptorError(problems, source)
+    store = SettingsStore(settings_file)
+    settings = descriptor.apply(store.load())
+    store.save(settings)
+    atomic_write_json(joined_file(settings_file), {"name": descriptor.name, "source": source,
+                                                   "network": _network_part(settings)})
+    return settings
+
+
+def _network_part(settings: Settings) -> dict[str, Any]:
+    return {"initial_peers": list(settings.network.initial_peers), "dht_prefix": settings.network.dht_prefix,
+            "model": settings.network.model, "chain": dataclasses.asdict(settings.chain)}
+
+
+def show(settings: Settings, settings_file: Any) -> dict[str, Any]:
+    """The joined network's name and source, and which settings differ from what it gave (hand edits)."""
+    try:
+        rec = json.loads(joined_file(settings_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        rec = None
+    out: dict[str, Any] = {"swarm": settings.network.swarm, "name": None, "source": None, "differs": []}
+    if isinstance(rec, dict) and settings.network.swarm == CUSTOM_SWARM:
+        out["name"], out["source"] = rec.get("name"), rec.get("source")
+        now, then = _network_part(settings), rec.get("network") or {}
+        for key in ("initial_peers", "dht_prefix", "model"):
+            if now[key] != then.get(key):
+                out["differs"].append(f"network.{key}")
+        for key, value in now["chain"].items():
+            if value != (then.get("chain") or {}).get(key):
+                out["differs"].append(f"chain.{key}")
+    out.update(_network_part(settings))
+    return out
