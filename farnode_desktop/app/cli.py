@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     nw = sub.add_parser("network", help="join a network from its network file, or show the joined network")
     nw.add_argument("action", choices=["join", "show"])
-    nw.add_argument("source", nargs="?", default="", help="join: the network file (JSON)")
+    nw.add_argument("source", nargs="?", default="", help="join: the network file (JSON), or its http(s):// link")
     nw.add_argument("--json", action="store_true", help="show: print as JSON")
 
     t = sub.add_parser("hf-token", help="keep a Hugging Face access token (for gated models) in the OS keyring")

@@ -152,14 +152,14 @@ def cli_swarm(*, as_json: bool = False, paths: AppPaths | None = None, out: Text
 
 def cli_network(action: str, source: str = "", *, as_json: bool = False, paths: AppPaths | None = None,
                 out: TextIO | None = None) -> int:
-    """``network join FILE`` (check it, write the settings it gives) and ``network show [--json]``."""
-    from farnode_desktop.core.network.descriptor import DescriptorError, join, read_descriptor_file, show
+    """``network join FILE|URL`` (check it, write the settings it gives) and ``network show [--json]``."""
+    from farnode_desktop.core.network.descriptor import DescriptorError, join, read_descriptor, show
 
     out = out or sys.stdout
     paths = (paths or AppPaths.default()).ensure()
     if action == "join":
         try:
-            desc = read_descriptor_file(source)
+            desc = read_descriptor(source)
             join(desc, source, paths.settings_file)
         except DescriptorError as exc:
             print(exc.message, file=sys.stderr)

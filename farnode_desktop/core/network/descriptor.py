@@ -197,3 +197,27 @@ def show(settings: Settings, settings_file: Any) -> dict[str, Any]:
                 out["differs"].append(f"chain.{key}")
     out.update(_network_part(settings))
     return out
+
+
+def read_descriptor(source: str, *, timeout_s: float = 10.0) -> NetworkDescriptor:
+    """The descriptor at ``source``: an http(s):// URL (fetched with a timeout and a size limit) or a file."""
+    if not source.startswith(("http://", "https://")):
+        return read_descriptor_file(source)
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(source, timeout=timeout_s) as resp:  # noqa: S310 (http(s) only, checked above)
+            data = resp.read(MAX_DESCRIPTOR_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise DescriptorError([f"the server answered HTTP {exc.code} ({exc.reason}): check the link"], source) from None
+    except (urllib.error.URLError, OSError) as exc:
+        why = getattr(exc, "reason", exc)
+        raise DescriptorError([f"could not fetch it ({why}): check the link and the connection"], source) from None
+    if len(data) > MAX_DESCRIPTOR_BYTES:
+        raise DescriptorError([f"it is larger than {MAX_DESCRIPTOR_BYTES} bytes: not a network file"], source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DescriptorError(["it is not UTF-8 text"], source) from None
+    return parse_descriptor(text, source)

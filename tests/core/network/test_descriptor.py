@@ -85,3 +85,20 @@ def test_the_chain_id_is_checked_over_real_rpc(anvil):
     d["payouts"]["chain_id"] = 5
     [line] = check_chain(parse_descriptor(json.dumps(d)))
     assert "serves chain id 31337" in line and "expect chain id 5" in line
+
+
+def test_a_descriptor_is_fetched_from_a_real_http_server_with_clear_errors():
+    from farnode_desktop.core.network.descriptor import read_descriptor
+    from tests.support.http_files import serve_bytes
+
+    with serve_bytes(json.dumps(good()).encode(), "/lab.json") as served:
+        assert read_descriptor(served.url + "/lab.json").name == "Lab swarm"
+        with pytest.raises(DescriptorError) as info:
+            read_descriptor(served.url + "/other.json")
+        assert "HTTP 404" in info.value.problems[0]
+    with pytest.raises(DescriptorError) as info:
+        read_descriptor(f"http://127.0.0.1:{closed_port()}/lab.json", timeout_s=2)
+    assert "could not fetch it" in info.value.problems[0]
+    with serve_bytes(b" " * 1_000_001) as served, pytest.raises(DescriptorError) as info:
+        read_descriptor(served.url)
+    assert "larger than" in info.value.problems[0]
