@@ -154,13 +154,14 @@ def cli_network(action: str, source: str = "", *, as_json: bool = False, paths: 
                 out: TextIO | None = None) -> int:
     """``network join FILE|URL`` (check it, write the settings it gives) and ``network show [--json]``."""
     from farnode_desktop.core.network.descriptor import DescriptorError, join, read_descriptor, show
+    from farnode_desktop.core.node.model_support import check_model_config
 
     out = out or sys.stdout
     paths = (paths or AppPaths.default()).ensure()
     if action == "join":
         try:
             desc = read_descriptor(source)
-            join(desc, source, paths.settings_file)
+            join(desc, source, paths.settings_file, check_config=check_model_config)
         except DescriptorError as exc:
             print(exc.message, file=sys.stderr)
             return 2

@@ -21,7 +21,7 @@ def test_join_writes_settings_and_show_names_the_network_and_hand_edits(tmp_path
     home = tmp_path / "home"
     f = tmp_path / "lab.json"
     f.write_text(json.dumps({"farnode_network": 1, "name": "Lab swarm", "initial_peers": [PEER],
-                             "dht_prefix": "lab-llama", "model": "org/model",
+                             "dht_prefix": "lab-llama", "model": "",
                              "payouts": {"rpc_url": anvil.url, "chain_id": 31337}}))
     r = run(home, "join", str(f))
     assert r.returncode == 0, r.stderr

@@ -156,14 +156,16 @@ def joined_file(settings_file: Any) -> Any:
     return Path(settings_file).with_name("network.json")
 
 
-def join(descriptor: NetworkDescriptor, source: str, settings_file: Any, *, check_rpc: bool = True) -> Settings:
-    """Check the chain (unless ``check_rpc`` is False), then write the settings the descriptor gives and
+def join(descriptor: NetworkDescriptor, source: str, settings_file: Any, *, check_config: Any = None,
+         check_rpc: bool = True) -> Settings:
+    """Check the model (with ``check_config``, see :func:`check_model`) and the chain (unless ``check_rpc``
+    is False), then write the settings the descriptor gives and
     remember its name and source. Nothing is written when a check fails."""
     from farnode_desktop.core.atomic import atomic_write_json
     from farnode_desktop.core.settings import SettingsStore
 
     if check_rpc:
-        problems = check_chain(descriptor)
+        problems = (check_model(descriptor, check_config) if check_config else []) + check_chain(descriptor)
         if problems:
             raise DescriptorError(problems, source)
     store = SettingsStore(settings_file)
@@ -221,3 +223,24 @@ def read_descriptor(source: str, *, timeout_s: float = 10.0) -> NetworkDescripto
     except UnicodeDecodeError:
         raise DescriptorError(["it is not UTF-8 text"], source) from None
     return parse_descriptor(text, source)
+
+
+def check_model(descriptor: NetworkDescriptor, check_config: Any, hub: Any = None) -> list[str]:
+    """The problems with the descriptor's model: a family the engine cannot serve, or a model that cannot be
+    found. A model whose configuration cannot be read now (offline) is said so, not passed as checked.
+    Empty for no model (the node chooses) or a servable one. ``check_config(config, model)`` is
+    core.node.model_support.check_model_config (passed in: core.node already imports this package)."""
+    from farnode_desktop.core.errors import FarNodeError
+    from farnode_desktop.core.models.hub import HubClient, HubOfflineError
+
+    if not descriptor.model:
+        return []
+    try:
+        cfg = (hub or HubClient()).model_config(descriptor.model)
+        check_config(cfg.config, descriptor.model)
+    except HubOfflineError as exc:
+        return [f"model: {descriptor.model} could not be checked (the Hugging Face hub cannot be reached): "
+                f"{exc.message}"]
+    except FarNodeError as exc:  # not servable, not found, gated
+        return [f"model: {exc.message}"]
+    return []

@@ -102,3 +102,22 @@ def test_a_descriptor_is_fetched_from_a_real_http_server_with_clear_errors():
     with serve_bytes(b" " * 1_000_001) as served, pytest.raises(DescriptorError) as info:
         read_descriptor(served.url)
     assert "larger than" in info.value.problems[0]
+
+
+def test_a_model_family_the_engine_cannot_serve_is_refused(tmp_path, monkeypatch):
+    from farnode_desktop.core.network.descriptor import check_model as check
+    from farnode_desktop.core.node.model_support import check_model_config
+
+    def check_model(desc):
+        return check(desc, check_model_config)
+    from tests.support.hf_models import put_in_hf_cache
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    put_in_hf_cache(tmp_path, "org/gpt", {"config.json": json.dumps({"model_type": "gpt2"}).encode()})
+    put_in_hf_cache(tmp_path, "org/llama", {"config.json": json.dumps({"model_type": "llama"}).encode()})
+    [line] = check_model(parse_descriptor(json.dumps(good(model="org/gpt"))))
+    assert "type 'gpt2'" in line and "does not serve" in line
+    assert check_model(parse_descriptor(json.dumps(good(model="org/llama")))) == []
+    [line] = check_model(parse_descriptor(json.dumps(good(model="org/absent"))))
+    assert "could not be checked" in line
