@@ -161,7 +161,6 @@ def join(descriptor: NetworkDescriptor, source: str, settings_file: Any, *, chec
     """Check the model (with ``check_config``, see :func:`check_model`) and the chain (unless ``check_rpc``
     is False), then write the settings the descriptor gives and
     remember its name and source. Nothing is written when a check fails."""
-    from farnode_desktop.core.atomic import atomic_write_json
     from farnode_desktop.core.settings import SettingsStore
 
     if check_rpc:
@@ -171,9 +170,16 @@ def join(descriptor: NetworkDescriptor, source: str, settings_file: Any, *, chec
     store = SettingsStore(settings_file)
     settings = descriptor.apply(store.load())
     store.save(settings)
+    remember(descriptor, source, settings, settings_file)
+    return settings
+
+
+def remember(descriptor: NetworkDescriptor, source: str, settings: Settings, settings_file: Any) -> None:
+    """Keep the joined network's name, source and values beside the settings (for :func:`show`)."""
+    from farnode_desktop.core.atomic import atomic_write_json
+
     atomic_write_json(joined_file(settings_file), {"name": descriptor.name, "source": source,
                                                    "network": _network_part(settings)})
-    return settings
 
 
 def _network_part(settings: Settings) -> dict[str, Any]:
