@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("swarm", help="show the network: models served, block coverage, servers (this node marked)")
     sw.add_argument("--json", action="store_true", help="print the network view as JSON")
 
+    nw = sub.add_parser("network", help="join a network from its network file, or show the joined network")
+    nw.add_argument("action", choices=["join", "show"])
+    nw.add_argument("source", nargs="?", default="", help="join: the network file (JSON), or its http(s):// link")
+    nw.add_argument("--json", action="store_true", help="show: print as JSON")
+
     t = sub.add_parser("hf-token", help="keep a Hugging Face access token (for gated models) in the OS keyring")
     t.add_argument("action", choices=["set", "status", "remove"],
                    help="set: read the token from standard input (never give it on the command line)")
@@ -132,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             from farnode_desktop.app.network_cli import cli_swarm
 
             return cli_swarm(as_json=args.json)
+        if command == "network":
+            from farnode_desktop.app.network_cli import cli_network
+
+            return cli_network(args.action, args.source, as_json=args.json)
         if command == "hf-token":
             from farnode_desktop.app.network_cli import cli_hf_token
 

@@ -148,3 +148,35 @@ def cli_swarm(*, as_json: bool = False, paths: AppPaths | None = None, out: Text
         for line in format_view(view, net.swarm):
             print(line, file=out)
     return 0
+
+
+def cli_network(action: str, source: str = "", *, as_json: bool = False, paths: AppPaths | None = None,
+                out: TextIO | None = None) -> int:
+    """``network join FILE|URL`` (check it, write the settings it gives) and ``network show [--json]``."""
+    from farnode_desktop.core.network.descriptor import DescriptorError, join, read_descriptor, show
+    from farnode_desktop.core.node.model_support import check_model_config
+
+    out = out or sys.stdout
+    paths = (paths or AppPaths.default()).ensure()
+    if action == "join":
+        try:
+            desc = read_descriptor(source)
+            join(desc, source, paths.settings_file, check_config=check_model_config)
+        except DescriptorError as exc:
+            print(exc.message, file=sys.stderr)
+            return 2
+        print(f"Joined the network {desc.name!r}: {len(desc.initial_peers)} peer(s), model "
+              f"{desc.model or '(chosen by the node)'}. Settings saved.", file=out)
+        return 0
+    info = show(_settings(paths, out), paths.settings_file)
+    if as_json:
+        print(json.dumps(info, indent=2), file=out)
+        return 0
+    print(f"Network: {info['name'] or '(none joined from a file)'} ({info['swarm']} swarm)", file=out)
+    if info["source"]:
+        print(f"From: {info['source']}", file=out)
+    print(f"Peers: {len(info['initial_peers'])}; model: {info['model'] or '(automatic)'}; DHT prefix: "
+          f"{info['dht_prefix'] or '(automatic)'}", file=out)
+    for key in info["differs"]:
+        print(f"Differs from the network file: {key}", file=out)
+    return 0

@@ -371,6 +371,29 @@ class AppCore:
                                    title="Start at login") from exc
         self._first_run = False
 
+    def join_network(self, source: str, *, save: bool = True) -> Any:
+        """Read and check a network file or link (model, payout chain; seconds: not on the GUI thread) and,
+        with ``save``, write the settings it gives and remember it. Returns the NetworkDescriptor; raises
+        DescriptorError (one problem per line in ``.problems``) and writes nothing when it is not usable."""
+        from farnode_desktop.core.network import descriptor as D
+        from farnode_desktop.core.node.model_support import check_model_config
+
+        desc = D.read_descriptor(source)
+        problems = D.check_model(desc, check_model_config) + D.check_chain(desc)
+        if problems:
+            raise D.DescriptorError(problems, source)
+        if save:
+            settings = desc.apply(self.settings)
+            self.save_settings(settings)
+            D.remember(desc, source, settings, self.paths.settings_file)
+        return desc
+
+    def network_descriptor(self) -> dict:
+        """The joined network's name and source, its values, and the settings edited since (``differs``)."""
+        from farnode_desktop.core.network.descriptor import show
+
+        return show(self.settings, self.paths.settings_file)
+
     def set_gpu_contributing(self, uuid: str, on: bool, all_uuids: list[str]) -> Settings:
         """Turn one GPU's contribution on/off and save. An empty list means "every eligible GPU", so the
         first change writes the full list out. Returns the saved settings."""

@@ -396,3 +396,19 @@ def test_with_a_tray_closing_the_window_keeps_running_and_says_so_once(qtbot, co
         with qtbot.waitSignal(g.quitted, timeout=30_000):
             g.tray.quit.emit()
     assert core.closed
+
+
+def test_settings_load_network_file_lists_problems_then_joins(qtbot, gui, tmp_path):
+    page = gui.window.settings_page
+    f = tmp_path / "net.json"
+    f.write_text(json.dumps({"farnode_network": 1, "initial_peers": ["/ip4/1.2.3.4/tcp/1"]}))
+    page.load_network_file(str(f))
+    qtbot.waitUntil(lambda: page.network_file_button.isEnabled(), timeout=20_000)
+    assert '"name" is missing' in page.saved_label.text() and "/p2p/" in page.saved_label.text()
+    assert not gui.core.paths.settings_file.exists()
+    peer = "/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+    f.write_text(json.dumps({"farnode_network": 1, "name": "Lab", "initial_peers": [peer]}))
+    page.load_network_file(str(f))
+    qtbot.waitUntil(lambda: "Joined the network 'Lab'" in page.saved_label.text(), timeout=20_000)
+    assert page.peers.toPlainText().strip() == peer
+    assert json.loads(gui.core.paths.settings_file.read_text())["network"]["swarm"] == "custom"

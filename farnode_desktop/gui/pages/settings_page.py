@@ -233,6 +233,7 @@ class SettingsPage(QWidget):
         self.save_button.setDefault(True)
         self.save_button.clicked.connect(self.save)
         buttons.addWidget(self.saved_label, 1)
+        buttons.addWidget(self._network_file_button())
         buttons.addWidget(self.revert_button)
         buttons.addWidget(self.save_button)
         outer.addLayout(buttons)
@@ -391,6 +392,40 @@ class SettingsPage(QWidget):
         self.engine_step.setText("Set-up stopped: see the message.")
         show_error(self, exc, tb)
         self.refresh_engine()
+
+
+    # ------------------------------------------------------------------ network file
+    def _network_file_button(self) -> QPushButton:
+        self.network_file_button = QPushButton("Load network file…")
+        self.network_file_button.setToolTip("Join a FarMesh network from the file (or link) its operator publishes")
+        self.network_file_button.clicked.connect(lambda: self.load_network_file())
+        return self.network_file_button
+
+    def load_network_file(self, source: str = "") -> None:
+        """Check the file off the GUI thread (its model and payout chain), then save what it says."""
+        if not source:
+            from PySide6.QtWidgets import QFileDialog
+
+            source, _ = QFileDialog.getOpenFileName(self, "Network file", "", "Network files (*.json);;All files (*)")
+            if not source:
+                return
+        self.network_file_button.setEnabled(False)
+        self.saved_label.setText("Checking the network file…")
+        self.tasks.run(lambda: self.core.join_network(source), self._network_joined, self._network_failed)
+
+    def _network_joined(self, desc: object) -> None:
+        self.network_file_button.setEnabled(True)
+        self.load()
+        self.saved_label.setText(f"Joined the network {getattr(desc, 'name', '')!r}: saved (applies at the next start).")
+
+    def _network_failed(self, exc: BaseException, tb: str) -> None:
+        self.network_file_button.setEnabled(True)
+        problems = getattr(exc, "problems", None)
+        if problems is None:
+            self.saved_label.setText("")
+            show_error(self, exc, tb)
+            return
+        self.saved_label.setText("The network file cannot be used (nothing was changed):\n" + "\n".join(problems))
 
 
 def engine_summary(st: EngineStatus) -> str:

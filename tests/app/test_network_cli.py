@@ -1,0 +1,49 @@
+"""``farnode-desktop network join FILE`` and ``network show``, run as the real command in a fresh home."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PEER = "/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWQ5vMGpGRtrFkaDrEWvMN9Vz3wUYBHozWctYfHZmVK7TX"
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FARNODE_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "farnode_desktop", "network", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_join_writes_settings_and_show_names_the_network_and_hand_edits(tmp_path, anvil):
+    home = tmp_path / "home"
+    f = tmp_path / "lab.json"
+    f.write_text(json.dumps({"farnode_network": 1, "name": "Lab swarm", "initial_peers": [PEER],
+                             "dht_prefix": "lab-llama", "model": "",
+                             "payouts": {"rpc_url": anvil.url, "chain_id": 31337}}))
+    r = run(home, "join", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "Lab swarm" in r.stdout
+    r = run(home, "show", "--json")
+    info = json.loads(r.stdout)
+    assert info["name"] == "Lab swarm" and info["swarm"] == "custom" and info["differs"] == []
+    settings_file = home / "config" / "settings.json"
+    if not settings_file.exists():
+        [settings_file] = list(home.rglob("settings.json"))
+    data = json.loads(settings_file.read_text())
+    data["network"]["model"] = "org/other"
+    settings_file.write_text(json.dumps(data))
+    r = run(home, "show")
+    assert "Lab swarm" in r.stdout and "Differs from the network file: network.model" in r.stdout
+
+
+def test_a_bad_file_exits_2_lists_problems_and_writes_nothing(tmp_path):
+    home = tmp_path / "home"
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps({"farnode_network": 1, "initial_peers": ["/ip4/1.2.3.4/tcp/1"]}))
+    r = run(home, "join", str(f))
+    assert r.returncode == 2
+    assert '"name" is missing' in r.stderr and "/p2p/" in r.stderr
+    assert not list(home.rglob("settings.json")) and not list(home.rglob("network.json"))
