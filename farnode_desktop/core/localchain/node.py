@@ -23,13 +23,14 @@ from pathlib import Path
 from farnode_desktop.core import process_tree
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.eth_address import checksum
 from farnode_desktop.core.payout.chain import ChainClient, ChainError
 
 CHAIN_ID = 31337
 DECIMALS = 18
 # anvil's well-known dev accounts (mnemonic "test test ... junk"): public, for a local-only chain.
 DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-OPERATOR = "0x70997970C51812dc3A0C44E2A7A4A1C07C5A0F9F"  # noqa: S105 - not a secret: see the module docstring
+OPERATOR = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # noqa: S105 - not a secret: see the module docstring
 OPERATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # noqa: S105
 _MINT = "40c10f19"  # mint(address,uint256)
 
@@ -139,7 +140,7 @@ class LocalChain:
         art = json.loads(self.artifact.read_text())
         data = art["bytecode"] + _constructor_args("FarMesh Reward", "FMR", DECIMALS).hex()
         receipt = self._send(client, {"from": DEPLOYER, "data": data})
-        token = receipt["contractAddress"]
+        token = checksum(receipt["contractAddress"])
         mint = "0x" + _MINT + bytes.fromhex(OPERATOR[2:].lower()).rjust(32, b"\0").hex() + (
             10**30).to_bytes(32, "big").hex()
         self._send(client, {"from": DEPLOYER, "to": token, "data": mint})

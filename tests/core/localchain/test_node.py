@@ -73,3 +73,10 @@ def test_remembered_port_in_use_takes_another(tmp_path, anvil_bin):
             assert second.rpc_url != first.rpc_url and second.token_address == first.token_address
         finally:
             chain.stop()
+
+
+def test_operator_address_is_its_keys():
+    from eth_account import Account
+
+    from farnode_desktop.core.localchain.node import OPERATOR_KEY
+    assert Account.from_key(OPERATOR_KEY).address == OPERATOR
