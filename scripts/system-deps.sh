@@ -22,3 +22,7 @@ if [ ! -x tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ] || [ ! -d
   mkdir -p tools
   (cd tools && npm install --silent --no-audit --no-fund --prefix . @foundry-rs/anvil-linux-amd64@1.7.1 solc@0.8.37 >/dev/null)
 fi
+# The anvil tarball itself, for the app's own installer (FARNODE_ANVIL_SOURCE in scripts/test.sh).
+if [ ! -f tools/foundry-rs-anvil-linux-amd64-1.7.1.tgz ]; then
+  (cd tools && npm pack --silent @foundry-rs/anvil-linux-amd64@1.7.1 >/dev/null)
+fi

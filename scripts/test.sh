@@ -7,6 +7,7 @@ scripts/setup.sh
 scripts/system-deps.sh
 # The engine's own environment, set up exactly as the app does it for a user (idempotent), in .engine/ so
 # that every test's private data folder shares it.
+export FARNODE_ANVIL_SOURCE="${FARNODE_ANVIL_SOURCE:-$PWD/tools/foundry-rs-anvil-linux-amd64-1.7.1.tgz}"
 export FARNODE_ENGINE_ROOT="${FARNODE_ENGINE_ROOT:-$PWD/.engine}"
 # The engine package itself comes from the archive of its pinned commit in shared/ beside the repository
 # (CI lays shared/ there), not from its Git source: the tests run offline.

@@ -1,0 +1,1 @@
+"""The local Ethereum node (anvil) that the embedded default runs beside the demo swarm."""

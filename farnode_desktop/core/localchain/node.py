@@ -1,0 +1,174 @@
+"""One anvil node per data folder: loopback only, state kept in chain_dir, the reward token deployed once.
+
+anvil keeps its state with ``--state FILE --state-interval N``: verified with anvil 1.7.1, SIGINT and SIGTERM
+both write the file before exit; a SIGKILL loses what happened since the last interval's dump. The stop here
+is SIGINT, then a kill of the whole process tree after a timeout.
+
+Accounts: this chain is local-only (loopback, a throwaway demo chain), so the operator is one of anvil's dev
+accounts from its fixed, public test mnemonic; its key protects nothing of value, and no secret needs the OS
+keyring. The deployer (token owner) is dev account 0 (unlocked by anvil), the operator (payout sender) dev
+account 1.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from farnode_desktop.core import process_tree
+from farnode_desktop.core.atomic import atomic_write_json
+from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.eth_address import checksum
+from farnode_desktop.core.payout.chain import ChainClient, ChainError
+
+CHAIN_ID = 31337
+DECIMALS = 18
+# anvil's well-known dev accounts (mnemonic "test test ... junk"): public, for a local-only chain.
+DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+OPERATOR = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # noqa: S105 - not a secret: see the module docstring
+OPERATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # noqa: S105
+_MINT = "40c10f19"  # mint(address,uint256)
+
+
+class LocalChainError(FarNodeError):
+    title = "Local chain problem"
+
+
+@dataclass(frozen=True)
+class ChainInfo:
+    rpc_url: str
+    chain_id: int
+    token_address: str
+    operator: str
+    state_lost: bool  # the remembered token was gone: the chain's state was lost and the token redeployed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _abi_string(s: str) -> bytes:
+    raw = s.encode()
+    return len(raw).to_bytes(32, "big") + raw + b"\0" * (-len(raw) % 32)
+
+
+def _constructor_args(name: str, symbol: str, decimals: int) -> bytes:
+    a, b = _abi_string(name), _abi_string(symbol)
+    return (96).to_bytes(32, "big") + (96 + len(a)).to_bytes(32, "big") + decimals.to_bytes(32, "big") + a + b
+
+
+class LocalChain:
+    def __init__(self, chain_dir: Path, anvil: Path, artifact: Path):
+        self.dir = Path(chain_dir)
+        self.anvil = Path(anvil)
+        self.artifact = Path(artifact)
+        self.proc: subprocess.Popen | None = None
+        self.tree: process_tree.ProcessTree | None = None
+        self.info: ChainInfo | None = None
+
+    @property
+    def _meta(self) -> Path:
+        return self.dir / "chain.json"
+
+    def _read_meta(self) -> dict:
+        try:
+            return json.loads(self._meta.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def start(self, timeout: float = 30.0) -> ChainInfo:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = self._read_meta()
+        port = meta.get("port")
+        if not isinstance(port, int) or not _port_free(port):
+            port = _free_port()  # the remembered port is taken (or none yet): a free one
+        log = open(self.dir / "anvil.log", "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            self.proc, self.tree = process_tree.spawn(
+                [str(self.anvil), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID),
+                 "--state", str(self.dir / "state.json"), "--state-interval", "5"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        except OSError as e:
+            raise LocalChainError(f"anvil could not be started: {e.strerror}.") from e
+        finally:
+            log.close()
+        url = f"http://127.0.0.1:{port}"
+        client = ChainClient(url, timeout_s=2.0, max_attempts=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise LocalChainError(f"anvil exited at start (code {self.proc.returncode}); see "
+                                          f"{self.dir / 'anvil.log'}.")
+                try:
+                    if client.chain_id() == CHAIN_ID:
+                        break
+                except ChainError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise LocalChainError(f"anvil did not answer within {timeout:.0f} s.")
+                time.sleep(0.2)
+            token, lost = self._token(client, meta.get("token_address"))
+        except BaseException:
+            client.close()
+            self.stop()
+            raise
+        client.close()
+        atomic_write_json(self._meta, {"port": port, "token_address": token, "operator": OPERATOR})
+        self.info = ChainInfo(url, CHAIN_ID, token, OPERATOR, lost)
+        return self.info
+
+    def _token(self, client: ChainClient, remembered: str | None) -> tuple[str, bool]:
+        if remembered and client.call("eth_getCode", [remembered, "latest"]) not in ("0x", "0x0", None):
+            return remembered, False
+        art = json.loads(self.artifact.read_text())
+        data = art["bytecode"] + _constructor_args("FarMesh Reward", "FMR", DECIMALS).hex()
+        receipt = self._send(client, {"from": DEPLOYER, "data": data})
+        token = checksum(receipt["contractAddress"])
+        mint = "0x" + _MINT + bytes.fromhex(OPERATOR[2:].lower()).rjust(32, b"\0").hex() + (
+            10**30).to_bytes(32, "big").hex()
+        self._send(client, {"from": DEPLOYER, "to": token, "data": mint})
+        return token, bool(remembered)
+
+    @staticmethod
+    def _send(client: ChainClient, tx: dict) -> dict:
+        h = client.call("eth_sendTransaction", [tx])
+        for _ in range(100):
+            receipt = client.call("eth_getTransactionReceipt", [h])
+            if receipt:
+                if receipt.get("status") != "0x1":
+                    raise LocalChainError("Deploying the reward token on the local chain failed.")
+                return receipt
+            time.sleep(0.1)
+        raise LocalChainError("The local chain did not mine the reward token's deployment.")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGINT (anvil writes its state), then kill the tree if it has not exited."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGINT)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.tree is not None and self.tree.alive():
+            self.tree.kill()
+        self.proc.wait(5)
+        self.proc = None

@@ -1,0 +1,82 @@
+"""The local chain with the real anvil: start, deploy, restart with state kept, state lost, port in use."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from farnode_desktop.core.localchain.install import install_anvil
+from farnode_desktop.core.localchain.node import OPERATOR, LocalChain
+from farnode_desktop.core.payout.chain import ChainClient
+
+REPO = Path(__file__).resolve().parents[3]
+ARTIFACT = REPO / "resources/contracts/build/RewardToken.json"
+TARBALL = REPO / "tools/foundry-rs-anvil-linux-amd64-1.7.1.tgz"
+
+
+@pytest.fixture(scope="module")
+def anvil_bin(tmp_path_factory):
+    import os
+    src = os.environ.get("FARNODE_ANVIL_SOURCE") or str(TARBALL)
+    if not Path(src).is_file():
+        pytest.skip(f"the anvil tarball {src} is missing: run scripts/system-deps.sh")
+    return install_anvil(tmp_path_factory.mktemp("anvil"), source=src).path
+
+
+def _balance(url: str, token: str, who: str) -> int:
+    c = ChainClient(url, max_attempts=1)
+    try:
+        data = "0x70a08231" + bytes.fromhex(who[2:]).rjust(32, b"\0").hex()
+        return int(c.call("eth_call", [{"to": token, "data": data}, "latest"]), 16)
+    finally:
+        c.close()
+
+
+def test_restart_keeps_token_and_balance_and_lost_state_is_reported(tmp_path, anvil_bin):
+    chain = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
+    first = chain.start()
+    try:
+        assert not first.state_lost and first.operator == OPERATOR
+        assert _balance(first.rpc_url, first.token_address, OPERATOR) == 10**30
+        pid = chain.proc.pid
+    finally:
+        chain.stop()
+    import psutil
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    again = chain.start()
+    try:
+        assert again.token_address == first.token_address and not again.state_lost
+        assert again.rpc_url == first.rpc_url  # the remembered port
+        assert _balance(again.rpc_url, again.token_address, OPERATOR) == 10**30
+    finally:
+        chain.stop()
+    (tmp_path / "chain" / "state.json").unlink()
+    lost = chain.start()
+    try:
+        assert lost.state_lost and lost.token_address
+    finally:
+        chain.stop()
+
+
+def test_remembered_port_in_use_takes_another(tmp_path, anvil_bin):
+    chain = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
+    first = chain.start()
+    chain.stop()
+    port = int(first.rpc_url.rsplit(":", 1)[1])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        second = chain.start()
+        try:
+            assert second.rpc_url != first.rpc_url and second.token_address == first.token_address
+        finally:
+            chain.stop()
+
+
+def test_operator_address_is_its_keys():
+    from eth_account import Account
+
+    from farnode_desktop.core.localchain.node import OPERATOR_KEY
+    assert Account.from_key(OPERATOR_KEY).address == OPERATOR
