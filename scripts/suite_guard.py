@@ -83,6 +83,21 @@ def stop(proc: subprocess.Popen, grace_s: float = GRACE_S, *, from_terminal: boo
         psutil.wait_procs(left, timeout=2)  # reaps this process's children (adopted ones included)
 
 
+def reap_orphans(proc: subprocess.Popen) -> None:
+    """Reap the processes of the run that ended after their parent did (as a subreaper the guard adopted
+    them): left unreaped they would stay zombies until the run ends, and a test that waits for its node's
+    processes to be gone would see them "still there". The command's own end is kept for ``proc``."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+
+
 def reap_adopted() -> None:
     """Reap the ended processes this subreaper adopted (a daemon that exits when its session bus goes), so that
     no zombie outlives the run."""
@@ -106,7 +121,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
     signal.signal(signal.SIGTERM, lambda signum, _frame: interrupted.append(signum))
     proc = subprocess.Popen(cmd)
-    while proc.poll() is None and not interrupted:
+    while proc.returncode is None and not interrupted:
+        reap_orphans(proc)
         time.sleep(0.1)
     if interrupted:
         print(f"\nsuite_guard: stopping the run (everything of it is killed after {GRACE_S:.0f} s)", file=sys.stderr)

@@ -75,3 +75,27 @@ def test_the_commands_exit_status_passes_through_and_its_leftovers_end(tmp_path)
     assert "left 1 process(es) running" in out.stderr
     assert not psutil.pid_exists(int(marker.read_text())) or \
         psutil.Process(int(marker.read_text())).status() == psutil.STATUS_ZOMBIE
+
+
+def test_orphans_of_the_run_are_reaped_while_it_runs(tmp_path):
+    """A process whose parent ended is adopted by the guard (the run's subreaper); when it ends it must not stay
+    a zombie until the run is over: a test waiting for its node's processes to be gone would see it."""
+    pid_file = tmp_path / "orphan.pid"
+    code = ("import os, subprocess, sys, time\n"
+            "p = subprocess.Popen([sys.executable, '-c', 'import os, sys, time\\n"
+            "pid = os.fork()\\nif pid: print(pid, flush=True); sys.exit(0)\\ntime.sleep(0.5)'], "
+            "stdout=subprocess.PIPE, text=True)\n"
+            f"open({str(pid_file)!r}, 'w').write(p.stdout.readline().strip()); p.wait(); time.sleep(20)")
+    guard = subprocess.Popen([sys.executable, str(REPO / "scripts/suite_guard.py"), "--", sys.executable, "-c",
+                              code], start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30)
+        orphan = int(pid_file.read_text())
+        deadline = time.monotonic() + 5  # while the run still runs (20 s): not wait_until, which scales
+        while psutil.pid_exists(orphan) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not psutil.pid_exists(orphan), f"{orphan} is still there: {psutil.Process(orphan).status()}"
+        assert guard.poll() is None  # the run was still going
+    finally:
+        guard.terminate()  # the guard ends its run (and what it started) too
+        guard.wait(30)
