@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from farnode_desktop.core.control import NotRunning, request  # noqa: E402
 from farnode_desktop.core.paths import AppPaths  # noqa: E402
+from farnode_desktop.core.ports import free_loopback_port  # noqa: E402
 
 FIELDS = ("rss_mb", "threads", "open_files", "cpu_pct", "db_mb", "logs_mb")
 
@@ -130,14 +131,6 @@ def _paths_of(home: Path):
             os.environ["FARNODE_HOME"] = saved
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def slope_per_hour(rows: list[dict], key: str) -> float:
     """Least-squares slope of ``key`` against time, per hour."""
     n = len(rows)
@@ -193,7 +186,7 @@ def main() -> int:
         faces = [Face(f, root, env) for f in faces_asked]
         for f in faces:
             f.home.mkdir(parents=True, exist_ok=True)
-            f.start(_free_port())
+            f.start(free_loopback_port())
         try:
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline and not all(f.state() == "online" for f in faces):

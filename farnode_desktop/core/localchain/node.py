@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.eth_address import checksum
 from farnode_desktop.core.payout.chain import ChainClient, ChainError
+from farnode_desktop.core.ports import free_loopback_port, loopback_port_free
 
 CHAIN_ID = 31337
 DECIMALS = 18
@@ -46,21 +46,6 @@ class ChainInfo:
     token_address: str
     operator: str
     state_lost: bool  # the remembered token was gone: the chain's state was lost and the token redeployed
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _abi_string(s: str) -> bytes:
@@ -96,8 +81,8 @@ class LocalChain:
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self._read_meta()
         port = meta.get("port")
-        if not isinstance(port, int) or not _port_free(port):
-            port = _free_port()  # the remembered port is taken (or none yet): a free one
+        if not isinstance(port, int) or not loopback_port_free(port):
+            port = free_loopback_port()  # the remembered port is taken (or none yet): a free one
         log = open(self.dir / "anvil.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
             self.proc, self.tree = process_tree.spawn(
