@@ -290,8 +290,13 @@ class NodeController:
 
     def stop(self) -> C.NodeState:
         with self._lock:
+            was = self.state.state
             self._user_wants_running = False
             self._paused_reason = ""
+        if C.state_info(was).running:
+            # Say so at once: the set-up's unwinding, the demo traffic's and the servers' stops take seconds,
+            # and a paused node has no server whose stop would say it. The supervisor's stop ends in STOPPED.
+            self.supervisor.set_state(C.STOPPING)
         self._cancel_setup()
         self.traffic.stop()
         self._stop_all()
