@@ -53,6 +53,16 @@ class DashboardPage(QWidget):
         self.toggle.setFont(tf)
         self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
         self.toggle.clicked.connect(self.toggle_requested)
+        # Paused (by you or a policy): resume from here, as from the tray (other pause reasons still apply).
+        self.resume = QPushButton("Resume now")
+        self.resume.setMinimumSize(140, 56)
+        self.resume.setFont(tf)
+        self.resume.setStyleSheet(f"QPushButton {{ background: {C.KIND_COLOURS[C.ICON_PAUSED]}; color: white; "
+                                  "border-radius: 8px; padding: 8px 18px; }")
+        self.resume.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.resume.clicked.connect(self.core.resume_now)
+        self.resume.hide()
+        top.addWidget(self.resume, 0, Qt.AlignmentFlag.AlignVCenter)
         top.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignVCenter)
 
         # Off the local swarm: do other peers reach this node? (direct / through a relay / unreachable + fix)
@@ -77,11 +87,17 @@ class DashboardPage(QWidget):
         for i, card in enumerate((self.card_rate, self.card_blocks, self.card_peer, self.card_tokens,
                                   self.card_requests, self.card_earnings)):
             grid.addWidget(card, i // 3, i % 3)
+        for column in range(3):
+            grid.setColumnStretch(column, 1)
         self.copy_peer = QPushButton("Copy peer id")
-        self.copy_peer.setFlat(True)
+        self.copy_peer.setToolTip("Copy this node's whole peer id to the clipboard")
         self.copy_peer.clicked.connect(self._copy_peer)
-        self.card_peer.layout().addWidget(self.copy_peer)
-        self.copy_peer.setVisible(False)
+        self.card_peer.add_action(self.copy_peer)
+        self.copy_peer.setEnabled(False)
+        self._copied = QTimer(self)  # "Copied" for a moment, then the button's own words again
+        self._copied.setSingleShot(True)
+        self._copied.setInterval(1500)
+        self._copied.timeout.connect(lambda: self.copy_peer.setText("Copy peer id"))
 
         # The chart (pyqtgraph: ~0.7 s to import) is built right after the window's first paint.
         self.chart = None
@@ -179,11 +195,9 @@ class DashboardPage(QWidget):
         color = "#c0392b" if running else "#27ae60"
         self.toggle.setStyleSheet(f"QPushButton {{ background: {color}; color: white; border-radius: 8px; "
                                   "padding: 8px 18px; } QPushButton:disabled { background: #95a5a6; }")
-        if state.state not in C.ACTIVE_STATES:  # no server: nothing is served right now
-            self.card_rate.set("0.0")
-            self.card_blocks.set("–", "not serving")
-            self.card_peer.set("–", "not connected")
-            self.copy_peer.setVisible(False)
+        self.resume.setVisible(state.state == C.PAUSED and not self._stopping)
+        if not self._serving(state.state):
+            self._show_idle(state.state)
         if state.state in (C.FAILED, C.HELD):
             self.error.show_message(C.state_info(state.state).words, state.message or "The node stopped.")
         elif state.state in (C.ONLINE, C.STARTING):
@@ -207,26 +221,49 @@ class DashboardPage(QWidget):
         if self._state.state == C.PROVISIONING and not p.done:
             self.detail_label.setText(f"Engine set-up {p.percent:.0f}%: {p.step}")
 
+    def _serving(self, state: str) -> bool:
+        """A server is (being) brought up or serves: its figures mean something. Paused, stopping, stopped,
+        failed or restarting, no server runs, whatever its last stats said."""
+        return state in C.ACTIVE_STATES and not self._stopping
+
+    def _show_idle(self, state: str) -> None:
+        """The figures of a node without a server: nothing served, no blocks, no peer."""
+        why = C.state_info(C.STOPPING if self._stopping else state).status.lower()
+        self.card_rate.set("–", f"{why}: nothing served")
+        self.card_blocks.set("–", f"{why}: no blocks")
+        self.card_peer.set("–", "not on the network")
+        self.card_peer.setToolTip("")
+        self.copy_peer.setEnabled(False)
+
     def set_stats(self, s: C.NodeStats) -> None:
+        if not (self._serving(self._state.state) and self._serving(s.state)):
+            self._stats = None
+            self._show_idle(self._state.state if not self._serving(self._state.state) else s.state)
+            return
         self._stats = s
         rate = s.inference_tokens_per_s + s.forward_tokens_per_s
-        self.card_rate.set(fmt_rate(rate), f"capacity announced: {fmt_rate(s.reported_throughput)} tok/s"
+        # The announced figure is the server's measured capacity (what the swarm routes by), not what it
+        # serves: often 100x larger. Say which is which.
+        self.card_rate.set(fmt_rate(rate), f"served now; capacity it announces: {fmt_rate(s.reported_throughput)}"
                            if s.reported_throughput else "served right now")
         if s.blocks:
             self.card_blocks.set(f"{len(s.blocks)}", f"blocks {s.blocks[0]}–{s.blocks[-1]} of {s.total_blocks}")
         else:
-            self.card_blocks.set("–", "none yet" if s.state in C.ACTIVE_STATES else "not serving")
+            self.card_blocks.set("–", "none yet")
         if s.peer_id:
-            self.card_peer.set(f"…{s.peer_id[-8:]}", f"peer id {s.peer_id[:12]}…")
+            self.card_peer.set(f"…{s.peer_id[-8:]}", "end of this node's peer id")
             self.card_peer.setToolTip(s.peer_id)
-            self.copy_peer.setVisible(True)
+            self.copy_peer.setEnabled(True)
         else:
-            self.card_peer.set("–", "not connected")
-            self.copy_peer.setVisible(False)
+            self.card_peer.set("–", "not on the network yet")
+            self.card_peer.setToolTip("")
+            self.copy_peer.setEnabled(False)
 
     def _copy_peer(self) -> None:
         if self._stats and self._stats.peer_id:
             QGuiApplication.clipboard().setText(self._stats.peer_id)
+            self.copy_peer.setText("Copied")
+            self._copied.start()
 
     # ------------------------------------------------------------------ today's totals
     def refresh_today(self) -> None:
