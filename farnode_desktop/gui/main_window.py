@@ -67,7 +67,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.resize(1060, 720)
-        self.setMinimumSize(820, 560)
+        self.setMinimumSize(760, 520)  # 800x600 screens and small windows
         self._painted = False
         QApplication.instance().installEventFilter(self)
         self._stopping = False

@@ -50,10 +50,14 @@ def test_paused_shows_nothing_served_and_offers_resume(qtbot, gui, artifacts_dir
     assert dash.resume.isVisible() and dash.resume.isEnabled()
     shot(gui.window, artifacts_dir, "gui-dashboard-paused-no-figures.png")
     # Resume from the dashboard ends a manual pause as the tray's Resume does.
+    def manual() -> bool:
+        d = gui.core.policies.last_decision
+        return d is not None and "manual" in d.codes
+
     gui.core.pause_for(None)
-    qtbot.waitUntil(lambda: gui.core.policies._engine.manual_until is not None, timeout=5000)
+    qtbot.waitUntil(manual, timeout=10_000)
     dash.resume.click()
-    qtbot.waitUntil(lambda: gui.core.policies._engine.manual_until is None, timeout=5000)
+    qtbot.waitUntil(lambda: not manual(), timeout=10_000)
 
 
 def test_stopped_after_online_shows_no_stale_figures(qtbot, gui):
