@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -146,3 +147,23 @@ def test_the_form_fits_800x600_without_sideways_scrolling(qtbot, gui, artifacts_
     for spin in (page.port, page.blocks, page.reserve, page.confirmations, page.rate):
         assert spin.mapToGlobal(QPoint(spin.width(), 0)).x() <= right
     shot(gui.window, artifacts_dir, "gui-settings-800x600.png")
+
+
+@pytest.mark.engine
+def test_the_engine_size_is_one_true_figure_everywhere(qtbot, core):
+    """The wizard, the Settings page and the README name the same size, and the engine environment set up
+    here (the CPU build) is that big."""
+    from farnode_desktop.core.node.engine_venv import EngineEnv
+    from farnode_desktop.gui.pages.settings_page import ENGINE_SIZE
+    from tests.support import REPO
+
+    figure = ENGINE_SIZE["cpu"]
+    assert figure == "about 1.5 GB"
+    source = (REPO / "farnode_desktop/gui/first_run.py").read_text()
+    assert f"installs {figure} once" in source and "2.5 GB" not in source
+    assert f"{figure} on disk for the CPU build" in (REPO / "README.md").read_text()
+    env = EngineEnv(core.paths, "cpu")
+    if not env.is_ready():
+        pytest.skip("the engine environment is not set up (scripts/test.sh sets FARNODE_ENGINE_ROOT)")
+    size = sum(f.stat().st_size for f in env.root.rglob("*") if f.is_file() and not f.is_symlink())
+    assert 1.0e9 <= size <= 2.0e9, size  # "about 1.5 GB"

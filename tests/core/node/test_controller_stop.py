@@ -74,3 +74,22 @@ def test_stop_of_a_stopped_node_says_nothing(node):
     heard.clear()
     assert ctl.stop().state == C.STOPPED
     assert heard == []
+
+
+@pytest.mark.engine
+def test_the_first_starts_demo_model_is_said_not_hidden_in_setting_up_the_engine(app_paths):
+    """After the wizard set the engine up, the first Start still spends seconds in PROVISIONING: not a
+    verification (the ready engine's marker answers at once) but the demo model being made, once. The
+    progress says so; the next start has nothing to say."""
+    ctl = NodeController(app_paths, EventBus())
+    try:
+        if not ctl.engine.is_ready():
+            pytest.skip("the engine environment is not set up (scripts/test.sh sets FARNODE_ENGINE_ROOT)")
+        steps: list[str] = []
+        ctl.prepare(lambda p: steps.append(p.step))
+        assert steps[-1].startswith("making the demo model (first start only")
+        steps.clear()
+        ctl.prepare(lambda p: steps.append(p.step))
+        assert not [s for s in steps if "demo model" in s]
+    finally:
+        ctl.close()
