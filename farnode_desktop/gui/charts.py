@@ -466,7 +466,10 @@ class EarningsChart(TimeSeriesChart):
         out = super()._query(lines, max_points, span)
         start, end = out["window"]
         days = max(7, min(3650, int(math.ceil((end - start) / 86400)) + 1))
-        out["daily"] = self.store.daily_totals("earnings.total", days, how="increase")
+        # earned per day (paid + estimate); where the network publishes no rate there is no estimate, and
+        # what was paid per day is all that is known
+        series = "earnings.total" if self.store.series_names("earnings.total") else "earnings.paid"
+        out["daily"] = self.store.daily_totals(series, days, how="increase")
         return out
 
     def _after_result(self, result: dict[str, Any]) -> None:

@@ -76,6 +76,9 @@ class MainWindow(QMainWindow):
 
     def add_page(self, name: str, page: QWidget, index: int | None = None) -> None:
         self.pages[name] = page
+        opener = getattr(page, "open_page", None)  # a page's "Open Wallet"-style buttons
+        if opener is not None:
+            opener.connect(self.show_page)
         item = QListWidgetItem(name)
         if index is None:
             self.sidebar.addItem(item)

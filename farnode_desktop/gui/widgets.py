@@ -86,6 +86,7 @@ def page_header(title: str, subtitle: str = "") -> QWidget:
     layout.addWidget(t)
     if subtitle:
         s = QLabel(subtitle)
+        s.setObjectName("subtitle")
         s.setWordWrap(True)
         dim(s)
         layout.addWidget(s)

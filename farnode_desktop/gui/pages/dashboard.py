@@ -12,7 +12,8 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.metrics.today import TodaySummary
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
-from farnode_desktop.gui.look import fmt_count, fmt_rate
+from farnode_desktop.gui.look import fmt_amount, fmt_count, fmt_money, fmt_rate
+from farnode_desktop.gui.pages.earnings import empty_state, next_payout_text
 from farnode_desktop.gui.widgets import Notice, StatCard, dim
 
 TODAY_REFRESH_MS = 5000
@@ -83,7 +84,7 @@ class DashboardPage(QWidget):
         self.card_peer = StatCard("Peer", "–", "")
         self.card_tokens = StatCard("Tokens served today", "0", "")
         self.card_requests = StatCard("Requests today", "0", "")
-        self.card_earnings = StatCard("Earnings today", "–", "set up a wallet to earn")
+        self.card_earnings = StatCard("Earnings", "–", "reading…")
         for i, card in enumerate((self.card_rate, self.card_blocks, self.card_peer, self.card_tokens,
                                   self.card_requests, self.card_earnings)):
             grid.addWidget(card, i // 3, i % 3)
@@ -119,14 +120,18 @@ class DashboardPage(QWidget):
         bridge.stats.connect(self.set_stats)
         bridge.progress.connect(self._on_progress)
         bridge.reachability.connect(self.set_reachability)
+        bridge.earnings.connect(self.set_earnings)
+        self.last_earnings = None
         self._today_timer = QTimer(self)
         self._today_timer.setInterval(TODAY_REFRESH_MS)
         self._today_timer.timeout.connect(self.refresh_today)
+        self._today_timer.timeout.connect(self.refresh_earnings)  # a new wallet or chain needs no sync to show
         self._today_timer.start()
         self._today_busy = False
         self._today_again = False
         self.set_state(core.state)
         QTimer.singleShot(0, self.refresh_today)
+        QTimer.singleShot(0, self.refresh_earnings)
 
     def shutdown(self) -> None:
         """Stop reading today's totals: the core (its metrics store) is closed."""
@@ -290,7 +295,30 @@ class DashboardPage(QWidget):
         self.today_updated.emit(t)
         self.card_tokens.set(fmt_count(t.tokens), f"since midnight, as of {time.strftime('%H:%M:%S')}")
         self.card_requests.set(fmt_count(t.requests), "inference sessions and forward passes")
-        if t.earnings is not None:
-            self.card_earnings.set(f"{t.earnings:,.4f}", "reward tokens, paid + ESTIMATED unpaid")
-        elif self.core.settings.wallet.address:
-            self.card_earnings.set("–", "no earnings data yet")
+
+    # ------------------------------------------------------------------ earnings, as money
+    def refresh_earnings(self) -> None:
+        """The stored earnings (no RPC: milliseconds, off the GUI thread); later ones come with each sync."""
+        if not self.core.closed:
+            self.tasks.run(self.core.earnings.snapshot, self.set_earnings, lambda _e, _tb: None)
+
+    def set_earnings(self, snap) -> None:
+        """Paid, pending, balance, the next payout and the estimate (where the network publishes a rate), each
+        with the token's unit; or why there is nothing yet."""
+        self.last_earnings = snap
+        unit = snap.unit
+        empty = empty_state(snap)
+        estimate = (f"≈ {fmt_money(snap.estimated_unpaid, unit)} more (estimate)"
+                    if snap.rate_per_1k_tokens > 0 and snap.estimated_unpaid is not None else "")
+        if snap.setup_missing:
+            self.card_earnings.set("–", empty[0] if empty else "not set up")
+            return
+        if empty is not None:  # set up, nothing paid yet
+            self.card_earnings.set("none yet", "No payout yet. " + (estimate.replace("more ", "earned ")
+                                                                    if estimate else "Keep the node serving."))
+            return
+        when, _every = next_payout_text(snap, time.time())
+        first = f"paid · pending {fmt_amount(snap.pending_total)} · balance " + (
+            fmt_amount(snap.balance) if snap.balance is not None else "–")
+        second = " · ".join(x for x in (f"next {when}" if when != "–" else "", estimate) if x)
+        self.card_earnings.set(fmt_money(snap.paid_total, unit), first + ("\n" + second if second else ""))
