@@ -137,6 +137,11 @@ def test_the_form_fits_800x600_without_sideways_scrolling(qtbot, gui, artifacts_
     gui.window.resize(800, 600)
     gui.window.show_page("Settings")
     page = gui.window.settings_page
+    long = ("FarNode Desktop keeps your Hugging Face token only in your operating system's keyring, and no usable "
+            "keyring was found (found: keyring.backends.fail.Keyring). Nothing was stored. On Linux the key is kept "
+            "by the desktop's Secret Service (GNOME Keyring or KWallet): install and unlock one.")
+    page.hf_token_status.setText(long)  # what the page says without a keyring: it must wrap, not widen the form
+    page.engine_step.setText("installing " + "nvidia-cublas-cu12 " * 12)
     qtbot.waitUntil(lambda: gui.window.width() == 800, timeout=2000)
     qtbot.wait(50)
     body = page.scroll.widget()

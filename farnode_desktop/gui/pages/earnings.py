@@ -170,6 +170,7 @@ class EarningsPage(QWidget):
         self.chart_slot = QVBoxLayout()
         dl.addLayout(self.chart_slot, 2)
         layout.addWidget(self.details, 1)
+        layout.addStretch(0)  # takes the space while the details are hidden (the notices stay their size)
         self.sync_button.clicked.connect(self.sync_now)
         self.export_button.clicked.connect(self.export_csv)
         bridge.earnings.connect(self.set_snapshot)

@@ -139,6 +139,7 @@ class SettingsPage(QWidget):
         self.hf_token.setPlaceholderText("hf_… (kept in the OS keyring, never in this file)")
         self.hf_token_status = QLabel("")
         dim(self.hf_token_status)
+        self.hf_token_status.setWordWrap(True)  # "no usable keyring ..." is long: it wraps, never widens the page
         token_row = QHBoxLayout()
         token_row.addWidget(self.hf_token, 1)
         self.hf_token_save = QPushButton("Save token")
@@ -249,6 +250,7 @@ class SettingsPage(QWidget):
         self.engine_bar.setRange(0, 100)
         self.engine_bar.hide()
         self.engine_step = QLabel("")
+        self.engine_step.setWordWrap(True)
         self.engine_source = QLineEdit()
         self.engine_source.setPlaceholderText("empty: FarMesh from its Git source (needs the internet)")
         self.engine_source.setToolTip("Offline machines: a local source archive (.tar.gz, .zip) or wheel of the "
