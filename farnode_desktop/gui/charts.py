@@ -55,15 +55,17 @@ class _TaskSignals(QObject):
 class _QueryTask(QRunnable):
     """Runs ``fn()`` on the pool and hands its result to the GUI thread through a queued signal."""
 
-    def __init__(self, fn: Callable[[], Any], generation: int) -> None:
+    def __init__(self, fn: Callable[[], Any], generation: int, stopped: Callable[[], bool] = lambda: False) -> None:
         super().__init__()
-        self.fn, self.generation = fn, generation
+        self.fn, self.generation, self.stopped = fn, generation, stopped
         self.signals = _TaskSignals()
 
     def run(self) -> None:
         try:
             result = self.fn()
         except Exception as exc:  # shown in the chart's status line, never lost silently
+            if self.stopped():  # the app is closing its store under a query that started before: no error
+                return
             log.exception("chart query failed")
             try:
                 self.signals.failed.emit(self.generation, getattr(exc, "message", str(exc)))
@@ -203,6 +205,12 @@ class TimeSeriesChart(QWidget):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self._live = live
+        self.stopped = False  # shutdown(): the store is closing, no more queries
+
+    def shutdown(self) -> None:
+        """The app is closing the store: no more refreshes (a query already running ends quietly)."""
+        self.stopped = True
+        self.timer.stop()
 
     # ---- hooks for subclasses --------------------------------------------------------------------
 
@@ -283,13 +291,13 @@ class TimeSeriesChart(QWidget):
     def refresh(self) -> None:
         """Query the store off the GUI thread; the result is drawn when it arrives. A refresh while one is
         still running is skipped (the next tick catches up)."""
-        if self._in_flight:
+        if self._in_flight or self.stopped:
             return
         self._lines = self.lines()
         self._generation += 1
         self._in_flight = True
         lines, max_points, span = list(self._lines), self.max_points(), self.range_seconds
-        task = _QueryTask(lambda: self._query(lines, max_points, span), self._generation)
+        task = _QueryTask(lambda: self._query(lines, max_points, span), self._generation, lambda: self.stopped)
         task.signals.done.connect(self._apply)
         task.signals.failed.connect(self._failed)
         self.pool.start(task)
@@ -407,7 +415,7 @@ class TimeSeriesChart(QWidget):
 
     def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
-        if self._live:
+        if self._live and not self.stopped:
             self.timer.start()
         self.refresh()
 

@@ -98,7 +98,12 @@ class MainWindow(QMainWindow):
                 stop()
 
     def set_stopping(self) -> None:
+        """Quit: the core closes next, its metrics store with it; the charts stop asking it first."""
         self._stopping = True
+        for page in self.pages.values():
+            chart = getattr(page, "chart", None)
+            if chart is not None:
+                chart.shutdown()
         self.dashboard.set_stopping(True)
         self.setWindowTitle("FarNode: Stopping…")
 
