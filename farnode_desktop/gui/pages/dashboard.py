@@ -308,17 +308,18 @@ class DashboardPage(QWidget):
         self.last_earnings = snap
         unit = snap.unit
         empty = empty_state(snap)
-        estimate = (f"≈ {fmt_money(snap.estimated_unpaid, unit)} more (estimate)"
-                    if snap.rate_per_1k_tokens > 0 and snap.estimated_unpaid is not None else "")
+        estimated = (fmt_money(snap.estimated_unpaid, unit)
+                     if snap.rate_per_1k_tokens > 0 and snap.estimated_unpaid is not None else "")
         if snap.setup_missing:
             self.card_earnings.set("–", empty[0] if empty else "not set up")
             return
         if empty is not None:  # set up, nothing paid yet
-            self.card_earnings.set("none yet", "No payout yet. " + (estimate.replace("more ", "earned ")
-                                                                    if estimate else "Keep the node serving."))
+            self.card_earnings.set("none yet", "No payout yet. " + (f"≈ {estimated} earned (estimate)" if estimated
+                                                                    else "Keep the node serving."))
             return
         when, _every = next_payout_text(snap, time.time())
         first = f"paid · pending {fmt_amount(snap.pending_total)} · balance " + (
             fmt_amount(snap.balance) if snap.balance is not None else "–")
-        second = " · ".join(x for x in (f"next {when}" if when != "–" else "", estimate) if x)
+        second = " · ".join(x for x in (f"next {when}" if when != "–" else "",
+                                        f"≈ {estimated} more (estimate)" if estimated else "") if x)
         self.card_earnings.set(fmt_money(snap.paid_total, unit), first + ("\n" + second if second else ""))
