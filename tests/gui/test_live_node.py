@@ -59,7 +59,7 @@ def test_dashboard_start_online_chart_pause_resume_stop(qtbot, gui, artifacts_di
     assert not dash.resume.isVisible()
 
     gui.toggle_node()  # Stop: said at once, not after the traffic and the server have stopped
-    qtbot.waitUntil(lambda: "Stopping" in dash.state_label.text(), timeout=2_000)
+    qtbot.waitUntil(lambda: "Stopping" in dash.state_label.text(), timeout=4_000)  # (the order: test_controller_stop)
     assert gui.window.windowTitle() == "FarNode: Stopping…"
     qtbot.waitUntil(lambda: core.state.state == C.STOPPED and not gui.busy, timeout=60_000)
     qtbot.waitUntil(lambda: dash.toggle.text() == "Start contributing", timeout=5_000)
