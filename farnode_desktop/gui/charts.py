@@ -1,8 +1,10 @@
 """Live charts of the metrics history (pyqtgraph): throughput and earnings.
 
 Each chart is a plain QWidget that takes a :class:`~farnode_desktop.core.metrics.store.MetricsStore` and can sit
-in any page. It offers the ranges 1 h / 24 h / 7 d / 30 d / all, a date axis, a crosshair with a read-out
-of the bucket under the mouse, and refreshes once a second while visible. The database query runs on a
+in any page. It offers the ranges 5 min / 15 min / 1 h / 24 h / 7 d / 30 d / all (until the user picks one, the
+shortest that holds the whole history, at most 1 h: a young node's live throughput is visible), a date axis,
+a crosshair with a read-out of the bucket under the mouse, and refreshes once a second while visible. Where
+nothing was recorded (before the app existed, while it was closed) no line is drawn. The database query runs on a
 thread pool; only ``setData`` runs on the GUI thread.
 """
 
@@ -20,12 +22,16 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QGraphicsItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from farnode_desktop.core.metrics.queries import NODE_COVERAGE
 from farnode_desktop.core.metrics.store import Bucket, MetricsStore
 
 log = logging.getLogger(__name__)
 
 #: Range choices: label -> seconds (None = everything stored).
-RANGES: dict[str, float | None] = {"1 h": 3600, "24 h": 86400, "7 d": 7 * 86400, "30 d": 30 * 86400, "All": None}
+RANGES: dict[str, float | None] = {"5 min": 300, "15 min": 900, "1 h": 3600, "24 h": 86400, "7 d": 7 * 86400,
+                                   "30 d": 30 * 86400, "All": None}
+#: Until the user picks a range, the chart shows the shortest one that holds the whole history, up to this one.
+DEFAULT_RANGE = "1 h"
 REFRESH_MS = 1000
 COLORS = ("#2e86de", "#e67e22", "#27ae60", "#c0392b", "#8e44ad", "#16a085", "#d35400", "#7f8c8d")
 
@@ -49,15 +55,17 @@ class _TaskSignals(QObject):
 class _QueryTask(QRunnable):
     """Runs ``fn()`` on the pool and hands its result to the GUI thread through a queued signal."""
 
-    def __init__(self, fn: Callable[[], Any], generation: int) -> None:
+    def __init__(self, fn: Callable[[], Any], generation: int, stopped: Callable[[], bool] = lambda: False) -> None:
         super().__init__()
-        self.fn, self.generation = fn, generation
+        self.fn, self.generation, self.stopped = fn, generation, stopped
         self.signals = _TaskSignals()
 
     def run(self) -> None:
         try:
             result = self.fn()
         except Exception as exc:  # shown in the chart's status line, never lost silently
+            if self.stopped():  # the app is closing its store under a query that started before: no error
+                return
             log.exception("chart query failed")
             try:
                 self.signals.failed.emit(self.generation, getattr(exc, "message", str(exc)))
@@ -89,6 +97,17 @@ def _arrays(buckets: list[Bucket]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         return empty, empty, empty, empty
     a = np.fromiter((v for b in buckets for v in b), dtype=float, count=4 * len(buckets)).reshape(-1, 4)
     return a[:, 0], a[:, 1], a[:, 2], a[:, 3]
+
+
+def with_gaps(t: np.ndarray, v: np.ndarray, bucket: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, v)`` with a NaN after each point whose next neighbour is more than a bucket away: a line drawn
+    with ``connect="finite"`` stops there instead of bridging a stretch without data."""
+    if len(t) < 2 or bucket <= 0:
+        return t, v
+    cut = np.nonzero(np.diff(t) > bucket * 1.5)[0]
+    if not len(cut):
+        return t, v
+    return np.insert(t, cut + 1, t[cut] + bucket), np.insert(v.astype(float), cut + 1, np.nan)
 
 
 def _band(t: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +151,7 @@ class TimeSeriesChart(QWidget):
     """A chart of mean lines with a min-max band per series; subclasses say which series to show."""
 
     title = "Chart"
+    follows_age = False  # True: until the user picks a range, the shortest that holds the history (live views)
 
     def __init__(self, store: MetricsStore, parent: QWidget | None = None, *, live: bool = True,
                  clock: Callable[[], float] = time.time, pool: QThreadPool | None = None) -> None:
@@ -147,8 +167,10 @@ class TimeSeriesChart(QWidget):
 
         self.range_box = QComboBox()
         self.range_box.addItems(list(RANGES))
-        self.range_box.setCurrentText("1 h")
+        self.range_box.setCurrentText(DEFAULT_RANGE)
         self.range_box.currentTextChanged.connect(self._range_changed)
+        self.range_box.activated.connect(self._range_picked)  # the user's own choice (not set_range)
+        self.auto_range = self.follows_age  # the range follows the history's age until the user picks one
         self.readout = QLabel(" ")
         self.readout.setMinimumWidth(200)
         self.readout.setWordWrap(True)
@@ -183,6 +205,12 @@ class TimeSeriesChart(QWidget):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self._live = live
+        self.stopped = False  # shutdown(): the store is closing, no more queries
+
+    def shutdown(self) -> None:
+        """The app is closing the store: no more refreshes (a query already running ends quietly)."""
+        self.stopped = True
+        self.timer.stop()
 
     # ---- hooks for subclasses --------------------------------------------------------------------
 
@@ -226,7 +254,23 @@ class TimeSeriesChart(QWidget):
         """Pick one of :data:`RANGES` by its label."""
         if label not in RANGES:
             raise ValueError(f"unknown range {label!r}")
+        self.auto_range = False
         self.range_box.setCurrentText(label)
+
+    def _range_picked(self, _index: int) -> None:
+        self.auto_range = False
+
+    def auto_range_for(self, age: float | None) -> str:
+        """The shortest range that holds ``age`` seconds of history (None: none yet), at most the default."""
+        limit = RANGES[DEFAULT_RANGE] or math.inf
+        for label, span in RANGES.items():
+            if span is not None and (age is None or age <= span or span >= limit):
+                return label
+        return DEFAULT_RANGE
+
+    def coverage_series(self) -> str:
+        """The series whose first row is where this chart's history starts."""
+        return NODE_COVERAGE
 
     def _range_changed(self, _label: str) -> None:
         self._in_flight = False  # a stale answer is ignored by its generation
@@ -247,13 +291,13 @@ class TimeSeriesChart(QWidget):
     def refresh(self) -> None:
         """Query the store off the GUI thread; the result is drawn when it arrives. A refresh while one is
         still running is skipped (the next tick catches up)."""
-        if self._in_flight:
+        if self._in_flight or self.stopped:
             return
         self._lines = self.lines()
         self._generation += 1
         self._in_flight = True
         lines, max_points, span = list(self._lines), self.max_points(), self.range_seconds
-        task = _QueryTask(lambda: self._query(lines, max_points, span), self._generation)
+        task = _QueryTask(lambda: self._query(lines, max_points, span), self._generation, lambda: self.stopped)
         task.signals.done.connect(self._apply)
         task.signals.failed.connect(self._failed)
         self.pool.start(task)
@@ -262,9 +306,13 @@ class TimeSeriesChart(QWidget):
         """Runs on the pool: everything the chart needs from the database."""
         window = self.time_window(lines, span)
         start, end = window
-        out: dict[str, Any] = {"window": window}
+        out: dict[str, Any] = {"window": window, "bucket": self.store.bucket_seconds(start, end, max_points)}
+        if self.auto_range:
+            first = self.store.first_time(self.coverage_series())
+            out["age"] = None if first is None else end - first
         for line in lines:
-            out[line.series] = _arrays(self.store.query(line.series, start, end, max_points, amounts=line.amounts))
+            out[line.series] = _arrays(self.store.query(line.series, start, end, max_points, amounts=line.amounts,
+                                                        covered_by=NODE_COVERAGE if line.amounts else None))
         return out
 
     def _failed(self, generation: int, message: str) -> None:
@@ -278,6 +326,11 @@ class TimeSeriesChart(QWidget):
             return
         self._in_flight = False
         self.last_error = ""
+        if self.auto_range and "age" in result:
+            label = self.auto_range_for(result["age"])
+            if label != self.range_box.currentText():
+                self.range_box.setCurrentText(label)  # refreshes for the new range
+                return
         self.set_result(result)
 
     def set_result(self, result: dict[str, Any]) -> None:
@@ -297,7 +350,10 @@ class TimeSeriesChart(QWidget):
             if curves is None:
                 curves = self._make_curves(line)
             mean_c, band_c = curves
-            mean_c.setData(t, mean)
+            if line.amounts:  # zero-filled where recorded: a missing bucket is a stretch without data
+                mean_c.setData(*with_gaps(t, mean, float(result.get("bucket", 0))))
+            else:  # gauges and cumulative series are sampled sparsely: their points are joined
+                mean_c.setData(t, mean)
             band_c.setData(*_band(t, lo, hi))
         start, end = result["window"]
         shown = [self._data[line.series] for line in self._lines]
@@ -314,11 +370,12 @@ class TimeSeriesChart(QWidget):
         band = pg.mkColor(line.color)
         band.setAlpha(80)
         band_c = pg.PlotDataItem(pen=pg.mkPen(band, width=1), connect="pairs")  # wide translucent pens paint 20x slower
-        mean_c = pg.PlotDataItem(pen=pg.mkPen(pg.mkColor(line.color), width=2), name=line.label)
+        # connect="finite": a NaN (with_gaps) ends the line where nothing was recorded
+        mean_c = pg.PlotDataItem(pen=pg.mkPen(pg.mkColor(line.color), width=2), name=line.label, connect="finite")
         for item in (band_c, mean_c):
             item.setDownsampling(auto=True, method="peak")
             item.setClipToView(True)
-            item.setSkipFiniteCheck(True)
+        band_c.setSkipFiniteCheck(True)  # never holds a NaN
         self.plot.addItem(band_c)
         self.plot.addItem(mean_c)  # named: the legend picks it up
         self._curves[line.series] = (mean_c, band_c)
@@ -358,7 +415,7 @@ class TimeSeriesChart(QWidget):
 
     def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)
-        if self._live:
+        if self._live and not self.stopped:
             self.timer.start()
         self.refresh()
 
@@ -375,6 +432,7 @@ class ThroughputChart(TimeSeriesChart):
     """Tokens served per second (inference, forward) and the throughput the node announces."""
 
     title = "Throughput"
+    follows_age = True
 
     def lines(self) -> list[Line]:
         return [
@@ -416,7 +474,10 @@ class EarningsChart(TimeSeriesChart):
         out = super()._query(lines, max_points, span)
         start, end = out["window"]
         days = max(7, min(3650, int(math.ceil((end - start) / 86400)) + 1))
-        out["daily"] = self.store.daily_totals("earnings.total", days, how="increase")
+        # earned per day (paid + estimate); where the network publishes no rate there is no estimate, and
+        # what was paid per day is all that is known
+        series = "earnings.total" if self.store.series_names("earnings.total") else "earnings.paid"
+        out["daily"] = self.store.daily_totals(series, days, how="increase")
         return out
 
     def _after_result(self, result: dict[str, Any]) -> None:

@@ -92,7 +92,7 @@ class EngineStep(QWizardPage):
     def __init__(self, core: AppCore, tasks: TaskRunner, bridge: BusBridge) -> None:
         super().__init__()
         self.setTitle("Engine")
-        self.setSubTitle("The engine runs the model. Setting it up downloads about 2.5 GB once; you can skip it "
+        self.setSubTitle("The engine runs the model. Setting it up installs about 1.5 GB once (more with an NVIDIA GPU); you can skip it "
                          "and it is set up when you first press Start.")
         self.core, self.tasks = core, tasks
         layout = QVBoxLayout(self)

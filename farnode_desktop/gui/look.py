@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QGuiApplication, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QApplication
@@ -103,3 +105,21 @@ def fmt_count(v: float) -> str:
 
 def fmt_rate(v: float) -> str:
     return f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def fmt_amount(v: object) -> str:
+    """A token amount as people read money: 12.5, 1,234.57, 0.000125 (never a bare 0.0000), 0."""
+    d = Decimal(str(v))
+    if d == 0:
+        return "0"
+    if abs(d) >= 1000:
+        return f"{d:,.2f}"
+    if abs(d) >= 1:
+        return f"{d:,.4f}".rstrip("0").rstrip(".")
+    text = f"{d:.8f}".rstrip("0").rstrip(".")
+    return text if Decimal(text) != 0 else ("< 0.00000001" if d > 0 else "> -0.00000001")
+
+
+def fmt_money(v: object, unit: str) -> str:
+    """An amount with its unit ("12.5 FMR"): an amount is never shown without one."""
+    return f"{fmt_amount(v)} {unit}"

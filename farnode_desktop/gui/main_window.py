@@ -67,7 +67,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.resize(1060, 720)
-        self.setMinimumSize(820, 560)
+        self.setMinimumSize(760, 520)  # 800x600 screens and small windows
         self._painted = False
         QApplication.instance().installEventFilter(self)
         self._stopping = False
@@ -76,6 +76,9 @@ class MainWindow(QMainWindow):
 
     def add_page(self, name: str, page: QWidget, index: int | None = None) -> None:
         self.pages[name] = page
+        opener = getattr(page, "open_page", None)  # a page's "Open Wallet"-style buttons
+        if opener is not None:
+            opener.connect(self.show_page)
         item = QListWidgetItem(name)
         if index is None:
             self.sidebar.addItem(item)
@@ -95,7 +98,12 @@ class MainWindow(QMainWindow):
                 stop()
 
     def set_stopping(self) -> None:
+        """Quit: the core closes next, its metrics store with it; the charts stop asking it first."""
         self._stopping = True
+        for page in self.pages.values():
+            chart = getattr(page, "chart", None)
+            if chart is not None:
+                chart.shutdown()
         self.dashboard.set_stopping(True)
         self.setWindowTitle("FarNode: Stopping…")
 

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QPalette, QWheelEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 
 def dim(label: QLabel) -> QLabel:
@@ -14,7 +24,10 @@ def dim(label: QLabel) -> QLabel:
 
 
 class StatCard(QFrame):
-    """A caption over a big value, with an optional small note under it."""
+    """A caption over a big value, with an optional small note under it. The note always takes two lines
+    (a longer one is cut, whole in its tooltip), so a card keeps its height whatever it says."""
+
+    NOTE_LINES = 2
 
     def __init__(self, caption: str, value: str = "–", note: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -31,18 +44,34 @@ class StatCard(QFrame):
         f.setBold(True)
         self.value.setFont(f)
         self.value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.value.setFixedHeight(self.value.fontMetrics().height() + 2)
         self.note = QLabel(note)
         dim(self.note)
         self.note.setWordWrap(True)
+        self.note.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.note.setFixedHeight(self.note.fontMetrics().lineSpacing() * self.NOTE_LINES + 2)
+        self.note.setMinimumWidth(120)
         layout.addWidget(self.caption)
         layout.addWidget(self.value)
         layout.addWidget(self.note)
+        layout.addStretch(1)  # top-aligned when a neighbour in its row is taller
 
     def set(self, value: str, note: str | None = None) -> None:
         if self.value.text() != value:
             self.value.setText(value)
         if note is not None and self.note.text() != note:
             self.note.setText(note)
+            self.note.setToolTip(note)
+
+    def add_action(self, button: QPushButton) -> None:
+        """A button under the note (e.g. Copy), the same size in every state: enable or disable it rather
+        than hiding it, so the card keeps its height."""
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 2, 0, 0)
+        row.addWidget(button)
+        row.addStretch(1)
+        layout = self.layout()
+        layout.insertLayout(layout.count() - 1, row)
 
 
 def page_header(title: str, subtitle: str = "") -> QWidget:
@@ -57,6 +86,7 @@ def page_header(title: str, subtitle: str = "") -> QWidget:
     layout.addWidget(t)
     if subtitle:
         s = QLabel(subtitle)
+        s.setObjectName("subtitle")
         s.setWordWrap(True)
         dim(s)
         layout.addWidget(s)
@@ -95,3 +125,43 @@ class Notice(QFrame):
         self.title.setText(title)
         self.text.setText(text)
         self.show()
+
+
+# Value widgets on a scrolling page: the mouse wheel scrolls the page unless the widget has the keyboard focus
+# (a click or Tab gives it), so scrolling past a spin box never changes a setting. A wheel event the widget
+# ignores goes on to its parents: the scroll area.
+
+class SpinBox(QSpinBox):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802 (Qt API)
+        if self.hasFocus():
+            super().wheelEvent(e)
+        else:
+            e.ignore()
+
+
+class DoubleSpinBox(QDoubleSpinBox):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802 (Qt API)
+        if self.hasFocus():
+            super().wheelEvent(e)
+        else:
+            e.ignore()
+
+
+class ComboBox(QComboBox):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802 (Qt API)
+        if self.hasFocus():
+            super().wheelEvent(e)
+        else:
+            e.ignore()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from farnode_desktop.core.metrics.store import MetricsStore
-from farnode_desktop.gui.charts import EarningsChart, ThroughputChart, query_pool
+from farnode_desktop.gui.charts import RANGES, EarningsChart, ThroughputChart, query_pool
 
 NOW = 1_772_452_800.0  # 2026-03-02 12:00 UTC
 
@@ -35,6 +35,7 @@ def _fill(store: MetricsStore, clock: Clock) -> None:
                      ("gpu0.temp", t, 50 + 25 * load), ("gpu1.temp", t, 45 + 10 * load),
                      ("earnings.paid", t, 3.5 * ((t - NOW + 30 * 86400) // (7 * 86400))),
                      ("earnings.total", t, 0.4 * (days := (t - NOW + 30 * 86400) / 86400) + 0.01 * days ** 2)]
+        rows += [("node_state", t, 12.0) for t in range(int(clock.now), int(clock.now) + 86400, 60)]  # online
         store.record_many(rows)
         store.flush()
     clock.now = NOW - 7200
@@ -44,7 +45,7 @@ def _fill(store: MetricsStore, clock: Clock) -> None:
         rows += [("tokens_inference_per_s", t, 350 + 150 * wave + (t % 7) * 10),
                  ("tokens_forward_per_s", t, 100 * wave), ("reported_throughput", t, 600.0),
                  ("gpu0.util", t, 60 + 35 * wave), ("gpu1.util", t, 30 * wave),
-                 ("gpu0.temp", t, 60 + 15 * wave), ("gpu1.temp", t, 50 + 5 * wave)]
+                 ("gpu0.temp", t, 60 + 15 * wave), ("gpu1.temp", t, 50 + 5 * wave), ("node_state", t, 12.0)]
     store.record_many(rows)
     clock.now = NOW
     store.flush()
@@ -216,3 +217,61 @@ def test_y_range(bands, expected):
 
     series = [(np.array([0.0]), np.array([lo]), np.array([lo]), np.array([hi])) for lo, hi in bands]
     assert y_range(series) == pytest.approx(expected)
+
+
+def _young_store(tmp_path, clock, age_s: int, gap: tuple[int, int] | None = None) -> MetricsStore:
+    """A node that started ``age_s`` seconds ago and served 5 tokens every second (none during ``gap``,
+    seconds before now, while the app was closed)."""
+    store = MetricsStore(tmp_path / f"young-{age_s}.sqlite3", clock=clock)
+    rows = []
+    for t in range(int(NOW) - age_s, int(NOW)):
+        if gap and NOW - gap[0] <= t < NOW - gap[1]:
+            continue
+        rows += [("node_state", t, 12.0), ("tokens_inference_per_s", t, 5.0)]
+    store.record_many(rows)
+    store.flush()
+    return store
+
+
+@pytest.mark.parametrize(("age_s", "expected"), [(120, "5 min"), (600, "15 min"), (2400, "1 h"), (86400, "1 h")])
+def test_a_young_node_gets_a_short_range_until_the_user_picks_one(qtbot, tmp_path, age_s, expected):
+    clock = Clock()
+    store = _young_store(tmp_path, clock, age_s)
+    try:
+        chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+        assert {"5 min", "15 min"} <= {chart.range_box.itemText(i) for i in range(chart.range_box.count())}
+        qtbot.waitUntil(lambda: not chart._in_flight and chart.range_box.currentText() == expected, timeout=10_000)
+        qtbot.waitUntil(lambda: not chart._in_flight and len(chart.data("tokens_inference_per_s")[0]) > 0,
+                        timeout=10_000)
+        start, end = chart.plot.vb.viewRange()[0]
+        assert end - start == pytest.approx(RANGES[expected])
+        # The user's own choice stays (the chart no longer follows the history's age).
+        chart.range_box.setCurrentText("24 h")
+        chart.range_box.activated.emit(chart.range_box.currentIndex())
+        chart.refresh()
+        qtbot.waitUntil(lambda: not chart._in_flight, timeout=10_000)
+        qtbot.wait(50)
+        assert chart.range_box.currentText() == "24 h" and not chart.auto_range
+    finally:
+        query_pool().waitForDone(10_000)
+        store.close()
+
+
+def test_no_line_before_the_node_existed_nor_across_a_stretch_without_data(qtbot, tmp_path, artifacts_dir):
+    clock = Clock()
+    store = _young_store(tmp_path, clock, 40 * 60, gap=(25 * 60, 15 * 60))  # app closed 25 to 15 min ago
+    try:
+        chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+        qtbot.waitUntil(lambda: chart.range_box.currentText() == "1 h", timeout=10_000)
+        _loaded(qtbot, chart, "tokens_inference_per_s")
+        t = chart.data("tokens_inference_per_s")[0]
+        assert t[0] >= NOW - 40 * 60 - 10  # the 20 minutes before the node existed: no points, no 0 line
+        mean_curve = chart._curves["tokens_inference_per_s"][0]
+        xs, ys = mean_curve.getData()
+        breaks = xs[np.isnan(ys)]
+        assert len(breaks) == 1 and NOW - 25 * 60 <= breaks[0] <= NOW - 15 * 60  # the line stops at the gap
+        assert not np.any((xs > NOW - 25 * 60 + 30) & (xs < NOW - 15 * 60 - 30) & ~np.isnan(ys))
+        _shot(chart, artifacts_dir, "chart-throughput-gap.png")
+    finally:
+        query_pool().waitForDone(10_000)
+        store.close()

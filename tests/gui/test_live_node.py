@@ -48,14 +48,24 @@ def test_dashboard_start_online_chart_pause_resume_stop(qtbot, gui, artifacts_di
     qtbot.waitUntil(lambda: core.state.state == C.PAUSED, timeout=60_000)
     qtbot.waitUntil(lambda: "Paused" in dash.state_label.text(), timeout=5_000)
     qtbot.waitUntil(lambda: dash.toggle.text() == "Stop contributing", timeout=5_000)
+    # No server runs while paused: no tokens/s, blocks or peer from its last seconds; Resume is offered here.
+    qtbot.wait(2_500)  # the stopped servers' last stats ticks have arrived
+    assert dash.card_rate.value.text() == "–" and dash.card_blocks.value.text() == "–"
+    assert dash.card_peer.value.text() == "–"
+    assert dash.resume.isVisible()
     shot(gui.window, artifacts_dir, "gui-dashboard-paused.png")
 
-    gui.resume_now()
+    dash.resume.click()
     qtbot.waitUntil(lambda: core.state.state == C.ONLINE, timeout=240_000)
+    assert not dash.resume.isVisible()
 
-    gui.toggle_node()  # Stop
+    gui.toggle_node()  # Stop: said at once, not after the traffic and the server have stopped
+    qtbot.waitUntil(lambda: "Stopping" in dash.state_label.text(), timeout=4_000)  # (the order: test_controller_stop)
+    assert gui.window.windowTitle() == "FarNode: Stopping…"
     qtbot.waitUntil(lambda: core.state.state == C.STOPPED and not gui.busy, timeout=60_000)
     qtbot.waitUntil(lambda: dash.toggle.text() == "Start contributing", timeout=5_000)
+    qtbot.wait(2_500)
+    assert dash.card_rate.value.text() == "–" and "0–" not in dash.card_blocks.note.text()
     assert not core.node.node_pids()
 
     with qtbot.waitSignal(gui.quitted, timeout=60_000):

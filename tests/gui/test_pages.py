@@ -15,7 +15,7 @@ from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.policies.runner import PolicyInputs
-from farnode_desktop.gui.errors import OPEN_DIALOGS, ReportDialog, show_error
+from farnode_desktop.gui.errors import ReportDialog, show_error
 from tests.gui.conftest import shot
 from tests.support.fake_pynvml import FakeGpu, FakePynvml
 
@@ -144,10 +144,10 @@ def test_settings_page_rejects_bad_input_and_saves_good_input(qtbot, gui, artifa
     page.peers.setPlainText("not-an-address")  # ... with a peer address without /p2p/
     page.port.setValue(40123)
     assert page.save() is False
-    box = next(d for d in OPEN_DIALOGS if isinstance(d, QMessageBox))
-    assert box.windowTitle() == "Settings problem" and "/p2p/" in box.text()
+    problem = page.problem_labels["network.initial_peers"]
+    assert not problem.isHidden() and "/p2p/" in problem.text()  # said beside the field
+    assert "Not saved" in page.saved_label.text()
     assert not gui.core.paths.settings_file.exists()  # nothing half-saved
-    box.close()
     page.peers.setPlainText("/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN")
     page.steam.setChecked(False)
     page.schedule_on.setChecked(True)

@@ -130,42 +130,99 @@ def test_wallet_without_a_keyring_says_what_to_do(qtbot, app_paths):
 
 
 def test_earnings_page_from_a_real_chain(qtbot, app_paths, chain, artifacts_dir, tmp_path):  # noqa: F811
+    """The Earnings page and the dashboard's card read as money: why there is nothing yet (no wallet, no chain,
+    no payout), then the token's symbol on every amount, the next payout and the labelled estimate."""
+    from dataclasses import replace
+
     wallet = chain.new_wallet()
     core = AppCore(app_paths, policy_inputs=PolicyInputs(), earnings_interval_s=3600)
     core.start()
     g = _gui(qtbot, core)
     try:
+        g.window.resize(800, 600)
         g.window.show_page("Earnings")
         page = g.window.pages["Earnings"]
+        card = g.window.dashboard.card_earnings
+        # Nothing set up: the first thing to do is a wallet (not a list of chain settings, not 0.0000s).
         page.sync_now()
-        qtbot.waitUntil(lambda: page.notice.isVisible(), timeout=15_000)
-        assert "RPC URL" in page.notice.text.text()  # not set up yet: says what is missing
+        qtbot.waitUntil(lambda: page.empty.isVisible() and page.sync_button.isEnabled(), timeout=15_000)
+        assert page.empty.title.text() == "Create a wallet to be paid"
+        assert not page.details.isVisible() and not page.notice.isVisible()
+        shot(g.window, artifacts_dir, "gui-earnings-no-wallet.png")
+        page.empty_button.click()
+        assert g.window.stack.currentWidget() is g.window.pages["Wallet"]
+        g.window.dashboard.refresh_earnings()
+        qtbot.waitUntil(lambda: card.note.text() == "Create a wallet to be paid", timeout=10_000)
+        assert card.value.text() == "–"
 
+        # A wallet, no chain: say that the chain is what is missing.
         s = core.settings
-        from dataclasses import replace
+        core.save_settings(replace(s, wallet=replace(s.wallet, address=wallet)))
+        g.window.show_page("Earnings")
+        qtbot.waitUntil(lambda: page.empty.title.text() == "No payout chain is set up", timeout=10_000)
+        assert "Settings" in page.empty.text.text() and page.empty_button.text() == "Open Settings"
 
+        # The chain set up (the network publishes 0.5 per 1,000 tokens), no payout yet.
+        s = core.settings
         chain_settings = replace(s.chain, rpc_url=chain.url, chain_id=chain.w3.eth.chain_id,
                                  token_address=chain.token.address, payout_senders=[chain.sender], confirmations=2,
-                                 reward_per_1k_tokens=0.5)
-        core.save_settings(replace(s, chain=chain_settings, wallet=replace(s.wallet, address=wallet)))
+                                 reward_per_1k_tokens=0.5, start_block=chain.head() + 1)
+        core.save_settings(replace(s, chain=chain_settings))
+        now = __import__("time").time()
+        core.store.record_many([("tokens_inference_per_s", now - 30, 3000.0)], add=True)
+        core.store.flush()
+        page.sync_now()
+        qtbot.waitUntil(lambda: page.empty.title.text() == "No payout yet" and page.snapshot.symbol == "FMR",
+                        timeout=30_000)
+        assert "FMR" in page.empty.text.text() and page.details.isVisible()
+        assert page.card_paid.value.text() == "0 FMR" and page.card_balance.value.text() == "0 FMR"
+        assert page.card_estimate.value.text() == "≈ 1.5 FMR"  # 3,000 tokens x 0.5 / 1,000
+        assert "so far (no payout yet)" in page.card_estimate.note.text()
+        assert "since the last payout" not in page.card_estimate.note.text()
+        assert page.card_next.value.text() == "–"
+        qtbot.waitUntil(lambda: card.value.text() == "none yet", timeout=10_000)
+        assert "≈ 1.5 FMR earned (estimate)" in card.note.text()
+
+        # Payouts: three confirmed (ten minutes apart), one pending.
         chain.pay(wallet, chain.units(1.5))
-        chain.pay(wallet, chain.units(2.25))
+        for amount in (2.25, 0.5):
+            rpc_time(chain, 600)
+            chain.pay(wallet, chain.units(amount))
         chain.mine(3)
         chain.pay(wallet, chain.units(0.5))  # not yet confirmed
         page.sync_now()
         # (a background sync started by the settings change may answer first: wait for the full picture)
-        qtbot.waitUntil(lambda: page.card_paid.value.text() == "3.7500"
-                        and page.card_pending.value.text() == "0.5000", timeout=30_000)
-        assert page.card_balance.value.text() == "4.2500"
-        assert "ESTIMATE" in page.card_estimate.note.text()
-        qtbot.waitUntil(lambda: page.table.rowCount() == 3, timeout=10_000)
-        assert not page.notice.isVisible()
+        qtbot.waitUntil(lambda: page.card_paid.value.text() == "4.25 FMR"
+                        and page.card_pending.value.text() == "0.5 FMR", timeout=30_000)
+        assert page.card_balance.value.text() == "4.75 FMR"
+        assert page.card_paid.note.text() == "3 confirmed payouts"
+        assert page.card_next.value.text() in ("due",) or page.card_next.value.text().startswith("≈ ")
+        assert "every ~10 min" in page.card_next.note.text()
+        assert "ESTIMATE" in page.card_estimate.note.text() and "since the last payout" in page.card_estimate.note.text()
+        assert not page.empty.isVisible() and not page.notice.isVisible()
+        qtbot.waitUntil(lambda: page.table.rowCount() == 4, timeout=10_000)
+        assert page.table.item(0, 1).text().endswith(" FMR")
+        assert "Payouts of FMR" in page.header.findChild(__import__("PySide6.QtWidgets").QtWidgets.QLabel,
+                                                         "subtitle").text()
         g.window.attach_charts()
+        page.scroll.verticalScrollBar().setValue(0)
+        shot(g.window, artifacts_dir, "gui-earnings-800x600.png")
+        g.window.resize(1400, 1000)
+        qtbot.wait(200)
         shot(g.window, artifacts_dir, "gui-earnings.png")
+        qtbot.waitUntil(lambda: card.value.text() == "4.25 FMR", timeout=10_000)
+        assert "pending 0.5 · balance 4.75" in card.note.text() and "next" in card.note.text()
         out = tmp_path / "payouts.csv"
         page.export_to(out)
         qtbot.waitUntil(lambda: page.last_export is not None, timeout=10_000)
         rows = list(csv.DictReader(out.read_text().splitlines()))
-        assert [r["status"] for r in rows].count("confirmed") == 2 and len(rows) == 3
+        assert [r["status"] for r in rows].count("confirmed") == 3 and len(rows) == 4
     finally:
         _quit(qtbot, g)
+
+
+def rpc_time(chain, seconds: int) -> None:
+    """Move the chain's clock: the next block is ``seconds`` later."""
+    from tests.support.chain import rpc
+
+    rpc(chain.url, "evm_increaseTime", [seconds])

@@ -7,6 +7,7 @@ survives the file being replaced). Everything here reads; the store writes.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -33,6 +34,13 @@ TOKEN_SERIES = ("tokens_inference_per_s", "tokens_forward_per_s", "tokens_backwa
 #: Amount series are read up to this many seconds before now: the recorder spreads a node's counters over the
 #: seconds since its previous stats (about one a second), so the newest seconds are still filling in.
 AMOUNTS_SETTLE_S = 3
+#: The series whose rows say "a node was running and the app recorded it": the recorder writes it with every
+#: node's stats (about once a second while a server runs) and at every state change. Amount series read as 0
+#: only near its rows; elsewhere (before the app existed, while it was closed or no node ran) there is no data.
+NODE_COVERAGE = "node_state"
+#: A row of the coverage series vouches for this many seconds after its bucket (stats come about once a second;
+#: a node whose stats are older than this no longer counts, see the recorder's STALE_NODE_S).
+COVERAGE_SLACK_S = 10
 
 
 class MetricsStoreError(FarNodeError):
@@ -69,9 +77,13 @@ class MetricsQueries:
         sid = self._lookup(series)
         if sid is None:
             return None
-        found = [r[0][0] for r in (self._read(f"SELECT min(t) FROM {table} WHERE series_id = ?", (sid,))
-                                   for _, table, _ in LEVELS) if r and r[0][0] is not None]
-        return float(min(found)) if found else None
+        first: float | None = None
+        for res, table, _ in LEVELS:  # finest first: a coarser bucket's start is older than its first value
+            rows = self._read(f"SELECT min(t) FROM {table} WHERE series_id = ?", (sid,))
+            t = rows[0][0] if rows else None
+            if t is not None and (first is None or t + res <= first):  # older than what finer tables hold
+                first = float(t)
+        return first
 
     def _level_for(self, start: float, want: float, span: float = 0.0, max_points: int = 0) -> tuple[int, str]:
         """The coarsest table that still holds data at ``start`` and either is at least as fine as a
@@ -81,8 +93,15 @@ class MetricsQueries:
         usable = [lvl for lvl in available if lvl[0] <= want or (max_points and span / lvl[0] >= max_points / 2)]
         return max(usable) if usable else min(available)
 
+    def bucket_seconds(self, start: float, end: float, max_points: int = 1000) -> int:
+        """The width of the buckets :meth:`query` returns for this window (two neighbours further apart
+        than this have a gap between them)."""
+        want = (end - start) / max(1, max_points)
+        res, _table = self._level_for(start, want, end - start, max_points)
+        return max(res, int(math.ceil(want / res)) * res)
+
     def query(self, series: str, start: float, end: float, max_points: int = 1000, *,
-              amounts: bool = False) -> list[Bucket]:
+              amounts: bool = False, covered_by: str | None = None) -> list[Bucket]:
         """Between ``max_points / 2`` and ``max_points`` buckets (when the data allows) covering
         ``[start, end)`` (epoch s), oldest first.
 
@@ -95,7 +114,9 @@ class MetricsQueries:
         no row for a second without any), so a second without a row is 0: every bucket up to the present
         is returned, its mean the bucket's total over its seconds (a true average rate), its min 0 when
         any of its seconds had nothing. The last :data:`AMOUNTS_SETTLE_S` seconds, still being recorded,
-        are left out."""
+        are left out. With ``covered_by`` (e.g. :data:`NODE_COVERAGE`), a bucket without an amount counts as 0
+        only where that series has a row within :data:`COVERAGE_SLACK_S` before it: elsewhere nothing was
+        recorded, and the bucket is left out (a gap, not a 0 that reads as downtime)."""
         if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
             raise MetricsStoreError(f"Invalid time range {start!r}..{end!r}: the end must be after the start.")
         if max_points < 1:
@@ -109,7 +130,8 @@ class MetricsQueries:
         lo = int(math.floor(start)) // res * res
         hi = int(math.ceil(end))
         if amounts:
-            return self._query_amounts(sid, table, bucket, lo, min(hi, int(self.clock()) - AMOUNTS_SETTLE_S))
+            return self._query_amounts(sid, table, res, bucket, lo, min(hi, int(self.clock()) - AMOUNTS_SETTLE_S),
+                                       covered_by)
         if bucket == res:  # one stored row per bucket: no grouping needed
             cols = "t, v, v, v" if table == "raw" else "t, sum / n, min, max"
             rows = self._read(f"SELECT {cols} FROM {table} WHERE series_id = ? AND t >= ? AND t < ? ORDER BY t",
@@ -123,10 +145,40 @@ class MetricsQueries:
                    "WHERE series_id = ? AND t >= ? AND t < ? GROUP BY b ORDER BY b")
         return [Bucket(float(b * bucket), mean, mn, mx) for b, mean, mn, mx in self._read(sql, (bucket, sid, lo, hi))]
 
-    def _query_amounts(self, sid: int, table: str, bucket: int, lo: int, hi: int) -> list[Bucket]:
-        """Buckets of a per-second amount series over ``[lo, hi)``, missing seconds counted as 0."""
+    def _covered(self, series: str | None, table: str, res: int, lo: int, hi: int) -> list[tuple[int, int]] | None:
+        """Time spans ``[a, b)`` in ``[lo, hi)`` vouched for by rows of ``series`` in ``table`` (a row at ``t``
+        covers its ``res`` seconds and :data:`COVERAGE_SLACK_S` after), merged, in order; None: no series
+        given (everything counts)."""
+        if series is None:
+            return None
+        sid = self._lookup(series)
+        if sid is None:
+            return []
+        spans: list[tuple[int, int]] = []
+        for (t,) in self._read(f"SELECT t FROM {table} WHERE series_id = ? AND t >= ? AND t < ? ORDER BY t",
+                               (sid, lo - res - COVERAGE_SLACK_S, hi)):
+            a, b = int(t), int(t) + res + COVERAGE_SLACK_S
+            if spans and a <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+            else:
+                spans.append((a, b))
+        return spans
+
+    def _query_amounts(self, sid: int, table: str, res: int, bucket: int, lo: int, hi: int,
+                       covered_by: str | None = None) -> list[Bucket]:
+        """Buckets of a per-second amount series over ``[lo, hi)``, missing seconds counted as 0 (only inside
+        the spans ``covered_by`` vouches for, when given)."""
         if hi <= lo:
             return []
+        spans = self._covered(covered_by, table, res, lo, hi)
+        starts = [a for a, _ in spans or ()]
+
+        def covered(a: int, b: int) -> bool:
+            if spans is None:
+                return True
+            i = bisect.bisect_left(starts, b) - 1  # the last span starting before the bucket ends
+            return i >= 0 and spans[i][1] > a
+
         raw = table == "raw"
         sql = (f"SELECT t / ? AS b, sum({'v' if raw else 'sum'}), sum({'1' if raw else 'n'}), "
                f"min({'v' if raw else 'min'}), max({'v' if raw else 'max'}) FROM {table} "
@@ -135,6 +187,8 @@ class MetricsQueries:
         out = []
         for b in range(lo // bucket, (hi - 1) // bucket + 1):
             seconds = min(hi, (b + 1) * bucket) - max(lo, b * bucket)
+            if b not in found and not covered(b * bucket, (b + 1) * bucket):
+                continue
             total, n, mn, mx = found.get(b, (0.0, 0, 0.0, 0.0))
             out.append(Bucket(float(b * bucket), total / seconds, mn if n >= seconds else min(mn, 0.0),
                               max(mx, 0.0)))

@@ -18,7 +18,7 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.network.peers import RunningServer, write_peers_file
-from farnode_desktop.core.node.demo_swarm import TrafficGenerator, ensure_demo_model
+from farnode_desktop.core.node.demo_swarm import TrafficGenerator, demo_model_path, ensure_demo_model
 from farnode_desktop.core.node.engine_venv import EngineEnv, choose_variant
 from farnode_desktop.core.node.supervisor import RestartPolicy, Supervisor
 from farnode_desktop.core.paths import AppPaths
@@ -136,8 +136,11 @@ class NodeController:
         else:
             self._prepare_runtime(runtime, report, cancel)
         if self.is_local:
-            self._model_path = ensure_demo_model(self.paths, runtime, cancel=cancel,
-                                                 previous_engine=bool(self.engine.previous_version))
+            previous = bool(self.engine.previous_version)
+            if not (demo_model_path(self.paths, previous_engine=previous) / "model.safetensors").is_file():
+                # the first start's few seconds after a ready engine: say what they are
+                report(C.EngineProgress(100.0, "making the demo model (first start only, a few seconds)"))
+            self._model_path = ensure_demo_model(self.paths, runtime, cancel=cancel, previous_engine=previous)
         elif not self.settings.network.model.strip() and self.settings.network.swarm == "public":
             from farnode_desktop.core.node.plan import choose_public_model
 
@@ -291,8 +294,13 @@ class NodeController:
 
     def stop(self) -> C.NodeState:
         with self._lock:
+            was = self.state.state
             self._user_wants_running = False
             self._paused_reason = ""
+        if C.state_info(was).running:
+            # Say so at once: the set-up's unwinding, the demo traffic's and the servers' stops take seconds,
+            # and a paused node has no server whose stop would say it. The supervisor's stop ends in STOPPED.
+            self.supervisor.set_state(C.STOPPING)
         self._cancel_setup()
         self.traffic.stop()
         self._stop_all()

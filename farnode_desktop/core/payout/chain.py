@@ -35,6 +35,7 @@ from farnode_desktop.core.eth_address import checksum
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"  # keccak(Transfer(address,address,uint256))
 _SEL_BALANCE_OF = "0x70a08231"
 _SEL_DECIMALS = "0x313ce567"
+_SEL_SYMBOL = "0x95d89b41"  # symbol()
 
 _RATE_LIMIT_RE = re.compile(r"rate.?limit|too many requests|exceeded .*(capacity|quota|compute units)|"
                             r"request limit|throughput", re.I)
@@ -206,6 +207,29 @@ class JsonRpcHttp:
 
 def _hex_int(v: Any) -> int:
     return int(v, 16) if isinstance(v, str) else int(v)
+
+
+def decode_symbol(out: Any) -> str:
+    """An ERC-20 symbol from ``eth_call``'s hex answer: an ABI string (offset, length, bytes) or a bytes32
+    (zero-padded); "" for anything else. Only short printable text is kept (a symbol is shown as a unit)."""
+    if not isinstance(out, str) or not out.startswith("0x"):
+        return ""
+    try:
+        data = bytes.fromhex(out[2:])
+    except ValueError:
+        return ""
+    raw = b""
+    if len(data) >= 64 and int.from_bytes(data[:32], "big") == 32:
+        length = int.from_bytes(data[32:64], "big")
+        if length <= len(data) - 64:
+            raw = data[64:64 + length]
+    elif len(data) == 32:
+        raw = data.rstrip(b"\0")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return ""
+    return text if text and len(text) <= 16 and text.isprintable() else ""
 
 
 def _parse_log(raw: dict[str, Any]) -> LogEntry:
@@ -383,6 +407,13 @@ class ChainClient:
         if value > 77:
             raise ChainError(f"The token {token} reports {value} decimals, which no ERC-20 token has.")
         return value
+
+    def symbol(self, token: str) -> str:
+        """ERC-20 ``symbol()`` ("" when the contract has none or returns something unreadable). Tokens return
+        an ABI string; a few old ones a bytes32. A revert is an :class:`RpcError`; an unreachable RPC a
+        :class:`ChainUnavailableError` (not a missing symbol)."""
+        out = self._eth_call(token, _SEL_SYMBOL, "latest")
+        return decode_symbol(out)
 
     def get_logs(self, address: str, topics: Sequence[Any], from_block: int, to_block: int) -> list[LogEntry]:
         """All logs in ``[from_block, to_block]`` (adaptive chunks, see :meth:`iter_logs`)."""

@@ -14,9 +14,12 @@
   after the chain dropped it.
 - **Outages**: when the RPC is unreachable the last synced data is kept and the snapshot says it is stale
   (and since when).
-- **Estimate**: ``estimated_unpaid`` = tokens served since the last payout x
-  ``settings.chain.reward_per_1k_tokens`` / 1000. It is an ESTIMATE (the payout service decides what is
-  paid) and must be labelled so wherever it is shown.
+- **Estimate**: ``estimated_unpaid`` = tokens served since the last payout (since ever, before the first)
+  x ``settings.chain.reward_per_1k_tokens`` / 1000, only when the network publishes a rate (None otherwise).
+  It is an ESTIMATE (the payout service decides what is paid) and must be labelled so wherever it is shown.
+- **As money**: the token's symbol (ERC-20 ``symbol()``, read once per token and kept), the next payout
+  expected from the intervals between past payouts, and what is missing before anything can be read (a
+  wallet, the chain settings), so the faces show amounts with their unit and say why there is nothing yet.
 
 Amounts are :class:`~decimal.Decimal` in whole tokens (the raw integer scaled by the token's decimals).
 Every sync publishes an :class:`EarningsSnapshot` on the event bus topic ``earnings.update``.
@@ -49,6 +52,7 @@ from farnode_desktop.core.payout.chain import (
     ChainError,
     ChainUnavailableError,
     LogEntry,
+    RpcError,
     address_from_topic,
     topic_for_address,
 )
@@ -63,6 +67,12 @@ _CTX = decimal.Context(prec=100)  # uint256 has 78 digits: never round
 
 #: ``tokens_served_between(t0, t1)``: tokens the node served in [t0, t1) (epoch seconds); from the metrics store.
 TokensServed = Callable[[float, float], int]
+#: The next payout is expected from the intervals between the last this many payouts (their median).
+PAYOUT_INTERVALS_KEPT = 6
+#: What the faces call the amounts when the token has no readable symbol.
+UNIT_FALLBACK = "reward tokens"
+#: ``EarningsSnapshot.setup_missing``: what must be set up before any earnings can be read.
+MISSING_WALLET, MISSING_CHAIN = "wallet", "chain"
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,15 @@ class EarningsSnapshot:
     ``balance``: the wallet's token balance at the last successful sync (None before the first one).
     ``paid_total``: confirmed payouts. ``pending_total``: payouts seen but not yet
     ``confirmations`` deep. ``estimated_unpaid``: an ESTIMATE of what the work since the last payout is
-    worth (None without a served-tokens source). ``stale``: the shown data could not be refreshed (see
-    ``error``), ``stale_since``: since when. ``error``: "" or the user-facing message of the last failure.
+    worth (None without a served-tokens source or without a published rate). ``stale``: the shown data
+    could not be refreshed (see ``error``), ``stale_since``: since when. ``error``: "" or the user-facing
+    message of the last failure.
+
+    For showing them as money: ``symbol`` (the token's ERC-20 symbol, "" until read or when it has none: use
+    :attr:`unit`), ``rate_per_1k_tokens`` (the network's published rate; 0: none, so no estimate),
+    ``next_payout_time`` (when the next payout is expected, from ``payout_interval_s``, the median interval
+    between the last payouts; None before two payouts), ``setup_missing`` (:data:`MISSING_WALLET`,
+    :data:`MISSING_CHAIN` or "": what must be set up before anything can be read).
     """
 
     time: float
@@ -91,6 +108,16 @@ class EarningsSnapshot:
     tokens_since_last_payout: int | None = None
     last_payout_time: float | None = None
     reorgs_undone: int = 0
+    symbol: str = ""
+    rate_per_1k_tokens: float = 0.0
+    next_payout_time: float | None = None
+    payout_interval_s: float | None = None
+    setup_missing: str = ""
+
+    @property
+    def unit(self) -> str:
+        """What the amounts are counted in: the token's symbol, else "reward tokens"."""
+        return self.symbol or UNIT_FALLBACK
 
 
 @dataclass(frozen=True)
@@ -189,6 +216,16 @@ class EarningsSync:
         return default if raw is None else json.loads(raw)
 
     # ------------------------------------------------------------------------------------------- config
+    def setup_missing(self) -> str:
+        """What must be set up before anything can be read: a wallet first (nothing is paid without one),
+        then the chain settings; "" when both are there."""
+        ch = self.chain
+        if not self.wallet_address:
+            return MISSING_WALLET
+        if not (ch.rpc_url and ch.chain_id and ch.token_address and ch.payout_senders):
+            return MISSING_CHAIN
+        return ""
+
     def _validated(self) -> tuple[str, str, list[str]]:
         ch = self.chain
         missing = [name for name, v in (("RPC URL", ch.rpc_url), ("chain id", ch.chain_id),
@@ -274,6 +311,13 @@ class EarningsSync:
             decimals = client.decimals(token)
             with self._db() as c:
                 self._set_meta(c, decimals=decimals)
+        if self._get("symbol") is None:  # once per token (a new scope forgets it)
+            try:
+                symbol = client.symbol(token)
+            except RpcError:  # the contract has no symbol() (it reverted): amounts stay "reward tokens"
+                symbol = ""
+            with self._db() as c:
+                self._set_meta(c, symbol=symbol)
         head = client.block_number()
         safe = head - max(0, self.chain.confirmations)
         synced = self._undo_reorg(client, int(self._get("synced_block")))  # type: ignore[arg-type]
@@ -380,8 +424,23 @@ class EarningsSync:
         if self.tokens_served_between is None:
             return None, None
         tokens = int(self.tokens_served_between(since or 0.0, now))
+        if not self.chain.reward_per_1k_tokens > 0:  # no published rate: no estimate (not an estimate of 0)
+            return tokens, None
         rate = Decimal(str(self.chain.reward_per_1k_tokens))
         return tokens, _CTX.divide(_CTX.multiply(Decimal(tokens), rate), Decimal(1000))
+
+    @staticmethod
+    def _next_payout(payouts: list[Payout]) -> tuple[float | None, float | None]:
+        """(when the next payout is expected, the interval it is expected from): the last payout's time plus
+        the median interval between the last :data:`PAYOUT_INTERVALS_KEPT` payouts (several transfers of one
+        block count once); (None, None) before two payouts."""
+        times = sorted({p.time for p in payouts})[-(PAYOUT_INTERVALS_KEPT + 1):]
+        gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+        if not gaps:
+            return None, None
+        mid = len(gaps) // 2
+        interval = float(gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2)
+        return float(times[-1]) + interval, interval
 
     def snapshot(self) -> EarningsSnapshot:
         """The current state from the stored data (no RPC calls)."""
@@ -395,6 +454,7 @@ class EarningsSync:
         now = self._clock()
         last_time = float(payouts[-1].time) if payouts else None
         tokens, estimate = self._estimate(last_time, now)
+        next_time, interval = self._next_payout(payouts)
         stale_since = meta.get("stale_since")
         return EarningsSnapshot(
             time=now,
@@ -412,6 +472,11 @@ class EarningsSync:
             tokens_since_last_payout=tokens,
             last_payout_time=last_time,
             reorgs_undone=self.reorgs_undone,
+            symbol=str(meta.get("symbol") or ""),
+            rate_per_1k_tokens=float(self.chain.reward_per_1k_tokens),
+            next_payout_time=next_time,
+            payout_interval_s=interval,
+            setup_missing=self.setup_missing(),
         )
 
     def daily_totals(self, tz: tzinfo = timezone.utc) -> list[DailyTotal]:
@@ -457,5 +522,5 @@ def _sum(values: Iterable[Decimal]) -> Decimal:
     return total
 
 
-__all__ = ["TOPIC", "ChainUnavailableError", "DailyTotal", "EarningsConfigError", "EarningsSnapshot",
-           "EarningsSync", "Payout", "TokensServed"]
+__all__ = ["MISSING_CHAIN", "MISSING_WALLET", "TOPIC", "UNIT_FALLBACK", "ChainUnavailableError", "DailyTotal",
+           "EarningsConfigError", "EarningsSnapshot", "EarningsSync", "Payout", "TokensServed"]

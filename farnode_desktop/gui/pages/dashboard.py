@@ -12,7 +12,8 @@ from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.metrics.today import TodaySummary
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
-from farnode_desktop.gui.look import fmt_count, fmt_rate
+from farnode_desktop.gui.look import fmt_amount, fmt_count, fmt_money, fmt_rate
+from farnode_desktop.gui.pages.earnings import empty_state, next_payout_text
 from farnode_desktop.gui.widgets import Notice, StatCard, dim
 
 TODAY_REFRESH_MS = 5000
@@ -53,6 +54,16 @@ class DashboardPage(QWidget):
         self.toggle.setFont(tf)
         self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
         self.toggle.clicked.connect(self.toggle_requested)
+        # Paused (by you or a policy): resume from here, as from the tray (other pause reasons still apply).
+        self.resume = QPushButton("Resume now")
+        self.resume.setMinimumSize(140, 56)
+        self.resume.setFont(tf)
+        self.resume.setStyleSheet(f"QPushButton {{ background: {C.KIND_COLOURS[C.ICON_PAUSED]}; color: white; "
+                                  "border-radius: 8px; padding: 8px 18px; }")
+        self.resume.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.resume.clicked.connect(self.core.resume_now)
+        self.resume.hide()
+        top.addWidget(self.resume, 0, Qt.AlignmentFlag.AlignVCenter)
         top.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignVCenter)
 
         # Off the local swarm: do other peers reach this node? (direct / through a relay / unreachable + fix)
@@ -73,15 +84,21 @@ class DashboardPage(QWidget):
         self.card_peer = StatCard("Peer", "–", "")
         self.card_tokens = StatCard("Tokens served today", "0", "")
         self.card_requests = StatCard("Requests today", "0", "")
-        self.card_earnings = StatCard("Earnings today", "–", "set up a wallet to earn")
+        self.card_earnings = StatCard("Earnings", "–", "reading…")
         for i, card in enumerate((self.card_rate, self.card_blocks, self.card_peer, self.card_tokens,
                                   self.card_requests, self.card_earnings)):
             grid.addWidget(card, i // 3, i % 3)
+        for column in range(3):
+            grid.setColumnStretch(column, 1)
         self.copy_peer = QPushButton("Copy peer id")
-        self.copy_peer.setFlat(True)
+        self.copy_peer.setToolTip("Copy this node's whole peer id to the clipboard")
         self.copy_peer.clicked.connect(self._copy_peer)
-        self.card_peer.layout().addWidget(self.copy_peer)
-        self.copy_peer.setVisible(False)
+        self.card_peer.add_action(self.copy_peer)
+        self.copy_peer.setEnabled(False)
+        self._copied = QTimer(self)  # "Copied" for a moment, then the button's own words again
+        self._copied.setSingleShot(True)
+        self._copied.setInterval(1500)
+        self._copied.timeout.connect(lambda: self.copy_peer.setText("Copy peer id"))
 
         # The chart (pyqtgraph: ~0.7 s to import) is built right after the window's first paint.
         self.chart = None
@@ -103,14 +120,18 @@ class DashboardPage(QWidget):
         bridge.stats.connect(self.set_stats)
         bridge.progress.connect(self._on_progress)
         bridge.reachability.connect(self.set_reachability)
+        bridge.earnings.connect(self.set_earnings)
+        self.last_earnings = None
         self._today_timer = QTimer(self)
         self._today_timer.setInterval(TODAY_REFRESH_MS)
         self._today_timer.timeout.connect(self.refresh_today)
+        self._today_timer.timeout.connect(self.refresh_earnings)  # a new wallet or chain needs no sync to show
         self._today_timer.start()
         self._today_busy = False
         self._today_again = False
         self.set_state(core.state)
         QTimer.singleShot(0, self.refresh_today)
+        QTimer.singleShot(0, self.refresh_earnings)
 
     def shutdown(self) -> None:
         """Stop reading today's totals: the core (its metrics store) is closed."""
@@ -179,11 +200,9 @@ class DashboardPage(QWidget):
         color = "#c0392b" if running else "#27ae60"
         self.toggle.setStyleSheet(f"QPushButton {{ background: {color}; color: white; border-radius: 8px; "
                                   "padding: 8px 18px; } QPushButton:disabled { background: #95a5a6; }")
-        if state.state not in C.ACTIVE_STATES:  # no server: nothing is served right now
-            self.card_rate.set("0.0")
-            self.card_blocks.set("–", "not serving")
-            self.card_peer.set("–", "not connected")
-            self.copy_peer.setVisible(False)
+        self.resume.setVisible(state.state == C.PAUSED and not self._stopping)
+        if not self._serving(state.state):
+            self._show_idle(state.state)
         if state.state in (C.FAILED, C.HELD):
             self.error.show_message(C.state_info(state.state).words, state.message or "The node stopped.")
         elif state.state in (C.ONLINE, C.STARTING):
@@ -207,26 +226,49 @@ class DashboardPage(QWidget):
         if self._state.state == C.PROVISIONING and not p.done:
             self.detail_label.setText(f"Engine set-up {p.percent:.0f}%: {p.step}")
 
+    def _serving(self, state: str) -> bool:
+        """A server is (being) brought up or serves: its figures mean something. Paused, stopping, stopped,
+        failed or restarting, no server runs, whatever its last stats said."""
+        return state in C.ACTIVE_STATES and not self._stopping
+
+    def _show_idle(self, state: str) -> None:
+        """The figures of a node without a server: nothing served, no blocks, no peer."""
+        why = C.state_info(C.STOPPING if self._stopping else state).status.lower()
+        self.card_rate.set("–", f"{why}: nothing served")
+        self.card_blocks.set("–", f"{why}: no blocks")
+        self.card_peer.set("–", "not on the network")
+        self.card_peer.setToolTip("")
+        self.copy_peer.setEnabled(False)
+
     def set_stats(self, s: C.NodeStats) -> None:
+        if not (self._serving(self._state.state) and self._serving(s.state)):
+            self._stats = None
+            self._show_idle(self._state.state if not self._serving(self._state.state) else s.state)
+            return
         self._stats = s
         rate = s.inference_tokens_per_s + s.forward_tokens_per_s
-        self.card_rate.set(fmt_rate(rate), f"capacity announced: {fmt_rate(s.reported_throughput)} tok/s"
+        # The announced figure is the server's measured capacity (what the swarm routes by), not what it
+        # serves: often 100x larger. Say which is which.
+        self.card_rate.set(fmt_rate(rate), f"served now; capacity it announces: {fmt_rate(s.reported_throughput)}"
                            if s.reported_throughput else "served right now")
         if s.blocks:
             self.card_blocks.set(f"{len(s.blocks)}", f"blocks {s.blocks[0]}–{s.blocks[-1]} of {s.total_blocks}")
         else:
-            self.card_blocks.set("–", "none yet" if s.state in C.ACTIVE_STATES else "not serving")
+            self.card_blocks.set("–", "none yet")
         if s.peer_id:
-            self.card_peer.set(f"…{s.peer_id[-8:]}", f"peer id {s.peer_id[:12]}…")
+            self.card_peer.set(f"…{s.peer_id[-8:]}", "end of this node's peer id")
             self.card_peer.setToolTip(s.peer_id)
-            self.copy_peer.setVisible(True)
+            self.copy_peer.setEnabled(True)
         else:
-            self.card_peer.set("–", "not connected")
-            self.copy_peer.setVisible(False)
+            self.card_peer.set("–", "not on the network yet")
+            self.card_peer.setToolTip("")
+            self.copy_peer.setEnabled(False)
 
     def _copy_peer(self) -> None:
         if self._stats and self._stats.peer_id:
             QGuiApplication.clipboard().setText(self._stats.peer_id)
+            self.copy_peer.setText("Copied")
+            self._copied.start()
 
     # ------------------------------------------------------------------ today's totals
     def refresh_today(self) -> None:
@@ -253,7 +295,31 @@ class DashboardPage(QWidget):
         self.today_updated.emit(t)
         self.card_tokens.set(fmt_count(t.tokens), f"since midnight, as of {time.strftime('%H:%M:%S')}")
         self.card_requests.set(fmt_count(t.requests), "inference sessions and forward passes")
-        if t.earnings is not None:
-            self.card_earnings.set(f"{t.earnings:,.4f}", "reward tokens, paid + ESTIMATED unpaid")
-        elif self.core.settings.wallet.address:
-            self.card_earnings.set("–", "no earnings data yet")
+
+    # ------------------------------------------------------------------ earnings, as money
+    def refresh_earnings(self) -> None:
+        """The stored earnings (no RPC: milliseconds, off the GUI thread); later ones come with each sync."""
+        if not self.core.closed:
+            self.tasks.run(self.core.earnings.snapshot, self.set_earnings, lambda _e, _tb: None)
+
+    def set_earnings(self, snap) -> None:
+        """Paid, pending, balance, the next payout and the estimate (where the network publishes a rate), each
+        with the token's unit; or why there is nothing yet."""
+        self.last_earnings = snap
+        unit = snap.unit
+        empty = empty_state(snap)
+        estimated = (fmt_money(snap.estimated_unpaid, unit)
+                     if snap.rate_per_1k_tokens > 0 and snap.estimated_unpaid is not None else "")
+        if snap.setup_missing:
+            self.card_earnings.set("–", empty[0] if empty else "not set up")
+            return
+        if empty is not None:  # set up, nothing paid yet
+            self.card_earnings.set("none yet", "No payout yet. " + (f"≈ {estimated} earned (estimate)" if estimated
+                                                                    else "Keep the node serving."))
+            return
+        when, _every = next_payout_text(snap, time.time())
+        first = f"paid · pending {fmt_amount(snap.pending_total)} · balance " + (
+            fmt_amount(snap.balance) if snap.balance is not None else "–")
+        second = " · ".join(x for x in (f"next {when}" if when != "–" else "",
+                                        f"≈ {estimated} more (estimate)" if estimated else "") if x)
+        self.card_earnings.set(fmt_money(snap.paid_total, unit), first + ("\n" + second if second else ""))

@@ -3,13 +3,16 @@
 Read from the network's DHT by the engine-side probe while the page is shown (and while the node serves off
 the local swarm); the page only draws the :class:`~farnode_desktop.core.network.view.NetworkView` it gets.
 Per model, a coverage chart: blocks on x, servers per block as bars (left axis), the tokens/s they announce
-as a line (right axis), this node's span shaded green and the least-covered span red.
+as a line (right axis), this node's blocks' bars green and the least-covered span shaded red.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,7 +35,30 @@ MINE_COLOR = "#27ae60"
 LOW_COLOR = "#c0392b"
 BAR_COLOR = "#2e86de"
 LINE_COLOR = "#e67e22"
-COLUMNS = ("Server", "Name", "Blocks", "State", "Version", "Connection", "Tokens/s", "Cache left")
+COLUMNS = ("Server", "Name", "Blocks", "State", "Version", "Connection", "Announced tok/s", "Cache left")
+COLUMN_TIPS = {"Name": "The name the server announces (a wallet address is shown as one)",
+               "Announced tok/s": "The throughput capacity the server announces for its span (measured when it "
+                                  "started): what the swarm routes by, not what it serves right now",
+               "Cache left": "Attention-cache tokens the server has left for new sessions"}
+NAME_COLUMN = COLUMNS.index("Name")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def display_name(public_name: str) -> str:
+    """A server's announced name as the table shows it: a wallet address (the default name of a node with a
+    wallet) as "wallet 0x1234…abcd", anything else as announced."""
+    name = public_name.strip()
+    if _ADDRESS.match(name):
+        return f"wallet {name[:6]}…{name[-4:]}"
+    return name or "–"
+
+
+def block_tick_step(num_blocks: int, max_ticks: int = 16) -> int:
+    """A whole-number spacing for a block axis with at most ``max_ticks`` labels (1, 2, 5, 10, 20, ...)."""
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500):
+        if math.ceil(num_blocks / step) <= max_ticks:
+            return step
+    return 1000
 
 
 def coverage_chart(model: ModelView):
@@ -52,14 +78,17 @@ def coverage_chart(model: ModelView):
     item.showGrid(y=True, alpha=0.25)
     xs = list(range(n))
     start, end = model.least_covered
-    for a, b in model.mine:  # this node's span(s)
-        item.addItem(pg.LinearRegionItem((a - 0.5, b - 0.5), movable=False, brush=QBrush(QColor(39, 174, 96, 60)),
-                                         pen=pg.mkPen(MINE_COLOR)))
     if end > start and model.servers_per_block:
         item.addItem(pg.LinearRegionItem((start - 0.5, end - 0.5), movable=False,
                                          brush=QBrush(QColor(192, 57, 43, 35)), pen=pg.mkPen(None)))
-    bars = pg.BarGraphItem(x=xs, height=list(model.servers_per_block), width=0.7, brush=BAR_COLOR)
+    mine = {i for a, b in model.mine for i in range(a, b)}  # this node's blocks: green bars
+    brushes = [pg.mkBrush(MINE_COLOR if i in mine else BAR_COLOR) for i in xs]
+    bars = pg.BarGraphItem(x=xs, height=list(model.servers_per_block), width=0.7, brushes=brushes)
     item.addItem(bars)
+    step = block_tick_step(n)  # blocks are whole: no "0.5" between them
+    item.getAxis("bottom").setTickSpacing(major=step, minor=step)
+    item.getAxis("left").setTickSpacing(major=max(1, math.ceil(max(model.servers_per_block or (1,)) / 6)),
+                                        minor=1)  # servers are whole too
     top = max(model.servers_per_block or (0,))
     item.setYRange(0, max(top, 1) * 1.15, padding=0)
     item.setXRange(-0.6, n - 0.4, padding=0)
@@ -98,8 +127,8 @@ class ModelCard(QFrame):
                        f"server{'s' * (len(online) != 1)} online · {whole}")
         title.setWordWrap(True)
         layout.addWidget(title)
-        note = QLabel(f"Least covered: blocks {start}–{end - 1} ({low} server{'s' * (low != 1)}). "
-                      + (f"This node serves blocks {', '.join(f'{a}–{b - 1}' for a, b in model.mine)} (green)."
+        note = QLabel(f"Least covered (shaded red): blocks {start}–{end - 1} ({low} server{'s' * (low != 1)}). "
+                      + (f"This node serves blocks {', '.join(f'{a}–{b - 1}' for a, b in model.mine)} (green bars)."
                          if model.mine else "This node serves none of its blocks."))
         dim(note)
         note.setWordWrap(True)
@@ -108,10 +137,17 @@ class ModelCard(QFrame):
         layout.addWidget(self.chart)
         self.table = QTableWidget(len(model.servers), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for col, name in enumerate(COLUMNS):
+            if name in COLUMN_TIPS:
+                self.table.horizontalHeaderItem(col).setToolTip(COLUMN_TIPS[name])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(NAME_COLUMN, QHeaderView.ResizeMode.Stretch)  # wide windows: the name grows
+        # As tall as its rows (and the sideways scroll bar when the columns do not fit): never cut off
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         bold = QFont()
         bold.setBold(True)
         for row, s in enumerate(model.servers):
@@ -119,19 +155,29 @@ class ModelCard(QFrame):
             relay = "relay" if s.using_relay else "direct" if s.using_relay is False else "?"
             if s.answered is False:
                 relay += " (not answering)"
-            cells = (f"…{s.peer_id[-10:]}" + (" (this node)" if s.mine else ""), s.public_name or "–",
+            cells = (f"…{s.peer_id[-10:]}" + (" (this node)" if s.mine else ""), display_name(s.public_name),
                      f"{a}–{b - 1}" if s.blocks else "–", s.state, s.version or "?", relay, f"{s.throughput:,.0f}",
                      "?" if s.cache_tokens_left is None else f"{s.cache_tokens_left:,}")
             for col, text in enumerate(cells):
                 cell = QTableWidgetItem(text)
-                cell.setToolTip(s.peer_id)
+                cell.setToolTip(s.public_name if col == NAME_COLUMN and s.public_name else s.peer_id)
                 if s.mine:
                     cell.setFont(bold)
                     cell.setForeground(QBrush(QColor(MINE_COLOR)))
                 self.table.setItem(row, col, cell)
-        self.table.setFixedHeight(self.table.horizontalHeader().height() + 4
-                                  + sum(self.table.rowHeight(r) for r in range(len(model.servers))))
         layout.addWidget(self.table)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self.fit_table()
+
+    def fit_table(self) -> None:
+        """The table's height: its header, every row, and the sideways scroll bar when it shows."""
+        t = self.table
+        bar = t.horizontalScrollBar()
+        extra = bar.sizeHint().height() if t.horizontalHeader().length() > t.viewport().width() else 0
+        t.setFixedHeight(t.horizontalHeader().height() + 2 * t.frameWidth() + extra
+                         + sum(t.rowHeight(r) for r in range(t.rowCount())))
 
 
 class NetworkPage(QWidget):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,11 +27,19 @@ from PySide6.QtWidgets import (
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
+from farnode_desktop.core.errors import SettingsError
 from farnode_desktop.core.node.engine_venv import EngineStatus
-from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM, Settings
+from farnode_desktop.core.settings import (
+    CUSTOM_SWARM,
+    LOCAL_SWARM,
+    PUBLIC_SWARM,
+    Settings,
+    ignored_changes,
+    parse_setting,
+)
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
-from farnode_desktop.gui.widgets import dim, page_header
+from farnode_desktop.gui.widgets import ComboBox, DoubleSpinBox, SpinBox, dim, page_header
 
 SWARMS = [(LOCAL_SWARM, "Local demo swarm (on this computer)"), (PUBLIC_SWARM, "Public FarMesh network"),
           (CUSTOM_SWARM, "Custom network (initial peers)")]
@@ -39,8 +49,31 @@ def _lines(text: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
+#: The widest range a spin box takes: what is typed goes in whole, and the settings' own checks (the same as
+#: ``farnode-desktop settings set``) say what is wrong with it; a narrower range would drop a typed digit.
+INT_MAX = 2**31 - 1
+PROBLEM_COLOUR = "#d63031"
+#: The engine environment on disk (measured: the CPU build 1.34 GB installed with uv, 1.49 GB with pip; the CUDA
+#: build adds the CUDA torch and its nvidia-* wheels)
+ENGINE_SIZE = {"cpu": "about 1.5 GB", "cuda": "several GB: CUDA torch and its NVIDIA libraries"}
+# Problems whose message does not start with the setting's name, and the field they belong to.
+_PROBLEM_PREFIXES = {"peer address": "network.initial_peers",
+                     "policies: the resume temperature": "policies.temperature_low_c",
+                     "policies: pausing for GPU programs": "policies.pause_for_gpu_programs"}
+_SETTING_NAME = re.compile(r"^([a-z_]+\.[a-z_0-9]+)")
+
+
+def problem_key(message: str) -> str:
+    """The setting (``network.port``) a problem of the settings' checks is about, or "" when it names none."""
+    for prefix, key in _PROBLEM_PREFIXES.items():
+        if message.startswith(prefix):
+            return key
+    m = _SETTING_NAME.match(message)
+    return m.group(1) if m else ""
+
+
 def _spin(lo: int, hi: int, suffix: str = "", special: str = "") -> QSpinBox:
-    s = QSpinBox()
+    s = SpinBox()
     s.setRange(lo, hi)
     if suffix:
         s.setSuffix(suffix)
@@ -49,8 +82,8 @@ def _spin(lo: int, hi: int, suffix: str = "", special: str = "") -> QSpinBox:
     return s
 
 
-def _dspin(lo: float, hi: float, suffix: str = "", decimals: int = 1) -> QDoubleSpinBox:
-    s = QDoubleSpinBox()
+def _dspin(lo: float, hi: float, suffix: str = "", decimals: int = 1) -> DoubleSpinBox:
+    s = DoubleSpinBox()
     s.setRange(lo, hi)
     s.setDecimals(decimals)
     if suffix:
@@ -70,13 +103,18 @@ class SettingsPage(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the form fits the width
         scroll.setWidget(body)
+        self.scroll = scroll
         outer.addWidget(scroll, 1)
+        self.problem_labels: dict[str, QLabel] = {}
+        self._parse_problems: list[str] = []
+        self._loading = False
 
         # -- network
         net = QGroupBox("Network and model")
         f = QFormLayout(net)
-        self.swarm = QComboBox()
+        self.swarm = ComboBox()
         for key, label in SWARMS:
             self.swarm.addItem(label, key)
         self.swarm.currentIndexChanged.connect(self._swarm_changed)
@@ -85,20 +123,23 @@ class SettingsPage(QWidget):
         self.peers = QPlainTextEdit()
         self.peers.setPlaceholderText("/ip4/203.0.113.5/tcp/31337/p2p/Qm…  (one per line)")
         self.peers.setFixedHeight(64)
-        self.port = _spin(0, 65535, special="pick a free port")
+        self.port = _spin(0, INT_MAX, special="pick a free port")
         self.public_name = QLineEdit()
         self.public_name.setPlaceholderText("empty: your wallet address")
-        self.traffic = _dspin(0, 600, " requests/min")
+        self.traffic = _dspin(-1e9, 1e9, " requests/min")
         self.host = QLineEdit()
         self.host.setPlaceholderText("empty: every interface (127.0.0.1 on the local swarm)")
         self.announce = QLineEdit()
         self.announce.setPlaceholderText("empty: automatic (your public IP or name if you forward the port)")
-        self.nat = QCheckBox("Router port mapping (UPnP), AutoNAT and relays (off for a LAN-only network)")
+        self.nat = QCheckBox("Port mapping (UPnP), AutoNAT and relays")
+        self.nat.setToolTip("Router port mapping (UPnP/NAT-PMP), AutoNAT and relays for the node's connections. "
+                            "Turn it off for a network that lives on a LAN.")
         self.hf_token = QLineEdit()
         self.hf_token.setEchoMode(QLineEdit.EchoMode.Password)
         self.hf_token.setPlaceholderText("hf_… (kept in the OS keyring, never in this file)")
         self.hf_token_status = QLabel("")
         dim(self.hf_token_status)
+        self.hf_token_status.setWordWrap(True)  # "no usable keyring ..." is long: it wraps, never widens the page
         token_row = QHBoxLayout()
         token_row.addWidget(self.hf_token, 1)
         self.hf_token_save = QPushButton("Save token")
@@ -107,39 +148,39 @@ class SettingsPage(QWidget):
         self.hf_token_remove.clicked.connect(self.remove_hf_token)
         token_row.addWidget(self.hf_token_save)
         token_row.addWidget(self.hf_token_remove)
-        f.addRow("Network", self.swarm)
-        f.addRow("Model", self.model)
+        f.addRow("Network", self._field("network.swarm", self.swarm))
+        f.addRow("Model", self._field("network.model", self.model))
         f.addRow("Hugging Face token", token_row)
         f.addRow("", self.hf_token_status)
-        f.addRow("Initial peers", self.peers)
-        f.addRow("Port", self.port)
-        f.addRow("Listen address", self.host)
-        f.addRow("Announced address", self.announce)
+        f.addRow("Initial peers", self._field("network.initial_peers", self.peers))
+        f.addRow("Port", self._field("network.port", self.port))
+        f.addRow("Listen address", self._field("network.host", self.host))
+        f.addRow("Announced address", self._field("network.announce_address", self.announce))
         f.addRow("", self.nat)
-        f.addRow("Public name", self.public_name)
-        f.addRow("Demo traffic", self.traffic)
+        f.addRow("Public name", self._field("network.public_name", self.public_name))
+        f.addRow("Demo traffic", self._field("network.demo_traffic_per_minute", self.traffic))
         col.addWidget(net)
 
         # -- GPUs
         gpu = QGroupBox("GPUs and blocks")
         f = QFormLayout(gpu)
-        self.blocks = _spin(0, 1000, special="automatic")
-        self.quant = QComboBox()
+        self.blocks = _spin(0, INT_MAX, special="automatic")
+        self.quant = ComboBox()
         self.quant.addItems(["auto", "nf4", "int8", "none"])
-        self.device = QComboBox()
+        self.device = ComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
-        self.reserve = _spin(0, 1 << 20, " MiB")
-        self.dtype = QComboBox()
+        self.reserve = _spin(-INT_MAX, INT_MAX, " MiB")
+        self.dtype = ComboBox()
         self.dtype.addItems(["auto", "float32", "float16", "bfloat16"])
         self.dtype_effective = QLabel("")
         dim(self.dtype_effective)
         self.dtype_effective.setWordWrap(True)
-        f.addRow("Blocks to serve", self.blocks)
-        f.addRow("Quantization", self.quant)
-        f.addRow("Compute dtype", self.dtype)
+        f.addRow("Blocks to serve", self._field("network.num_blocks", self.blocks))
+        f.addRow("Quantization", self._field("network.quantization", self.quant))
+        f.addRow("Compute dtype", self._field("network.torch_dtype", self.dtype))
         f.addRow("", self.dtype_effective)
-        f.addRow("Device", self.device)
-        f.addRow("Keep free for games", self.reserve)
+        f.addRow("Device", self._field("network.device", self.device))
+        f.addRow("Keep free for games", self._field("gpus.reserve_vram_mib", self.reserve))
         col.addWidget(gpu)
 
         # -- limits
@@ -151,21 +192,21 @@ class SettingsPage(QWidget):
         self.programs = QLineEdit()
         self.programs.setPlaceholderText("e.g. blender, obs64.exe (comma separated)")
         self.idle_only = QCheckBox("Only when I have been idle for")
-        self.idle_minutes = _dspin(1, 1440, " min", 0)
+        self.idle_minutes = _dspin(-1e9, 1e9, " min", 0)
         self.temp_on = QCheckBox("Pause when the GPU is hotter than")
-        self.temp_high = _dspin(20, 120, " °C", 0)
-        self.temp_low = _dspin(20, 120, " °C", 0)
+        self.temp_high = _dspin(-1e9, 1e9, " °C", 0)
+        self.temp_low = _dspin(-1e9, 1e9, " °C", 0)
         self.schedule_on = QCheckBox("Only inside these weekly windows:")
         self.schedule = QPlainTextEdit()
         self.schedule.setPlaceholderText("mon-fri 22:00-07:00\nweekends 00:00-24:00")
         self.schedule.setFixedHeight(56)
         f.addRow(self.steam)
-        f.addRow(self.gpu_programs)
-        f.addRow(self.programs_on, self.programs)
-        f.addRow(self.idle_only, self.idle_minutes)
-        f.addRow(self.temp_on, self.temp_high)
-        f.addRow("…and resume below", self.temp_low)
-        f.addRow(self.schedule_on, self.schedule)
+        f.addRow(self._field("policies.pause_for_gpu_programs", self.gpu_programs))
+        f.addRow(self.programs_on, self._field("policies.programs", self.programs))
+        f.addRow(self.idle_only, self._field("policies.idle_minutes", self.idle_minutes))
+        f.addRow(self.temp_on, self._field("policies.temperature_high_c", self.temp_high))
+        f.addRow("…and resume below", self._field("policies.temperature_low_c", self.temp_low))
+        f.addRow(self.schedule_on, self._field("policies.schedule", self.schedule))
         col.addWidget(lim)
 
         # -- earnings (chain)
@@ -173,19 +214,20 @@ class SettingsPage(QWidget):
         f = QFormLayout(chain)
         self.rpc = QLineEdit()
         self.rpc.setPlaceholderText("https://… or http://127.0.0.1:8545")
-        self.chain_id = _spin(0, 2_000_000_000, special="not set")
+        self.chain_id = QLineEdit()  # up to EIP-2294's 2^52 (more than a spin box holds)
+        self.chain_id.setPlaceholderText("not set (e.g. 1 for Ethereum, 31337 for a local anvil)")
         self.token = QLineEdit()
         self.token.setPlaceholderText("0x… reward token (ERC-20) address")
         self.senders = QLineEdit()
         self.senders.setPlaceholderText("0x… payout sender address(es), comma separated")
-        self.confirmations = _spin(0, 10_000, " blocks")
-        self.rate = _dspin(0, 1e9, " per 1,000 tokens", 6)
-        f.addRow("RPC URL", self.rpc)
-        f.addRow("Chain id", self.chain_id)
-        f.addRow("Reward token", self.token)
-        f.addRow("Payout senders", self.senders)
-        f.addRow("Confirmations", self.confirmations)
-        f.addRow("Estimate rate", self.rate)
+        self.confirmations = _spin(-INT_MAX, INT_MAX, " blocks")
+        self.rate = _dspin(-1e9, 1e9, " per 1,000 tokens", 6)
+        f.addRow("RPC URL", self._field("chain.rpc_url", self.rpc))
+        f.addRow("Chain id", self._field("chain.chain_id", self.chain_id))
+        f.addRow("Reward token", self._field("chain.token_address", self.token))
+        f.addRow("Payout senders", self._field("chain.payout_senders", self.senders))
+        f.addRow("Confirmations", self._field("chain.confirmations", self.confirmations))
+        f.addRow("Estimate rate", self._field("chain.reward_per_1k_tokens", self.rate))
         col.addWidget(chain)
 
         # -- start-up
@@ -208,6 +250,7 @@ class SettingsPage(QWidget):
         self.engine_bar.setRange(0, 100)
         self.engine_bar.hide()
         self.engine_step = QLabel("")
+        self.engine_step.setWordWrap(True)
         self.engine_source = QLineEdit()
         self.engine_source.setPlaceholderText("empty: FarMesh from its Git source (needs the internet)")
         self.engine_source.setToolTip("Offline machines: a local source archive (.tar.gz, .zip) or wheel of the "
@@ -215,7 +258,7 @@ class SettingsPage(QWidget):
         v.addWidget(self.engine_status)
         src_row = QHBoxLayout()
         src_row.addWidget(QLabel("Engine source:"))
-        src_row.addWidget(self.engine_source, 1)
+        src_row.addWidget(self._field("engine.source", self.engine_source), 1)
         v.addLayout(src_row)
         row = QHBoxLayout()
         row.addWidget(self.repair)
@@ -238,11 +281,84 @@ class SettingsPage(QWidget):
         buttons.addWidget(self.save_button)
         outer.addLayout(buttons)
         bridge.progress.connect(self._on_progress)
+        for form in body.findChildren(QFormLayout):  # narrow windows: a long label goes above its field
+            form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.load()
+        self._watch_edits()
         self.refresh_engine()
+
+    def _field(self, key: str, field: QWidget) -> QWidget:
+        """``field`` with the problem of setting ``key`` under it (red, hidden while there is none)."""
+        box = QWidget()
+        v = QVBoxLayout(box)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(2)
+        v.addWidget(field)
+        problem = QLabel()
+        problem.setWordWrap(True)
+        problem.setStyleSheet(f"color: {PROBLEM_COLOUR};")
+        problem.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        problem.hide()
+        v.addWidget(problem)
+        self.problem_labels[key] = problem
+        return box
+
+    def _watch_edits(self) -> None:
+        """Every edit of a setting: "Saved." goes (there are unsaved edits) and the form is checked again."""
+        for w in self.findChildren(QLineEdit):
+            if w is not self.hf_token:  # the token has its own button and never goes to the settings file
+                w.textChanged.connect(self._edited)
+        for w in self.findChildren(QPlainTextEdit):
+            w.textChanged.connect(self._edited)
+        for w in self.findChildren(QSpinBox) + self.findChildren(QDoubleSpinBox):
+            w.valueChanged.connect(self._edited)
+            w.lineEdit().textEdited.connect(self._edited)  # typed text the box cannot take yet
+        for w in self.findChildren(QComboBox):
+            w.currentIndexChanged.connect(self._edited)
+        for w in self.findChildren(QCheckBox):
+            w.toggled.connect(self._edited)
+
+    def _edited(self, *_args: object) -> None:
+        if self._loading:
+            return
+        self.saved_label.setText("")
+        self.show_problems(self.form_problems()[1])
+
+    def form_problems(self) -> tuple[Settings, list[str]]:
+        """The form's settings and what the settings' checks (the same as ``settings set``) say is wrong with
+        them; with none, what would not take effect where it is made (a model on the local swarm)."""
+        settings = self.form_settings()
+        problems = self._parse_problems + settings.validate()
+        if not problems:
+            problems = ignored_changes(self.core.settings, settings)
+        return settings, problems
+
+    def show_problems(self, problems: list[str]) -> list[str]:
+        """Each problem under its field; returns those that name no field of this page."""
+        by_key: dict[str, list[str]] = {}
+        other = []
+        for message in problems:
+            key = problem_key(message)
+            if key in self.problem_labels:
+                by_key.setdefault(key, []).append(message)
+            else:
+                other.append(message)
+        for key, label in self.problem_labels.items():
+            text = "\n".join(by_key.get(key, ()))
+            label.setText(text)
+            label.setVisible(bool(text))
+        return other
 
     # ------------------------------------------------------------------ form <-> settings
     def load(self) -> None:
+        self._loading = True
+        try:
+            self._load()
+        finally:
+            self._loading = False
+        self.show_problems([])
+
+    def _load(self) -> None:
         s = self.core.settings
         n, p = s.network, s.policies
         self.swarm.setCurrentIndex(max(0, [k for k, _ in SWARMS].index(n.swarm) if n.swarm in
@@ -273,7 +389,7 @@ class SettingsPage(QWidget):
         self.schedule.setPlainText("\n".join(p.schedule))
         c = s.chain
         self.rpc.setText(c.rpc_url)
-        self.chain_id.setValue(c.chain_id)
+        self.chain_id.setText(str(c.chain_id) if c.chain_id else "")
         self.token.setText(c.token_address)
         self.senders.setText(", ".join(c.payout_senders))
         self.confirmations.setValue(c.confirmations)
@@ -337,7 +453,14 @@ class SettingsPage(QWidget):
                       temperature_low_c=self.temp_low.value(), schedule_enabled=self.schedule_on.isChecked(),
                       schedule=_lines(self.schedule.toPlainText()), start_at_login=self.at_login.isChecked(),
                       start_minimized=self.minimized.isChecked())
-        chain = replace(s.chain, rpc_url=self.rpc.text().strip(), chain_id=self.chain_id.value(),
+        self._parse_problems = []
+        chain_id = 0
+        if self.chain_id.text().strip():
+            try:
+                chain_id = parse_setting("chain.chain_id", [self.chain_id.text()])
+            except SettingsError as exc:
+                self._parse_problems.append(exc.message)
+        chain = replace(s.chain, rpc_url=self.rpc.text().strip(), chain_id=chain_id,
                         token_address=self.token.text().strip(),
                         payout_senders=[x.strip() for x in self.senders.text().split(",") if x.strip()],
                         confirmations=self.confirmations.value(), reward_per_1k_tokens=self.rate.value())
@@ -345,10 +468,21 @@ class SettingsPage(QWidget):
                        chain=chain, engine=replace(s.engine, source=self.engine_source.text().strip()))
 
     def save(self) -> bool:
+        """Save the form when the settings' checks find nothing wrong; otherwise each problem shows beside its
+        field (the others beside the Save button) and nothing is written."""
+        settings, problems = self.form_problems()
+        other = self.show_problems(problems)
+        if problems:
+            n, beside = len(problems), len(problems) - len(other)
+            where = f" ({'shown' if n == 1 else str(beside)} in red beside {'its field' if beside == 1 else 'their fields'})" \
+                if beside else ""
+            self.saved_label.setText(f"<span style='color:{PROBLEM_COLOUR}'>Not saved: {n} problem{'s' * (n != 1)}"
+                                     f"{where}." + "".join(f"<br>{_html(m)}" for m in other) + "</span>")
+            return False
         try:
-            self.core.save_settings(self.form_settings())
+            self.core.save_settings(settings)
         except Exception as exc:
-            self.saved_label.setText("<span style='color:#d63031'>Not saved: see the message.</span>")
+            self.saved_label.setText(f"<span style='color:{PROBLEM_COLOUR}'>Not saved: see the message.</span>")
             show_error(self, exc)
             return False
         running = self.core.is_running()
@@ -368,7 +502,8 @@ class SettingsPage(QWidget):
                                        f"{st.variant} build, in {st.path}.{previous}")
         else:
             self.engine_status.setText(f"<span style='color:#e0a100'>Not set up</span>: the {st.variant} "
-                                       f"engine will be installed in {st.path} (about 2.5 GB; minutes).")
+                                       f"engine will be installed in {st.path} ({ENGINE_SIZE.get(st.variant, 'several GB')}; "
+                                       "minutes).")
 
     def repair_engine(self) -> None:
         self.repair.setEnabled(False)
@@ -426,6 +561,10 @@ class SettingsPage(QWidget):
             show_error(self, exc, tb)
             return
         self.saved_label.setText("The network file cannot be used (nothing was changed):\n" + "\n".join(problems))
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def engine_summary(st: EngineStatus) -> str:
