@@ -155,9 +155,12 @@ class PayoutService:
 
     def _settle_batch(self, batch: Batch) -> None:
         head = None
+        resign: list[Payment] = []
         for p in self.progress.payments(batch.id):
             if p.status == "signed":
-                self._settle_payment(batch, p)
+                if self._settle_payment(batch, p):
+                    resign.append(p)
+                    continue
                 p = self.progress.payment(p.id)
             if p.status == "paid":
                 r = self.chain.receipt(p.paid_hash)
@@ -168,6 +171,12 @@ class PayoutService:
                 head = self.chain.head() if head is None else head
                 if head - p.block + 1 >= self.config.confirmations:
                     self.progress.mark_confirmed(p.id)
+        if resign:  # after the others were handed to the node again, so that the new nonces follow theirs
+            self._check_funds(sum(p.amount for p in resign))
+            nonce = self.chain.nonce("pending")
+            for i, p in enumerate(resign):
+                self.progress.add_attempt(p.id, self.chain.sign_transfer(p.wallet, p.amount, nonce + i))
+                self._hand(batch.id, p.id)
         payments = self.progress.payments(batch.id)
         if all(p.status == "confirmed" for p in payments):
             self.progress.finish(batch.id)
@@ -176,7 +185,9 @@ class PayoutService:
                      batch.id, self._units(total), len(payments), batch.after_id + 1, batch.upto_id,
                      self.config.confirmations)
 
-    def _settle_payment(self, batch: Batch, p: Payment) -> None:
+    def _settle_payment(self, batch: Batch, p: Payment) -> bool:
+        """Settle one payment from the chain; True when none of its transactions can be mined any more (it
+        must be signed again)."""
         attempts = self.progress.attempts(p.id)
         failed = False
         for a in attempts:
@@ -187,7 +198,7 @@ class PayoutService:
                 self.progress.mark_paid(p.id, r.tx_hash, r.block)
                 log.info("batch %d: paid %s to %s in transaction %s (block %d)", batch.id,
                          self._units(p.amount), p.wallet, r.tx_hash, r.block)
-                return
+                return False
             if a.tx_hash == p.tx_hash:
                 failed = True
                 log.warning("batch %d: transaction %s to pay %s to %s was mined without the transfer "
@@ -203,7 +214,7 @@ class PayoutService:
                         log.info("batch %d: transaction %s (nonce %d) paying %s to %s handed to the node again "
                                  "(%s)", batch.id, p.tx_hash, p.nonce, self._units(p.amount), p.wallet,
                                  "it had it already" if outcome == "known" else "it did not have it")
-                return
+                return False
             else:
                 found = self.chain.find_transfer(p.wallet, p.amount, batch.from_block,
                                                  self.progress.known_hashes())
@@ -211,15 +222,11 @@ class PayoutService:
                     self.progress.mark_paid(p.id, found[0], found[1])
                     log.info("batch %d: paid %s to %s found in transaction %s (block %d)", batch.id,
                              self._units(p.amount), p.wallet, found[0], found[1])
-                    return
+                    return False
                 failed = True
                 log.warning("batch %d: nonce %d of the transaction paying %s to %s was used by another "
                             "transaction; signing it again", batch.id, p.nonce, self._units(p.amount), p.wallet)
-        if failed:
-            self._check_funds(p.amount)
-            signed = self.chain.sign_transfer(p.wallet, p.amount, self.chain.nonce("pending"))
-            self.progress.add_attempt(p.id, signed)
-            self._hand(batch.id, p.id)
+        return failed
 
     def _hand(self, batch_id: int, payment_id: int) -> None:
         p = self.progress.payment(payment_id)

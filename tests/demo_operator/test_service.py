@@ -114,17 +114,18 @@ def test_forged_or_foreign_bindings_are_paid_nothing_and_said_why(harness, chain
     assert svc.stop() == 0
 
 
-@pytest.mark.parametrize("hold", ["after", "before"])
+@pytest.mark.parametrize("hold", ["after", "before", "taken"])
 def test_killed_between_sending_and_recording_pays_once_and_loses_nothing(harness, chain, hold):
     """SIGKILL while the first transfer of a batch is on its way: "after": the node has it (mined) but the
-    service never heard back; "before": the node never got it. Restarted, the service resolves the batch from
-    the chain: every wallet paid exactly once."""
+    service never heard back; "before": the node never got it; "taken": never got it, and before the restart
+    another transaction of the operator's account took its nonce. Restarted, the service resolves the batch
+    from the chain: every wallet paid exactly once."""
     op = new_operator(chain, 10**15)
     a, b = Server.new(), Server.new()
     for s in (a, b):
         s.announce(harness.ledger, harness.chain_id)
     serve(harness.ledger, {a.peer_id: 3000, b.peer_id: 1234})
-    proxy = HoldingProxy(chain.url, hold=hold)
+    proxy = HoldingProxy(chain.url, hold="before" if hold == "taken" else hold)
     try:
         svc = harness.start(op, proxy.url)
         assert proxy.held.wait(60), svc.log()
@@ -142,6 +143,10 @@ def test_killed_between_sending_and_recording_pays_once_and_loses_nothing(harnes
     first, tokens = min((a.address, 3000), (b.address, 1234))  # the batch pays the wallets in their order
     assert paid_to(chain, op.address) == ({first: owed(tokens, harness.rate)} if hold == "after" else {})
 
+    if hold == "taken":  # the operator's account used elsewhere meanwhile: nonce 0 goes to an ETH transfer
+        signed = Account.sign_transaction({"to": chain.other, "value": 1, "gas": 21000, "gasPrice": 10**10,
+                                           "nonce": 0, "chainId": harness.chain_id}, op.key)
+        chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_raw_transaction(signed.raw_transaction))
     serve(harness.ledger, {a.peer_id: 10})  # a row after the killed batch: paid in a batch of its own
     again = harness.start(op)
     status = again.wait_batches(2)
@@ -152,6 +157,8 @@ def test_killed_between_sending_and_recording_pays_once_and_loses_nothing(harnes
         (a.address, owed(10, harness.rate))])
     assert sum(v for _, v, _ in sent) == owed(3010, harness.rate) + owed(1234, harness.rate)
     assert "batch 1 done" in again.log() and "batch 2 done" in again.log()
+    if hold == "taken":
+        assert "nonce 0 of the transaction paying" in again.log() and "signing it again" in again.log()
     assert again.stop() == 0
 
 
@@ -255,3 +262,20 @@ def test_the_windows_process_never_imports_web3():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_batch_is_done_only_after_its_confirmations(harness, chain):
+    harness.confirmations = 3
+    op = new_operator(chain, 10**15)
+    a = Server.new()
+    a.announce(harness.ledger, harness.chain_id)
+    serve(harness.ledger, {a.peer_id: 400})
+    svc = harness.start(op)
+    svc.wait_log(f"batch 1: paid 0.02 to {a.address}")
+    time.sleep(2.5)  # two more cycles: mined (1 confirmation), not yet 3
+    assert svc.status()["batches"] == 0 and svc.status()["paid_upto_id"] == 0
+    chain.mine(2)
+    status = svc.wait_batches(1)
+    assert status["paid_upto_id"] == 1 and "3 confirmation(s)" in svc.log()
+    assert paid_to(chain, op.address) == {a.address: owed(400, harness.rate)}
+    assert svc.stop() == 0
