@@ -61,6 +61,7 @@ class PayoutService:
         self._ledger: ServedLedger | None = None
         self._handed: dict[str, float] = {}  # transaction hash -> when this run last handed it to the node
         self.next_batch_at = time.time()
+        self._idle_at: int | None = None  # the ledger row the service last said it had nothing after
 
     # ------------------------------------------------------------------------------------------ the loop
     def run(self) -> None:
@@ -257,8 +258,11 @@ class PayoutService:
         after = self.progress.cursor()
         upto = ledger.last_id()
         if upto <= after:
-            log.info("nothing served since ledger row %d: no batch", after)
+            if self._idle_at != after:  # said once, not every cycle
+                log.info("nothing served since ledger row %d: no batch until something is", after)
+                self._idle_at = after
             return None
+        self._idle_at = None
         totals = ledger.totals(after_id=after, upto_id=upto)
         self._decimals = self.chain.decimals()
         per_token = units_per_token(self.config.rate_per_1k_tokens, self._decimals)
