@@ -9,6 +9,8 @@ Layers, from the bottom up:
 - ``farnode_desktop.gui``: a thin Qt layer over the core; never ``app``.
 - ``farnode_desktop.app``: the command line, the headless face and the frozen entry: the only package that
   knows every layer.
+- ``farnode_desktop.demo_operator``: the demo payout service, a process of its own (``python -m``) beside the
+  app: it uses the core and nothing imports it. It alone imports web3, so the window's process never loads it.
 
 No import cycles, between modules or between packages, and no Qt or torch below the GUI. Imports under
 ``if TYPE_CHECKING:`` count like any other: an annotation that names a module above is still an arrow up.
@@ -30,6 +32,7 @@ QT = {"PySide6", "pyqtgraph", "shiboken6"}
 ENGINE_ONLY = {"torch", "transformers", "petals", "hivemind", "farmesh", "bitsandbytes"}
 GUI_ENV_ONLY = QT | {"pynvml", "keyring", "web3", "eth_account", "platformdirs", "psutil", "segno"}
 ENGINE_WIRE = {"farnode_desktop.engine.protocol"}  # what the app may import of the engine side
+ONLY_IN = {"web3": "demo_operator"}  # outside libraries only one layer may import
 IMPORTERS = {"import_module", "__import__"}
 
 
@@ -115,7 +118,8 @@ def allowed(source: str, target: str) -> bool:
         return dst == "engine"
     if dst == "engine":
         return target in ENGINE_WIRE or src == "app"
-    return {"core": {"core"}, "gui": {"core", "gui"}, "app": {"core", "gui", "app"}}.get(src, set()).__contains__(dst)
+    return {"core": {"core"}, "gui": {"core", "gui"}, "app": {"core", "gui", "app"},
+            "demo_operator": {"core", "demo_operator"}}.get(src, set()).__contains__(dst)
 
 
 def package(module: str) -> str:
@@ -187,6 +191,8 @@ def check(pkg: Path = PKG) -> list[str]:
             if e.target.startswith(ROOT):
                 if not allowed(e.source, e.target):
                     problems.append(f"{where}: {e.source} ({layer(e.source) or 'top'}) imports {e.target}")
+            elif e.target in ONLY_IN and layer(e.source) != ONLY_IN[e.target]:
+                problems.append(f"{where}: {e.source} imports {e.target} (only {ROOT}.{ONLY_IN[e.target]} may)")
             elif layer(e.source) == "engine" and e.target in GUI_ENV_ONLY:
                 problems.append(f"{where}: the engine side imports {e.target} (the GUI environment's)")
             elif layer(e.source) in ("core", "app", "") and e.target in QT | ENGINE_ONLY:
@@ -225,6 +231,9 @@ def test_the_check_fails_on_violations(tmp_path):
     (copy / "core" / "x_pkg" / "a.py").write_text("from farnode_desktop.core import x_flat  # noqa\n")
     (copy / "core" / "x_pkg" / "b.py").write_text("")
     (copy / "core" / "x_flat.py").write_text("from farnode_desktop.core.x_pkg import b  # noqa\n")
+    (copy / "core" / "x_web3.py").write_text("def f():\n    import web3  # noqa\n")
+    (copy / "app" / "x_operator.py").write_text("from farnode_desktop.demo_operator import service  # noqa\n")
+    (copy / "demo_operator" / "x_gui.py").write_text("from farnode_desktop.gui import app  # noqa\n")
     problems = "\n".join(check(copy))
     assert "core.x_up (core) imports farnode_desktop.gui.app" in problems
     assert "core.x_byname (core) imports farnode_desktop.app.cli" in problems
@@ -233,6 +242,9 @@ def test_the_check_fails_on_violations(tmp_path):
     assert "import cycle: farnode_desktop.core.cyc_a -> farnode_desktop.core.cyc_b" in problems
     assert "import cycle: farnode_desktop.core.tc_high -> farnode_desktop.core.tc_low" in problems
     assert "package cycle: farnode_desktop.core.x_flat <-> farnode_desktop.core.x_pkg" in problems
+    assert "core.x_web3 imports web3 (only farnode_desktop.demo_operator may)" in problems
+    assert "app.x_operator (app) imports farnode_desktop.demo_operator.service" in problems
+    assert "demo_operator.x_gui (demo_operator) imports farnode_desktop.gui.app" in problems
     assert not any("import cycle" in p and "x_pkg" in p for p in problems.splitlines())  # only as packages
 
 
