@@ -54,7 +54,7 @@ from farnode_desktop.core.payout.earnings import EarningsSync  # noqa: E402
 from farnode_desktop.core.settings import ChainSettings  # noqa: E402
 
 ANVIL = REPO / "tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-ARTIFACT = REPO / "resources/contracts/build/RewardToken.json"
+ARTIFACT = REPO / "resources/contracts/RewardToken.json"
 DECIMALS = 18
 CONFIRMATIONS = 12
 

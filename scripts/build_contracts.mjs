@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Compile resources/contracts/*.sol with solc-js (tools/node_modules/solc) into resources/contracts/build/<Name>.json
+// Compile resources/contracts/*.sol with solc-js (tools/node_modules/solc) into resources/contracts/<Name>.json (shipped: the app deploys it on its local chain)
 // ({contractName, compiler, abi, bytecode, sourceSha256}). The built JSON is committed so the app never
 // needs Node at runtime; tests compare it with a fresh compile when solc-js is installed.
 // Usage: node scripts/build_contracts.mjs [--check]   (--check: exit 1 if the committed JSON differs)
@@ -20,7 +20,7 @@ try {
 }
 const check = process.argv.includes("--check");
 const srcDir = path.join(repo, "resources", "contracts");
-const outDir = path.join(srcDir, "build");
+const outDir = srcDir;
 const sources = {};
 for (const f of readdirSync(srcDir).filter((f) => f.endsWith(".sol")).sort()) {
   sources[f] = { content: readFileSync(path.join(srcDir, f), "utf8") };

@@ -84,3 +84,8 @@ def packaged_resources(checkout: Path) -> list[Path]:
     return sorted(p.relative_to(base) for p in base.rglob("*")
                   if p.is_file() and not set(p.relative_to(base).parts[:-1]) & set(_NOT_PACKAGED)
                   and "__pycache__" not in p.parts)
+
+
+def reward_token_artifact() -> Path:
+    """The reward token's ABI and bytecode (``resources/contracts/RewardToken.json``), deployed on the local chain."""
+    return resources_dir() / "contracts" / "RewardToken.json"

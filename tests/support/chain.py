@@ -24,7 +24,7 @@ from tests.support.ports import free_port
 from tests.support.processes import stop_process
 
 ANVIL = REPO / "tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-ARTIFACT = REPO / "resources/contracts/build/RewardToken.json"
+ARTIFACT = REPO / "resources/contracts/RewardToken.json"
 DECIMALS = 6
 
 

@@ -12,7 +12,7 @@ from farnode_desktop.core.localchain.node import OPERATOR, LocalChain
 from farnode_desktop.core.payout.chain import ChainClient
 
 REPO = Path(__file__).resolve().parents[3]
-ARTIFACT = REPO / "resources/contracts/build/RewardToken.json"
+ARTIFACT = REPO / "resources/contracts/RewardToken.json"
 TARBALL = REPO / "tools/foundry-rs-anvil-linux-amd64-1.7.1.tgz"
 
 

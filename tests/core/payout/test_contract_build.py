@@ -1,4 +1,4 @@
-"""The committed resources/contracts/build/RewardToken.json is exactly what the Solidity source compiles to."""
+"""The committed resources/contracts/RewardToken.json is exactly what the Solidity source compiles to."""
 
 from __future__ import annotations
 
