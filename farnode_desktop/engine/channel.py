@@ -10,6 +10,7 @@ import json
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -67,6 +68,7 @@ class ControlPipe:
         self.writer = writer
         self._signal_r = -1
         self.why = ""
+        self.on_command: Callable[[str, str], None] | None = None  # commands other than stop
 
     @classmethod
     def from_stdin(cls, writer: EventWriter | None = None) -> ControlPipe:
@@ -126,6 +128,7 @@ class ControlPipe:
         if self._signal_r >= 0:
             poller.register(self._signal_r, select.POLLIN)
         buf = b""
+        skipping = False  # inside a line that was too long
         while True:
             if self.writer is not None and self.writer.broken:
                 return "the app is gone (its event pipe broke)"
@@ -149,9 +152,31 @@ class ControlPipe:
                         chunk = b""
                     if not chunk:
                         return "the app is gone (its control pipe closed)"
-                    buf = (buf + chunk)[-64:]
-                    if P.STOP_LINE in buf or buf.strip() == P.STOP_COMMAND.encode():
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    if lines and skipping:  # the end of an overlong line
+                        lines, skipping = lines[1:], False
+                    if len(buf) > P.MAX_COMMAND_LINE:  # dropped whole, up to its newline: no command is that long
+                        buf, skipping = b"", True
+                    for line in lines:
+                        if len(line) <= P.MAX_COMMAND_LINE and self._command(line):
+                            return "the app asked to stop"
+                    if buf.strip() == P.STOP_COMMAND.encode():
                         return "the app asked to stop"
+
+    def _command(self, line: bytes) -> bool:
+        """One command line: True for ``stop``; others go to ``on_command(name, payload)``, unknown ones are
+        ignored (a newer app may send more)."""
+        text = line.decode("utf-8", "replace").strip()
+        if text == P.STOP_COMMAND:
+            return True
+        name, _, payload = text.partition(" ")
+        if name and self.on_command is not None:
+            try:
+                self.on_command(name, payload)
+            except Exception as exc:  # noqa: BLE001 - a bad command must not end the watch
+                print(f"farnode: control command {name!r} failed: {exc!r}", file=sys.stderr, flush=True)
+        return False
 
     def _read_signals(self) -> str:
         try:

@@ -2,7 +2,8 @@
 
 Usage (by the app's supervisor, never by hand): ``python -m farnode_desktop.engine.launcher --event-fd N``
 with the server's configuration as the first line of standard input (JSON). Later lines on standard input
-are commands (``stop``). End of file on standard input means the app is gone: the server is stopped
+are commands (``stop``; ``binding``: the server's signed wallet binding, stored in the DHT once the server's
+DHT is up and refreshed until it stops, engine/binding.py). End of file on standard input means the app is gone: the server is stopped
 cleanly (blocks announced offline) and every process of this node's process group is gone afterwards.
 
 The server is FarMesh's own ``run_server`` (``farmesh.cli.run_server``), unchanged. The launcher only:
@@ -65,6 +66,9 @@ class Launcher:
         self.server = None
         self.engine = None
         self.pid = os.getpid()
+        self._binding: tuple[str, str] | None = None  # (statement, signature) from the app
+        self._announcer = None
+        self._binding_lock = threading.Lock()
 
     # ---------------------------------------------------------------- control: stdin, signals, watchdog
     # FarMesh stops cleanly on one KeyboardInterrupt in the main thread (a second one aborts that clean-up).
@@ -171,6 +175,37 @@ class Launcher:
             return
         self._peer_sent = True
         self.w.send(P.Peer(peer_id=str(dht.peer_id), addrs=tuple(str(a) for a in dht.get_visible_maddrs())))
+        self._start_announcer()
+
+    # ---------------------------------------------------------------- wallet binding
+    def on_command(self, name: str, payload: str) -> None:
+        """A control command other than stop (control thread). ``binding``: the app signed this server's
+        wallet binding for the peer id it got in the Peer event; a newer one replaces the running one."""
+        if name != P.BINDING_COMMAND:
+            return
+        binding = P.parse_binding_command(payload)
+        if binding is None:
+            self.w.send(P.BindingAnnounced(stored=False, error="the app sent a malformed binding"))
+            return
+        with self._binding_lock:
+            self._binding = binding
+            if self._announcer is not None:
+                self._announcer.stop()
+                self._announcer = None
+        self._start_announcer()
+
+    def _start_announcer(self) -> None:
+        dht = getattr(self.server, "dht", None)
+        with self._binding_lock:
+            if dht is None or self._binding is None or self._announcer is not None or self.stop_requested.is_set():
+                return
+            from farnode_desktop.engine.binding import BindingAnnouncer
+
+            prefix = getattr(self.server, "dht_prefix", None) or self.config.get("dht_prefix") or ""
+            self._announcer = BindingAnnouncer(
+                dht, str(prefix), *self._binding,
+                on_result=lambda ok, err: self.w.send(P.BindingAnnounced(stored=ok, error=err)))
+            self._announcer.start()
 
     # ---------------------------------------------------------------- run
     def argv(self) -> list[str]:
@@ -405,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, launcher.on_signal)
     signal.signal(signal.SIGTERM, launcher.on_signal)
     control.watch_signals()
+    control.on_command = launcher.on_command
     control.start(launcher.request_stop)
     code = launcher.run()
     writer.send(P.State(state=P.ServerState.STOPPED))

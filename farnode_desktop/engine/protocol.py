@@ -6,7 +6,8 @@ is spelled here once: event kinds and their fields, the server's lifecycle state
 failure categories, exit codes, the control command, and the typed results the app reads.
 
 Transport. An engine process reads its configuration as the first line of standard input (one JSON object)
-and commands on the lines after it (:data:`STOP_COMMAND`); end of file there means the app is gone. It writes
+and commands on the lines after it (:data:`STOP_COMMAND`, :func:`binding_command`); end of file there means the
+app is gone. It writes
 events as JSON lines on its event pipe: one object per line, ``"e"`` the kind and ``"t"`` epoch seconds, each
 line one ``os.write`` shorter than :data:`PIPE_BUF` so that forked processes can share the pipe.
 
@@ -28,6 +29,27 @@ PROTOCOL = 1  # the version a launcher reports in its hello; bump on an incompat
 PIPE_BUF = 4096  # every event line is one write shorter than this (atomic on a pipe)
 STOP_COMMAND = "stop"  # on the control pipe (standard input): stop cleanly
 STOP_LINE = (STOP_COMMAND + "\n").encode()
+BINDING_COMMAND = "binding"  # on the control pipe: ``binding {"statement": ..., "signature": ...}``
+MAX_COMMAND_LINE = 16384  # a longer command line is dropped whole
+
+
+def binding_command(statement: str, signature: str) -> bytes:
+    """The control line that hands a server its signed wallet binding (public: a statement and its signature)."""
+    return (BINDING_COMMAND + " " + json.dumps({"statement": statement, "signature": signature}) + "\n").encode()
+
+
+def parse_binding_command(payload: str) -> tuple[str, str] | None:
+    """(statement, signature) from a binding command's JSON payload; None when it is not one."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    statement, signature = value.get("statement"), value.get("signature")
+    if not isinstance(statement, str) or not isinstance(signature, str) or not statement or not signature:
+        return None
+    return statement, signature
 
 
 class ExitCode(enum.IntEnum):
@@ -294,6 +316,15 @@ class ServerAnnounce(Event):
 
 
 @dataclass(frozen=True)
+class BindingAnnounced(Event):
+    """The server stored (or failed to store) its wallet binding in the DHT; sent after every attempt."""
+
+    KIND: ClassVar[str] = "binding_announced"
+    stored: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Done(Event):
     KIND: ClassVar[str] = "done"
     requests: int = 0
@@ -312,7 +343,7 @@ class Unknown(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.KIND: cls for cls in (
     Hello, EngineInfo, State, Peer, Throughput, Blocks, Counters, Failed, Reachability, Exit,
-    Ready, Request, Mismatch, Error, ServerAnnounce, Done)}
+    Ready, Request, Mismatch, Error, ServerAnnounce, BindingAnnounced, Done)}
 
 _SCALARS: dict[str, Callable] = {"int": int, "float": float, "str": str, "bool": bool}
 

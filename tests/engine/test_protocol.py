@@ -47,6 +47,7 @@ SAMPLES = [
     P.Error(t=13.0, message="RuntimeError: x", n=3, kind="forward"),
     P.ServerAnnounce(t=13.5, peer_id="12D3KooWa", public_name="0xAbc", statement="FarNode binding ...",
                      signature="0x12"),
+    P.BindingAnnounced(t=13.7, stored=False, error="TimeoutError: the DHT did not answer"),
     P.Done(t=14.0, requests=3),
 ]
 
@@ -129,3 +130,14 @@ def test_the_counters_are_listed_once():
 def test_a_request_from_an_older_client_has_no_served_counts():
     ev = P.decode({"e": "request", "t": 1.0, "n": 4, "kind": "generate", "ok": True, "tokens_sent": 17})
     assert isinstance(ev, P.Request) and ev.served is None
+
+
+def test_the_binding_command_round_trips_and_refuses_what_is_not_one():
+    line = P.binding_command("FarMesh node binding\nPeer ID: 12D3KooWx", "0xabc")
+    assert line.endswith(b"\n") and line.count(b"\n") == 1  # the statement's newlines are escaped in the JSON
+    name, _, payload = line.decode().strip().partition(" ")
+    assert name == P.BINDING_COMMAND
+    assert P.parse_binding_command(payload) == ("FarMesh node binding\nPeer ID: 12D3KooWx", "0xabc")
+    for bad in ("", "not json", "[1]", '{"statement": "s"}', '{"statement": "", "signature": "0x"}',
+                '{"statement": 1, "signature": "0x"}'):
+        assert P.parse_binding_command(bad) is None, bad

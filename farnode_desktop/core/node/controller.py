@@ -90,6 +90,9 @@ class NodeController:
         self._paused_reason = ""
         self._user_wants_running = False
         self.demo_traffic = True  # False: this run sends no demo traffic (``node --no-traffic``)
+        # peer id -> the signed wallet binding (statement, signature) a server announces, or None (no wallet);
+        # set by the app core, which owns the wallet and knows the chain in use
+        self.binding_signer: Callable[[str], tuple[str, str] | None] | None = None
         self._subs = [self.bus.subscribe(T.NODE_STATE, self._on_state),
                       self.bus.subscribe(T.NODE_STATS, self._on_stats)]
 
@@ -269,7 +272,8 @@ class NodeController:
             sup = self.supervisors.pop(node_id)
             sup.close()
         self.supervisor = self.supervisors[specs[0].node_id]
-        first = self.supervisor.start(specs[0].config, specs[0].env, secrets=self._engine_secrets)
+        first = self.supervisor.start(specs[0].config, specs[0].env, secrets=self._engine_secrets,
+                                     binding=self.binding_signer)
         if len(specs) > 1:
             threading.Thread(target=self._start_followers, args=(specs,), daemon=True,
                              name="node-followers").start()
@@ -290,7 +294,8 @@ class NodeController:
                 cfg.pop("new_swarm")
                 cfg["initial_peers"] = list(lead.peer.addrs)
             if self._user_wants_running:
-                self.supervisors[spec.node_id].start(cfg, spec.env, secrets=self._engine_secrets)
+                self.supervisors[spec.node_id].start(cfg, spec.env, secrets=self._engine_secrets,
+                                                     binding=self.binding_signer)
 
     def stop(self) -> C.NodeState:
         with self._lock:

@@ -143,6 +143,8 @@ class Supervisor:
         self._run: _Run | None = None
         self._config: dict = {}
         self._secrets: Callable[[], dict] | None = None
+        self._binding_for: Callable[[str], tuple[str, str] | None] | None = None
+        self._binding: P.BindingAnnounced | None = None
         self._reachability: P.Reachability | None = None
         self._env_extra: dict[str, str] = {}
         self._crashes: collections.deque[float] = collections.deque()
@@ -183,17 +185,26 @@ class Supervisor:
         run = self._run
         return run.proc.pid if run else None
 
+    @property
+    def binding(self) -> P.BindingAnnounced | None:
+        """The server's last attempt to announce its wallet binding (None: none made in this run)."""
+        return self._binding
+
     def start(self, config: dict, env_extra: dict[str, str] | None = None, *,
-              secrets: Callable[[], dict] | None = None) -> C.NodeState:
+              secrets: Callable[[], dict] | None = None,
+              binding: Callable[[str], tuple[str, str] | None] | None = None) -> C.NodeState:
         """Start the node with a launcher configuration. Returns the new state (or the current one if it is
         already running). ``secrets()`` is called at every spawn for values (the Hugging Face token) that
         go to the launcher with its configuration through the control pipe only: they are never kept in
-        :attr:`config`, written to a file or put on a command line or in the environment."""
+        :attr:`config`, written to a file or put on a command line or in the environment. ``binding(peer_id)``
+        is called once the server reports its peer id: the signed wallet binding (statement, signature) it
+        then announces in the DHT, or None (no wallet)."""
         with self._lock:
             if self._run is not None or self._state.state == C.RESTARTING:
                 return self._state
             self._config = dict(config)
             self._secrets = secrets
+            self._binding_for = binding
             self._env_extra = dict(env_extra or {})
             self._want_running = True
             self._crashes.clear()
@@ -344,6 +355,7 @@ class Supervisor:
                    log_source=logs)
         self._run = run
         self._peer, self._blocks, self._total_blocks, self._throughput = P.Peer(), (), 0, P.Throughput()
+        self._binding = None
         self._reachability = None
         self._rate_window.clear()
         self._write_pid_file(proc.pid)
@@ -394,6 +406,16 @@ class Supervisor:
                                      peer_id=self._peer.peer_id)
         elif isinstance(ev, P.Peer):
             self._peer = ev
+            if ev.peer_id and self._binding_for is not None:
+                threading.Thread(target=self._send_binding, args=(run, ev.peer_id, self._binding_for),
+                                 daemon=True, name=f"farnode-binding-{self.node_id}").start()
+        elif isinstance(ev, P.BindingAnnounced):
+            if self._binding is None or self._binding.stored != ev.stored or self._binding.error != ev.error:
+                if ev.stored:
+                    self._logger.info("wallet binding announced in the DHT")
+                else:
+                    self._logger.warning("wallet binding not announced: %s", ev.error or "the DHT refused it")
+            self._binding = ev
         elif isinstance(ev, P.Blocks):
             self._blocks = ev.blocks
             self._total_blocks = ev.total_blocks
@@ -409,6 +431,25 @@ class Supervisor:
             if ev.direct is not None or self._reachability is None or self._reachability.direct is None:
                 self._reachability = ev  # a definite answer is kept until the next definite one
             self.bus.publish(T.NODE_REACHABILITY, (self.node_id, self._reachability))
+
+    def _send_binding(self, run: _Run, peer_id: str, binding_for: Callable[[str], tuple[str, str] | None]) -> None:
+        """Sign the wallet binding for ``peer_id`` (the keyring: off the event reader) and hand it to the
+        server on its control pipe."""
+        try:
+            signed = binding_for(peer_id)
+        except Exception as exc:  # noqa: BLE001 - the node serves on; it is only not paid
+            self._logger.warning("the wallet binding could not be signed: %s", exc)
+            self._binding = P.BindingAnnounced(stored=False, error=f"not signed: {exc}")
+            return
+        if signed is None:
+            return
+        with run.stdin_lock:
+            try:
+                if run.proc.stdin is not None and not run.proc.stdin.closed and not run.stop_requested:
+                    run.proc.stdin.write(P.binding_command(*signed))
+                    run.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass  # the launcher is gone: its exit is reported by the waiter
 
     def _read_log(self, run: _Run) -> None:
         with run.log_source:

@@ -10,6 +10,9 @@ comes from its configuration (the first line of standard input, as for the launc
 - ``fail``: a failure category to report at start, then exit with code 3 (a start failure);
 - ``children``: how many helper processes to start in its group (like the server's DHT and p2pd), which it
   leaves running when it crashes, so the supervisor must remove them.
+
+A ``binding`` command on its control pipe is parsed as the launcher parses it; the fake logs what it got
+(``fake launcher: binding for <peer id> signed <signature>``) and reports it stored, as the DHT would.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     control.watch_signals()
+    control.on_command = lambda name, payload: _binding(w, name, payload)
     control.start(lambda _why: stop.set())
     w.send(P.Hello(pid=os.getpid(), python=sys.version.split()[0]))
     w.send(P.State(state=P.ServerState.STARTING))
@@ -61,6 +65,18 @@ def main() -> int:
         return _stopped(w, children)
     print("fake launcher: crashing on purpose", file=sys.stderr, flush=True)
     os._exit(P.ExitCode.CRASH)  # like a crash: its children are left behind
+
+
+def _binding(w: EventWriter, name: str, payload: str) -> None:
+    if name != P.BINDING_COMMAND:
+        return
+    got = P.parse_binding_command(payload)
+    if got is None:
+        w.send(P.BindingAnnounced(stored=False, error="the app sent a malformed binding"))
+        return
+    peer = next((line.split(": ", 1)[1] for line in got[0].splitlines() if line.startswith("Peer ID: ")), "?")
+    print(f"fake launcher: binding for {peer} signed {got[1]}", file=sys.stderr, flush=True)
+    w.send(P.BindingAnnounced(stored=True))
 
 
 def _stopped(w: EventWriter, children: list[subprocess.Popen]) -> int:

@@ -199,3 +199,41 @@ def test_run_kills_the_whole_tree_when_cancelled():
     timed = process_tree.run([sys.executable, "-c", "import time; time.sleep(600)"], timeout=0.3)
     assert timed.timed_out and timed.returncode == 124
     assert process_tree.run(["/nonexistent/program"], timeout=5).returncode == 127
+
+
+def test_the_wallet_binding_is_signed_for_the_reported_peer_and_handed_over(make_supervisor):
+    """The supervisor asks for the binding of the peer id the launcher reported and writes it on the control
+    pipe; the launcher's side parses it (the engine's own channel) and reports it announced. A restart after a
+    crash signs again for the new run; without a wallet (None) nothing is sent."""
+    sup, _events = make_supervisor(policy=RestartPolicy(delays_s=(0.1,)))
+    asked: list[str] = []
+
+    def signer(peer_id: str) -> tuple[str, str]:
+        asked.append(peer_id)
+        return f"FarMesh node binding\nPeer ID: {peer_id}\nChain ID: 31337", f"0xsig{len(asked)}"
+
+    sup.start({"model": "fake", "port": 0, "crash_after_s": 1.5}, binding=signer)
+    assert wait_until(lambda: sup.binding is not None and sup.binding.stored, 10), sup.binding
+    assert asked == ["12D3KooWFake"]
+    assert "fake launcher: binding for 12D3KooWFake signed 0xsig1" in sup.log_path.read_text()
+    assert wait_until(lambda: len(asked) == 2 and sup.binding is not None and sup.binding.stored, 15), asked
+    assert sup.stop().state == C.STOPPED
+
+    sup.start({"model": "fake", "port": 0}, binding=lambda _peer: None)
+    assert sup.wait_for(C.ONLINE, 10).state == C.ONLINE
+    time.sleep(0.5)
+    assert sup.binding is None
+    assert sup.stop().state == C.STOPPED
+
+
+def test_a_binding_that_cannot_be_signed_is_reported_and_the_node_serves_on(make_supervisor):
+    sup, _events = make_supervisor()
+
+    def signer(_peer_id: str) -> tuple[str, str]:
+        raise RuntimeError("the keyring is locked")
+
+    sup.start({"model": "fake", "port": 0}, binding=signer)
+    assert wait_until(lambda: sup.binding is not None, 10)
+    assert not sup.binding.stored and "the keyring is locked" in sup.binding.error
+    assert sup.state.state == C.ONLINE
+    assert sup.stop().state == C.STOPPED
