@@ -26,11 +26,14 @@ from farnode_desktop.core import report
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.control import ControlServer
+from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.gpu.inventory import TelemetrySampler, processes_for_policies, read_inventory
 from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.gpu.report import GpuReport, gpu_report
 from farnode_desktop.core.instance import InstanceLock
+from farnode_desktop.core.localchain.effective import effective_settings
+from farnode_desktop.core.localchain.payouts import DEMO_BATCH_INTERVAL_S, LocalPayouts
 from farnode_desktop.core.metrics.recorder import MetricsRecorder
 from farnode_desktop.core.metrics.store import MetricsStore
 from farnode_desktop.core.metrics.today import TodaySummary, today
@@ -67,19 +70,20 @@ class AppCore:
     def __init__(self, paths: AppPaths, *, face: str = "window", bus: EventBus | None = None,
                  nvml: Nvml | None = None, policy_inputs: PolicyInputs | None = None,
                  node: NodeController | None = None, keystore: Any = None,
-                 earnings_interval_s: float = 60.0) -> None:
+                 earnings_interval_s: float = 60.0, payout_interval_s: float = DEMO_BATCH_INTERVAL_S) -> None:
         self.paths = paths.ensure()
         self.face = face
         self.instance = InstanceLock(self.paths.run_dir)
         self.instance.acquire(face)
         try:
-            self._build(bus, nvml, policy_inputs, node, keystore, earnings_interval_s)
+            self._build(bus, nvml, policy_inputs, node, keystore, earnings_interval_s, payout_interval_s)
         except BaseException:
             self.instance.release()
             raise
 
     def _build(self, bus: EventBus | None, nvml: Nvml | None, policy_inputs: PolicyInputs | None,
-               node: NodeController | None, keystore: Any, earnings_interval_s: float) -> None:
+               node: NodeController | None, keystore: Any, earnings_interval_s: float,
+               payout_interval_s: float) -> None:
         paths = self.paths
         self._first_run = not paths.settings_file.exists()
         self.bus = bus or EventBus()
@@ -90,14 +94,19 @@ class AppCore:
         self.telemetry = TelemetrySampler(self.bus, nvml)
         self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="farnode-core")
         # what running earns per hour at the network's published rate: the profit pause's input
-        self.earnings_rate = EarningsRate(self.bus, lambda: self.node.settings.chain.reward_per_1k_tokens)
+        # the embedded default's chain and payout service (started while the node serves the local swarm)
+        self.local_payouts = LocalPayouts(self.paths, batch_interval_s=payout_interval_s)
+        self._payouts_lock = threading.Lock()
+        self._payouts_wanted = False
+        self.earnings_rate = EarningsRate(self.bus, lambda: self.chain_settings().chain.reward_per_1k_tokens)
         inputs = policy_inputs if policy_inputs is not None else self._default_policy_inputs()
         self.policies = PolicyRunner(PolicyRules(self.node.settings.policies), self.bus,
                                      pause=self._policy_pause, resume=self._policy_resume, inputs=inputs)
         self.wallet = WalletService(self.node.store, lambda: self.node.settings.wallet.address,
                                     self._wallet_changed, keystore=keystore)
-        self.earnings = EarningsRunner(self.paths.data_dir, self.bus, lambda: self.node.settings,
+        self.earnings = EarningsRunner(self.paths.data_dir, self.bus, self.chain_settings,
                                        self.store.tokens_served_between, interval_s=earnings_interval_s)
+        self.node.binding_signer = self._sign_binding
         # ``farnode-desktop status`` (and settings or wallet changes made from a shell) reach this core here.
         self.control = ControlServer(self.paths.run_dir, {"status": lambda _req: self.status_report(),
                                                           "reload-settings": lambda _req: self.reload_settings(),
@@ -153,6 +162,7 @@ class AppCore:
         self.telemetry.start()
         self.policies.start()
         self.earnings.start()
+        self._follow_local_payouts()
         try:
             self.control.start()
         except OSError as exc:  # the app runs without it; `status` says none runs
@@ -175,6 +185,7 @@ class AppCore:
         try:
             self.node.stop()
         finally:
+            self._stop_local_payouts()
             self.node.close()
             self._workers.shutdown(wait=True, cancel_futures=True)
             self.recorder.close()
@@ -240,6 +251,7 @@ class AppCore:
         A manual pause ends; when another policy holds the node paused, it starts paused."""
         self.policies.manual_resume()  # Start ends a manual pause
         self.policies.tick_once()
+        self._follow_local_payouts(starting=True)
         try:
             state = self.node.start(progress)
         except Exception:
@@ -329,7 +341,59 @@ class AppCore:
         """How the node is doing, for ``farnode-desktop status [--json]`` (see :mod:`core.report`)."""
         return report.status_report(face=self.face, data_dir=self.paths.data_dir, node=self.node,
                                     reachability=self.reachability(), decision=self.policies.last_decision,
-                                    earnings=self.earnings)
+                                    earnings=self.earnings, local_chain=self.local_chain_status())
+
+    # ------------------------------------------------------------------ the local chain and its payouts
+    def chain_settings(self) -> Settings:
+        """The settings the earnings are read with: the local chain's while the node serves the local swarm and
+        that chain runs (nothing written to the settings file), else the user's."""
+        return effective_settings(self.node.settings, self.local_payouts.info, self.local_payouts.rate_per_1k_tokens)
+
+    def local_chain_status(self) -> dict | None:
+        """The local chain and its payout service (``status --json``); None off the local swarm."""
+        return self.local_payouts.status() if self.node.is_local else None
+
+    def _follow_local_payouts(self, starting: bool = False) -> None:
+        """Run the local chain and payout service while the local swarm is the network (from the node's first
+        start on: before it, there is nothing to pay or to show), stop them otherwise. Returns at once: the
+        start (an anvil download the first time) runs on its own thread."""
+        with self._payouts_lock:
+            want = (self.node.is_local and not self._closed
+                    and (starting or self._payouts_wanted or self.paths.chain_dir.exists()))
+            if want == self._payouts_wanted and (not want or self.local_payouts.info is not None):
+                return
+            self._payouts_wanted = want
+        threading.Thread(target=self._local_payouts_step, args=(want,), daemon=True,
+                         name="farnode-local-chain").start()
+
+    def _local_payouts_step(self, want: bool) -> None:
+        if not want:
+            self.local_payouts.stop()
+            self.earnings.sync_now()
+            return
+        try:
+            self.local_payouts.ensure()
+        except FarNodeError as exc:
+            log.warning("the local chain cannot run, so nothing is paid on the embedded default: %s", exc.message)
+            return
+        if self._closed:
+            self.local_payouts.stop()
+            return
+        self.earnings.sync_now()
+
+    def _stop_local_payouts(self) -> None:
+        with self._payouts_lock:
+            self._payouts_wanted = False
+        self.local_payouts.stop()
+
+    def _sign_binding(self, peer_id: str) -> tuple[str, str] | None:
+        """The wallet binding a server announces for ``peer_id`` (BLOCKING: the keyring); None without a wallet
+        or a chain (the node is then not paid: status says so)."""
+        settings = self.chain_settings()
+        if not settings.wallet.address or settings.chain.chain_id is None:
+            return None
+        signed = self.wallet.manager.sign_node_binding(peer_id, chain_id=settings.chain.chain_id)
+        return signed.statement, signed.signature
 
     def reload_settings(self) -> dict:
         """The settings file changed from a shell (``settings set``, ``wallet``): take it. Policies and the
@@ -346,6 +410,7 @@ class AppCore:
         self.policies.update_settings(settings.policies)
         if (old.chain, old.wallet) != (settings.chain, settings.wallet):
             self.earnings.sync_now()
+        self._follow_local_payouts()
         return {"ok": True, "restart_needed": old.network != settings.network}
 
     # ------------------------------------------------------------------ settings
@@ -357,6 +422,7 @@ class AppCore:
         self.policies.update_settings(settings.policies)
         if (old.chain, old.wallet) != (settings.chain, settings.wallet):
             self.earnings.sync_now()
+        self._follow_local_payouts()
         if (old.policies.start_at_login, old.policies.start_minimized) != (
                 settings.policies.start_at_login, settings.policies.start_minimized) or self._first_run:
             from farnode_desktop.core.policies.platform import apply_start_at_login

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from farnode_desktop import APP_NAME, __version__
+from farnode_desktop.core.snapshots import state_info
 from farnode_desktop.core.status import (
     describe,
     plain,
@@ -45,12 +46,12 @@ def redact_settings(d: Any) -> Any:
     return d
 
 
-def status_report(*, face: str, data_dir: Path, node: Any, reachability: dict, decision: Any, earnings: Any
-                  ) -> dict:
+def status_report(*, face: str, data_dir: Path, node: Any, reachability: dict, decision: Any, earnings: Any,
+                  local_chain: dict | None = None) -> dict:
     """How the node is doing, for ``farnode-desktop status [--json]``: state in words, blocks, tokens/s,
     requests, uptime, reachability, earnings, and which process runs it. ``node`` is the node controller,
     ``reachability`` what the network probe found per server, ``decision`` the policies' last one,
-    ``earnings`` the earnings runner."""
+    ``earnings`` the earnings runner, ``local_chain`` the embedded default's chain and payout service."""
     st, stats = node.state, node.stats()
     peer = node.supervisor.peer
     net = node.settings.network
@@ -70,6 +71,9 @@ def status_report(*, face: str, data_dir: Path, node: Any, reachability: dict, d
     }
     if node.is_local:
         report["demo_traffic"] = plain(node.traffic.stats)
+    if local_chain is not None:
+        report["local_chain"] = local_chain
+    report["wallet_binding"] = _binding(node, earnings)
     if not earnings.configured():
         report["earnings"] = {"configured": False,
                               "text": "not set up (a payout wallet and the chain settings are needed)"}
@@ -77,6 +81,19 @@ def status_report(*, face: str, data_dir: Path, node: Any, reachability: dict, d
         snap = earnings.latest
         report["earnings"] = {"configured": True, **(plain(snap) if snap is not None else {"text": "not synced yet"})}
     return report
+
+
+def _binding(node: Any, earnings: Any) -> dict:
+    """Whether the server announces the signed binding that gets it paid, in words."""
+    if not node.settings.wallet.address:
+        return {"announced": False, "text": "no payout wallet: create a wallet to be paid"}
+    b = node.supervisor.binding
+    if b is None:
+        active = state_info(node.state.state).active
+        return {"announced": False, "text": "waiting for the server to announce it" if active else "not serving"}
+    if b.stored:
+        return {"announced": True, "text": "the server announces its signed wallet binding"}
+    return {"announced": False, "text": f"not announced: {b.error or 'the network refused it'}"}
 
 
 def _reachability(node: Any, found_by_node: dict, addrs: list[str], state: str) -> dict:

@@ -11,7 +11,7 @@ import dataclasses
 from farnode_desktop.core.localchain.node import ChainInfo
 from farnode_desktop.core.settings import LOCAL_SWARM, ChainSettings, Settings
 
-LOCAL_CONFIRMATIONS = 1  # one local node, no reorgs: a payout counts once mined
+LOCAL_CONFIRMATIONS = 0  # one local node, no reorgs: a payout counts as paid once mined
 
 
 def effective_settings(settings: Settings, info: ChainInfo | None, rate_per_1k_tokens: float) -> Settings:
