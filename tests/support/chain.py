@@ -88,12 +88,17 @@ class Chain:
     def new_wallet(self) -> str:
         return Account.create().address
 
+    # Each waits for its receipt: anvil answers eth_sendTransaction before its automined block is the head
+    # (under load a sync right after a pay still saw the block before; test_earnings failed once so).
     def pay(self, to: str, amount: int, sender: str | None = None) -> str:
         tx = self.token.functions.transfer(to, amount).transact({"from": sender or self.sender})
+        self.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
         return tx.hex()
 
     def pay_many(self, to: str, amounts: list[int], sender: str | None = None) -> None:
-        self.token.functions.batchTransfer([to] * len(amounts), amounts).transact({"from": sender or self.sender})
+        tx = self.token.functions.batchTransfer([to] * len(amounts), amounts).transact(
+            {"from": sender or self.sender})
+        self.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
 
     def mine(self, n: int = 1) -> None:
         rpc(self.url, "anvil_mine", [hex(n)])

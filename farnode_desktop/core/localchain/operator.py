@@ -26,14 +26,17 @@ def service_config(info: ChainInfo, ledger_path: Path, state_dir: Path, rate_per
             "confirmations": confirmations}
 
 
-def start_payout_service(config: dict, log_path: Path) -> tuple[subprocess.Popen, process_tree.ProcessTree]:
-    """Start the service with ``config`` and the operator key on stdin; a missing module is a clear error."""
-    if importlib.util.find_spec(MODULE) is None:
-        raise LocalChainError(f"The demo payout service ({MODULE}) is not part of this installation, so nobody "
-                              "pays on the local chain. Reinstall FarNode Desktop.")
+def start_payout_service(config: dict, log_path: Path, *, module: str = MODULE
+                         ) -> tuple[subprocess.Popen, process_tree.ProcessTree]:
+    """Start the service (``module``) with ``config`` and the operator key on stdin; a module this installation
+    lacks (the bundle leaves it out) is a clear error."""
+    if importlib.util.find_spec(module) is None:
+        raise LocalChainError(f"The demo payout service ({module}) is not part of this installation, so nobody "
+                              "pays on the local chain. Run FarNode Desktop from its Python package (pip or the "
+                              "README's first command) to be paid on the embedded default.")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc, tree = process_tree.spawn([sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=log,
+        proc, tree = process_tree.spawn([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=log,
                                         stderr=subprocess.STDOUT)
     assert proc.stdin is not None
     proc.stdin.write((json.dumps(config) + "\n" + OPERATOR_KEY + "\n").encode())
