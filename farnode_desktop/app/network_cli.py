@@ -168,7 +168,10 @@ def cli_network(action: str, source: str = "", *, as_json: bool = False, paths: 
         print(f"Joined the network {desc.name!r}: {len(desc.initial_peers)} peer(s), model "
               f"{desc.model or '(chosen by the node)'}. Settings saved.", file=out)
         return 0
-    info = show(_settings(paths, out), paths.settings_file)
+    from farnode_desktop.core.localchain.effective import builtin_network
+    from farnode_desktop.core.localchain.payouts import DEMO_RATE_PER_1K_TOKENS
+
+    info = show(_settings(paths, out), paths.settings_file, builtin_network(paths.chain_dir, DEMO_RATE_PER_1K_TOKENS))
     if as_json:
         print(json.dumps(info, indent=2), file=out)
         return 0
@@ -177,6 +180,13 @@ def cli_network(action: str, source: str = "", *, as_json: bool = False, paths: 
         print(f"From: {info['source']}", file=out)
     print(f"Peers: {len(info['initial_peers'])}; model: {info['model'] or '(automatic)'}; DHT prefix: "
           f"{info['dht_prefix'] or '(automatic)'}", file=out)
+    chain = info["chain"]
+    if chain.get("rpc_url"):
+        print(f"Payouts: chain {chain['chain_id']} at {chain['rpc_url']}, token {chain['token_address'] or '?'}, "
+              f"{chain['reward_per_1k_tokens']:g} per 1,000 tokens served, {chain['confirmations']} confirmation(s)",
+              file=out)
+    else:
+        print(f"Payouts: {info.get('chain_note') or 'no payout chain set'}", file=out)
     for key in info["differs"]:
         print(f"Differs from the network file: {key}", file=out)
     return 0

@@ -456,9 +456,11 @@ class AppCore:
 
     def network_descriptor(self) -> dict:
         """The joined network's name and source, its values, and the settings edited since (``differs``)."""
+        from farnode_desktop.core.localchain.effective import builtin_network
         from farnode_desktop.core.network.descriptor import show
 
-        return show(self.settings, self.paths.settings_file)
+        return show(self.settings, self.paths.settings_file,
+                    builtin_network(self.paths.chain_dir, self.local_payouts.rate_per_1k_tokens))
 
     def set_gpu_contributing(self, uuid: str, on: bool, all_uuids: list[str]) -> Settings:
         """Turn one GPU's contribution on/off and save. An empty list means "every eligible GPU", so the

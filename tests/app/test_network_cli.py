@@ -47,3 +47,23 @@ def test_a_bad_file_exits_2_lists_problems_and_writes_nothing(tmp_path):
     assert r.returncode == 2
     assert '"name" is missing' in r.stderr and "/p2p/" in r.stderr
     assert not list(home.rglob("settings.json")) and not list(home.rglob("network.json"))
+
+
+def test_the_embedded_default_shows_as_its_built_in_network(tmp_path):
+    """Before the node's first start the local chain is not made yet (said so); once its folder remembers the
+    chain, its address, token and payout sender are the payouts shown."""
+    home = tmp_path / "home"
+    r = run(home, "show")
+    assert r.returncode == 0, r.stderr
+    assert "Embedded default" in r.stdout and "(local swarm)" in r.stdout
+    assert "Payouts: the local chain is made when the node first starts" in r.stdout
+    info = json.loads(run(home, "show", "--json").stdout)
+    assert info["source"] == "built in" and info["chain"]["chain_id"] == 31337 and info["chain"]["rpc_url"] == ""
+    chain_dir = home / "data" / "chain"  # FARNODE_HOME's data folder (core/paths.py)
+    chain_dir.mkdir(parents=True, exist_ok=True)
+    token, operator = "0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    (chain_dir / "chain.json").write_text(json.dumps({"port": 18545, "token_address": token, "operator": operator}))
+    info = json.loads(run(home, "show", "--json").stdout)
+    assert info["chain"]["rpc_url"] == "http://127.0.0.1:18545" and info["chain"]["token_address"] == token
+    assert info["chain"]["payout_senders"] == [operator] and info["chain"]["confirmations"] == 0
+    assert "Payouts: chain 31337 at http://127.0.0.1:18545" in run(home, "show").stdout

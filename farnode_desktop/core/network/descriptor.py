@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.settings import CUSTOM_SWARM, ChainSettings, NetworkSettings, Settings
+from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, ChainSettings, NetworkSettings, Settings
 
 DESCRIPTOR_VERSION = 1
 _TOP_KEYS = {"farnode_network", "name", "initial_peers", "dht_prefix", "model", "payouts"}
@@ -187,8 +187,11 @@ def _network_part(settings: Settings) -> dict[str, Any]:
             "model": settings.network.model, "chain": dataclasses.asdict(settings.chain)}
 
 
-def show(settings: Settings, settings_file: Any) -> dict[str, Any]:
-    """The joined network's name and source, and which settings differ from what it gave (hand edits)."""
+def show(settings: Settings, settings_file: Any, builtin: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The joined network's name and source, and which settings differ from what it gave (hand edits).
+    ``builtin``: the embedded default's own descriptor, shown while the swarm is the local one."""
+    if settings.network.swarm == LOCAL_SWARM and builtin is not None:
+        return {"swarm": settings.network.swarm, "differs": [], **builtin}
     try:
         rec = json.loads(joined_file(settings_file).read_text(encoding="utf-8"))
     except (OSError, ValueError):
