@@ -22,6 +22,8 @@ from farnode_desktop.core.report import redact
 
 log = logging.getLogger(__name__)
 
+PROBLEM_COLOUR = "#d63031"  # a problem said beside what it is about (a field, a file), not in a dialog
+
 #: Dialogs currently open (kept referenced while non-modal; tests read them).
 OPEN_DIALOGS: list[QDialog] = []
 

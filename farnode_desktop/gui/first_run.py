@@ -9,8 +9,9 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -26,7 +27,7 @@ from farnode_desktop.core.gpu.report import GpuReport
 from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
-from farnode_desktop.gui.errors import show_error
+from farnode_desktop.gui.errors import PROBLEM_COLOUR, show_error
 
 
 def _label(text: str) -> QLabel:
@@ -60,23 +61,39 @@ class GpuStep(QWizardPage):
 
 
 class NetworkStep(QWizardPage):
-    def __init__(self, core: AppCore) -> None:
+    """Where the node serves: the embedded default, the public network, or a network joined from the file (or
+    link) its operator publishes: peers, model and payouts in one go, checked before the wizard goes on."""
+
+    def __init__(self, core: AppCore, tasks: TaskRunner) -> None:
         super().__init__()
+        self.core, self.tasks = core, tasks
         self.setTitle("Network")
         self.setSubTitle("Where your node serves. You can change this later in Settings.")
         layout = QVBoxLayout(self)
         self.group = QButtonGroup(self)
         self.local = QRadioButton("Local demo swarm: a private FarMesh network on this computer, with demo traffic "
-                                  "(try it first)")
+                                  "and a local chain that pays for it (try it first)")
         self.public = QRadioButton("The public FarMesh network (earns rewards)")
-        self.custom = QRadioButton("A FarMesh network I have peer addresses for:")
+        self.custom = QRadioButton("Join a network from its network file (a file or a link its operator publishes):")
         for i, b in enumerate((self.local, self.public, self.custom)):
             self.group.addButton(b, i)
             layout.addWidget(b)
-        self.peers = QPlainTextEdit()
-        self.peers.setPlaceholderText("/ip4/…/tcp/…/p2p/Qm…  (one per line)")
-        self.peers.setFixedHeight(60)
-        layout.addWidget(self.peers)
+        row = QHBoxLayout()
+        self.source = QLineEdit()
+        self.source.setPlaceholderText("https://…/network.json, or open the file")
+        self.source.textEdited.connect(lambda _t: (self.custom.setChecked(True), self.problem.setText("")))
+        self.browse = QPushButton("Open file…")
+        self.browse.clicked.connect(self._browse)
+        row.addWidget(self.source, 1)
+        row.addWidget(self.browse)
+        layout.addLayout(row)
+        self.problem = QLabel("")
+        self.problem.setWordWrap(True)
+        layout.addWidget(self.problem)
+        layout.addStretch(1)
+        self.joined: str | None = None  # the name of the network joined in this wizard
+        self._joined_source = ""
+        self._checking = False
         swarm = core.settings.network.swarm
         {LOCAL_SWARM: self.local, PUBLIC_SWARM: self.public, CUSTOM_SWARM: self.custom}.get(
             swarm, self.local).setChecked(True)
@@ -84,8 +101,57 @@ class NetworkStep(QWizardPage):
     def swarm(self) -> str:
         return [LOCAL_SWARM, PUBLIC_SWARM, CUSTOM_SWARM][max(0, self.group.checkedId())]
 
-    def peer_list(self) -> list[str]:
-        return [ln.strip() for ln in self.peers.toPlainText().splitlines() if ln.strip()]
+    def _browse(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Network file", "", "Network files (*.json);;All files (*)")
+        if path:
+            self.source.setText(path)
+            self.custom.setChecked(True)
+            self.problem.setText("")
+
+    def validatePage(self) -> bool:  # noqa: N802 (Qt API)
+        """A network file is checked (its model, its payout chain: seconds, off the GUI thread) and joined
+        before the wizard goes on; the wizard moves on by itself once it is."""
+        source = self.source.text().strip()
+        if self.swarm() != CUSTOM_SWARM or (self.joined is not None and source == self._joined_source):
+            return True
+        if self._checking:
+            return False
+        if not source:
+            self._say("Open the network's file or paste its link, or choose another network.", problem=True)
+            return False
+        self._checking = True
+        self.source.setEnabled(False)
+        self.browse.setEnabled(False)
+        self._say("Checking the network file…")
+        self.tasks.run(lambda: self.core.join_network(source), lambda d: self._joined(d, source), self._failed)
+        return False
+
+    def _joined(self, desc: object, source: str) -> None:
+        self._checking = False
+        self.source.setEnabled(True)
+        self.browse.setEnabled(True)
+        self.joined, self._joined_source = str(getattr(desc, "name", "")), source
+        self._say(f"Joined the network {self.joined!r}: its peers, model and payouts are saved.")
+        wizard = self.wizard()
+        if wizard is not None and wizard.currentPage() is self:
+            wizard.next()
+
+    def _failed(self, exc: BaseException, tb: str) -> None:
+        self._checking = False
+        self.source.setEnabled(True)
+        self.browse.setEnabled(True)
+        problems = getattr(exc, "problems", None)
+        if problems is None:
+            self._say("")
+            show_error(self, exc, tb)
+            return
+        self._say("This network file cannot be used (nothing was changed):\n" + "\n".join(problems), problem=True)
+
+    def _say(self, text: str, *, problem: bool = False) -> None:
+        self.problem.setStyleSheet(f"color: {PROBLEM_COLOUR};" if problem else "")
+        self.problem.setText(text)
 
 
 class EngineStep(QWizardPage):
@@ -178,7 +244,7 @@ class FirstRunWizard(QWizard):
         self.setButtonText(QWizard.WizardButton.CustomButton1, "Skip")
         self.customButtonClicked.connect(lambda _b: self.next())
         self.gpu_step = GpuStep(core, tasks)
-        self.network_step = NetworkStep(core)
+        self.network_step = NetworkStep(core, tasks)
         self.wallet_step = wallet_step if wallet_step is not None else WalletStep(core, tasks, bridge)
         self.engine_step = EngineStep(core, tasks, bridge)
         self.finish_step = FinishStep()
@@ -191,17 +257,13 @@ class FirstRunWizard(QWizard):
     def _finished(self, result: int) -> None:
         s = self.core.settings
         swarm = self.network_step.swarm()
-        peers = self.network_step.peer_list()
-        net = replace(s.network, swarm=swarm, initial_peers=peers if swarm == CUSTOM_SWARM else s.network.initial_peers)
+        if swarm == CUSTOM_SWARM and self.network_step.joined is None:
+            swarm = s.network.swarm  # no network file was joined: the network stays as it was
         try:
-            self.core.save_settings(replace(s, network=net))
-        except Exception as exc:  # e.g. custom network without peers: keep the defaults, say why
+            # a joined network's file already saved its settings (self.core.settings holds them)
+            self.core.save_settings(s if swarm == CUSTOM_SWARM else replace(s, network=replace(s.network, swarm=swarm)))
+        except Exception as exc:
             show_error(self.parentWidget(), exc)
-            try:
-                self.core.save_settings(s)
-            except Exception as exc2:
-                show_error(self.parentWidget(), exc2)
-                return
             self.finished_setup.emit(False)
             return
         self.finished_setup.emit(bool(result == QWizard.DialogCode.Accepted and self.finish_step.start.isChecked()))

@@ -293,6 +293,57 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     tasks.wait()
 
 
+def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, artifacts_dir, tmp_path, chain):
+    """The network step takes a network file: nothing given, a bad file (its problems in red, nothing written)
+    and a good one (checked off the GUI thread, joined, the wizard moves on by itself); finishing keeps what
+    the file gave."""
+    from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+    from farnode_desktop.gui.first_run import FirstRunWizard
+
+    peer = "/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWQ5vMGpGRtrFkaDrEWvMN9Vz3wUYBHozWctYfHZmVK7TX"
+    tasks = TaskRunner()
+    bridge = BusBridge(core.bus)
+    wiz = FirstRunWizard(core, tasks, bridge)
+    qtbot.addWidget(wiz)
+    wiz.show()
+    wiz.next()
+    step = wiz.network_step
+    assert wiz.currentPage() is step
+    step.custom.setChecked(True)
+    wiz.next()
+    assert wiz.currentPage() is step and "Open the network's file" in step.problem.text()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"farnode_network": 9, "name": "x", "initial_peers": ["not an address"]}))
+    step.source.setText(str(bad))
+    wiz.next()
+    qtbot.waitUntil(lambda: "cannot be used" in step.problem.text(), timeout=20_000)
+    assert wiz.currentPage() is step and "#d63031" in step.problem.styleSheet()
+    assert not core.paths.settings_file.exists() or json.loads(core.paths.settings_file.read_text())[
+        "network"].get("swarm") != "custom"
+    shot(wiz, artifacts_dir, "gui-first-run-network-bad-file.png")
+    good = tmp_path / "lab.json"
+    good.write_text(json.dumps({"farnode_network": 1, "name": "Lab swarm", "initial_peers": [peer],
+                                "dht_prefix": "lab-llama", "model": "",
+                                "payouts": {"rpc_url": chain.url, "chain_id": 31337,
+                                            "token_address": chain.token.address,
+                                            "payout_senders": [chain.sender], "reward_per_1k_tokens": 0.2}}))
+    step.source.setText(str(good))
+    wiz.next()
+    qtbot.waitUntil(lambda: wiz.currentPage() is wiz.wallet_step, timeout=30_000)
+    assert "Joined the network 'Lab swarm'" in step.problem.text()
+    wiz.next()  # skip the wallet
+    wiz.next()  # skip the engine
+    wiz.finish_step.start.setChecked(False)
+    with qtbot.waitSignal(wiz.finished_setup, timeout=5000):
+        wiz.accept()
+    saved = json.loads(core.paths.settings_file.read_text())
+    assert saved["network"]["swarm"] == "custom" and saved["network"]["initial_peers"] == [peer]
+    assert saved["network"]["dht_prefix"] == "lab-llama" and saved["chain"]["rpc_url"] == chain.url
+    assert core.network_descriptor()["name"] == "Lab swarm"
+    bridge.close()
+    tasks.wait()
+
+
 # ---------------------------------------------------------------------------------------------- tray, instance
 
 def test_tray_icons_menu_and_tooltip_follow_the_state(qtbot, core):

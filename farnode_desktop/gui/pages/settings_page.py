@@ -38,7 +38,7 @@ from farnode_desktop.core.settings import (
     parse_setting,
 )
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
-from farnode_desktop.gui.errors import show_error
+from farnode_desktop.gui.errors import PROBLEM_COLOUR, show_error
 from farnode_desktop.gui.widgets import ComboBox, DoubleSpinBox, SpinBox, dim, page_header
 
 SWARMS = [(LOCAL_SWARM, "Local demo swarm (on this computer)"), (PUBLIC_SWARM, "Public FarMesh network"),
@@ -52,7 +52,6 @@ def _lines(text: str) -> list[str]:
 #: The widest range a spin box takes: what is typed goes in whole, and the settings' own checks (the same as
 #: ``farnode-desktop settings set``) say what is wrong with it; a narrower range would drop a typed digit.
 INT_MAX = 2**31 - 1
-PROBLEM_COLOUR = "#d63031"
 #: The engine environment on disk (measured: the CPU build 1.34 GB installed with uv, 1.49 GB with pip; the CUDA
 #: build adds the CUDA torch and its nvidia-* wheels)
 ENGINE_SIZE = {"cpu": "about 1.5 GB", "cuda": "several GB: CUDA torch and its NVIDIA libraries"}
