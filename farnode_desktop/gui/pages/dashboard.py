@@ -320,6 +320,10 @@ class DashboardPage(QWidget):
         when, _every = next_payout_text(snap, time.time())
         first = f"paid · pending {fmt_amount(snap.pending_total)} · balance " + (
             fmt_amount(snap.balance) if snap.balance is not None else "–")
+        # two short lines fit the card at 800 px wide; the estimate's full wording is the card's tooltip
         second = " · ".join(x for x in (f"next {when}" if when != "–" else "",
-                                        f"≈ {estimated} more (estimate)" if estimated else "") if x)
+                                        f"est. +{estimated}" if estimated else "") if x)
         self.card_earnings.set(fmt_money(snap.paid_total, unit), first + ("\n" + second if second else ""))
+        self.card_earnings.setToolTip(f"≈ {estimated} more earned since the last payout: an ESTIMATE at the "
+                                      "network's published rate; the payout service decides what is paid."
+                                      if estimated else "")
