@@ -3,7 +3,8 @@ traffic) with a payout wallet in the real keyring, the local chain and the demo 
 app itself. The node's server announces its signed binding; the service pays it for the tokens the demo traffic
 got from it, at the published rate; the earnings read that chain as they read a real one. After the traffic
 stops and the last batch is paid: paid + pending equals the client's count for this node times the rate within
-2%, and the estimate shown before that last payout was within 2% of it. Quit leaves no chain or service."""
+2%, and the estimate shown before that last payout was within 2% of it. Quit leaves no chain or service; the app
+started again on the same folder reads the same history from the chain's kept state."""
 
 from __future__ import annotations
 
@@ -103,7 +104,25 @@ def test_the_embedded_default_pays_this_node_for_its_share(engine_paths, free_po
               f"the last payout {estimate} for {last_batch} (slack {slack:.4f})")
         assert estimate is not None and abs(estimate - last_batch) <= last_batch * Decimal("0.02") + slack, (
             estimate, last_batch, slack)
+        paid_total_after, payouts_after = core.earnings.latest.paid_total, core.earnings.latest.payout_count
     finally:
         core.close()
     assert core.local_payouts.pids() == []
     assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE for p in service_pids)
+
+    # The app again on the same data folder: the chain starts with the app (it exists now) from its kept
+    # state, and the earnings history reads the same: nothing lost, nothing counted twice.
+    paid_before, count_before = paid_total_after, payouts_after
+    again = AppCore(engine_paths, face="headless", policy_inputs=PolicyInputs(), keystore=keystore,
+                    earnings_interval_s=2.0, payout_interval_s=20.0)
+    try:
+        again.start()
+        assert wait_until(lambda: again.local_payouts.info is not None, 60), again.local_payouts.problem
+        assert not again.local_payouts.info.state_lost
+        again.earnings.sync_now()
+        assert wait_until(lambda: again.earnings.latest is not None and again.earnings.latest.time > 0
+                          and again.earnings.latest.payout_count == count_before, 30), again.earnings.latest
+        assert again.earnings.latest.paid_total == paid_before and again.earnings.latest.pending_total == 0
+        assert again.earnings.latest.balance == paid_before
+    finally:
+        again.close()
