@@ -23,14 +23,17 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def make_wheel(folder: Path, name: str, version: str, *, payload_bytes: int = 0) -> Path:
-    """A pure-Python wheel ``name==version`` whose module ``name`` (underscored) has ``VERSION``."""
+def make_wheel(folder: Path, name: str, version: str, *, payload_bytes: int = 0, requires: tuple[str, ...] = ()
+               ) -> Path:
+    """A pure-Python wheel ``name==version`` whose module ``name`` (underscored) has ``VERSION``; ``requires``:
+    its dependencies (``Requires-Dist``), as torch's CUDA build names its nvidia-* wheels."""
     module = name.replace("-", "_")
     dist = f"{module}-{version}"
     files: dict[str, bytes] = {f"{module}/__init__.py": f"VERSION = {version!r}\n".encode()}
     if payload_bytes:
         files[f"{module}/payload.bin"] = os.urandom(payload_bytes)
-    files[f"{dist}.dist-info/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    files[f"{dist}.dist-info/METADATA"] = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                           + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode()
     files[f"{dist}.dist-info/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: farnode-tests\nRoot-Is-Purelib: true\n"
                                         b"Tag: py3-none-any\n")
     record = []
@@ -63,6 +66,13 @@ class PackageIndex:
             def log_message(self, *_args) -> None:
                 pass
 
+            def do_HEAD(self) -> None:  # noqa: N802 - uv asks a file's size first (range requests), as indexes answer
+                self._head = True
+                try:
+                    self.do_GET()
+                finally:
+                    self._head = False
+
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 index.requests.append(self.path)
                 parts = [urllib.parse.unquote(p) for p in self.path.split("?")[0].split("/") if p]  # torch-2.13.0%2Bcpu
@@ -90,6 +100,8 @@ class PackageIndex:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if getattr(self, "_head", False):
+                    return
                 if not (slow and index.rate):
                     self.wfile.write(body)
                     return

@@ -305,3 +305,40 @@ def test_pips_configured_indexes_become_uv_options(tmp_path, monkeypatch):
                                                "--extra-index-url", "https://a.example/simple",
                                                "--extra-index-url", "https://b.example/simple",
                                                "--find-links", "/srv/wheels"]
+
+
+def test_the_cuda_variants_lock_installs_with_uv_torch_with_its_nvidia_wheels(app_paths, tmp_path, monkeypatch,
+                                                                               package_index):
+    """The CUDA variant's shape, against a local index of small stand-in wheels (the real ones are several GB):
+    torch is installed with its dependencies (the nvidia-* runtime wheels its CUDA build requires, which the
+    lock does not pin) in uv's torch run, checked against the lock's hash; the rest with --no-deps in one run,
+    hash-checked; a tampered torch is refused."""
+    monkeypatch.delenv("FARNODE_ENGINE_ROOT", raising=False)
+    from tests.core.node.package_index import make_wheel
+
+    wheels = package_index.folder
+    torch = make_wheel(wheels, "torch", "2.13.0", requires=("nvidia-cublas-cu12==12.8.4.1",
+                                                            "nvidia-cudnn-cu12==9.10.2.21"))
+    make_wheel(wheels, "nvidia-cublas-cu12", "12.8.4.1", payload_bytes=200_000)
+    make_wheel(wheels, "nvidia-cudnn-cu12", "9.10.2.21", requires=("nvidia-cublas-cu12",))
+    a, b = sorted(wheels.glob("farnode_probe_a-*.whl"))[0], sorted(wheels.glob("farnode_probe_b-*.whl"))[0]
+    lock = tmp_path / "cuda.txt"
+    lock.write_text(f"torch==2.13.0 \\\n    --hash={_sha256(torch)}\nfarnode-probe-a==1.0 --hash={_sha256(a)}\n"
+                    f"farnode-probe-b==2.0 --hash={_sha256(b)}\n")
+    env = EngineEnv(app_paths, "cuda", lock_file=lock)
+    seen = []
+    env.ensure(seen.append, verify=False)
+    have = env.installed()
+    assert {"torch", "nvidia-cublas-cu12", "nvidia-cudnn-cu12", "farnode-probe-a", "farnode-probe-b"} <= set(have)
+    assert env.missing() == []
+    steps = [p.step for p in seen]
+    assert "installing torch 2.13.0 (1/3)" in steps and "installing 2 packages with uv (farnode-probe-a, " \
+        "farnode-probe-b)" in steps, steps
+
+    env.remove()
+    with open(torch, "ab") as f:  # a tampered torch on the mirror
+        f.write(b"\0")
+    fresh = EngineEnv(app_paths, "cuda", lock_file=lock)
+    with pytest.raises(EngineEnvError, match="does not match the hash"):
+        fresh.ensure(verify=False)
+    assert "torch" not in fresh.installed()
