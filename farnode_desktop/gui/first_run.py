@@ -3,9 +3,11 @@ skipped (and done later from the pages); closing the wizard keeps the defaults a
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -36,6 +38,14 @@ def _label(text: str) -> QLabel:
     return lab
 
 
+_URL = re.compile(r"https?://[^\s;,()<>]+")
+
+
+def linked(text: str) -> str:
+    """Plain text as rich text whose web addresses are links (the label opens them in the browser)."""
+    return _URL.sub(lambda m: f"<a href='{m.group(0)}'>{m.group(0)}</a>", html.escape(text, quote=False))
+
+
 class GpuStep(QWizardPage):
     def __init__(self, core: AppCore, tasks: TaskRunner) -> None:
         super().__init__()
@@ -43,6 +53,8 @@ class GpuStep(QWizardPage):
         self.setSubTitle("FarNode lends your NVIDIA GPU to the FarMesh network while you do not need it.")
         self.core, self.tasks = core, tasks
         self.result = _label("Looking for NVIDIA GPUs…")
+        self.result.setTextFormat(Qt.TextFormat.RichText)
+        self.result.setOpenExternalLinks(True)  # the driver's download page, from the error text
         QVBoxLayout(self).addWidget(self.result)
         self.report: GpuReport | None = None
 
@@ -52,7 +64,8 @@ class GpuStep(QWizardPage):
     def _show(self, r: GpuReport) -> None:
         self.report = r
         if not r.inventory.gpus:
-            self.result.setText(f"<b>{r.inventory.error_title or 'No NVIDIA GPU'}</b><br>{r.inventory.error}<br><br>"
+            self.result.setText(f"<b>{html.escape(r.inventory.error_title or 'No NVIDIA GPU')}</b><br>"
+                                f"{linked(r.inventory.error)}<br><br>"
                                 "You can still try FarNode on the local demo swarm: it runs on the CPU.")
             return
         rows = "".join(f"<li>{g.name}: {'can serve' if r.eligibility.get(g.uuid, (False, ''))[0] else 'cannot serve'}"
@@ -221,6 +234,7 @@ class FinishStep(QWizardPage):
     def __init__(self) -> None:
         super().__init__()
         self.setTitle("Ready")
+        self.setSubTitle("You can change everything later.")
         layout = QVBoxLayout(self)
         layout.addWidget(_label("FarNode lives in the tray: its icon shows whether your node is online. Everything "
                                 "you skipped can be done later from the pages on the left."))
@@ -251,8 +265,21 @@ class FirstRunWizard(QWizard):
         for p in (self.gpu_step, self.network_step, self.wallet_step, self.engine_step, self.finish_step):
             if p is not None:
                 self.addPage(p)
+        pages = [self.page(i) for i in self.pageIds()]
+        for n, p in enumerate(pages, 1):
+            p.setSubTitle(f"Step {n} of {len(pages)}. {p.subTitle()}".rstrip())
+        self.currentIdChanged.connect(self._buttons_for)
         self.resize(760, 520)
         self.finished.connect(self._finished)
+
+    def _buttons_for(self, page_id: int) -> None:
+        """Skip beside Next; none on the last page (where Finish is)."""
+        last = page_id == (self.pageIds() or [-1])[-1]
+        B = QWizard.WizardButton
+        layout = [B.Stretch, B.BackButton, B.NextButton, B.FinishButton, B.CancelButton]
+        if not last:
+            layout.insert(1, B.CustomButton1)
+        self.setButtonLayout(layout)
 
     def _finished(self, result: int) -> None:
         s = self.core.settings

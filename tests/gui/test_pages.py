@@ -8,7 +8,7 @@ import time
 
 import pytest
 from PySide6.QtCore import QThread
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QWizard
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
@@ -269,7 +269,15 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     wiz.show()
     qtbot.waitUntil(lambda: wiz.gpu_step.report is not None, timeout=10_000)
     assert "No NVIDIA" in wiz.gpu_step.result.text() or "NVIDIA" in wiz.gpu_step.result.text()
+    if not wiz.gpu_step.report.inventory.gpus:  # no driver here: its download page is a link that opens
+        assert "<a href='https://www.nvidia.com/" in wiz.gpu_step.result.text()
+        assert wiz.gpu_step.result.openExternalLinks()
     shot(wiz, artifacts_dir, "gui-first-run-gpus.png")
+    steps = [wiz.gpu_step, wiz.network_step, wiz.wallet_step, wiz.engine_step, wiz.finish_step]
+    for n, step in enumerate(steps, 1):
+        assert step.subTitle().startswith(f"Step {n} of 5. ")
+    skip = wiz.button(QWizard.WizardButton.CustomButton1)
+    assert skip.text() == "Skip" and skip.isVisible()
     wiz.next()
     assert wiz.network_step.local.isChecked()
     wiz.network_step.public.setChecked(True)
@@ -282,7 +290,14 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     assert wiz.currentPage() is wiz.engine_step
     qtbot.waitUntil(lambda: "Checking" not in wiz.engine_step.status.text(), timeout=10_000)
     shot(wiz, artifacts_dir, "gui-first-run-engine.png")
+    assert skip.isVisible()
     wiz.next()  # skip the engine
+    assert wiz.currentPage() is wiz.finish_step
+    assert not skip.isVisible() and wiz.button(QWizard.WizardButton.FinishButton).isVisible()  # no Skip by Finish
+    shot(wiz, artifacts_dir, "gui-first-run-finish.png")
+    wiz.back()
+    assert skip.isVisible()
+    wiz.next()
     wiz.finish_step.start.setChecked(False)
     with qtbot.waitSignal(wiz.finished_setup, timeout=5000) as sig:
         wiz.accept()
