@@ -17,6 +17,7 @@ from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.policies.runner import PolicyInputs
 from farnode_desktop.gui.errors import ReportDialog, show_error
 from tests.gui.conftest import shot
+from tests.gui.test_wizard_plans import LLAMA
 from tests.support.fake_pynvml import FakeGpu, FakePynvml
 
 
@@ -337,8 +338,11 @@ def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, artifacts_d
         "network"].get("swarm") != "custom"
     shot(wiz, artifacts_dir, "gui-first-run-network-bad-file.png")
     good = tmp_path / "lab.json"
+    model = tmp_path / "lab-model"  # a model folder: the node on a joined network needs the model it names
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA))
     good.write_text(json.dumps({"farnode_network": 1, "name": "Lab swarm", "initial_peers": [peer],
-                                "dht_prefix": "lab-llama", "model": "",
+                                "dht_prefix": "lab-llama", "model": str(model),
                                 "payouts": {"rpc_url": chain.url, "chain_id": 31337,
                                             "token_address": chain.token.address,
                                             "payout_senders": [chain.sender], "reward_per_1k_tokens": 0.2}}))
