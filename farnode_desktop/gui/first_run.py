@@ -4,7 +4,6 @@ skipped (and done later from the pages); closing the wizard keeps the defaults a
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
@@ -30,20 +29,13 @@ from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import PROBLEM_COLOUR, show_error
+from farnode_desktop.gui.widgets import linked
 
 
 def _label(text: str) -> QLabel:
     lab = QLabel(text)
     lab.setWordWrap(True)
     return lab
-
-
-_URL = re.compile(r"https?://[^\s;,()<>]+")
-
-
-def linked(text: str) -> str:
-    """Plain text as rich text whose web addresses are links (the label opens them in the browser)."""
-    return _URL.sub(lambda m: f"<a href='{m.group(0)}'>{m.group(0)}</a>", html.escape(text, quote=False))
 
 
 class GpuStep(QWizardPage):
