@@ -77,6 +77,9 @@ def test_walk_stopped(qtbot, gui, artifacts_dir):
             dash = gui.window.dashboard
             assert dash.card_rate.value.text() == "–" and "nothing served" in dash.card_rate.note.text()
             assert dash.toggle.text() == "Start contributing" and not dash.error.isVisible()
+        if page == "Logs":  # an empty log says why it is empty
+            assert "Nothing logged yet" in gui.window.logs.view.placeholderText()
+            assert not gui.window.logs.view.toPlainText()
 
     _walk(qtbot, gui, artifacts_dir, "stopped", check)
 
