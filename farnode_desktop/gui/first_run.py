@@ -29,7 +29,7 @@ from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import PROBLEM_COLOUR, show_error
-from farnode_desktop.gui.widgets import linked
+from farnode_desktop.gui.widgets import dim, linked
 
 
 def _label(text: str) -> QLabel:
@@ -84,13 +84,18 @@ class NetworkStep(QWizardPage):
         self.setSubTitle("Where your node serves. You can change this later in Settings.")
         layout = QVBoxLayout(self)
         self.group = QButtonGroup(self)
-        self.local = QRadioButton("Local demo swarm: a private FarMesh network on this computer, with demo traffic "
-                                  "and a local chain that pays for it (try it first)")
+        self.local = QRadioButton("Local demo swarm (try it first)")
         self.public = QRadioButton("The public FarMesh network (earns rewards)")
-        self.custom = QRadioButton("Join a network from its network file (a file or a link its operator publishes):")
-        for i, b in enumerate((self.local, self.public, self.custom)):
+        self.custom = QRadioButton("Join a network from its network file:")
+        hints = ("A private FarMesh network on this computer, with demo traffic and a local chain that pays for it.",
+                 "", "A file or a link the network's operator publishes: its peers, model and payouts in one go.")
+        for i, (b, hint) in enumerate(zip((self.local, self.public, self.custom), hints, strict=True)):
             self.group.addButton(b, i)
             layout.addWidget(b)
+            if hint:  # radio buttons do not wrap: the longer words go beneath, indented (800x600 screens)
+                lab = dim(_label(hint))
+                lab.setContentsMargins(22, 0, 0, 4)
+                layout.addWidget(lab)
         row = QHBoxLayout()
         self.source = QLineEdit()
         self.source.setPlaceholderText("https://…/network.json, or open the file")

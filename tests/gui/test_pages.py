@@ -290,6 +290,7 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     assert skip.text() == "Skip" and skip.isVisible()
     wiz.next()
     assert wiz.network_step.local.isChecked()
+    assert wiz.minimumSizeHint().width() <= 800  # fits an 800x600 screen
     wiz.network_step.public.setChecked(True)
     shot(wiz, artifacts_dir, "gui-first-run-network.png")
     wiz.next()
