@@ -112,6 +112,7 @@ class NetworkStep(QWizardPage):
         self.joined: str | None = None  # the name of the network joined in this wizard
         self._joined_source = ""
         self._checking = False
+        self._skipped = False  # Skip pressed: the next validation lets the page go as it is
         swarm = core.settings.network.swarm
         {LOCAL_SWARM: self.local, PUBLIC_SWARM: self.public, CUSTOM_SWARM: self.custom}.get(
             swarm, self.local).setChecked(True)
@@ -128,11 +129,24 @@ class NetworkStep(QWizardPage):
             self.custom.setChecked(True)
             self.problem.setText("")
 
+    def skip(self) -> bool:
+        """Skip: the network stays as it is (a network file typed but not joined is left alone). False while
+        a file is being checked."""
+        if self._checking:
+            return False
+        swarm = self.core.settings.network.swarm
+        {LOCAL_SWARM: self.local, PUBLIC_SWARM: self.public, CUSTOM_SWARM: self.custom}.get(
+            swarm, self.local).setChecked(True)
+        self._skipped = True
+        self._say("")
+        return True
+
     def validatePage(self) -> bool:  # noqa: N802 (Qt API)
         """A network file is checked (its model, its payout chain: seconds, off the GUI thread) and joined
         before the wizard goes on; the wizard moves on by itself once it is."""
         source = self.source.text().strip()
-        if self.swarm() != CUSTOM_SWARM or (self.joined is not None and source == self._joined_source):
+        skipped, self._skipped = self._skipped, False
+        if skipped or self.swarm() != CUSTOM_SWARM or (self.joined is not None and source == self._joined_source):
             return True
         if self._checking:
             return False
@@ -271,7 +285,7 @@ class FirstRunWizard(QWizard):
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
         self.setOption(QWizard.WizardOption.HaveCustomButton1, True)
         self.setButtonText(QWizard.WizardButton.CustomButton1, "Skip")
-        self.customButtonClicked.connect(lambda _b: self.next())
+        self.customButtonClicked.connect(self.skip)
         self.gpu_step = GpuStep(core, tasks)
         self.network_step = NetworkStep(core, tasks)
         self.wallet_step = wallet_step if wallet_step is not None else WalletStep(core, tasks, bridge)
@@ -286,6 +300,12 @@ class FirstRunWizard(QWizard):
         self.currentIdChanged.connect(self._buttons_for)
         self.resize(760, 520)
         self.finished.connect(self._finished)
+
+    def skip(self) -> None:
+        """Skip this step: on the network step the network stays as it is, whatever was typed."""
+        if self.currentPage() is self.network_step and not self.network_step.skip():
+            return
+        self.next()
 
     def _buttons_for(self, page_id: int) -> None:
         """Skip beside Next; none on the last page (where Finish is)."""

@@ -317,6 +317,7 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     assert not core.first_run
     bridge.close()
     tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
 
 
 def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, artifacts_dir, tmp_path, chain):
@@ -371,6 +372,7 @@ def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, artifacts_d
     assert core.network_descriptor()["name"] == "Lab swarm"
     bridge.close()
     tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
 
 
 # ---------------------------------------------------------------------------------------------- tray, instance

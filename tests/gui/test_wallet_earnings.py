@@ -102,6 +102,7 @@ def test_first_run_wallet_step_confirms_the_new_phrase_by_typed_words(qtbot, key
     wiz.reject()
     bridge.close()
     tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
 
 
 def test_wallet_create_shows_the_phrase_once_then_export_and_remove(qtbot, keyring_core, artifacts_dir):

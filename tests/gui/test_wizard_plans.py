@@ -71,6 +71,7 @@ def test_every_network_choice_finishes_with_settings_the_node_accepts(qtbot, cor
     _finish(qtbot, wiz)
     bridge.close()
     tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
     settings = core.settings
     assert settings.network.swarm == choice and json.loads(core.paths.settings_file.read_text())[
         "network"]["swarm"] == choice
@@ -103,3 +104,22 @@ def test_a_network_file_without_a_model_is_refused_by_the_wizard(qtbot, core, tm
     wiz.reject()
     bridge.close()
     tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
+
+
+def test_skip_on_the_network_step_keeps_the_network(qtbot, core, tmp_path):
+    """Skip leaves the network as it is, even with 'join a network file' chosen and nothing (or a file not
+    yet joined) given: the wizard moves on and finishes with the network it had."""
+    from PySide6.QtWidgets import QWizard
+
+    wiz, tasks, bridge = _wizard(qtbot, core)
+    step = wiz.network_step
+    step.custom.setChecked(True)
+    step.source.setText(str(_network_file(tmp_path, "")))
+    wiz.button(QWizard.WizardButton.CustomButton1).click()  # Skip
+    assert wiz.currentPage() is wiz.wallet_step and step.local.isChecked() and step.joined is None
+    _finish(qtbot, wiz)
+    assert core.settings.network.swarm == LOCAL_SWARM
+    bridge.close()
+    tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
