@@ -258,8 +258,10 @@ class Driver:
         while getattr(page, "last_dialog", None) is None:
             yield False
         dialog = page.last_dialog
-        dialog.ack.setChecked(True)  # "I have written the words down"
-        dialog.close_button.click()
+        shown = {int(lab.text().split(".")[0]): lab.text().split(". ", 1)[1] for lab in dialog.word_labels}
+        for n, edit in zip(dialog.asked, dialog.inputs, strict=True):  # type back the words asked for
+            edit.setText(shown[n])
+        dialog.close_button.click()  # "I have written them down"
         while not core.settings.wallet.address:
             yield False
         self.say(wallet=core.settings.wallet.address)

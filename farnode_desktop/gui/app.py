@@ -141,6 +141,8 @@ class GuiApp(QObject):
         self.window.first_painted.connect(self._on_first_paint)
         self._test_file = os.environ.get("FARNODE_TEST_STATE_FILE")
         self._test_last: dict | None = None
+        self._last_state = core.state.state
+        self._last_balloon: str | None = None  # the failure the tray last told of (one balloon per failure)
         self.bridge.state.connect(self._on_state)
         self.bridge.earnings.connect(self._on_earnings)
         self._payouts_seen: int | None = None
@@ -186,17 +188,45 @@ class GuiApp(QObject):
         self.busy = False
 
     def _start_failed(self, exc: BaseException, tb: str) -> None:
+        """A start (or stop) that failed gives one notice: an expected failure (a FarNodeError, which says
+        what to do) is the Dashboard's banner while the window shows, else the tray's balloon; only an
+        unexpected one opens the report dialog."""
         self.busy = False
-        self._show_error(exc, tb)
+        if isinstance(exc, FarNodeError):
+            self.notify_failure(exc.title, exc.message, show_dashboard=True)
+        else:
+            show_error(self.window if self.window.isVisible() else None, exc, tb)
+
+    def notify_failure(self, title: str, message: str, *, show_dashboard: bool = False) -> None:
+        """One notice of a failure: the banner when the window is visible (on the Dashboard, brought to it
+        when ``show_dashboard``: the user's own start), else one tray balloon (not twice for the same
+        message: the failed state and the start's error carry the same words)."""
+        if self.window.isVisible() or self.tray is None:
+            self.window.dashboard.error.show_message(title, message)
+            if show_dashboard:
+                self.window.show_page("Dashboard")
+            return
+        if self._last_balloon == message:
+            return
+        self._last_balloon = message
+        self.tray.notify(f"FarNode: {title}", message or "The node stopped.", error=True)
 
     def _show_error(self, exc: BaseException, tb: str) -> None:
-        parent = self.window if self.window.isVisible() else None
-        show_error(parent, exc, tb)
-        if self.tray is not None and not self.window.isVisible():
-            self.tray.notify(getattr(exc, "title", "FarNode error"),
-                             getattr(exc, "message", "Something went wrong. Open FarNode for details."), error=True)
+        """A task's error nobody else handles: while the window is hidden an expected one is a balloon;
+        otherwise a dialog (a FarNodeError's message, or the report of an unexpected error)."""
+        if isinstance(exc, FarNodeError) and self.tray is not None and not self.window.isVisible():
+            self.tray.notify(exc.title, exc.message, error=True)
+            return
+        show_error(self.window if self.window.isVisible() else None, exc, tb)
 
     def _on_state(self, state: C.NodeState) -> None:
+        prev, self._last_state = self._last_state, state.state
+        if state.state in (C.FAILED, C.HELD) and prev != state.state:
+            # the Dashboard shows the failed state itself (its banner); hidden, the tray says it once
+            if not self.window.isVisible() and self.tray is not None:
+                self.notify_failure(C.state_info(state.state).words, state.message)
+        elif state.state not in (C.FAILED, C.HELD):
+            self._last_balloon = None
         if self._test_file:
             self.write_test_state()
 

@@ -3,9 +3,10 @@ skipped (and done later from the pages); closing the wizard keeps the defaults a
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -28,6 +29,7 @@ from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.settings import CUSTOM_SWARM, LOCAL_SWARM, PUBLIC_SWARM
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import PROBLEM_COLOUR, show_error
+from farnode_desktop.gui.widgets import dim, linked
 
 
 def _label(text: str) -> QLabel:
@@ -43,6 +45,8 @@ class GpuStep(QWizardPage):
         self.setSubTitle("FarNode lends your NVIDIA GPU to the FarMesh network while you do not need it.")
         self.core, self.tasks = core, tasks
         self.result = _label("Looking for NVIDIA GPUs…")
+        self.result.setTextFormat(Qt.TextFormat.RichText)
+        self.result.setOpenExternalLinks(True)  # the driver's download page, from the error text
         QVBoxLayout(self).addWidget(self.result)
         self.report: GpuReport | None = None
 
@@ -52,12 +56,21 @@ class GpuStep(QWizardPage):
     def _show(self, r: GpuReport) -> None:
         self.report = r
         if not r.inventory.gpus:
-            self.result.setText(f"<b>{r.inventory.error_title or 'No NVIDIA GPU'}</b><br>{r.inventory.error}<br><br>"
+            self.result.setText(f"<b>{html.escape(r.inventory.error_title or 'No NVIDIA GPU')}</b><br>"
+                                f"{linked(r.inventory.error)}<br><br>"
                                 "You can still try FarNode on the local demo swarm: it runs on the CPU.")
             return
         rows = "".join(f"<li>{g.name}: {'can serve' if r.eligibility.get(g.uuid, (False, ''))[0] else 'cannot serve'}"
                        f" ({r.eligibility.get(g.uuid, (False, ''))[1]})</li>" for g in r.inventory.gpus)
         self.result.setText(f"Found {len(r.inventory.gpus)} GPU(s):<ul>{rows}</ul>")
+
+
+class UnusableNetwork(Exception):
+    """A network file the node could not start on, its problems one per line (as the core's DescriptorError)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class NetworkStep(QWizardPage):
@@ -71,13 +84,18 @@ class NetworkStep(QWizardPage):
         self.setSubTitle("Where your node serves. You can change this later in Settings.")
         layout = QVBoxLayout(self)
         self.group = QButtonGroup(self)
-        self.local = QRadioButton("Local demo swarm: a private FarMesh network on this computer, with demo traffic "
-                                  "and a local chain that pays for it (try it first)")
+        self.local = QRadioButton("Local demo swarm (try it first)")
         self.public = QRadioButton("The public FarMesh network (earns rewards)")
-        self.custom = QRadioButton("Join a network from its network file (a file or a link its operator publishes):")
-        for i, b in enumerate((self.local, self.public, self.custom)):
+        self.custom = QRadioButton("Join a network from its network file:")
+        hints = ("A private FarMesh network on this computer, with demo traffic and a local chain that pays for it.",
+                 "", "A file or a link the network's operator publishes: its peers, model and payouts in one go.")
+        for i, (b, hint) in enumerate(zip((self.local, self.public, self.custom), hints, strict=True)):
             self.group.addButton(b, i)
             layout.addWidget(b)
+            if hint:  # radio buttons do not wrap: the longer words go beneath, indented (800x600 screens)
+                lab = dim(_label(hint))
+                lab.setContentsMargins(22, 0, 0, 4)
+                layout.addWidget(lab)
         row = QHBoxLayout()
         self.source = QLineEdit()
         self.source.setPlaceholderText("https://…/network.json, or open the file")
@@ -94,6 +112,7 @@ class NetworkStep(QWizardPage):
         self.joined: str | None = None  # the name of the network joined in this wizard
         self._joined_source = ""
         self._checking = False
+        self._skipped = False  # Skip pressed: the next validation lets the page go as it is
         swarm = core.settings.network.swarm
         {LOCAL_SWARM: self.local, PUBLIC_SWARM: self.public, CUSTOM_SWARM: self.custom}.get(
             swarm, self.local).setChecked(True)
@@ -110,11 +129,24 @@ class NetworkStep(QWizardPage):
             self.custom.setChecked(True)
             self.problem.setText("")
 
+    def skip(self) -> bool:
+        """Skip: the network stays as it is (a network file typed but not joined is left alone). False while
+        a file is being checked."""
+        if self._checking:
+            return False
+        swarm = self.core.settings.network.swarm
+        {LOCAL_SWARM: self.local, PUBLIC_SWARM: self.public, CUSTOM_SWARM: self.custom}.get(
+            swarm, self.local).setChecked(True)
+        self._skipped = True
+        self._say("")
+        return True
+
     def validatePage(self) -> bool:  # noqa: N802 (Qt API)
         """A network file is checked (its model, its payout chain: seconds, off the GUI thread) and joined
         before the wizard goes on; the wizard moves on by itself once it is."""
         source = self.source.text().strip()
-        if self.swarm() != CUSTOM_SWARM or (self.joined is not None and source == self._joined_source):
+        skipped, self._skipped = self._skipped, False
+        if skipped or self.swarm() != CUSTOM_SWARM or (self.joined is not None and source == self._joined_source):
             return True
         if self._checking:
             return False
@@ -125,8 +157,18 @@ class NetworkStep(QWizardPage):
         self.source.setEnabled(False)
         self.browse.setEnabled(False)
         self._say("Checking the network file…")
-        self.tasks.run(lambda: self.core.join_network(source), lambda d: self._joined(d, source), self._failed)
+        self.tasks.run(lambda: self._check_and_join(source), lambda d: self._joined(d, source), self._failed)
         return False
+
+    def _check_and_join(self, source: str) -> object:
+        """Worker thread: the file's own checks, then what the node needs to start on it (a model: on a
+        network joined from its file the node does not choose one), then the join (nothing written before)."""
+        desc = self.core.join_network(source, save=False)
+        if not str(getattr(desc, "model", "") or "").strip():
+            raise UnusableNetwork(["model: the file names no model, and a node cannot start on this network "
+                                   "without one. Ask the network's operator for a file that names its model, or "
+                                   "choose another network."])
+        return self.core.join_network(source)
 
     def _joined(self, desc: object, source: str) -> None:
         self._checking = False
@@ -221,6 +263,7 @@ class FinishStep(QWizardPage):
     def __init__(self) -> None:
         super().__init__()
         self.setTitle("Ready")
+        self.setSubTitle("You can change everything later.")
         layout = QVBoxLayout(self)
         layout.addWidget(_label("FarNode lives in the tray: its icon shows whether your node is online. Everything "
                                 "you skipped can be done later from the pages on the left."))
@@ -242,7 +285,7 @@ class FirstRunWizard(QWizard):
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
         self.setOption(QWizard.WizardOption.HaveCustomButton1, True)
         self.setButtonText(QWizard.WizardButton.CustomButton1, "Skip")
-        self.customButtonClicked.connect(lambda _b: self.next())
+        self.customButtonClicked.connect(self.skip)
         self.gpu_step = GpuStep(core, tasks)
         self.network_step = NetworkStep(core, tasks)
         self.wallet_step = wallet_step if wallet_step is not None else WalletStep(core, tasks, bridge)
@@ -251,8 +294,27 @@ class FirstRunWizard(QWizard):
         for p in (self.gpu_step, self.network_step, self.wallet_step, self.engine_step, self.finish_step):
             if p is not None:
                 self.addPage(p)
+        pages = [self.page(i) for i in self.pageIds()]
+        for n, p in enumerate(pages, 1):
+            p.setSubTitle(f"Step {n} of {len(pages)}. {p.subTitle()}".rstrip())
+        self.currentIdChanged.connect(self._buttons_for)
         self.resize(760, 520)
         self.finished.connect(self._finished)
+
+    def skip(self) -> None:
+        """Skip this step: on the network step the network stays as it is, whatever was typed."""
+        if self.currentPage() is self.network_step and not self.network_step.skip():
+            return
+        self.next()
+
+    def _buttons_for(self, page_id: int) -> None:
+        """Skip beside Next; none on the last page (where Finish is)."""
+        last = page_id == (self.pageIds() or [-1])[-1]
+        B = QWizard.WizardButton
+        layout = [B.Stretch, B.BackButton, B.NextButton, B.FinishButton, B.CancelButton]
+        if not last:
+            layout.insert(1, B.CustomButton1)
+        self.setButtonLayout(layout)
 
     def _finished(self, result: int) -> None:
         s = self.core.settings

@@ -1,5 +1,5 @@
 """The tray icon: one icon per state, a click opens the window, a menu for the common actions, a tooltip
-with the state, tokens/s and today's earnings, and notifications for errors and payouts."""
+with the state, tokens/s and today's earnings, and notifications (payouts; failures when the app asks)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class Tray(QObject):
         self.pause_text = ""
         self._stopping = False
         self.kind = C.ICON_STOPPED
+        self.sent: list[tuple[str, str, bool]] = []  # the last balloons asked for (title, text, error)
         bridge.state.connect(self.set_state)
         bridge.stats.connect(self._on_stats)
         bridge.decision.connect(self._on_decision)
@@ -72,6 +73,9 @@ class Tray(QObject):
         return self.icon.geometry()
 
     def notify(self, title: str, text: str, error: bool = False) -> None:
+        """A balloon (where the tray shows them). ``sent`` keeps what was asked for, shown or not."""
+        self.sent.append((title, text, error))
+        del self.sent[:-20]
         if self.icon.isVisible() and QSystemTrayIcon.supportsMessages():
             kind = QSystemTrayIcon.MessageIcon.Critical if error else QSystemTrayIcon.MessageIcon.Information
             self.icon.showMessage(title, text, kind, 8000)
@@ -82,9 +86,7 @@ class Tray(QObject):
         self._update()
 
     def set_state(self, state: C.NodeState) -> None:
-        prev, self.state = self.state, state
-        if state.state in (C.FAILED, C.HELD) and prev.state != state.state:
-            self.notify(f"FarNode: {C.state_info(state.state).words}", state.message or "The node stopped.", error=True)
+        self.state = state  # a failure's balloon is the app's to give (only while the window is hidden)
         if state.state not in C.ACTIVE_STATES:
             self.rate = 0.0
         self._update()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette, QWheelEvent
 from PySide6.QtWidgets import (
@@ -93,6 +96,15 @@ def page_header(title: str, subtitle: str = "") -> QWidget:
     return w
 
 
+_URL = re.compile(r"https?://[^\s;,()<>']*[^\s;,()<>'.]")
+
+
+def linked(text: str) -> str:
+    """Plain text as rich text whose web addresses are links (a label with openExternalLinks opens them)."""
+    rich = _URL.sub(lambda m: f"<a href='{m.group(0)}'>{m.group(0)}</a>", html.escape(text, quote=False))
+    return rich.replace("\n", "<br>")
+
+
 class Notice(QFrame):
     """A coloured box with a message and optional action buttons (errors, warnings, hints)."""
 
@@ -121,9 +133,12 @@ class Notice(QFrame):
         self.buttons.addWidget(b)
         return b
 
-    def show_message(self, title: str, text: str) -> None:
+    def show_message(self, title: str, text: str, *, links: bool = False) -> None:
+        """``links``: plain ``text`` whose web addresses become links that open in the browser."""
         self.title.setText(title)
-        self.text.setText(text)
+        self.text.setTextFormat(Qt.TextFormat.RichText if links else Qt.TextFormat.AutoText)
+        self.text.setOpenExternalLinks(links)
+        self.text.setText(linked(text) if links else text)
         self.show()
 
 

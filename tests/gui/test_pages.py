@@ -8,7 +8,7 @@ import time
 
 import pytest
 from PySide6.QtCore import QThread
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QWizard
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
@@ -17,6 +17,7 @@ from farnode_desktop.core.gpu.nvml import Nvml
 from farnode_desktop.core.policies.runner import PolicyInputs
 from farnode_desktop.gui.errors import ReportDialog, show_error
 from tests.gui.conftest import shot
+from tests.gui.test_wizard_plans import LLAMA
 from tests.support.fake_pynvml import FakeGpu, FakePynvml
 
 
@@ -24,6 +25,13 @@ from tests.support.fake_pynvml import FakeGpu, FakePynvml
 def _private_xdg(tmp_path, monkeypatch):
     """Start-at-login entries go to a private XDG config folder."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def _plain(rich: str) -> str:
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", rich.replace("<br>", "\n")))
 
 
 def _stats(**kw) -> C.NodeStats:
@@ -101,8 +109,10 @@ def test_gpus_page_without_a_driver_says_so(qtbot, gui, artifacts_dir):
     qtbot.waitUntil(lambda: page.report is not None, timeout=10_000)
     assert not page.report.inventory.gpus  # this machine has no NVIDIA driver
     assert page.none_notice.isVisible()
-    assert page.report.inventory.error in page.none_notice.text.text()
-    assert "CPU" in page.none_notice.text.text()
+    shown = page.none_notice.text
+    assert page.report.inventory.error in _plain(shown.text()) and "CPU" in shown.text()
+    if "https://" in page.report.inventory.error:  # the driver's download page is a link that opens
+        assert "<a href='https://" in shown.text() and shown.openExternalLinks()
     shot(gui.window, artifacts_dir, "gui-gpus-none.png")
 
 
@@ -269,9 +279,18 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     wiz.show()
     qtbot.waitUntil(lambda: wiz.gpu_step.report is not None, timeout=10_000)
     assert "No NVIDIA" in wiz.gpu_step.result.text() or "NVIDIA" in wiz.gpu_step.result.text()
+    if not wiz.gpu_step.report.inventory.gpus:  # no driver here: its download page is a link that opens
+        assert "<a href='https://www.nvidia.com/" in wiz.gpu_step.result.text()
+        assert wiz.gpu_step.result.openExternalLinks()
     shot(wiz, artifacts_dir, "gui-first-run-gpus.png")
+    steps = [wiz.gpu_step, wiz.network_step, wiz.wallet_step, wiz.engine_step, wiz.finish_step]
+    for n, step in enumerate(steps, 1):
+        assert step.subTitle().startswith(f"Step {n} of 5. ")
+    skip = wiz.button(QWizard.WizardButton.CustomButton1)
+    assert skip.text() == "Skip" and skip.isVisible()
     wiz.next()
     assert wiz.network_step.local.isChecked()
+    assert wiz.minimumSizeHint().width() <= 800  # fits an 800x600 screen
     wiz.network_step.public.setChecked(True)
     shot(wiz, artifacts_dir, "gui-first-run-network.png")
     wiz.next()
@@ -282,7 +301,14 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     assert wiz.currentPage() is wiz.engine_step
     qtbot.waitUntil(lambda: "Checking" not in wiz.engine_step.status.text(), timeout=10_000)
     shot(wiz, artifacts_dir, "gui-first-run-engine.png")
+    assert skip.isVisible()
     wiz.next()  # skip the engine
+    assert wiz.currentPage() is wiz.finish_step
+    assert not skip.isVisible() and wiz.button(QWizard.WizardButton.FinishButton).isVisible()  # no Skip by Finish
+    shot(wiz, artifacts_dir, "gui-first-run-finish.png")
+    wiz.back()
+    assert skip.isVisible()
+    wiz.next()
     wiz.finish_step.start.setChecked(False)
     with qtbot.waitSignal(wiz.finished_setup, timeout=5000) as sig:
         wiz.accept()
@@ -291,6 +317,7 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     assert not core.first_run
     bridge.close()
     tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
 
 
 def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, artifacts_dir, tmp_path, chain):
@@ -322,8 +349,11 @@ def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, artifacts_d
         "network"].get("swarm") != "custom"
     shot(wiz, artifacts_dir, "gui-first-run-network-bad-file.png")
     good = tmp_path / "lab.json"
+    model = tmp_path / "lab-model"  # a model folder: the node on a joined network needs the model it names
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA))
     good.write_text(json.dumps({"farnode_network": 1, "name": "Lab swarm", "initial_peers": [peer],
-                                "dht_prefix": "lab-llama", "model": "",
+                                "dht_prefix": "lab-llama", "model": str(model),
                                 "payouts": {"rpc_url": chain.url, "chain_id": 31337,
                                             "token_address": chain.token.address,
                                             "payout_senders": [chain.sender], "reward_per_1k_tokens": 0.2}}))
@@ -342,6 +372,7 @@ def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, artifacts_d
     assert core.network_descriptor()["name"] == "Lab swarm"
     bridge.close()
     tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
 
 
 # ---------------------------------------------------------------------------------------------- tray, instance

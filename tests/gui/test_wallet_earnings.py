@@ -15,7 +15,7 @@ from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.keystore import Keystore
 from farnode_desktop.core.policies.runner import PolicyInputs
 from farnode_desktop.gui.errors import OPEN_DIALOGS
-from farnode_desktop.gui.pages.wallet import SecretDialog
+from farnode_desktop.gui.pages.wallet import PhraseDialog
 from tests.gui.conftest import shot
 
 
@@ -47,6 +47,64 @@ def keyring_core(app_paths, secret_service):  # noqa: F811
     core.close()
 
 
+def read_phrase(dlg: PhraseDialog) -> list[str]:
+    """The words as the user reads them in the numbered grid (" 3. word")."""
+    return [lab.text().split(". ", 1)[1] for lab in sorted(dlg.word_labels, key=lambda lab: int(lab.text().split(".")[0]))]
+
+
+def confirm_phrase(dlg: PhraseDialog, words: list[str]) -> None:
+    """Type the asked words (a wrong one first: refused in red, the dialog stays), then the right ones."""
+    assert len(dlg.asked) == 3 and f"#{dlg.asked[0]}" in dlg.prompt.text()
+    wrong_word = "zzz" if words[dlg.asked[1] - 1] != "zzz" else "yyy"
+    for n, edit in zip(dlg.asked, dlg.inputs, strict=True):
+        edit.setText(words[n - 1])
+    dlg.inputs[1].setText(wrong_word)
+    dlg.close_button.click()
+    assert dlg.isVisible() and f"#{dlg.asked[1]} is not right" in dlg.problem.text()
+    assert "#d63031" in dlg.problem.styleSheet()
+    dlg.inputs[1].setText(f"  {words[dlg.asked[1] - 1].upper()} ")  # spaces and case do not matter
+    dlg.close_button.click()
+    assert dlg.confirmed
+
+
+def test_first_run_wallet_step_confirms_the_new_phrase_by_typed_words(qtbot, keyring_core, artifacts_dir):
+    """The wizard's wallet step creates the wallet the same way: numbered words, three typed back."""
+    from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+    from farnode_desktop.gui.first_run import FirstRunWizard
+
+    core, _ks = keyring_core
+    tasks, bridge = TaskRunner(), BusBridge(core.bus)
+    wiz = FirstRunWizard(core, tasks, bridge)
+    qtbot.addWidget(wiz)
+    wiz.show()
+    wiz.next()
+    wiz.next()
+    page = wiz.wallet_step.page
+    assert wiz.currentPage() is wiz.wallet_step and wiz.wallet_step.subTitle().startswith("Step 3 of 5.")
+    qtbot.waitUntil(lambda: page.empty.isVisible(), timeout=10_000)
+    page.create_button.click()
+    qtbot.waitUntil(lambda: isinstance(page.last_dialog, PhraseDialog) and page.last_dialog.isVisible(),
+                    timeout=20_000)
+    dlg = page.last_dialog
+    words = read_phrase(dlg)
+    assert len(words) == 12 and [lab.text().split(".")[0].strip() for lab in dlg.word_labels] == [
+        str(i) for i in range(1, 13)]
+    shot(dlg, artifacts_dir, "gui-first-run-phrase.png")
+    for edit in dlg.inputs:
+        edit.setText("wrong")
+    dlg.close_button.click()
+    assert dlg.isVisible() and not dlg.confirmed and "are not right" in dlg.problem.text()
+    shot(dlg, artifacts_dir, "gui-first-run-phrase-wrong.png")
+    confirm_phrase(dlg, words)
+    Account.enable_unaudited_hdwallet_features()
+    address = Account.from_mnemonic(" ".join(words)).address
+    qtbot.waitUntil(lambda: page.full.isVisible() and page.address.text() == address, timeout=10_000)
+    wiz.reject()
+    bridge.close()
+    tasks.wait()
+    qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
+
+
 def test_wallet_create_shows_the_phrase_once_then_export_and_remove(qtbot, keyring_core, artifacts_dir):
     core, ks = keyring_core
     g = _gui(qtbot, core)
@@ -56,18 +114,16 @@ def test_wallet_create_shows_the_phrase_once_then_export_and_remove(qtbot, keyri
         qtbot.waitUntil(lambda: page.empty.isVisible(), timeout=10_000)
         shot(g.window, artifacts_dir, "gui-wallet-empty.png")
         page.create_button.click()
-        qtbot.waitUntil(lambda: isinstance(page.last_dialog, SecretDialog) and page.last_dialog.isVisible(),
+        qtbot.waitUntil(lambda: isinstance(page.last_dialog, PhraseDialog) and page.last_dialog.isVisible(),
                         timeout=20_000)
         dlg = page.last_dialog
-        words = dlg.secret.text().split()
+        words = read_phrase(dlg)
         assert len(words) == 12
-        assert not dlg.close_button.isEnabled()  # the user must acknowledge first
         shot(dlg, artifacts_dir, "gui-wallet-phrase.png")
         dlg.reject()
-        assert dlg.isVisible()  # Esc does not dismiss it unacknowledged
-        dlg.ack.setChecked(True)
-        dlg.close_button.click()
-        assert dlg.secret.text() == ""
+        assert dlg.isVisible()  # Esc does not dismiss it before the words were typed back
+        confirm_phrase(dlg, words)
+        assert not dlg.isVisible() and all(lab.text() == "" for lab in dlg.word_labels)
         Account.enable_unaudited_hdwallet_features()
         address = Account.from_mnemonic(" ".join(words)).address
         qtbot.waitUntil(lambda: page.full.isVisible() and page.address.text() == address, timeout=10_000)

@@ -115,7 +115,7 @@ class GpusPage(QWidget):
         if not inv.gpus:
             self.none_notice.show_message(inv.error_title or "No NVIDIA GPU",
                                           (inv.error or "No NVIDIA GPU was found.") +
-                                          "\n\nThe local demo swarm still runs on the CPU.")
+                                          "\n\nThe local demo swarm still runs on the CPU.", links=True)
             self.summary.setText("No GPU can contribute on this computer right now.")
             return
         self.none_notice.hide()

@@ -52,6 +52,8 @@ class LogsPage(QWidget):
         self.view.setMaximumBlockCount(MAX_LINES)
         self.view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.view.setPlaceholderText("Nothing logged yet: the node's server writes here once it starts "
+                                     "(Start contributing on the Dashboard).")
         layout.addWidget(self.view, 1)
         self.status = QLabel("")
         layout.addWidget(self.status)

@@ -219,11 +219,16 @@ class NetworkPage(QWidget):
         self.core.watch_network(False)
 
     def _on_error(self, text: str) -> None:
-        self.error.show_message("The network could not be read", text)
+        local_idle = self.core.is_local and not self.core.is_running()  # nothing to read: not a failure
+        self.error.show_message("The local demo swarm is not running" if local_idle
+                                else "The network could not be read", text)
+        if self.view is None:  # not "Reading the network…" under a notice that says it could not be
+            self.status.hide()
 
     def set_view(self, view: NetworkView) -> None:
         self.view = view
         self.error.hide()
+        self.status.show()
         for card in self.cards:
             card.setParent(None)
             card.deleteLater()

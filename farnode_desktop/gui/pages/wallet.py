@@ -1,8 +1,10 @@
-"""Wallet: create (recovery phrase shown once, with a warning), import a key or a phrase, show the address
+"""Wallet: create (recovery phrase shown once, numbered, with a warning; three of its words typed back), import a key or a phrase, show the address
 with copy and QR, export the key after an explicit confirmation, remove. Secrets stay in the core and the
 OS keyring; this page only shows them when the user asks, and drops them when the dialog closes."""
 
 from __future__ import annotations
+
+import random
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QPixmap
@@ -10,6 +12,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
+    QGridLayout,
     QHBoxLayout,
     QInputDialog,
     QLabel,
@@ -23,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.gui.bridge import BusBridge, TaskRunner
-from farnode_desktop.gui.errors import show_error
+from farnode_desktop.gui.errors import PROBLEM_COLOUR, show_error
 from farnode_desktop.gui.widgets import Notice, page_header
 
 PHRASE_WARNING = ("Write these words down on paper, in this order, and keep them somewhere safe. They are shown "
@@ -32,7 +35,7 @@ PHRASE_WARNING = ("Write these words down on paper, in this order, and keep them
 
 
 class SecretDialog(QDialog):
-    """Shows a secret once (recovery phrase or private key); Close needs the acknowledgement box ticked.
+    """Shows a secret once (the private key); Close needs the acknowledgement box ticked.
     The text is cleared when the dialog closes."""
 
     def __init__(self, title: str, secret: str, warning: str, ack: str, parent: QWidget | None = None) -> None:
@@ -67,6 +70,100 @@ class SecretDialog(QDialog):
 
     def done(self, r: int) -> None:
         self.secret.setText("")
+        super().done(r)
+
+
+class PhraseDialog(QDialog):
+    """A new wallet's recovery phrase, shown once with its words numbered in a grid, and confirmed by typing
+    three of them picked at random (a ticked box proves nothing): wrong words are refused in red, and the
+    dialog does not close (Esc included) until they are right. The words are dropped when it closes."""
+
+    CHECKED = 3
+
+    def __init__(self, phrase: str, parent: QWidget | None = None, *, rng: random.Random | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Your recovery phrase")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        self._words = phrase.split()
+        picks = (rng or random.SystemRandom()).sample(range(len(self._words)), min(self.CHECKED, len(self._words)))
+        self.asked = sorted(i + 1 for i in picks)  # 1-based word numbers the user must type
+        layout = QVBoxLayout(self)
+        warn = QLabel(f"<b style='color:{PROBLEM_COLOUR}'>Important.</b> {PHRASE_WARNING}")
+        warn.setWordWrap(True)
+        layout.addWidget(warn)
+        self.grid_box = QWidget()
+        self.grid_box.setObjectName("phraseGrid")
+        self.grid_box.setStyleSheet("#phraseGrid { border: 1px solid palette(mid); border-radius: 4px; }")
+        grid = QGridLayout(self.grid_box)
+        grid.setHorizontalSpacing(18)
+        font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        columns = 4 if len(self._words) > 12 else 3
+        rows = -(-len(self._words) // columns)
+        self.word_labels: list[QLabel] = []
+        for i, word in enumerate(self._words):  # numbered down each column, as it is written on paper
+            lab = QLabel(f"{i + 1:>2}. {word}")
+            lab.setFont(font)
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            grid.addWidget(lab, i % rows, i // rows)
+            self.word_labels.append(lab)
+        layout.addWidget(self.grid_box)
+        nums = [f"#{n}" for n in self.asked]
+        self.prompt = QLabel(f"To show you have written them down, type word {', '.join(nums[:-1])} and {nums[-1]}:"
+                             if len(nums) > 1 else f"To show you have written them down, type word {nums[0]}:")
+        self.prompt.setWordWrap(True)
+        layout.addWidget(self.prompt)
+        row = QHBoxLayout()
+        self.inputs: list[QLineEdit] = []
+        for n in self.asked:
+            edit = QLineEdit()
+            edit.setPlaceholderText(f"word #{n}")
+            edit.textEdited.connect(lambda _t: self.problem.setText(""))
+            row.addWidget(QLabel(f"#{n}"))
+            row.addWidget(edit, 1)
+            self.inputs.append(edit)
+        layout.addLayout(row)
+        self.problem = QLabel("")
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet(f"color: {PROBLEM_COLOUR};")
+        layout.addWidget(self.problem)
+        self.buttons = QDialogButtonBox()
+        self.close_button = self.buttons.addButton("I have written them down", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.close_button.setDefault(True)
+        self.buttons.accepted.connect(self.confirm)
+        layout.addWidget(self.buttons)
+        self.confirmed = False
+        self.resize(600, 420)
+
+    def wrong(self) -> list[int]:
+        """The asked word numbers whose typed word is not the phrase's."""
+        return [n for n, edit in zip(self.asked, self.inputs, strict=True)
+                if edit.text().strip().lower() != self._words[n - 1].lower()]
+
+    def confirm(self) -> None:
+        wrong = self.wrong()
+        if wrong:
+            nums = [f"#{n}" for n in wrong]
+            which = (f"Words {', '.join(nums[:-1])} and {nums[-1]} are" if len(nums) > 1 else f"Word {nums[0]} is")
+            self.problem.setText(f"{which} not right. Check what you wrote down against the numbered words above "
+                                 f"and type {'them' if len(nums) > 1 else 'it'} again: without the right words on "
+                                 "paper the wallet cannot be recovered.")
+            return
+        self.confirmed = True
+        self.accept()
+
+    def reject(self) -> None:  # Esc / window close: only once the words were typed right
+        if self.confirmed:
+            super().reject()
+        else:
+            self.problem.setText("Type the words asked for first: they are shown only this once.")
+
+    def done(self, r: int) -> None:
+        for lab in self.word_labels:
+            lab.setText("")
+        self._words = []
+        for edit in self.inputs:
+            edit.clear()
         super().done(r)
 
 
@@ -204,8 +301,7 @@ class WalletPage(QWidget):
         self.tasks.run(self.core.wallet.create, self._created, self._error)
 
     def _created(self, new) -> None:
-        dlg = SecretDialog("Your recovery phrase", new.phrase, PHRASE_WARNING,
-                           "I have written the words down and keep them safe", self)
+        dlg = PhraseDialog(new.phrase, self)
         del new
         self.last_dialog = dlg
         dlg.open()
