@@ -6,14 +6,23 @@ stop and set up); :mod:`.wsl` and :mod:`.docker` the two non-native runtimes; th
 
 from __future__ import annotations
 
+import os
 import sys
 
 from farnode_desktop.core.node.runtimes.base import RUNTIMES, EngineRuntime, EngineRuntimeError, NativeRuntime
 
+PLATFORM_ENV = "FARNODE_PLATFORM"  # the platform seam: ``win32`` on Linux runs the Windows path (tests)
+
+
+def current_platform() -> str:
+    """``sys.platform``, unless ``FARNODE_PLATFORM`` names another: the tests run the Windows path (engine in
+    WSL2 over the stand-in ``wsl.exe`` of tests/support/wsl_standin) on Linux with ``win32``."""
+    return os.environ.get(PLATFORM_ENV) or sys.platform
+
 
 def resolve_runtime_name(setting: str, platform: str | None = None) -> str:
-    """``native``, ``wsl2`` or ``docker`` for a ``runtime`` setting on a platform (``sys.platform``)."""
-    platform = platform or sys.platform
+    """``native``, ``wsl2`` or ``docker`` for a ``runtime`` setting on a platform (:func:`current_platform`)."""
+    platform = platform or current_platform()
     if setting not in RUNTIMES:
         raise EngineRuntimeError(f"Unknown engine runtime {setting!r}: use one of {', '.join(RUNTIMES)} in "
                             "Settings > Network.")
@@ -40,9 +49,9 @@ def make_runtime(setting: str, *, engine=None, paths=None, variant: str = "cpu",
             raise ValueError("the native runtime needs the EngineEnv")
         return NativeRuntime(engine.python, engine_source_root())
     if name == "wsl2":
-        from farnode_desktop.core.node.runtimes.wsl import Wsl2Runtime
+        from farnode_desktop.core.node.runtimes.wsl import Wsl2Runtime, wsl_exe
 
-        return Wsl2Runtime(source_root=engine_source_root(), variant=variant)
+        return Wsl2Runtime(source_root=engine_source_root(), variant=variant, wsl=wsl_exe())
     from farnode_desktop.core.node.runtimes.docker import DockerRuntime
 
     if paths is None:

@@ -28,6 +28,7 @@ from farnode_desktop.core.engine_lock import (
     read_lock,
 )
 from farnode_desktop.core.node.runtimes.base import (
+    SECRET_ENV_RE,
     STOP_LINE,
     EngineRuntime,
     EngineRuntimeError,
@@ -40,6 +41,10 @@ from farnode_desktop.core.node.runtimes.base import (
 )
 
 WSL = "wsl.exe"
+WSL_EXE_ENV = "FARNODE_WSL_EXE"  # another wsl.exe: the tests' stand-in (tests/support/wsl_standin)
+# Folders that stand for Windows drives when the app runs the Windows path on another OS (the tests, with
+# the stand-in wsl.exe): ``c=/folder;d=/folder``. Unset on Windows, where host paths are Windows paths.
+DRIVES_ENV = "FARNODE_WINDOWS_DRIVES"
 DEFAULT_DISTRO = "Ubuntu"  # what `wsl --install -d Ubuntu` registers; an existing one is reused
 WSL_ROOT = PurePosixPath("/opt/farnode")
 WSL_SRC = WSL_ROOT / "src"
@@ -99,6 +104,29 @@ def choose_distro(distros: list[WslDistro], wanted: str = "") -> WslDistro | Non
     return ubuntus[0] if ubuntus else None
 
 
+def wsl_exe() -> str:
+    """The ``wsl.exe`` to run (``FARNODE_WSL_EXE`` names another: the tests' stand-in)."""
+    return os.environ.get(WSL_EXE_ENV) or WSL
+
+
+def host_to_windows_path(path: str | Path, drives: str | None = None) -> str:
+    """A host path as Windows names it: itself on Windows; under ``FARNODE_WINDOWS_DRIVES`` (``c=/folder;...``,
+    the tests' stand-in machine) a path inside one of those folders becomes ``C:\\...``."""
+    s = str(path)
+    spec = os.environ.get(DRIVES_ENV, "") if drives is None else drives
+    if not spec or not s.startswith("/"):
+        return s
+    target = PurePosixPath(s)
+    for item in filter(None, spec.split(";")):
+        letter, _, folder = item.partition("=")
+        try:
+            rest = target.relative_to(PurePosixPath(folder))
+        except ValueError:
+            continue
+        return str(PureWindowsPath(f"{letter.upper()}:\\", *rest.parts))
+    return s
+
+
 def windows_to_wsl_path(path: str | Path, distro: str = "") -> str:
     """``C:\\Users\\me\\x`` -> ``/mnt/c/Users/me/x``; ``\\\\wsl$\\<distro>\\opt\\x`` (or ``\\\\wsl.localhost``)
     -> ``/opt/x``. POSIX paths are returned as they are. Other network paths are refused."""
@@ -136,6 +164,7 @@ class Wsl2Runtime(EngineRuntime):
         self.distro = distro
         self.wsl = wsl
         self.host_env = host_env
+        self.drives = (host_env if host_env is not None else os.environ).get(DRIVES_ENV, "")
         self.engine_dir = WSL_ROOT / "engine" / env_folder_name(variant)  # a changed lock: a new folder
         self.venv = self.engine_dir / "venv"
         self.python = str(self.venv / "bin" / "python")
@@ -174,13 +203,21 @@ class Wsl2Runtime(EngineRuntime):
         return SpawnSpec(argv=argv, env=self._host_env(), pass_fds=(), cwd=None, events_on_stdout=False)
 
     def _host_env(self) -> dict[str, str]:
+        """wsl.exe's environment: the app's, less its secrets (a wallet key, the Hugging Face token: WSL hands
+        whatever WSLENV names to the Linux side) and the GUI's Python variables. What the engine needs
+        crosses on its command line (``env K=V``, :meth:`_engine_env`), never through WSLENV."""
         host = self.host_env if self.host_env is not None else dict(os.environ)
-        host_env = {k: v for k, v in host.items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
+        host_env = {k: v for k, v in host.items()
+                    if not k.startswith(("FARNODE_SECRET", "PYTHON")) and not SECRET_ENV_RE.search(k)}
+        if "WSLENV" in host_env:  # the user's own list: kept, less any secret it names
+            kept = [item for item in host_env["WSLENV"].split(":")
+                    if item and not SECRET_ENV_RE.search(item.partition("/")[0])]
+            host_env["WSLENV"] = ":".join(kept)
         host_env["WSL_UTF8"] = "1"  # wsl.exe's own messages in UTF-8
         return host_env
 
     def translate_path(self, path) -> str:
-        return windows_to_wsl_path(path, self.distro)
+        return windows_to_wsl_path(host_to_windows_path(path, self.drives), self.distro)
 
     def translate_config(self, config: dict) -> dict:
         out = super().translate_config(config)
