@@ -382,6 +382,9 @@ class Supervisor:
         if isinstance(ev, P.Hello):
             run.got_hello = True
             run.engine_pid = ev.pid
+            if self._run is run and not isinstance(self.runtime, NativeRuntime):
+                # the pid inside WSL2 / the container: what the next start ends if this app dies with it running
+                self._write_pid_file(run.proc.pid, engine_pid=ev.pid)
         elif isinstance(ev, P.State):
             state = _LAUNCHER_STATES.get(ev.state)
             if state and not (run.stop_requested and state != C.STOPPING) and self._run is run:
@@ -530,12 +533,14 @@ class Supervisor:
             h.close()
             self._logger.removeHandler(h)
 
-    def _write_pid_file(self, pid: int) -> None:
+    def _write_pid_file(self, pid: int, engine_pid: int | None = None) -> None:
         tree = self._run.tree if self._run is not None else None
-        atomic_write_json(self.pid_file, {"pid": pid, "grouped": bool(tree and tree.grouped),
-                                          "started": tree.started if tree else time.time(),
-                                          "port": self._config.get("port"), "app_pid": os.getpid(),
-                                          "app_started": _started_at(os.getpid())})
+        info = {"pid": pid, "grouped": bool(tree and tree.grouped), "started": tree.started if tree else time.time(),
+                "port": self._config.get("port"), "app_pid": os.getpid(), "app_started": _started_at(os.getpid()),
+                "runtime": self.runtime.name}
+        if engine_pid is not None:
+            info["engine_pid"] = int(engine_pid)
+        atomic_write_json(self.pid_file, info)
 
     def _remove_pid_file(self) -> None:
         try:
@@ -573,8 +578,17 @@ class Supervisor:
         if victims:
             log.warning("removing %d processes left by an earlier run (launcher %d)", len(victims), pid)
             tree.kill()
+        inside = 0
+        engine_pid = info.get("engine_pid")
+        if isinstance(engine_pid, int) and info.get("runtime", self.runtime.name) == self.runtime.name:
+            # WSL2: killing wsl.exe (above) leaves the Linux processes it started running (microsoft/WSL#2496)
+            for cmd in self.runtime.leftover_commands(engine_pid):
+                log.warning("ending what an earlier run left inside %s (launcher %d there)", self.runtime.name,
+                            engine_pid)
+                self._run_quietly(cmd)
+                inside = 1
         self._remove_pid_file()
-        return len(victims)
+        return len(victims) + inside
 
 
 def _started_at(pid: int) -> float | None:

@@ -172,6 +172,11 @@ class EngineRuntime(ABC):
         the host pid under WSL2 and Docker."""
         return StopStrategy()
 
+    def leftover_commands(self, engine_pid: int) -> tuple[tuple[str, ...], ...]:
+        """Commands that end what an earlier, dead app left running of its server whose launcher reported
+        ``engine_pid`` (run before the next start). Empty where ending the host process tree is enough."""
+        return ()
+
     def setup_steps(self, variant: str) -> list[SetupStep]:
         """Commands that set up the engine environment (empty: the app's EngineEnv does it in-process)."""
         return []

@@ -235,6 +235,13 @@ class Wsl2Runtime(EngineRuntime):
         return StopStrategy(stdin_line=STOP_LINE, signal=None, grace_s=30.0, fallback=fallback,
                             fallback_grace_s=15.0, kill_group=False, kill_commands=kill)
 
+    def leftover_commands(self, engine_pid: int) -> tuple[tuple[str, ...], ...]:
+        """The launcher's process group inside the distribution (it leads it: ``setsid -w``), killed only while
+        a member of that group is still one of the engine's (the pid may have been reused since)."""
+        script = ('pgrep -g "$1" -f "farnode_desktop[.]engine|p2pd" >/dev/null 2>&1 || exit 0; '
+                  'kill -9 -"$1" 2>/dev/null; exit 0')
+        return (self.wsl_cmd("sh", "-c", script, "farnode-leftovers", str(int(engine_pid))),)
+
     # ------------------------------------------------------------------ status
     def status_steps(self) -> list[SetupStep]:
         return [
