@@ -8,7 +8,7 @@ Run as ``python wsl.py --home HOME ARGS...`` through the ``wsl.exe`` wrapper scr
   ``install_s`` (how long ``--install`` takes), ``default_version``;
 - ``distros/NAME/state.json`` (``name``, ``version`` 1/2, ``state`` Running/Stopped, ``default``) and
   ``distros/NAME/rootfs/opt`` (what the distribution's ``/opt`` holds: the rest of its file system is
-  this machine's, read through);
+  this machine's, read through, /root included: this machine's Python lives there);
 - ``log.jsonl``: one line per call: its arguments, the environment it got from the app, and the
   environment its Linux command got.
 
@@ -221,13 +221,11 @@ def run_inside(home: Home, name: str, user: str, cd: str | None, cmd: list[str],
         cwd = env["HOME"] + cwd[1:]
     rootfs = distro_dir / "rootfs"
     (rootfs / "opt").mkdir(parents=True, exist_ok=True)
-    (rootfs / "root").mkdir(parents=True, exist_ok=True)
     q = shlex.quote
     mounts = ["mount -t tmpfs wsl-mnt /mnt"]
     for letter, folder in sorted(home.config["drives"].items()):
         mounts.append(f"mkdir -p /mnt/{letter.lower()} && mount --bind {q(folder)} /mnt/{letter.lower()}")
     mounts.append(f"mount --bind {q(str(rootfs / 'opt'))} /opt")
-    mounts.append(f"mount --bind {q(str(rootfs / 'root'))} /root")
     script = " && ".join(mounts) + f' && {{ cd {q(cwd)} 2>/dev/null || {{ echo "chdir({cwd}) failed 2" >&2; exit 1; }}; }} && exec "$@"'
     # A session of its own, as a Linux process started by WSL's init: killing this wsl.exe does not reach it.
     proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script,
