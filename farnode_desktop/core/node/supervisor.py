@@ -32,7 +32,7 @@ from farnode_desktop.core import topics as T
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.engine_venv import EngineEnv
-from farnode_desktop.core.node.runtimes.base import EngineRuntime, NativeRuntime
+from farnode_desktop.core.node.runtimes.base import EngineRuntime, NativeRuntime, without_secrets
 from farnode_desktop.core.resources import engine_source_root
 from farnode_desktop.engine import protocol as P
 
@@ -262,7 +262,7 @@ class Supervisor:
 
     def _run_quietly(self, cmd) -> None:
         try:
-            done = process_tree.run(cmd, timeout=30)
+            done = process_tree.run(cmd, timeout=30, env=without_secrets())  # wsl.exe, docker: no secret crosses
         except OSError as exc:
             self._logger.warning("stop command %s failed: %s", cmd[0], exc)
             return

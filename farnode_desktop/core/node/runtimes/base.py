@@ -42,6 +42,18 @@ SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE
                            r"|HF_TOKEN|HUGGING_?FACE_?HUB_?TOKEN|HF_API_TOKEN", re.I)
 
 
+def without_secrets(env: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment (the app's, by default) for host programs that reach the engine's side (``wsl.exe``,
+    ``docker``): less every secret-named variable, and less such names in ``WSLENV`` (WSL hands the variables
+    it names to the Linux side)."""
+    source = os.environ if env is None else env
+    out = {k: v for k, v in source.items() if not SECRET_ENV_RE.search(k)}
+    if "WSLENV" in out:
+        out["WSLENV"] = ":".join(item for item in out["WSLENV"].split(":")
+                                 if item and not SECRET_ENV_RE.search(item.partition("/")[0]))
+    return out
+
+
 def engine_subprocess_env(extra: dict[str, str] | None = None, *, source_root: str | Path | None = None
                           ) -> dict[str, str]:
     """Environment for engine processes: only what they need, never the app's secrets.
@@ -249,7 +261,7 @@ def run_step(step: SetupStep, cancel: Callable[[], bool] | None = None) -> StepR
     once. A missing program or a timeout is rc 127/124."""
     from farnode_desktop.core.process_tree import run
 
-    done = run(step.argv, timeout=step.timeout_s, cancel=cancel, input=step.input)
+    done = run(step.argv, timeout=step.timeout_s, cancel=cancel, input=step.input, env=without_secrets())
     output = decode_output(done.output)
     if done.timed_out:
         output += f"\ntimed out after {step.timeout_s:.0f} s"

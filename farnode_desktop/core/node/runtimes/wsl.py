@@ -28,7 +28,6 @@ from farnode_desktop.core.engine_lock import (
     read_lock,
 )
 from farnode_desktop.core.node.runtimes.base import (
-    SECRET_ENV_RE,
     STOP_LINE,
     EngineRuntime,
     EngineRuntimeError,
@@ -38,6 +37,7 @@ from farnode_desktop.core.node.runtimes.base import (
     StopStrategy,
     engine_env_subset,
     step_weights,
+    without_secrets,
 )
 
 WSL = "wsl.exe"
@@ -207,12 +207,7 @@ class Wsl2Runtime(EngineRuntime):
         whatever WSLENV names to the Linux side) and the GUI's Python variables. What the engine needs
         crosses on its command line (``env K=V``, :meth:`_engine_env`), never through WSLENV."""
         host = self.host_env if self.host_env is not None else dict(os.environ)
-        host_env = {k: v for k, v in host.items()
-                    if not k.startswith(("FARNODE_SECRET", "PYTHON")) and not SECRET_ENV_RE.search(k)}
-        if "WSLENV" in host_env:  # the user's own list: kept, less any secret it names
-            kept = [item for item in host_env["WSLENV"].split(":")
-                    if item and not SECRET_ENV_RE.search(item.partition("/")[0])]
-            host_env["WSLENV"] = ":".join(kept)
+        host_env = {k: v for k, v in without_secrets(host).items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
         host_env["WSL_UTF8"] = "1"  # wsl.exe's own messages in UTF-8
         return host_env
 
