@@ -3,8 +3,9 @@ under a fake ``C:\\Users\\Jöns Smith\\AppData``, the engine in "WSL2" through t
 (tests/support/wsl_standin), real FarMesh processes inside, real demo traffic checked token by token.
 
 Shown here: online with checked traffic; the app killed with SIGKILL (taskkill /f) while online and nothing of
-the engine left inside the distribution within 15 s, its port free; a restart that reaches online; pause and
-resume; Quit with nothing left inside; no secret in any command line or environment that crossed wsl.exe."""
+the engine left inside the distribution within 15 s, its port free; a restart that reaches online; the app
+and its wsl.exe processes killed together (taskkill /f /t), the same; pause and resume; Quit with nothing left
+inside; no secret in any command line or environment that crossed wsl.exe."""
 
 from __future__ import annotations
 
@@ -150,7 +151,26 @@ def test_the_windows_path_end_to_end(windows_pc, engine_root, free_port):
     finally:
         app.close()
 
-    # 3. restart: online again, pause (nothing inside), resume, Quit (nothing inside)
+    # 3. restart: online again; then the app and its wsl.exe processes killed together (taskkill /f /t): the
+    # Linux side sees its standard input close all the same
+    app = App(env, free_port)
+    try:
+        app.expect("online")
+        app.expect("traffic")
+        inside = set(m.inside_pids())  # on this machine they are the stand-in's children: not on Windows
+        hosts = [p for p in psutil.Process(app.proc.pid).children(recursive=True) if p.pid not in inside]
+        hosts.append(psutil.Process(app.proc.pid))
+        assert any(str(m.home) in " ".join(p.cmdline()) for p in hosts)
+        for p in hosts:
+            p.kill()
+        app.proc.wait()
+        gone_s = m.wait_empty(timeout=15)
+        assert wait_until(lambda: port_is_free(free_port), 5)
+        print(f"nothing left inside {gone_s:.1f} s after the app and wsl.exe were killed")
+    finally:
+        app.close()
+
+    # 4. restart: online again, pause (nothing inside), resume, Quit (nothing inside)
     app = App(env, free_port)
     try:
         app.expect("online")
@@ -170,7 +190,7 @@ def test_the_windows_path_end_to_end(windows_pc, engine_root, free_port):
         app.close()
     assert wait_until(lambda: not standin_hosts(m), 10), standin_hosts(m)
 
-    # 4. the key-leak scan: every command line and environment that crossed the stand-in
+    # 5. the key-leak scan: every command line and environment that crossed the stand-in
     calls = m.calls()
     assert len(calls) > 10
     for call in calls:

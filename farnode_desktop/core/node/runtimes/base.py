@@ -141,6 +141,11 @@ class SetupStep:
     input: bytes | None = None  # written to its stdin
     # Checks a successful step's output; returns what is wrong ("" when nothing is): the step then fails.
     verify: Callable[[str], str] | None = field(default=None, compare=False)
+    # Variables added to the command's environment (a ``WSLENV`` here is added to the app's own list).
+    host_env: tuple[tuple[str, str], ...] = ()
+    # Run when the step is cancelled or times out: ends what killing the command's host process tree does not
+    # reach (a Linux process inside WSL outlives a killed wsl.exe).
+    cleanup: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -261,7 +266,12 @@ def run_step(step: SetupStep, cancel: Callable[[], bool] | None = None) -> StepR
     once. A missing program or a timeout is rc 127/124."""
     from farnode_desktop.core.process_tree import run
 
-    done = run(step.argv, timeout=step.timeout_s, cancel=cancel, input=step.input, env=without_secrets())
+    env = without_secrets()
+    for key, value in step.host_env:
+        env[key] = ":".join(filter(None, (env.get(key, ""), value))) if key == "WSLENV" else value
+    done = run(step.argv, timeout=step.timeout_s, cancel=cancel, input=step.input, env=env)
+    if (done.cancelled or done.timed_out) and step.cleanup:
+        run(step.cleanup, timeout=60, env=without_secrets())
     output = decode_output(done.output)
     if done.timed_out:
         output += f"\ntimed out after {step.timeout_s:.0f} s"

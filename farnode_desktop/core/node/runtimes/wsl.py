@@ -16,7 +16,8 @@ import json
 import os
 import re
 import shlex
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from farnode_desktop.core.engine_lock import (
@@ -49,6 +50,7 @@ DEFAULT_DISTRO = "Ubuntu"  # what `wsl --install -d Ubuntu` registers; an existi
 WSL_ROOT = PurePosixPath("/opt/farnode")
 WSL_SRC = WSL_ROOT / "src"
 WSL_CACHE = WSL_ROOT / "cache"
+STEP_TAG = "FARNODE_SETUP_STEP"  # carried into WSL by WSLENV: marks the processes of one set-up step
 
 
 @dataclass(frozen=True)
@@ -323,4 +325,16 @@ class Wsl2Runtime(EngineRuntime):
                                                "commit": engine.commit}}).encode()
         steps.append(SetupStep("marking the engine ready", self.sh(
             f"cat > {q(str(self.engine_dir / 'ready.json'))}"), input=marker, timeout_s=60))
-        return steps
+        return [self.tagged_step(s) for s in steps]
+
+    def tagged_step(self, step: SetupStep) -> SetupStep:
+        """A step that runs inside the distribution, tagged (a variable WSLENV carries in, which every process
+        it starts inherits) so that a cancel or a timeout, which kills wsl.exe only, also ends its processes
+        there (pip keeps downloading otherwise)."""
+        if step.argv[:2] != (self.wsl, "-d"):
+            return step
+        tag = uuid.uuid4().hex[:16]
+        script = (f'for p in /proc/[0-9]*; do grep -qxz "{STEP_TAG}=$1" "$p/environ" 2>/dev/null && '
+                  'kill -9 "${p#/proc/}" 2>/dev/null; done; exit 0')
+        return replace(step, host_env=((STEP_TAG, tag), ("WSLENV", STEP_TAG)),
+                       cleanup=self.wsl_cmd("sh", "-c", script, "farnode-cancel", tag))
