@@ -156,6 +156,7 @@ class Wsl2Runtime(EngineRuntime):
     """Runs the engine in a WSL2 distribution through ``wsl.exe`` (events on stdout, log on stderr)."""
 
     name = "wsl2"
+    status_timeout_s = 60.0  # what `wsl --status` and `wsl -l -v` get (the first call after boot takes seconds)
 
     def __init__(self, source_root: str | Path, variant: str = "cuda", distro: str = DEFAULT_DISTRO,
                  host_env: dict[str, str] | None = None, wsl: str = WSL):
@@ -242,8 +243,9 @@ class Wsl2Runtime(EngineRuntime):
     # ------------------------------------------------------------------ status
     def status_steps(self) -> list[SetupStep]:
         return [
-            SetupStep("checking WSL", (self.wsl, "--status"), check=True, timeout_s=60),
-            SetupStep("listing WSL distributions", (self.wsl, "-l", "-v"), check=True, timeout_s=60),
+            SetupStep("checking WSL", (self.wsl, "--status"), check=True, timeout_s=self.status_timeout_s),
+            SetupStep("listing WSL distributions", (self.wsl, "-l", "-v"), check=True,
+                      timeout_s=self.status_timeout_s),
             SetupStep("reading the engine's state", self.wsl_cmd("cat", str(self.engine_dir / "ready.json")),
                       check=True, timeout_s=120),
         ]
@@ -251,6 +253,11 @@ class Wsl2Runtime(EngineRuntime):
     def parse_status(self, outputs: list[tuple[int, str]]) -> RuntimeStatus:
         """``outputs``: (exit code, decoded output) of :meth:`status_steps`, in order; fewer is fine."""
         rc, text = outputs[0]
+        if rc == 124 and text.rstrip().endswith("timed out after " f"{self.status_timeout_s:.0f} s"):
+            return RuntimeStatus(False, message=f"WSL did not answer within {self.status_timeout_s:.0f} s (the first "
+                                 "call after Windows starts can be slow). Wait a minute and start again; if it "
+                                 "repeats, run `wsl --shutdown` in PowerShell, then start again.",
+                                 details={"wsl": text[-300:]})
         st = parse_wsl_status(text, rc)
         if not st.installed:
             return RuntimeStatus(False, message="WSL2 is not installed. Open PowerShell as administrator, run "
