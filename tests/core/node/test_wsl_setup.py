@@ -4,6 +4,7 @@ step ran inside WSL ends with it, although killing wsl.exe alone leaves it runni
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -20,6 +21,8 @@ from farnode_desktop.core.node.runtimes.wsl import Wsl2Runtime
 from farnode_desktop.core.paths import AppPaths
 from tests.support.wait import wait_until
 from tests.support.wsl_standin import WslStandin
+
+SECRET = "hf_LeakCheckTokenDoNotCross0123"
 
 
 @pytest.fixture
@@ -77,7 +80,8 @@ def test_a_cancelled_step_ends_what_it_ran_inside(machine):
 @pytest.fixture
 def windows_app(machine, monkeypatch):
     """The app's environment on the Windows path: data under C:\\Users\\Jöns Smith\\AppData, wsl.exe the
-    stand-in, pip inside WSL pointed (by the user's WSLENV) at an index on this computer that never answers."""
+    stand-in, pip inside WSL pointed (by the user's WSLENV) at an index on this computer that never answers, and
+    secrets in the environment, named in WSLENV too."""
     home = machine.drive_path(r"C:\Users\Jöns Smith\AppData\Local\FarNode")
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -85,7 +89,8 @@ def windows_app(machine, monkeypatch):
     url = f"http://127.0.0.1:{silent.getsockname()[1]}/simple"
     for key, value in {"FARNODE_HOME": str(home), "FARNODE_PLATFORM": "win32", "FARNODE_WSL_EXE": str(machine.exe),
                        "FARNODE_WINDOWS_DRIVES": f"c={machine.drive_c};d={machine.drive_d}",
-                       "FARNODE_TORCH_INDEX": url, "PIP_INDEX_URL": url, "WSLENV": "PIP_INDEX_URL"}.items():
+                       "FARNODE_TORCH_INDEX": url, "PIP_INDEX_URL": url, "HF_TOKEN": SECRET, "FARNODE_SECRET_KEY": SECRET,
+                       "WSLENV": "PIP_INDEX_URL:HF_TOKEN:FARNODE_SECRET_KEY/u"}.items():
         monkeypatch.setenv(key, value)
     yield AppPaths.default().ensure()
     silent.close()
@@ -124,6 +129,11 @@ def test_first_start_installs_a_distribution_with_progress_and_ctrl_c_ends_the_s
         t.join(15)
         assert box["value"].state == C.STOPPED
         assert machine.wait_empty(timeout=10) < 10
+        # the key-leak scan: no secret of the app's environment crossed wsl.exe, WSLENV naming them or not
+        calls = machine.calls()
+        assert len(calls) > 8 and any(c["inner_env"] and "PIP_INDEX_URL" in c["inner_env"] for c in calls)
+        for call in calls:
+            assert SECRET not in json.dumps([call["argv"], call["env"], call["inner_env"]]), call["argv"][:6]
     finally:
         node.close()
 

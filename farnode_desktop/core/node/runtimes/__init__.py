@@ -6,18 +6,8 @@ stop and set up); :mod:`.wsl` and :mod:`.docker` the two non-native runtimes; th
 
 from __future__ import annotations
 
-import os
-import sys
-
+from farnode_desktop.core.host import current_platform
 from farnode_desktop.core.node.runtimes.base import RUNTIMES, EngineRuntime, EngineRuntimeError, NativeRuntime
-
-PLATFORM_ENV = "FARNODE_PLATFORM"  # the platform seam: ``win32`` on Linux runs the Windows path (tests)
-
-
-def current_platform() -> str:
-    """``sys.platform``, unless ``FARNODE_PLATFORM`` names another: the tests run the Windows path (engine in
-    WSL2 over the stand-in ``wsl.exe`` of tests/support/wsl_standin) on Linux with ``win32``."""
-    return os.environ.get(PLATFORM_ENV) or sys.platform
 
 
 def resolve_runtime_name(setting: str, platform: str | None = None) -> str:
