@@ -4,7 +4,7 @@ under a fake ``C:\\Users\\Jöns Smith\\AppData``, the engine in "WSL2" through t
 
 Shown here: online with checked traffic; the app killed with SIGKILL (taskkill /f) while online and nothing of
 the engine left inside the distribution within 15 s, its port free; a restart that reaches online; the app
-and its wsl.exe processes killed together (taskkill /f /t), the same; pause and resume; Quit with nothing left
+and its wsl.exe processes killed together (taskkill /f /t), the same; pause and resume; stop and start; Quit with nothing left
 inside; no secret in any command line or environment that crossed wsl.exe."""
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def test_the_windows_path_end_to_end(windows_pc, engine_root, free_port):
     finally:
         app.close()
 
-    # 4. restart: online again, pause (nothing inside), resume, Quit (nothing inside)
+    # 4. restart: online again, pause (nothing inside), resume, stop (nothing inside), start, Quit (nothing inside)
     app = App(env, free_port)
     try:
         app.expect("online")
@@ -182,6 +182,11 @@ def test_the_windows_path_end_to_end(windows_pc, engine_root, free_port):
         app.expect("online")
         resumed = app.expect("traffic")["traffic"]
         assert resumed["ok"] == resumed["requests"] >= 1
+        app.send("stop")
+        assert app.expect("stopped", 120)["stopped"] == "stopped"
+        assert m.wait_empty(timeout=5) >= 0 and port_is_free(free_port)
+        app.send("start")
+        app.expect("online")
         app.send("quit")
         app.expect("quit", 120)
         assert app.proc.wait(30) == 0

@@ -1,7 +1,7 @@
 """The app's process on the Windows path, for tests: the core (AppCore, headless) with the platform seam set to
 Windows (FARNODE_PLATFORM=win32, the engine runtime ``auto`` so WSL2, over the stand-in wsl.exe named by
 FARNODE_WSL_EXE), on the local swarm with demo traffic. It prints one JSON line per step on stdout and takes
-commands on stdin: ``pause``, ``resume``, ``quit`` (the tray's Quit). Killed, it leaves what a killed app
+commands on stdin: ``pause``, ``resume``, ``stop``, ``start``, ``quit`` (the tray's Quit). Killed, it leaves what a killed app
 leaves."""
 
 import json
@@ -75,6 +75,12 @@ for line in sys.stdin:
         core.resume_now()
         if online(core):
             traffic(core, 1, before)  # a new client: its counts start again
+    elif cmd == "stop":
+        say(stopped=core.stop_node().state)
+    elif cmd == "start":
+        core.start_node()
+        if online(core):
+            traffic(core, 1)
     elif cmd == "quit":
         core.close()
         say(quit=core.node.state.state)
