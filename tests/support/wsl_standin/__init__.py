@@ -109,8 +109,7 @@ class WslStandin:
     def kill_everything(self) -> None:
         """Test clean-up: every process inside every distribution."""
         for _ in range(50):
-            pids = inside_pids(None) and [p for d in (self.home / "distros").iterdir()
-                                          for p in inside_pids(d)]
+            pids = [p for d in (self.home / "distros").iterdir() for p in inside_pids(d)]
             if not pids:
                 return
             for pid in pids:
