@@ -24,6 +24,9 @@ What it does as WSL does:
 - ``--terminate NAME`` and ``--shutdown`` kill every process inside; a stopped distribution starts on the
   next command, after ``cold_start_s`` when the VM is not running;
 - ``--install -d NAME``, ``--set-version NAME 2``.
+
+Linux only, and it needs ``unshare --mount`` to work (root, as the test machines run; elsewhere a user
+namespace would be needed): where it cannot, the inside command fails with unshare's own message.
 """
 
 from __future__ import annotations
