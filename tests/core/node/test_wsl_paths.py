@@ -36,7 +36,7 @@ def test_a_cold_start_of_10_s_just_takes_longer(tmp_path):
 
 
 def test_wsl_that_does_not_answer_in_time_is_one_clear_message(tmp_path):
-    m = WslStandin(tmp_path / "pc", cold_start_s=30.0)
+    m = WslStandin(tmp_path / "pc", cold_start_s=5.0)
     m.add_distro("Ubuntu")
     rt = runtime_for(m)
     rt.status_timeout_s = 2.0
