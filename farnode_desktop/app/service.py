@@ -223,9 +223,10 @@ def launchd_plan(command: list[str], env: dict[str, str], *, home: Path, log_dir
 
 
 def plan_for_this_system(platform: str | None = None) -> ServicePlan:
+    from farnode_desktop.core.host import current_platform
     from farnode_desktop.core.paths import AppPaths
 
-    platform = platform or sys.platform
+    platform = platform or current_platform()
     env = carried_env(dict(os.environ))  # resolved now, in the installing shell's folder
     if os.environ.get("USER"):
         env["USER"] = os.environ["USER"]

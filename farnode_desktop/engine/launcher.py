@@ -45,6 +45,10 @@ from farnode_desktop.engine.channel import (  # noqa: E402
 )
 
 STOP_GRACE_S = 20.0  # after a stop request, the clean shutdown gets this long before the group is killed
+# The app is gone (its control pipe closed: it was killed, or under WSL2 its wsl.exe was): nobody waits for the
+# clean shutdown, and the GPU's memory and the port must be free for what the user starts next (a game, the app
+# again, within 15 s); the clean shutdown gets this long.
+APP_GONE_GRACE_S = 8.0
 
 
 REACHABILITY_RECHECK_S = (5.0, 60.0, 600.0)  # after online; while nobody could be asked; once answered
@@ -109,7 +113,8 @@ class Launcher:
         except (OSError, ValueError):
             pass
         self.w.send(P.State(state=P.ServerState.STOPPING, reason=why))
-        deadline = time.monotonic() + STOP_GRACE_S
+        grace = APP_GONE_GRACE_S if why.startswith("the app is gone") else STOP_GRACE_S
+        deadline = time.monotonic() + grace
         main = threading.main_thread()
         while not self.interrupted and main.is_alive() and time.monotonic() < deadline:
             if self.in_engine:
@@ -122,7 +127,7 @@ class Launcher:
             main.join(max(deadline - time.monotonic(), 0.0))
         if main.is_alive():
             self.w.send(P.Failed(category=P.Category.STOP_TIMEOUT, message=f"the server did not stop within "
-                                 f"{STOP_GRACE_S:.0f} s; its processes were killed"))
+                                 f"{grace:.0f} s; its processes were killed"))
             kill_process_group_except_self()
             os._exit(P.ExitCode.CRASH)
 

@@ -26,6 +26,7 @@ from farnode_desktop.engine import protocol as P  # noqa: E402
 from farnode_desktop.engine.channel import ControlPipe, EventWriter, kill_process_group_except_self  # noqa: E402
 
 STOP_GRACE_S = 8.0  # after a stop request, an unfinished request gets this long before the process exits
+APP_GONE_GRACE_S = 1.0  # the same when the app is gone (its control or event pipe closed)
 
 
 def run(w: EventWriter, cfg: P.TrafficConfig, stop: threading.Event) -> int:
@@ -177,11 +178,12 @@ def _announce_servers(w: EventWriter, remote, dht_prefix: str | None, peers: set
             w.send(P.ServerAnnounce(peer_id=peer, public_name=now[0], statement=statement, signature=signature))
 
 
-def _stop(stop: threading.Event) -> None:
+def _stop(stop: threading.Event, why: str = "") -> None:
     """Ask the request loop to end; a request that is still stuck after STOP_GRACE_S seconds (its server
-    went away mid-request) is not waited for: nobody is left to wait for its answer."""
+    went away mid-request) is not waited for: nobody is left to wait for its answer. When the app is gone
+    (under WSL2: its wsl.exe was killed), nobody reads any answer: the client ends after APP_GONE_GRACE_S."""
     stop.set()
-    time.sleep(STOP_GRACE_S)
+    time.sleep(APP_GONE_GRACE_S if why.startswith("the app is gone") else STOP_GRACE_S)
     kill_process_group_except_self()
     os._exit(0)
 
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         w.send(P.Error(message=f"no valid configuration on stdin ({exc})", fatal=True))
         return P.ExitCode.CONFIG
     stop = threading.Event()
-    control.start(lambda _why: _stop(stop))  # stop, end of stdin, or the event pipe's reader gone
+    control.start(lambda why: _stop(stop, why))  # stop, end of stdin, or the event pipe's reader gone
     try:
         return run(w, cfg, stop)
     except Exception as exc:  # noqa: BLE001

@@ -32,7 +32,7 @@ from farnode_desktop.core import topics as T
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.engine_venv import EngineEnv
-from farnode_desktop.core.node.runtimes.base import EngineRuntime, NativeRuntime
+from farnode_desktop.core.node.runtimes.base import EngineRuntime, NativeRuntime, without_secrets
 from farnode_desktop.core.resources import engine_source_root
 from farnode_desktop.engine import protocol as P
 
@@ -273,7 +273,7 @@ class Supervisor:
 
     def _run_quietly(self, cmd) -> None:
         try:
-            done = process_tree.run(cmd, timeout=30)
+            done = process_tree.run(cmd, timeout=30, env=without_secrets())  # wsl.exe, docker: no secret crosses
         except OSError as exc:
             self._logger.warning("stop command %s failed: %s", cmd[0], exc)
             return
@@ -394,6 +394,9 @@ class Supervisor:
         if isinstance(ev, P.Hello):
             run.got_hello = True
             run.engine_pid = ev.pid
+            if self._run is run and not isinstance(self.runtime, NativeRuntime):
+                # the pid inside WSL2 / the container: what the next start ends if this app dies with it running
+                self._write_pid_file(run.proc.pid, engine_pid=ev.pid)
         elif isinstance(ev, P.State):
             state = _LAUNCHER_STATES.get(ev.state)
             if state and not (run.stop_requested and state != C.STOPPING) and self._run is run:
@@ -571,12 +574,14 @@ class Supervisor:
             h.close()
             self._logger.removeHandler(h)
 
-    def _write_pid_file(self, pid: int) -> None:
+    def _write_pid_file(self, pid: int, engine_pid: int | None = None) -> None:
         tree = self._run.tree if self._run is not None else None
-        atomic_write_json(self.pid_file, {"pid": pid, "grouped": bool(tree and tree.grouped),
-                                          "started": tree.started if tree else time.time(),
-                                          "port": self._config.get("port"), "app_pid": os.getpid(),
-                                          "app_started": _started_at(os.getpid())})
+        info = {"pid": pid, "grouped": bool(tree and tree.grouped), "started": tree.started if tree else time.time(),
+                "port": self._config.get("port"), "app_pid": os.getpid(), "app_started": _started_at(os.getpid()),
+                "runtime": self.runtime.name}
+        if engine_pid is not None:
+            info["engine_pid"] = int(engine_pid)
+        atomic_write_json(self.pid_file, info)
 
     def _remove_pid_file(self) -> None:
         try:
@@ -614,8 +619,17 @@ class Supervisor:
         if victims:
             log.warning("removing %d processes left by an earlier run (launcher %d)", len(victims), pid)
             tree.kill()
+        inside = 0
+        engine_pid = info.get("engine_pid")
+        if isinstance(engine_pid, int) and info.get("runtime", self.runtime.name) == self.runtime.name:
+            # WSL2: killing wsl.exe (above) leaves the Linux processes it started running (microsoft/WSL#2496)
+            for cmd in self.runtime.leftover_commands(engine_pid):
+                log.warning("ending what an earlier run left inside %s (launcher %d there)", self.runtime.name,
+                            engine_pid)
+                self._run_quietly(cmd)
+                inside = 1
         self._remove_pid_file()
-        return len(victims)
+        return len(victims) + inside
 
 
 def _started_at(pid: int) -> float | None:

@@ -6,14 +6,13 @@ stop and set up); :mod:`.wsl` and :mod:`.docker` the two non-native runtimes; th
 
 from __future__ import annotations
 
-import sys
-
+from farnode_desktop.core.host import current_platform
 from farnode_desktop.core.node.runtimes.base import RUNTIMES, EngineRuntime, EngineRuntimeError, NativeRuntime
 
 
 def resolve_runtime_name(setting: str, platform: str | None = None) -> str:
-    """``native``, ``wsl2`` or ``docker`` for a ``runtime`` setting on a platform (``sys.platform``)."""
-    platform = platform or sys.platform
+    """``native``, ``wsl2`` or ``docker`` for a ``runtime`` setting on a platform (:func:`current_platform`)."""
+    platform = platform or current_platform()
     if setting not in RUNTIMES:
         raise EngineRuntimeError(f"Unknown engine runtime {setting!r}: use one of {', '.join(RUNTIMES)} in "
                             "Settings > Network.")
@@ -40,9 +39,9 @@ def make_runtime(setting: str, *, engine=None, paths=None, variant: str = "cpu",
             raise ValueError("the native runtime needs the EngineEnv")
         return NativeRuntime(engine.python, engine_source_root())
     if name == "wsl2":
-        from farnode_desktop.core.node.runtimes.wsl import Wsl2Runtime
+        from farnode_desktop.core.node.runtimes.wsl import Wsl2Runtime, wsl_exe
 
-        return Wsl2Runtime(source_root=engine_source_root(), variant=variant)
+        return Wsl2Runtime(source_root=engine_source_root(), variant=variant, wsl=wsl_exe())
     from farnode_desktop.core.node.runtimes.docker import DockerRuntime
 
     if paths is None:

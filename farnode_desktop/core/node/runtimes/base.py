@@ -42,6 +42,18 @@ SECRET_ENV_RE = re.compile(r"PRIVATE_?KEY|MNEMONIC|SEED_?PHRASE|RECOVERY_?PHRASE
                            r"|HF_TOKEN|HUGGING_?FACE_?HUB_?TOKEN|HF_API_TOKEN", re.I)
 
 
+def without_secrets(env: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment (the app's, by default) for host programs that reach the engine's side (``wsl.exe``,
+    ``docker``): less every secret-named variable, and less such names in ``WSLENV`` (WSL hands the variables
+    it names to the Linux side)."""
+    source = os.environ if env is None else env
+    out = {k: v for k, v in source.items() if not SECRET_ENV_RE.search(k)}
+    if "WSLENV" in out:
+        out["WSLENV"] = ":".join(item for item in out["WSLENV"].split(":")
+                                 if item and not SECRET_ENV_RE.search(item.partition("/")[0]))
+    return out
+
+
 def engine_subprocess_env(extra: dict[str, str] | None = None, *, source_root: str | Path | None = None
                           ) -> dict[str, str]:
     """Environment for engine processes: only what they need, never the app's secrets.
@@ -129,6 +141,11 @@ class SetupStep:
     input: bytes | None = None  # written to its stdin
     # Checks a successful step's output; returns what is wrong ("" when nothing is): the step then fails.
     verify: Callable[[str], str] | None = field(default=None, compare=False)
+    # Variables added to the command's environment (a ``WSLENV`` here is added to the app's own list).
+    host_env: tuple[tuple[str, str], ...] = ()
+    # Run when the step is cancelled or times out: ends what killing the command's host process tree does not
+    # reach (a Linux process inside WSL outlives a killed wsl.exe).
+    cleanup: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +188,11 @@ class EngineRuntime(ABC):
         """``engine_pid``: the launcher's own pid as it reported it (``hello`` event), which differs from
         the host pid under WSL2 and Docker."""
         return StopStrategy()
+
+    def leftover_commands(self, engine_pid: int) -> tuple[tuple[str, ...], ...]:
+        """Commands that end what an earlier, dead app left running of its server whose launcher reported
+        ``engine_pid`` (run before the next start). Empty where ending the host process tree is enough."""
+        return ()
 
     def setup_steps(self, variant: str) -> list[SetupStep]:
         """Commands that set up the engine environment (empty: the app's EngineEnv does it in-process)."""
@@ -244,7 +266,12 @@ def run_step(step: SetupStep, cancel: Callable[[], bool] | None = None) -> StepR
     once. A missing program or a timeout is rc 127/124."""
     from farnode_desktop.core.process_tree import run
 
-    done = run(step.argv, timeout=step.timeout_s, cancel=cancel, input=step.input)
+    env = without_secrets()
+    for key, value in step.host_env:
+        env[key] = ":".join(filter(None, (env.get(key, ""), value))) if key == "WSLENV" else value
+    done = run(step.argv, timeout=step.timeout_s, cancel=cancel, input=step.input, env=env)
+    if (done.cancelled or done.timed_out) and step.cleanup:
+        run(step.cleanup, timeout=60, env=without_secrets())
     output = decode_output(done.output)
     if done.timed_out:
         output += f"\ntimed out after {step.timeout_s:.0f} s"

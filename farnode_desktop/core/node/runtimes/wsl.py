@@ -16,7 +16,8 @@ import json
 import os
 import re
 import shlex
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from farnode_desktop.core.engine_lock import (
@@ -37,13 +38,19 @@ from farnode_desktop.core.node.runtimes.base import (
     StopStrategy,
     engine_env_subset,
     step_weights,
+    without_secrets,
 )
 
 WSL = "wsl.exe"
+WSL_EXE_ENV = "FARNODE_WSL_EXE"  # another wsl.exe: the tests' stand-in (tests/support/wsl_standin)
+# Folders that stand for Windows drives when the app runs the Windows path on another OS (the tests, with
+# the stand-in wsl.exe): ``c=/folder;d=/folder``. Unset on Windows, where host paths are Windows paths.
+DRIVES_ENV = "FARNODE_WINDOWS_DRIVES"
 DEFAULT_DISTRO = "Ubuntu"  # what `wsl --install -d Ubuntu` registers; an existing one is reused
 WSL_ROOT = PurePosixPath("/opt/farnode")
 WSL_SRC = WSL_ROOT / "src"
 WSL_CACHE = WSL_ROOT / "cache"
+STEP_TAG = "FARNODE_SETUP_STEP"  # carried into WSL by WSLENV: marks the processes of one set-up step
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,29 @@ def choose_distro(distros: list[WslDistro], wanted: str = "") -> WslDistro | Non
     return ubuntus[0] if ubuntus else None
 
 
+def wsl_exe() -> str:
+    """The ``wsl.exe`` to run (``FARNODE_WSL_EXE`` names another: the tests' stand-in)."""
+    return os.environ.get(WSL_EXE_ENV) or WSL
+
+
+def host_to_windows_path(path: str | Path, drives: str | None = None) -> str:
+    """A host path as Windows names it: itself on Windows; under ``FARNODE_WINDOWS_DRIVES`` (``c=/folder;...``,
+    the tests' stand-in machine) a path inside one of those folders becomes ``C:\\...``."""
+    s = str(path)
+    spec = os.environ.get(DRIVES_ENV, "") if drives is None else drives
+    if not spec or not s.startswith("/"):
+        return s
+    target = PurePosixPath(s)
+    for item in filter(None, spec.split(";")):
+        letter, _, folder = item.partition("=")
+        try:
+            rest = target.relative_to(PurePosixPath(folder))
+        except ValueError:
+            continue
+        return str(PureWindowsPath(f"{letter.upper()}:\\", *rest.parts))
+    return s
+
+
 def windows_to_wsl_path(path: str | Path, distro: str = "") -> str:
     """``C:\\Users\\me\\x`` -> ``/mnt/c/Users/me/x``; ``\\\\wsl$\\<distro>\\opt\\x`` (or ``\\\\wsl.localhost``)
     -> ``/opt/x``. POSIX paths are returned as they are. Other network paths are refused."""
@@ -126,6 +156,7 @@ class Wsl2Runtime(EngineRuntime):
     """Runs the engine in a WSL2 distribution through ``wsl.exe`` (events on stdout, log on stderr)."""
 
     name = "wsl2"
+    status_timeout_s = 60.0  # what `wsl --status` and `wsl -l -v` get (the first call after boot takes seconds)
 
     def __init__(self, source_root: str | Path, variant: str = "cuda", distro: str = DEFAULT_DISTRO,
                  host_env: dict[str, str] | None = None, wsl: str = WSL):
@@ -136,6 +167,7 @@ class Wsl2Runtime(EngineRuntime):
         self.distro = distro
         self.wsl = wsl
         self.host_env = host_env
+        self.drives = (host_env if host_env is not None else os.environ).get(DRIVES_ENV, "")
         self.engine_dir = WSL_ROOT / "engine" / env_folder_name(variant)  # a changed lock: a new folder
         self.venv = self.engine_dir / "venv"
         self.python = str(self.venv / "bin" / "python")
@@ -174,13 +206,16 @@ class Wsl2Runtime(EngineRuntime):
         return SpawnSpec(argv=argv, env=self._host_env(), pass_fds=(), cwd=None, events_on_stdout=False)
 
     def _host_env(self) -> dict[str, str]:
+        """wsl.exe's environment: the app's, less its secrets (a wallet key, the Hugging Face token: WSL hands
+        whatever WSLENV names to the Linux side) and the GUI's Python variables. What the engine needs
+        crosses on its command line (``env K=V``, :meth:`_engine_env`), never through WSLENV."""
         host = self.host_env if self.host_env is not None else dict(os.environ)
-        host_env = {k: v for k, v in host.items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
+        host_env = {k: v for k, v in without_secrets(host).items() if not k.startswith(("FARNODE_SECRET", "PYTHON"))}
         host_env["WSL_UTF8"] = "1"  # wsl.exe's own messages in UTF-8
         return host_env
 
     def translate_path(self, path) -> str:
-        return windows_to_wsl_path(path, self.distro)
+        return windows_to_wsl_path(host_to_windows_path(path, self.drives), self.distro)
 
     def translate_config(self, config: dict) -> dict:
         out = super().translate_config(config)
@@ -198,11 +233,19 @@ class Wsl2Runtime(EngineRuntime):
         return StopStrategy(stdin_line=STOP_LINE, signal=None, grace_s=30.0, fallback=fallback,
                             fallback_grace_s=15.0, kill_group=False, kill_commands=kill)
 
+    def leftover_commands(self, engine_pid: int) -> tuple[tuple[str, ...], ...]:
+        """The launcher's process group inside the distribution (it leads it: ``setsid -w``), killed only while
+        a member of that group is still one of the engine's (the pid may have been reused since)."""
+        script = ('pgrep -g "$1" -f "farnode_desktop[.]engine|p2pd" >/dev/null 2>&1 || exit 0; '
+                  'kill -9 -"$1" 2>/dev/null; exit 0')
+        return (self.wsl_cmd("sh", "-c", script, "farnode-leftovers", str(int(engine_pid))),)
+
     # ------------------------------------------------------------------ status
     def status_steps(self) -> list[SetupStep]:
         return [
-            SetupStep("checking WSL", (self.wsl, "--status"), check=True, timeout_s=60),
-            SetupStep("listing WSL distributions", (self.wsl, "-l", "-v"), check=True, timeout_s=60),
+            SetupStep("checking WSL", (self.wsl, "--status"), check=True, timeout_s=self.status_timeout_s),
+            SetupStep("listing WSL distributions", (self.wsl, "-l", "-v"), check=True,
+                      timeout_s=self.status_timeout_s),
             SetupStep("reading the engine's state", self.wsl_cmd("cat", str(self.engine_dir / "ready.json")),
                       check=True, timeout_s=120),
         ]
@@ -210,6 +253,11 @@ class Wsl2Runtime(EngineRuntime):
     def parse_status(self, outputs: list[tuple[int, str]]) -> RuntimeStatus:
         """``outputs``: (exit code, decoded output) of :meth:`status_steps`, in order; fewer is fine."""
         rc, text = outputs[0]
+        if rc == 124 and text.rstrip().endswith("timed out after " f"{self.status_timeout_s:.0f} s"):
+            return RuntimeStatus(False, message=f"WSL did not answer within {self.status_timeout_s:.0f} s (the first "
+                                 "call after Windows starts can be slow). Wait a minute and start again; if it "
+                                 "repeats, run `wsl --shutdown` in PowerShell, then start again.",
+                                 details={"wsl": text[-300:]})
         st = parse_wsl_status(text, rc)
         if not st.installed:
             return RuntimeStatus(False, message="WSL2 is not installed. Open PowerShell as administrator, run "
@@ -284,4 +332,16 @@ class Wsl2Runtime(EngineRuntime):
                                                "commit": engine.commit}}).encode()
         steps.append(SetupStep("marking the engine ready", self.sh(
             f"cat > {q(str(self.engine_dir / 'ready.json'))}"), input=marker, timeout_s=60))
-        return steps
+        return [self.tagged_step(s) for s in steps]
+
+    def tagged_step(self, step: SetupStep) -> SetupStep:
+        """A step that runs inside the distribution, tagged (a variable WSLENV carries in, which every process
+        it starts inherits) so that a cancel or a timeout, which kills wsl.exe only, also ends its processes
+        there (pip keeps downloading otherwise)."""
+        if step.argv[:2] != (self.wsl, "-d"):
+            return step
+        tag = uuid.uuid4().hex[:16]
+        script = (f'for p in /proc/[0-9]*; do grep -qxz "{STEP_TAG}=$1" "$p/environ" 2>/dev/null && '
+                  'kill -9 "${p#/proc/}" 2>/dev/null; done; exit 0')
+        return replace(step, host_env=((STEP_TAG, tag), ("WSLENV", STEP_TAG)),
+                       cleanup=self.wsl_cmd("sh", "-c", script, "farnode-cancel", tag))

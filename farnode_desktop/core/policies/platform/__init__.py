@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from farnode_desktop.core.host import current_platform
 from farnode_desktop.core.policies.platform.base import (
     NOT_AVAILABLE,
     Autostart,
@@ -88,7 +89,7 @@ def launch_command(minimized: bool, *, executable: str | None = None, frozen: bo
     """
     exe = executable or sys.executable
     frozen = getattr(sys, "frozen", False) if frozen is None else frozen
-    platform = platform or sys.platform
+    platform = platform or current_platform()
     if frozen:
         cmd = [exe, "gui"]
     else:
