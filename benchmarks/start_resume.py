@@ -78,9 +78,9 @@ def stop_bare(server: BareServer) -> None:
 
     server.proc.send_signal(signal.SIGINT)
     try:
-        server.proc.wait(20)
+        server.proc.wait(10)
     except subprocess.TimeoutExpired:
-        print("  (the bare server did not stop within 20 s of SIGINT: its process group is killed)", flush=True)
+        print("  (the bare server did not stop within 10 s of SIGINT: its process group is killed)", flush=True)
     try:
         os.killpg(server.proc.pid, signal.SIGKILL)
     except ProcessLookupError:
