@@ -12,9 +12,10 @@ The app's core (NodeController, as the headless mode drives it) serves the demo 
 Prints each round, then the medians with min-max, the ratios to the bare engine's start, and the median time of
 each phase of a start and of a resume (the timeline the app records: ``status --json``'s ``start_timeline``).
 Every mode reads the same cached throughput measurement (a warm-up start makes it). ``--no-standby`` measures
-the resume without the warm standby (the app before it had one).
+the resume without the warm standby (the app before it had one); ``--compare`` runs each resume round without
+it, then with it, so that both are measured under the same load.
 
-Usage: python benchmarks/start_resume.py [--rounds 5] [--pause-s 20] [--no-standby] [--no-bare]
+Usage: python benchmarks/start_resume.py [--rounds 5] [--pause-s 20] [--no-standby | --compare] [--no-bare]
 (FARNODE_ENGINE_ROOT may point at a ready engine environment; otherwise the default one is used/set up.)
 """
 
@@ -93,6 +94,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--pause-s", type=float, default=20.0, help="how long each pause lasts before the resume")
     ap.add_argument("--no-standby", action="store_true", help="resume without the warm standby launcher")
+    ap.add_argument("--compare", action="store_true",
+                    help="each resume round twice: without the standby (the app before it), then with it")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare engine's starts")
     ap.add_argument("--timeline-json", help="also write every round's timeline to this file")
     args = ap.parse_args()
@@ -109,6 +112,8 @@ def main() -> int:
     bare: list[float] = []
     start_tl: list[list[dict]] = []
     resume_tl: list[list[dict]] = []
+    cold: list[float] = []  # --compare: the resumes without the standby
+    cold_tl: list[list[dict]] = []
     try:
         t0 = time.perf_counter()
         node.start()  # warm-up: the engine's check, the demo model, the throughput measurement (cached)
@@ -126,13 +131,17 @@ def main() -> int:
                 node.stop()
 
         for r in range(args.rounds):  # the node is online (the last start round)
-            node.pause("benchmark pause")
-            time.sleep(args.pause_s)
-            t0 = time.perf_counter()
-            node.resume()
-            resumes.append(wait_online(node, t0))
-            resume_tl.append(node.supervisor.timeline)
-            print(f"resume {r + 1}: online after {resumes[-1]:6.2f} s", flush=True)
+            for standby in ((False, True) if args.compare else (not args.no_standby,)):
+                node.warm_standby = standby
+                node.pause("benchmark pause")
+                time.sleep(args.pause_s)
+                t0 = time.perf_counter()
+                node.resume()
+                took = wait_online(node, t0)
+                (resumes if standby or not args.compare else cold).append(took)
+                (resume_tl if standby or not args.compare else cold_tl).append(node.supervisor.timeline)
+                print(f"resume {r + 1}: online after {took:6.2f} s (standby {'on' if standby else 'off'})",
+                      flush=True)
         node.stop()
 
         if not args.no_bare:
@@ -149,21 +158,29 @@ def main() -> int:
     finally:
         node.close()
 
-    print(f"\nmedians of {args.rounds} rounds on {os.cpu_count()} CPUs, demo model, warm standby "
-          f"{'off' if args.no_standby else 'on'}, pause {args.pause_s:.0f} s:")
+    mode = "off and on, alternating" if args.compare else ("off" if args.no_standby else "on")
+    print(f"\nmedians of {args.rounds} rounds on {os.cpu_count()} CPUs, demo model, warm standby {mode}, "
+          f"pause {args.pause_s:.0f} s:")
     print(f"  Start -> Online            {summary(starts)}")
-    print(f"  Pause -> Resume -> Online  {summary(resumes)}")
+    if cold:
+        print(f"  Pause -> Resume -> Online  {summary(cold)}   without the standby")
+    print(f"  Pause -> Resume -> Online  {summary(resumes)}" + ("   with the standby" if cold else ""))
     if bare:
         b = statistics.median(bare)
         print(f"  bare engine start          {summary(bare)}")
         print(f"  ratio start/bare  {statistics.median(starts) / b:.2f}")
+        if cold:
+            print(f"  ratio resume/bare {statistics.median(cold) / b:.2f} without the standby")
         print(f"  ratio resume/bare {statistics.median(resumes) / b:.2f}")
     print_timeline("Start timeline", start_tl)
+    if cold_tl:
+        print_timeline("Resume timeline without the standby", cold_tl)
     print_timeline("Resume timeline", resume_tl)
     if args.timeline_json:
         import json
 
-        Path(args.timeline_json).write_text(json.dumps({"start": start_tl, "resume": resume_tl}, indent=1))
+        Path(args.timeline_json).write_text(json.dumps({"start": start_tl, "resume": resume_tl,
+                                                        "resume_without_standby": cold_tl}, indent=1))
     return 0
 
 

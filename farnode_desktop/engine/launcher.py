@@ -276,6 +276,8 @@ class Launcher:
             return P.ExitCode.START_FAILED
         try:
             self.install_hooks()
+            if P.StartPhase.IMPORTS not in self.clock.done:  # else a standby launcher imported them ahead
+                self.clock.mark(P.StartPhase.IMPORTS)
             peers = self.bootstrap_peers()
             if peers and not any_peer_answers(peers):
                 self.w.send(P.Failed(category=P.Category.BOOTSTRAP, message=(
@@ -293,8 +295,6 @@ class Launcher:
                                      torch_version=torch.__version__, transformers_version=transformers.__version__,
                                      cuda=torch.cuda.is_available()))
             cli = importlib.import_module(f"{self.engine.__name__}.cli.run_server")
-            if P.StartPhase.IMPORTS not in self.clock.done:  # a standby launcher imported them ahead
-                self.clock.mark(P.StartPhase.IMPORTS)
             sys.argv = ["run_server", *self.argv()]
             cli.main()  # returns after a clean stop (KeyboardInterrupt is handled inside)
         except KeyboardInterrupt:

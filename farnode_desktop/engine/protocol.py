@@ -229,8 +229,8 @@ class StartPhase:
     so their seconds add up to the whole start."""
 
     PROCESS = "process"  # the process's creation to the launcher's first line (the interpreter's start)
-    IMPORTS = "imports"  # the engine, torch and transformers imported, the engine's hooks installed
-    ENGINE_SETUP = "engine_setup"  # the engine's arguments, the model's config, the reachability check
+    IMPORTS = "imports"  # the engine, torch, transformers, peft and bitsandbytes imported, the hooks installed
+    ENGINE_SETUP = "engine_setup"  # the bootstrap peers' check, the engine's arguments, the model's config, reachability
     DHT_JOIN = "dht_join"  # the server's DHT node started and joined the swarm
     THROUGHPUT = "throughput"  # the throughput check (FarMesh's cached measurement, or a new one)
     BLOCK_CHOICE = "block_choice"  # memory sizing and the choice of blocks (the swarm's DHT read)

@@ -127,3 +127,57 @@ def test_status_json_carries_the_start_timeline(sup, app_paths):
                            decision=None, earnings=earnings)
     assert [p["phase"] for p in report["start_timeline"]] == list(P.PHASES)
     assert all(isinstance(p["seconds"], float) for p in report["start_timeline"])
+
+
+@pytest.fixture
+def ctl(app_paths):
+    from farnode_desktop.core.node.controller import NodeController
+    from farnode_desktop.core.node.demo_swarm import TrafficGenerator
+
+    bus = EventBus()
+    node = NodeController(app_paths, bus)
+    s = Supervisor(node.engine, bus, log_dir=app_paths.log_dir, run_dir=app_paths.run_dir,
+                   runtime=NativeRuntime(sys.executable, REPO), launcher=FAKE)
+    node.supervisor.close()
+    node.supervisor, node.supervisors = s, {"main": s}
+    node.traffic = TrafficGenerator(s.runtime, bus, app_paths.log_dir)
+    yield node
+    node.close()
+
+
+def test_the_controller_keeps_a_standby_while_paused_only(ctl, monkeypatch):
+    from farnode_desktop.core.node.controller import ServerSpec
+
+    specs = [ServerSpec("main", {"model": "fake", "port": 0})]
+    monkeypatch.setattr(ctl, "server_specs", lambda: specs)  # the plan needs an engine; the stand-in needs none
+    ctl._user_wants_running = True  # what start() sets before the engine set-up it would run here
+    ctl._start_specs(specs)
+    sup = ctl.supervisor
+    assert sup.wait_for(C.ONLINE, 10).state == C.ONLINE and not sup.has_standby
+
+    ctl.pause("a game started")
+    assert ctl.state.state == C.PAUSED and sup.has_standby
+    standby = sup._standby.proc.pid
+    ctl.resume()
+    assert sup.wait_for(C.ONLINE, 10).state == C.ONLINE and sup.pid == standby
+    assert sup.timeline[0]["phase"] == PREPARE_PHASE  # the resume's order counts from resume()
+
+    ctl.warm_standby = False
+    ctl.pause("without a standby")
+    assert ctl.state.state == C.PAUSED and not sup.has_standby
+    ctl.warm_standby = True
+    ctl.resume()
+    assert sup.wait_for(C.ONLINE, 10).state == C.ONLINE
+
+    ctl.pause("again")
+    kept = sup._standby.proc.pid
+    assert ctl.stop().state == C.STOPPED and not sup.has_standby
+    assert wait_until(lambda: _gone(kept), 5)
+
+    ctl._user_wants_running = True
+    ctl._start_specs(specs)
+    assert sup.wait_for(C.ONLINE, 10).state == C.ONLINE
+    ctl.pause("and the app closes")
+    kept = sup._standby.proc.pid
+    ctl.close()
+    assert _gone(kept)
