@@ -87,21 +87,24 @@ class StartClock:
 
 def import_engine_stack() -> object:
     """Everything a server start imports: the engine (with the hivemind bridge), its server and CLI modules,
-    torch, transformers, and the engine's adapter module (peft and bitsandbytes, about 2 s on a CPU), which the
-    engine imports late, in its first block's backend. A standby launcher imports them before its start order.
-    No GPU is touched (CUDA is initialised by the first tensor on a GPU, not by an import)."""
+    torch, transformers and, on a computer without a CUDA GPU, the engine's adapter module (peft and
+    bitsandbytes, about 2 s on a CPU), which the engine would import late, in its first block's backend. A
+    standby launcher imports them before its start order, and must touch no GPU: importing torch initialises
+    no CUDA, but bitsandbytes asks every GPU for its compute capability when it is imported, which does, so
+    with a CUDA GPU that import stays where the engine makes it."""
     from farnode_desktop.engine.compat import import_engine
 
     engine = import_engine()
     hooks.EngineModules.load(engine.__name__)
-    import torch  # noqa: F401
+    import torch
     import transformers  # noqa: F401
 
-    try:
-        importlib.import_module(f"{engine.__name__}.utils.peft")
-    except ImportError as exc:  # the engine imports it again where it needs it, and reports a failure there
-        print(f"farnode launcher: {engine.__name__}.utils.peft not imported ahead: {exc}", file=sys.stderr,
-              flush=True)
+    if not torch.cuda.is_available():  # asks the driver how many GPUs there are; creates no CUDA context
+        try:
+            importlib.import_module(f"{engine.__name__}.utils.peft")
+        except ImportError as exc:  # the engine imports it again where it needs it, and reports a failure there
+            print(f"farnode launcher: {engine.__name__}.utils.peft not imported ahead: {exc}", file=sys.stderr,
+                  flush=True)
     return engine
 
 

@@ -229,7 +229,7 @@ class StartPhase:
     so their seconds add up to the whole start."""
 
     PROCESS = "process"  # the process's creation to the launcher's first line (the interpreter's start)
-    IMPORTS = "imports"  # the engine, torch, transformers, peft and bitsandbytes imported, the hooks installed
+    IMPORTS = "imports"  # the engine, torch, transformers (peft, bitsandbytes: no CUDA GPU) imported, hooks installed
     ENGINE_SETUP = "engine_setup"  # the bootstrap peers' check, the engine's arguments, the model's config, reachability
     DHT_JOIN = "dht_join"  # the server's DHT node started and joined the swarm
     THROUGHPUT = "throughput"  # the throughput check (FarMesh's cached measurement, or a new one)
