@@ -181,3 +181,22 @@ def test_the_controller_keeps_a_standby_while_paused_only(ctl, monkeypatch):
     kept = sup._standby.proc.pid
     ctl.close()
     assert _gone(kept)
+
+
+def test_the_last_start_in_words_for_the_status_command():
+    from farnode_desktop.app.status_cli import status_rows
+    from farnode_desktop.core.status import start_timeline_text
+
+    assert start_timeline_text([]) == ""
+    fresh = [{"phase": "prepare", "seconds": 0.0, "at_s": 0.0}, {"phase": "imports", "seconds": 3.77, "at_s": 3.8},
+             {"phase": "dht_join", "seconds": 0.3, "at_s": 4.1}, {"phase": "announce", "seconds": 0.6, "at_s": 4.7}]
+    assert start_timeline_text(fresh) == "online 4.7 s after the order; longest: imports 3.8 s"
+    resumed = [{"phase": "process", "seconds": 0.1, "at_s": -20.0, "ahead": True},
+               {"phase": "imports", "seconds": 3.3, "at_s": -16.6, "ahead": True},
+               {"phase": "dht_join", "seconds": 0.3, "at_s": 0.5}, {"phase": "announce", "seconds": 0.13, "at_s": 0.75}]
+    assert start_timeline_text(resumed) == ("online 0.8 s after the order; longest: dht_join 0.3 s (process, imports "
+                                            "3.4 s done ahead by the standby)")
+    assert start_timeline_text(fresh[:3]) == "in progress: dht_join done 4.1 s after the order"
+    rows = dict(status_rows({"start_timeline": resumed}))
+    assert rows["Last start"].startswith("online 0.8 s after the order")
+    assert "Last start" not in dict(status_rows({}))
