@@ -10,6 +10,7 @@ from typing import IO
 from farnode_desktop.core.control import NotRunning, request
 from farnode_desktop.core.instance import FACES, InstanceLock
 from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.core.status import start_timeline_text
 
 
 def cli_status(as_json: bool = False, out: IO[str] | None = None) -> int:
@@ -64,6 +65,9 @@ def status_rows(r: dict) -> list[tuple[str, str]]:
         ("Uptime", r.get("uptime", "0:00:00")),
         ("Reachable", r.get("reachability", {}).get("text", "?")),
     ]
+    last_start = start_timeline_text(r.get("start_timeline") or [])
+    if last_start:
+        rows.append(("Last start", last_start))
     if r.get("peer_id"):
         rows.append(("Peer id", r["peer_id"]))
     traffic = r.get("demo_traffic")

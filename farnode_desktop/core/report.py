@@ -65,6 +65,8 @@ def status_report(*, face: str, data_dir: Path, node: Any, reachability: dict, d
                     (node.plan.model if node.plan is not None else net.model)},
         "node": stats_fields(stats),
         "uptime": uptime_text(stats.uptime_s),
+        # the phases of the last start (the seconds each took; "ahead": done by a standby before the order)
+        "start_timeline": node.supervisor.timeline,
         "peer_id": peer.peer_id,
         "reachability": _reachability(node, reachability, list(peer.addrs), st.state),
         "policy": list(decision.reasons) if decision is not None else [],

@@ -32,6 +32,25 @@ def describe(state: C.NodeState, stats: C.NodeStats) -> str:
     return words
 
 
+def start_timeline_text(timeline: list[dict]) -> str:
+    """The last start in words, from its timeline (``status --json``'s ``start_timeline``): "online 4.7 s after
+    the order; longest: imports 3.8 s", and what a standby launcher did ahead. Empty before any start."""
+    waited = [p for p in timeline if not p.get("ahead")]
+    if not waited:
+        return ""
+    last = waited[-1]
+    if last.get("phase") != "announce":
+        return f"in progress: {last.get('phase')} done {last.get('at_s', 0.0):.1f} s after the order"
+    longest = max(waited, key=lambda p: p.get("seconds", 0.0))
+    text = (f"online {last.get('at_s', 0.0):.1f} s after the order; longest: {longest.get('phase')} "
+            f"{longest.get('seconds', 0.0):.1f} s")
+    ahead = [p for p in timeline if p.get("ahead")]
+    if ahead:
+        text += (f" ({', '.join(str(p.get('phase')) for p in ahead)} "
+                 f"{sum(p.get('seconds', 0.0) for p in ahead):.1f} s done ahead by the standby)")
+    return text
+
+
 def uptime_text(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"

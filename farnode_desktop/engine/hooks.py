@@ -86,7 +86,8 @@ class EngineModules:
 WRAPPED: dict[str, tuple[str, ...]] = {
     "install_network_checks": ("server.throughput:measure_network_rps", "cli.run_server:validate_version"),
     "install_model_check": ("server.server:AutoDistributedConfig.from_pretrained",),
-    "install_lifecycle_events": ("server.server:check_direct_reachability", "server.server:get_server_throughput",
+    "install_lifecycle_events": ("server.server:check_direct_reachability", "server.server:DHT",
+                                 "server.server:get_server_throughput",
                                  "server.server:load_pretrained_block", "server.server:ModuleContainer.create",
                                  "server.server:ModuleContainer.__init__",
                                  "server.server:Server._should_choose_other_blocks"),
@@ -107,6 +108,9 @@ PINNED_SIGNATURES: dict[str, str] = {
     'cli.run_server:validate_version': '',
     'server.server:AutoDistributedConfig.from_pretrained': 'model_name_or_path, *args, revision, **kwargs',
     'server.server:check_direct_reachability': 'max_peers, threshold, **kwargs',
+    'server.server:DHT':
+        'initial_peers, *, start, p2p, daemon, num_workers, record_validators, shutdown_timeout, await_ready, '
+        '**kwargs',
     'server.server:get_server_throughput':
         'model_name, config, device, dtype, *, num_blocks, quant_type, tensor_parallel_devices, '
         'reachable_via_relay, relay_penalty, force_eval, cache_dir',
@@ -237,8 +241,8 @@ def install_model_check(launcher, m: EngineModules) -> None:
 
 def install_lifecycle_events(launcher, m: EngineModules) -> None:
     """Events for each step of a start (measuring, loading block i of n, joining, online), rebalancing and the
-    reachability answer."""
-    srv, w = m.server, launcher.w
+    reachability answer; the start's timeline (:class:`~.protocol.Phase` events, through ``launcher.clock``)."""
+    srv, w, clock = m.server, launcher.w, launcher.clock
     orig_reach = srv.check_direct_reachability
 
     def check_direct_reachability(*args, **kwargs):
@@ -248,12 +252,21 @@ def install_lifecycle_events(launcher, m: EngineModules) -> None:
 
     srv.check_direct_reachability = check_direct_reachability
 
+    class TimedDHT(srv.DHT):  # the server's own DHT node (its start is the swarm join): timed, else unchanged
+        def __init__(self, *args, **kwargs):
+            clock.mark(P.StartPhase.ENGINE_SETUP)
+            super().__init__(*args, **kwargs)
+            clock.mark(P.StartPhase.DHT_JOIN)
+
+    srv.DHT = TimedDHT
+
     orig_throughput = srv.get_server_throughput
 
     def get_server_throughput(*args, **kwargs):
         launcher.emit_peer()
         w.send(P.State(state=P.ServerState.MEASURING_THROUGHPUT))
         info = orig_throughput(*args, **kwargs)
+        clock.mark(P.StartPhase.THROUGHPUT)
         w.send(P.Throughput(**{k: info.get(k) for k in
                                ("throughput", "inference_rps", "forward_rps", "network_rps")}))
         return info
@@ -277,12 +290,14 @@ def install_lifecycle_events(launcher, m: EngineModules) -> None:
 
     def container_init(self, *args, **kwargs):
         launcher.deferred = True  # until Server.run stores this container (FarServer.module_container)
+        clock.mark(P.StartPhase.MODEL_LOAD)
         orig_container_init(self, *args, **kwargs)
 
     container_cls.__init__ = container_init
 
     def create(cls, *args, block_indices, **kwargs):
         loading["blocks"], loading["n"] = list(block_indices), 0
+        clock.mark(P.StartPhase.BLOCK_CHOICE)
         w.send(P.State(state=P.ServerState.JOINING, blocks=tuple(block_indices)))
         try:
             container = orig_create(cls, *args, block_indices=block_indices, **kwargs)
@@ -291,6 +306,7 @@ def install_lifecycle_events(launcher, m: EngineModules) -> None:
             raise
         w.send(P.Blocks(blocks=tuple(block_indices), total_blocks=kwargs["block_config"].num_hidden_layers,
                         dht_prefix=kwargs.get("dht_prefix")))
+        clock.mark(P.StartPhase.ANNOUNCE)
         w.send(P.State(state=P.ServerState.ONLINE))
         launcher.start_reachability_checks()
         return container

@@ -54,9 +54,70 @@ APP_GONE_GRACE_S = 8.0
 REACHABILITY_RECHECK_S = (5.0, 60.0, 600.0)  # after online; while nobody could be asked; once answered
 
 
-class Launcher:
-    def __init__(self, writer: EventWriter, config: dict, *, hf_token: str | None = None):
+def process_started_at() -> float | None:
+    """When this process was created (epoch seconds, to 10 ms), from /proc (Linux): its age is the system's
+    uptime minus its start time in clock ticks since boot."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class StartClock:
+    """The timeline of a start: :meth:`mark` ends the phase in progress (:data:`protocol.PHASES`) and sends
+    its :class:`~.protocol.Phase` event; the next phase begins there. The first phase begins at the process's
+    creation. A standby launcher's phases before its start order are sent with ``ahead`` set, and the wait for
+    that order is no phase (:meth:`order_received`)."""
+
+    def __init__(self, writer: EventWriter, *, ahead: bool = False):
         self.w = writer
+        self.ahead = ahead
+        self.last = process_started_at() or time.time()
+        self.done: set[str] = set()
+
+    def mark(self, phase: str) -> None:
+        now = time.time()
+        self.w.send(P.Phase(t=now, phase=phase, seconds=round(max(now - self.last, 0.0), 3), ahead=self.ahead))
+        self.done.add(phase)
+        self.last = now
+
+    def order_received(self) -> None:
+        self.ahead = False
+        self.last = time.time()
+
+
+def import_engine_stack() -> object:
+    """Everything a server start imports: the engine (with the hivemind bridge), its server and CLI modules,
+    torch, transformers and, on a computer without a CUDA GPU, the engine's adapter module (peft and
+    bitsandbytes, about 2 s on a CPU), which the engine would import late, in its first block's backend. A
+    standby launcher imports them before its start order, and must touch no GPU: importing torch initialises
+    no CUDA, but bitsandbytes asks every GPU for its compute capability when it is imported, which does, so
+    with a CUDA GPU that import stays where the engine makes it."""
+    from farnode_desktop.engine.compat import import_engine
+
+    engine = import_engine()
+    hooks.EngineModules.load(engine.__name__)
+    import torch
+    import transformers  # noqa: F401
+
+    if not torch.cuda.is_available():  # asks the driver how many GPUs there are; creates no CUDA context
+        try:
+            importlib.import_module(f"{engine.__name__}.utils.peft")
+        except ImportError as exc:  # the engine imports it again where it needs it, and reports a failure there
+            print(f"farnode launcher: {engine.__name__}.utils.peft not imported ahead: {exc}", file=sys.stderr,
+                  flush=True)
+    return engine
+
+
+class Launcher:
+    def __init__(self, writer: EventWriter, config: dict, *, hf_token: str | None = None,
+                 clock: StartClock | None = None):
+        self.w = writer
+        self.clock = clock or StartClock(writer)
         self.config = config
         # The Hugging Face token came with the configuration on the control pipe; it is handed to the
         # server in memory (its ``token`` argument), never to argv, the environment or a log.
@@ -134,9 +195,7 @@ class Launcher:
     # ---------------------------------------------------------------- engine hooks
     def install_hooks(self) -> None:
         """Import the engine and patch it (engine/hooks.py: one named installer per concern)."""
-        from farnode_desktop.engine.compat import import_engine
-
-        self.engine = import_engine()
+        self.engine = import_engine_stack()
         hooks.install_all(self)
 
     def bootstrap_peers(self) -> list[str]:
@@ -260,6 +319,8 @@ class Launcher:
             return P.ExitCode.START_FAILED
         try:
             self.install_hooks()
+            if P.StartPhase.IMPORTS not in self.clock.done:  # else a standby launcher imported them ahead
+                self.clock.mark(P.StartPhase.IMPORTS)
             peers = self.bootstrap_peers()
             if peers and not any_peer_answers(peers):
                 self.w.send(P.Failed(category=P.Category.BOOTSTRAP, message=(
@@ -423,24 +484,39 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="farnode-engine-launcher")
     ap.add_argument("--event-fd", type=int, required=True,
                     help="file descriptor to write events to (1: standard output; logs then go to stderr)")
+    ap.add_argument("--standby", action="store_true",
+                    help="import the engine first, then wait for the configuration (a warm standby: it holds no "
+                         "model and no GPU memory until its start order, the configuration, comes)")
     args = ap.parse_args(argv)
     fd = args.event_fd
     if fd == 1:  # events own stdout; anything else printing to stdout goes to the log instead
         fd = os.dup(1)
         os.dup2(2, 1)
     writer = EventWriter(fd)
+    clock = StartClock(writer, ahead=args.standby)
+    clock.mark(P.StartPhase.PROCESS)
     control = ControlPipe.from_stdin(writer)  # nothing else reads the control pipe
+    if args.standby:
+        try:
+            import_engine_stack()
+        except Exception:  # noqa: BLE001 - the start proper imports again and reports the failure
+            traceback.print_exc()
+        else:
+            clock.mark(P.StartPhase.IMPORTS)
     config = control.read_config()
+    if config is None and args.standby:
+        return P.ExitCode.OK  # a standby retired (its control pipe closed before any start order)
     if config is None:
         writer.send(P.Failed(category=P.Category.CONFIG,
                              message="the launcher got no valid configuration on stdin"))
         return P.ExitCode.CONFIG
+    clock.order_received()
     hf_token = config.pop("hf_token", None)  # in memory only, from here to the server's token argument
     if config.get("local_network"):
         from farnode_desktop.engine.loopback import guard
 
         guard(who="launcher")
-    launcher = Launcher(writer, config, hf_token=hf_token)
+    launcher = Launcher(writer, config, hf_token=hf_token, clock=clock)
     # SIGINT may arrive ignored (inherited from a shell's background job): the engine's clean stop needs it.
     signal.signal(signal.SIGINT, launcher.on_signal)
     signal.signal(signal.SIGTERM, launcher.on_signal)

@@ -246,6 +246,35 @@ class Reachability(Event):
     asked: int = 0
 
 
+class StartPhase:
+    """The phases of a start, in order (:class:`Phase` events name them). Each one ends where the next begins,
+    so their seconds add up to the whole start."""
+
+    PROCESS = "process"  # the process's creation to the launcher's first line (the interpreter's start)
+    IMPORTS = "imports"  # the engine, torch, transformers (peft, bitsandbytes: no CUDA GPU) imported, hooks installed
+    ENGINE_SETUP = "engine_setup"  # the bootstrap peers' check, the engine's arguments, the model's config, reachability
+    DHT_JOIN = "dht_join"  # the server's DHT node started and joined the swarm
+    THROUGHPUT = "throughput"  # the throughput check (FarMesh's cached measurement, or a new one)
+    BLOCK_CHOICE = "block_choice"  # memory sizing and the choice of blocks (the swarm's DHT read)
+    MODEL_LOAD = "model_load"  # the blocks loaded and converted
+    ANNOUNCE = "announce"  # handlers and runtime started, the blocks announced online
+
+
+PHASES = (StartPhase.PROCESS, StartPhase.IMPORTS, StartPhase.ENGINE_SETUP, StartPhase.DHT_JOIN, StartPhase.THROUGHPUT,
+          StartPhase.BLOCK_CHOICE, StartPhase.MODEL_LOAD, StartPhase.ANNOUNCE)
+
+
+@dataclass(frozen=True)
+class Phase(Event):
+    """One phase of a start is over (:data:`PHASES`): how long it took, ending at ``t``. ``ahead``: done by a
+    standby launcher before its start order came (not part of that start's wait)."""
+
+    KIND: ClassVar[str] = "phase"
+    phase: str = ""
+    seconds: float = 0.0
+    ahead: bool = False
+
+
 @dataclass(frozen=True)
 class Exit(Event):
     KIND: ClassVar[str] = "exit"
@@ -342,7 +371,7 @@ class Unknown(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.KIND: cls for cls in (
-    Hello, EngineInfo, State, Peer, Throughput, Blocks, Counters, Failed, Reachability, Exit,
+    Hello, EngineInfo, State, Phase, Peer, Throughput, Blocks, Counters, Failed, Reachability, Exit,
     Ready, Request, Mismatch, Error, ServerAnnounce, BindingAnnounced, Done)}
 
 _SCALARS: dict[str, Callable] = {"int": int, "float": float, "str": str, "bool": bool}

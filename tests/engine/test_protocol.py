@@ -31,6 +31,8 @@ SAMPLES = [
     P.State(t=3.0, state=P.ServerState.LOADING_BLOCKS, block=2, index=3, total=4),
     P.State(t=3.5, state=P.ServerState.JOINING, blocks=(0, 1, 2, 3)),
     P.State(t=3.7, state=P.ServerState.STOPPING, reason="the app asked to stop"),
+    P.Phase(t=3.8, phase=P.StartPhase.IMPORTS, seconds=4.25, ahead=True),
+    P.Phase(t=3.9, phase=P.StartPhase.DHT_JOIN, seconds=0.75),
     P.Peer(t=4.0, peer_id="12D3KooW", addrs=("/ip4/127.0.0.1/tcp/5/p2p/12D3KooW",)),
     P.Throughput(t=5.0, throughput=812.5, inference_rps=212.0, forward_rps=20173.9, network_rps=None),
     P.Blocks(t=6.0, blocks=(0, 1), total_blocks=4, dht_prefix="farmesh-demo"),
@@ -57,6 +59,17 @@ def test_every_event_survives_the_wire_typed_under_any_chunking():
     for step in (1, 3, 7, 64, 4096):
         assert list(P.iter_events(Trickle(data, step))) == SAMPLES
     assert {type(ev) for ev in SAMPLES} == set(P.EVENT_TYPES.values())  # every kind is covered here
+
+
+def test_phase_events_name_the_start_phases_in_order_and_reject_bad_seconds():
+    assert P.PHASES[0] == P.StartPhase.PROCESS and P.PHASES[-1] == P.StartPhase.ANNOUNCE
+    assert len(set(P.PHASES)) == len(P.PHASES)
+    line = P.encode(P.Phase(t=1.0, phase="model_load", seconds=2.5))
+    assert json.loads(line) == {"e": "phase", "t": 1.0, "phase": "model_load", "seconds": 2.5, "ahead": False}
+    with pytest.raises(P.ProtocolError, match="phase.seconds"):
+        P.decode({"e": "phase", "phase": "imports", "seconds": "slow"})
+    with pytest.raises(P.ProtocolError, match="phase.ahead"):
+        P.decode({"e": "phase", "phase": "imports", "seconds": 1.0, "ahead": 1})
 
 
 def test_bad_lines_are_reported_and_skipped():

@@ -93,6 +93,7 @@ class NodeController:
         # peer id -> the signed wallet binding (statement, signature) a server announces, or None (no wallet);
         # set by the app core, which owns the wallet and knows the chain in use
         self.binding_signer: Callable[[str], tuple[str, str] | None] | None = None
+        self.warm_standby = True  # a pause keeps a standby launcher per server for a fast resume
         self._subs = [self.bus.subscribe(T.NODE_STATE, self._on_state),
                       self.bus.subscribe(T.NODE_STATS, self._on_stats)]
 
@@ -220,6 +221,7 @@ class NodeController:
         runtime.after_setup(run_steps(steps, progress=report, cancel=cancel))
 
     def start(self, progress: Callable[[C.EngineProgress], None] | None = None) -> C.NodeState:
+        ordered_at = time.time()
         with self._lock:
             self._user_wants_running = True
             self._paused_reason = ""
@@ -245,7 +247,7 @@ class NodeController:
             if not self._user_wants_running:
                 self.supervisor.set_state(C.STOPPED)
                 return self.supervisor.state
-        return self._start_specs(specs)
+        return self._start_specs(specs, ordered_at=ordered_at)
 
     def server_specs(self) -> list[ServerSpec]:
         """The servers to run: one per contributing GPU (pinned with CUDA_VISIBLE_DEVICES, its own port),
@@ -263,8 +265,9 @@ class NodeController:
         return plan_for(self.settings, self.paths, nvml=self.nvml, model=self._model_config,
                         model_path=self._model_path, token=self.hf_token, chosen_why=self._chosen_why)
 
-    def _start_specs(self, specs: list[ServerSpec]) -> C.NodeState:
-        """Start every server. On the local swarm the first one founds the swarm and the others join it."""
+    def _start_specs(self, specs: list[ServerSpec], *, ordered_at: float | None = None) -> C.NodeState:
+        """Start every server. On the local swarm the first one founds the swarm and the others join it.
+        ``ordered_at``: when the start was ordered (the first server's timeline counts from there)."""
         for spec in specs:
             if spec.node_id not in self.supervisors:
                 self.supervisors[spec.node_id] = self._make_supervisor(spec.node_id)
@@ -273,7 +276,7 @@ class NodeController:
             sup.close()
         self.supervisor = self.supervisors[specs[0].node_id]
         first = self.supervisor.start(specs[0].config, specs[0].env, secrets=self._engine_secrets,
-                                     binding=self.binding_signer)
+                                     binding=self.binding_signer, ordered_at=ordered_at)
         if len(specs) > 1:
             threading.Thread(target=self._start_followers, args=(specs,), daemon=True,
                              name="node-followers").start()
@@ -309,6 +312,8 @@ class NodeController:
         self._cancel_setup()
         self.traffic.stop()
         self._stop_all()
+        for s in self.supervisors.values():  # stopped by the user: no warm standby held for a start
+            s.drop_standby()
         return self.supervisor.state
 
     def _stop_all(self) -> None:
@@ -333,14 +338,22 @@ class NodeController:
         while time.time() < deadline and any(s.open_sessions() for s in self.supervisors.values()):
             time.sleep(0.2)
         self._stop_all()
+        with self._lock:
+            paused = bool(self._paused_reason) and self._user_wants_running
+        if paused and self.warm_standby:
+            # The resume skips the interpreter's start and the engine's imports: each server's launcher for it
+            # is started now and waits, holding no model and no GPU memory (see Supervisor.keep_standby).
+            for s in list(self.supervisors.values()):
+                s.keep_standby()
         self.bus.publish(T.NODE_STATE, self.state)
 
     def resume(self, reason: str = "") -> None:
+        ordered_at = time.time()
         with self._lock:
             if not self._user_wants_running or not self._paused_reason:
                 return
             self._paused_reason = ""
-        self._start_specs(self.server_specs())
+        self._start_specs(self.server_specs(), ordered_at=ordered_at)
 
     def save_settings(self, settings: Settings) -> None:
         from farnode_desktop.core.errors import SettingsError

@@ -9,6 +9,16 @@ Stopping: SIGINT to the server's main process (FarMesh's clean path: blocks are 
 then SIGKILL to the whole process group. Crashes restart with a growing back-off; too many crashes in a
 window put the node on hold with a message. Processes left by an earlier run of the app that was killed
 are found through a pid file and removed before a new start.
+
+Start timeline: the launcher reports each phase of a start (``phase`` events: process, imports, engine set-up,
+DHT join, throughput, block choice, model load, announce); :attr:`Supervisor.timeline` keeps them for the
+current start, with when each ended after the start order, and each goes to the node's log as one line.
+
+Warm standby (:meth:`Supervisor.keep_standby`): a launcher started ahead with ``--standby`` imports the engine,
+torch and transformers, then waits on its control pipe for its configuration, the start order, holding no model
+and no GPU memory. The next :meth:`Supervisor.start` with the same environment hands it the configuration
+instead of starting a new process, so that start skips the interpreter's start and the imports. A standby
+exits when its control pipe closes (the app is gone); :meth:`Supervisor.drop_standby` and :meth:`close` end it.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from farnode_desktop.engine import protocol as P
 
 log = logging.getLogger(__name__)
 LAUNCHER_MODULE = "farnode_desktop.engine.launcher"
+PREPARE_PHASE = "prepare"  # the app's own first phase of a start: set-up checks and the plan, before the launcher
 
 _LAUNCHER_STATES = {
     P.ServerState.STARTING: C.STARTING, P.ServerState.MEASURING_THROUGHPUT: C.MEASURING,
@@ -72,6 +83,18 @@ class _Run:
     stop_requested: bool = False
     engine_pid: int | None = None  # the launcher's pid as it sees itself (differs under WSL2/Docker)
     stdin_lock: threading.Lock = field(default_factory=threading.Lock)  # a stop's write vs. the exit's close
+
+
+@dataclass
+class _Standby:
+    """A launcher started ahead (``--standby``), waiting for its configuration."""
+
+    proc: subprocess.Popen
+    tree: process_tree.ProcessTree
+    event_source: object
+    log_source: object
+    key: tuple
+    spawned: float
 
 
 def failure_message(category: str, config: dict, detail: str = "", log_path: Path | None = None) -> str:
@@ -156,6 +179,9 @@ class Supervisor:
         self._throughput = P.Throughput()
         self._online_since = 0.0  # when the current run last came online (epoch s); 0 when not online
         self._rate_window: collections.deque[tuple[float, int, int]] = collections.deque(maxlen=16)
+        self._timeline: list[dict] = []  # the phases of the current (or last) start, see :attr:`timeline`
+        self._ordered_at = 0.0  # when the current start was ordered (epoch s)
+        self._standby: _Standby | None = None
         self._ticker: threading.Thread | None = None
         self._ticker_stop = threading.Event()
         self._logger = self._make_file_logger()
@@ -181,6 +207,14 @@ class Supervisor:
         return dict(self._config)
 
     @property
+    def timeline(self) -> list[dict]:
+        """The phases of the current (or last) start, in order: ``phase``, ``seconds`` it took, ``at_s`` (when
+        it ended, in seconds after the start order) and ``ahead`` (done by a standby before the order: not part
+        of the wait)."""
+        with self._lock:
+            return [dict(p) for p in self._timeline]
+
+    @property
     def pid(self) -> int | None:
         run = self._run
         return run.proc.pid if run else None
@@ -192,16 +226,23 @@ class Supervisor:
 
     def start(self, config: dict, env_extra: dict[str, str] | None = None, *,
               secrets: Callable[[], dict] | None = None,
-              binding: Callable[[str], tuple[str, str] | None] | None = None) -> C.NodeState:
+              binding: Callable[[str], tuple[str, str] | None] | None = None,
+              ordered_at: float | None = None) -> C.NodeState:
         """Start the node with a launcher configuration. Returns the new state (or the current one if it is
         already running). ``secrets()`` is called at every spawn for values (the Hugging Face token) that
         go to the launcher with its configuration through the control pipe only: they are never kept in
         :attr:`config`, written to a file or put on a command line or in the environment. ``binding(peer_id)``
         is called once the server reports its peer id: the signed wallet binding (statement, signature) it
-        then announces in the DHT, or None (no wallet)."""
+        then announces in the DHT, or None (no wallet). ``ordered_at``: when the start was ordered (epoch s),
+        when the app did work of its own before this call (the timeline's ``prepare`` phase)."""
         with self._lock:
             if self._run is not None or self._state.state == C.RESTARTING:
                 return self._state
+            now = time.time()
+            self._ordered_at = ordered_at if ordered_at is not None else now
+            self._timeline = []
+            if ordered_at is not None:
+                self._add_phase(PREPARE_PHASE, now - ordered_at, now, ahead=False)
             self._config = dict(config)
             self._secrets = secrets
             self._binding_for = binding
@@ -333,24 +374,16 @@ class Supervisor:
         if native and not Path(self.runtime.python).exists():
             return self._fail(P.Category.ENGINE_MISSING, "")
         self._set_state(C.STARTING)
-        r_fd, w_fd = os.pipe() if native else (None, None)
-        spec = self.runtime.spawn_spec(self.launcher, [], self._env_extra, w_fd,
-                                       ports=[int(self._config.get("port") or 0)], node_id=self.node_id)
-        try:
-            proc, tree = process_tree.spawn(spec.argv, **spec.popen_kwargs())
-        except OSError as exc:
-            for fd in (r_fd, w_fd):
-                if fd is not None:
-                    os.close(fd)
-            return self._fail(P.Category.ENGINE_MISSING, str(exc))
-        if w_fd is not None:
-            os.close(w_fd)
-        if spec.events_on_stdout:
-            events, logs = proc.stdout, proc.stderr
-            if r_fd is not None:
-                os.close(r_fd)
+        standby = self._take_standby()
+        if standby is not None:
+            proc, tree, events, logs = standby.proc, standby.tree, standby.event_source, standby.log_source
+            self._logger.info("start: a standby launcher (pid %d, started %.1f s ago) takes the start order",
+                              proc.pid, time.time() - standby.spawned)
         else:
-            events, logs = os.fdopen(r_fd, "rb", buffering=0), proc.stdout
+            try:
+                proc, tree, events, logs = self._spawn_process([])
+            except OSError as exc:
+                return self._fail(P.Category.ENGINE_MISSING, str(exc))
         run = _Run(proc=proc, tree=tree, run_id=uuid.uuid4().hex[:12], started=time.time(), event_source=events,
                    log_source=logs)
         self._run = run
@@ -373,6 +406,106 @@ class Supervisor:
             threading.Thread(target=target, args=(run,), daemon=True, name=f"node-{self.node_id}-{name}").start()
         self._ensure_ticker()
         return self._state
+
+    def _spawn_process(self, args: list[str]):
+        """Start a launcher process: (process, its tree, its event source, its log source)."""
+        native = isinstance(self.runtime, NativeRuntime)
+        r_fd, w_fd = os.pipe() if native else (None, None)
+        spec = self.runtime.spawn_spec(self.launcher, args, self._env_extra, w_fd,
+                                       ports=[int(self._config.get("port") or 0)], node_id=self.node_id)
+        try:
+            proc, tree = process_tree.spawn(spec.argv, **spec.popen_kwargs())
+        except OSError:
+            for fd in (r_fd, w_fd):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        if w_fd is not None:
+            os.close(w_fd)
+        if spec.events_on_stdout:
+            events, logs = proc.stdout, proc.stderr
+            if r_fd is not None:
+                os.close(r_fd)
+        else:
+            events, logs = os.fdopen(r_fd, "rb", buffering=0), proc.stdout
+        return proc, tree, events, logs
+
+    # ------------------------------------------------------------------ warm standby
+    def _standby_key(self, env_extra: dict[str, str]) -> tuple:
+        return (getattr(self.runtime, "python", None), self.launcher, tuple(sorted(env_extra.items())))
+
+    @property
+    def has_standby(self) -> bool:
+        """Whether a standby launcher is waiting (alive) for the next start."""
+        sb = self._standby
+        return sb is not None and sb.proc.poll() is None
+
+    def keep_standby(self, env_extra: dict[str, str] | None = None) -> bool:
+        """Start a warm standby launcher for the next start (``env_extra``: that start's environment; default:
+        the last start's), unless one is waiting already. Native runtime only (WSL2 and Docker start their
+        engine through their own tools). Returns whether a standby is waiting."""
+        env = dict(self._env_extra if env_extra is None else env_extra)
+        with self._lock:
+            if not isinstance(self.runtime, NativeRuntime) or not Path(self.runtime.python).exists():
+                return False
+            key = self._standby_key(env)
+            if self._standby is not None:
+                if self._standby.key == key and self._standby.proc.poll() is None:
+                    return True
+                self._drop_standby_locked()
+            saved, self._env_extra = self._env_extra, env
+            try:
+                proc, tree, events, logs = self._spawn_process(["--standby"])
+            except OSError as exc:
+                self._logger.warning("could not start a standby launcher: %s", exc)
+                return False
+            finally:
+                self._env_extra = saved
+            self._standby = _Standby(proc, tree, events, logs, key, time.time())
+            self._logger.info("standby launcher started (pid %d): it imports the engine and waits for a start",
+                              proc.pid)
+            return True
+
+    def drop_standby(self) -> None:
+        """End the standby launcher, if any (it holds nothing: no server, no network, no GPU memory)."""
+        with self._lock:
+            self._drop_standby_locked()
+
+    def _drop_standby_locked(self) -> None:
+        sb, self._standby = self._standby, None
+        if sb is None:
+            return
+        try:
+            sb.proc.stdin.close()  # its control pipe: a standby exits at its end
+        except OSError:
+            pass
+        sb.tree.kill()
+        sb.proc.wait()
+        for source in (sb.event_source, sb.log_source):
+            try:
+                source.close()
+            except OSError:
+                pass
+
+    def _take_standby(self) -> _Standby | None:
+        """The waiting standby, when it fits this start (same launcher, same environment) and is alive."""
+        sb = self._standby
+        if sb is None:
+            return None
+        if sb.key != self._standby_key(self._env_extra) or sb.proc.poll() is not None:
+            self._drop_standby_locked()
+            return None
+        self._standby = None
+        return sb
+
+    # ------------------------------------------------------------------ phases
+    def _add_phase(self, phase: str, seconds: float, t: float, *, ahead: bool) -> None:
+        entry = {"phase": phase, "seconds": round(seconds, 3), "at_s": round(t - self._ordered_at, 3)}
+        if ahead:
+            entry["ahead"] = True
+        self._timeline.append(entry)
+        self._logger.info("start phase %-12s %6.2f s%s", phase, seconds,
+                          " (done ahead, by the standby launcher)" if ahead else f" (at {entry['at_s']:.2f} s)")
 
     def _fail(self, category: str, detail: str) -> C.NodeState:
         message = failure_message(category, self._config, detail, self.log_path)
@@ -407,6 +540,12 @@ class Supervisor:
                 if state == C.ONLINE:
                     self._emit_event("online", f"serving blocks {list(self._blocks)}", blocks=list(self._blocks),
                                      peer_id=self._peer.peer_id)
+        elif isinstance(ev, P.Phase):
+            with self._lock:
+                if self._run is run and not any(p["phase"] == P.StartPhase.ANNOUNCE for p in self._timeline):
+                    self._add_phase(ev.phase, ev.seconds, ev.t, ahead=ev.ahead)
+                    if ev.phase == P.StartPhase.ANNOUNCE:
+                        self._logger.info("start: online %.2f s after the start order", ev.t - self._ordered_at)
         elif isinstance(ev, P.Peer):
             self._peer = ev
             if ev.peer_id and self._binding_for is not None:
@@ -519,6 +658,7 @@ class Supervisor:
             if not self._want_running or self._run is not None:
                 return
             self._emit_event("restart", "restarting the node after a crash")
+            self._ordered_at, self._timeline = time.time(), []
             self._spawn()
 
     def _ensure_ticker(self) -> None:
@@ -567,8 +707,9 @@ class Supervisor:
         return logger
 
     def close(self) -> None:
-        """Stop the node and release the log file."""
+        """Stop the node, end its standby and release the log file."""
         self.stop()
+        self.drop_standby()
         self._ticker_stop.set()
         for h in list(self._logger.handlers):
             h.close()

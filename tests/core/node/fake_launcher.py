@@ -13,6 +13,10 @@ comes from its configuration (the first line of standard input, as for the launc
 
 A ``binding`` command on its control pipe is parsed as the launcher parses it; the fake logs what it got
 (``fake launcher: binding for <peer id> signed <signature>``) and reports it stored, as the DHT would.
+
+It reports its start's phases with the launcher's own clock (engine/launcher.py's StartClock), and with
+``--standby`` it "imports" (0.3 s) before it reads its configuration, and exits quietly when its control pipe
+closes first, as the launcher's warm standby does.
 """
 
 from __future__ import annotations
@@ -26,18 +30,31 @@ import threading
 
 from farnode_desktop.engine import protocol as P
 from farnode_desktop.engine.channel import ControlPipe, EventWriter
+from farnode_desktop.engine.launcher import StartClock
+
+STANDBY_IMPORT_S = 0.3
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--event-fd", type=int, required=True)
-    fd = ap.parse_args().event_fd
+    ap.add_argument("--standby", action="store_true")
+    args = ap.parse_args()
+    fd = args.event_fd
     if fd == 1:
         fd = os.dup(1)
         os.dup2(2, 1)
     w = EventWriter(fd)
+    clock = StartClock(w, ahead=args.standby)
+    clock.mark(P.StartPhase.PROCESS)
     control = ControlPipe.from_stdin(w)
+    if args.standby:
+        threading.Event().wait(STANDBY_IMPORT_S)
+        clock.mark(P.StartPhase.IMPORTS)
     config = control.read_config()
+    if config is None and args.standby:
+        return P.ExitCode.OK
+    clock.order_received()
     if config is None:
         w.send(P.Failed(category=P.Category.CONFIG, message="no configuration"))
         return P.ExitCode.CONFIG
@@ -52,12 +69,19 @@ def main() -> int:
     if config.get("fail"):
         w.send(P.Failed(category=config["fail"], message=f"fake failure: {config['fail']}"))
         return P.ExitCode.START_FAILED
+    if not args.standby:
+        clock.mark(P.StartPhase.IMPORTS)
     children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
                 for _ in range(int(config.get("children", 0)))]
+    for phase in (P.StartPhase.ENGINE_SETUP, P.StartPhase.DHT_JOIN, P.StartPhase.THROUGHPUT,
+                  P.StartPhase.BLOCK_CHOICE):
+        clock.mark(phase)
     if stop.wait(float(config.get("online_after_s", 0.05))):
         return _stopped(w, children)
+    clock.mark(P.StartPhase.MODEL_LOAD)
     w.send(P.Peer(peer_id="12D3KooWFake", addrs=(f"/ip4/127.0.0.1/tcp/{config.get('port', 0)}/p2p/12D3KooWFake",)))
     w.send(P.Blocks(blocks=(0, 1), total_blocks=2, dht_prefix="fake"))
+    clock.mark(P.StartPhase.ANNOUNCE)
     w.send(P.State(state=P.ServerState.ONLINE))
     w.send(P.Counters(pid=os.getpid(), inference_sessions=1, inference_steps=2, inference_tokens=7))
     crash_after = config.get("crash_after_s")
