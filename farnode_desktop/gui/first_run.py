@@ -65,14 +65,6 @@ class GpuStep(QWizardPage):
         self.result.setText(f"Found {len(r.inventory.gpus)} GPU(s):<ul>{rows}</ul>")
 
 
-class UnusableNetwork(Exception):
-    """A network file the node could not start on, its problems one per line (as the core's DescriptorError)."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
 class NetworkStep(QWizardPage):
     """Where the node serves: the embedded default, the public network, or a network joined from the file (or
     link) its operator publishes: peers, model and payouts in one go, checked before the wizard goes on."""
@@ -161,13 +153,7 @@ class NetworkStep(QWizardPage):
         return False
 
     def _check_and_join(self, source: str) -> object:
-        """Worker thread: the file's own checks, then what the node needs to start on it (a model: on a
-        network joined from its file the node does not choose one), then the join (nothing written before)."""
-        desc = self.core.join_network(source, save=False)
-        if not str(getattr(desc, "model", "") or "").strip():
-            raise UnusableNetwork(["model: the file names no model, and a node cannot start on this network "
-                                   "without one. Ask the network's operator for a file that names its model, or "
-                                   "choose another network."])
+        """Worker thread: the file's checks (its model, its payout chain; nothing written before), then the join."""
         return self.core.join_network(source)
 
     def _joined(self, desc: object, source: str) -> None:

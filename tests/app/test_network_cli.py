@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+         "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 1000,
+         "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "torch_dtype": "float32"}
 PEER = "/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWQ5vMGpGRtrFkaDrEWvMN9Vz3wUYBHozWctYfHZmVK7TX"
 
 
@@ -19,9 +22,12 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_join_writes_settings_and_show_names_the_network_and_hand_edits(tmp_path, anvil):
     home = tmp_path / "home"
+    model = tmp_path / "lab-model"  # a model folder (the file names its model; the hub is not reachable here)
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA))
     f = tmp_path / "lab.json"
     f.write_text(json.dumps({"farnode_network": 1, "name": "Lab swarm", "initial_peers": [PEER],
-                             "dht_prefix": "lab-llama", "model": "",
+                             "dht_prefix": "lab-llama", "model": str(model),
                              "payouts": {"rpc_url": anvil.url, "chain_id": 31337}}))
     r = run(home, "join", str(f))
     assert r.returncode == 0, r.stderr

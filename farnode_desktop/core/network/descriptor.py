@@ -236,14 +236,16 @@ def read_descriptor(source: str, *, timeout_s: float = 10.0) -> NetworkDescripto
 
 def check_model(descriptor: NetworkDescriptor, check_config: Any, hub: Any = None) -> list[str]:
     """The problems with the descriptor's model: a family the engine cannot serve, or a model that cannot be
-    found. A model whose configuration cannot be read now (offline) is said so, not passed as checked.
-    Empty for no model (the node chooses) or a servable one. ``check_config(config, model)`` is
+    found, or none at all (a node joined from a file serves the model it names; only on the public network does
+    the node choose one). A model whose configuration cannot be read now (offline) is said so, not passed as
+    checked. Empty for a servable model. ``check_config(config, model)`` is
     core.node.model_support.check_model_config (passed in: core.node already imports this package)."""
     from farnode_desktop.core.errors import FarNodeError
     from farnode_desktop.core.models.hub import HubClient, HubOfflineError
 
     if not descriptor.model:
-        return []
+        return ["model: the file names no model, and a node cannot start on this network without one. Ask the "
+                "network's operator for a file that names its model (a hub id such as org/name, or a folder)."]
     try:
         cfg = (hub or HubClient()).model_config(descriptor.model)
         check_config(cfg.config, descriptor.model)

@@ -121,3 +121,5 @@ def test_a_model_family_the_engine_cannot_serve_is_refused(tmp_path, monkeypatch
     assert check_model(parse_descriptor(json.dumps(good(model="org/llama")))) == []
     [line] = check_model(parse_descriptor(json.dumps(good(model="org/absent"))))
     assert "could not be checked" in line
+    [line] = check_model(parse_descriptor(json.dumps(good(model=""))))  # the node could not start on it
+    assert "names no model" in line
