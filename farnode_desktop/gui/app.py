@@ -202,7 +202,10 @@ class GuiApp(QObject):
         when ``show_dashboard``: the user's own start), else one tray balloon (not twice for the same
         message: the failed state and the start's error carry the same words)."""
         if self.window.isVisible() or self.tray is None:
-            self.window.dashboard.error.show_message(title, message)
+            st = self.core.state
+            if not (st.state in (C.FAILED, C.HELD) and st.message == message):
+                # (the failed state's own banner says it already, in the words the status uses)
+                self.window.dashboard.error.show_message(title, message)
             if show_dashboard:
                 self.window.show_page("Dashboard")
             return

@@ -12,6 +12,7 @@ import pytest
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.gpu.nvml import Nvml
+from farnode_desktop.core.localchain.payouts import DEMO_RATE_PER_1K_TOKENS
 from farnode_desktop.core.payout.rate import EarningsRate
 from farnode_desktop.core.settings import Settings, SettingsStore
 from tests.support.fake_pynvml import FakeGpu, FakePynvml
@@ -19,15 +20,20 @@ from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 
+RATE = DEMO_RATE_PER_1K_TOKENS  # 0.5 per 1,000 tokens
+PRICE = 500.0  # per kWh: 200 W cost 100/h, far above what the demo traffic earns at RATE
+
 
 def test_earnings_below_the_electricity_cost_pause_the_node(engine_paths, free_port, monkeypatch):
     monkeypatch.setattr(EarningsRate, "min_uptime_s", 12.0)  # a real rate after 12 s, not a minute
     settings = Settings()
     settings.network.port, settings.network.device = free_port, "cpu"  # the (fake) GPU is only watched
     settings.network.demo_traffic_per_minute = 60.0
-    settings.chain.reward_per_1k_tokens = 0.001  # the network pays 0.001 per 1,000 tokens
+    # The local swarm's network publishes its own rate (the demo payout service's 0.5 per 1,000 tokens, used
+    # once its chain runs); the user's setting says the same, so the rate is that from the first second.
+    settings.chain.reward_per_1k_tokens = RATE
     pol = settings.policies
-    pol.profit_pause, pol.electricity_price_per_kwh = True, 0.30
+    pol.profit_pause, pol.electricity_price_per_kwh = True, PRICE  # ~5 FMR/h of demo traffic vs. 200 W
     pol.min_run_s, pol.min_pause_s, pol.drain_s = 2.0, 2.0, 2.0
     pol.pause_for_steam_games = pol.temperature_pause = pol.pause_for_gpu_programs = False
     SettingsStore(engine_paths.settings_file).save(settings)
@@ -44,15 +50,15 @@ def test_earnings_below_the_electricity_cost_pause_the_node(engine_paths, free_p
                           pause.message)
         assert found, pause.message
         earned, cost, watts = float(found[1]), float(found[2]), int(found[3])
-        assert watts == 200 and cost == pytest.approx(200 / 1000 * 0.30) and earned > 0
+        assert watts == 200 and cost == pytest.approx(200 / 1000 * PRICE) and earned > 0
         served = core.earnings_rate.tokens_per_s()
         assert served and served > 0  # the node really served the demo traffic
-        assert earned == pytest.approx(served * 3600 * 0.001 / 1000, rel=0.5)  # its rate when the policy looked
+        assert earned == pytest.approx(served * 3600 * RATE / 1000, rel=0.5)  # its rate when the policy looked
         assert wait_until(lambda: core.state.state == C.PAUSED, 30), core.state
         # while paused it earns nothing, but the policy weighs what running would earn: it stays paused
         time.sleep(2)
         kept = core.earnings_rate.tokens_per_s()
-        assert kept and core.earnings_rate.per_hour() == pytest.approx(kept * 3.6 * 0.001)
+        assert kept and core.earnings_rate.per_hour() == pytest.approx(kept * 3.6 * RATE)
         assert core.state.state == C.PAUSED
     finally:
         core.close()
