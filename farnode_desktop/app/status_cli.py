@@ -77,7 +77,10 @@ def status_rows(r: dict) -> list[tuple[str, str]]:
     if not earnings.get("configured"):
         rows.append(("Earnings", earnings.get("text", "not set up")))
     elif "paid_total" in earnings:
-        text = f"{earnings['paid_total']:,.4f} paid in {earnings.get('payout_count', 0)} payouts"
+        unit = earnings.get("symbol") or "reward tokens"
+        text = f"{earnings['paid_total']:,.4f} {unit} paid in {earnings.get('payout_count', 0)} payouts"
+        if earnings.get("pending_total"):
+            text += f", {earnings['pending_total']:,.4f} pending"
         if earnings.get("estimated_unpaid") is not None:
             text += f", about {earnings['estimated_unpaid']:,.4f} earned since (estimate)"
         if earnings.get("error"):
@@ -85,6 +88,9 @@ def status_rows(r: dict) -> list[tuple[str, str]]:
         rows.append(("Earnings", text))
     else:
         rows.append(("Earnings", earnings.get("text", "")))
+    binding = r.get("wallet_binding")
+    if binding and earnings.get("configured"):
+        rows.append(("Paid to", binding.get("text", "")))
     if r.get("policy") and r.get("state") == "paused":
         rows.append(("Paused for", "; ".join(r["policy"])))
     return rows

@@ -77,8 +77,16 @@ def status_report(*, face: str, data_dir: Path, node: Any, reachability: dict, d
         report["local_chain"] = local_chain
     report["wallet_binding"] = _binding(node, earnings)
     if not earnings.configured():
-        report["earnings"] = {"configured": False,
-                              "text": "not set up (a payout wallet and the chain settings are needed)"}
+        if not node.settings.wallet.address:
+            text = ("no payout wallet: create one to be paid (the Wallet page, or farnode-desktop wallet create)"
+                    + (" - the local chain pays this node's demo traffic" if local_chain and local_chain.get("running")
+                       else ""))
+        elif node.is_local:
+            text = ("the local chain starts with the node" if not (local_chain or {}).get("running")
+                    else "the local chain is starting")
+        else:
+            text = "no payout chain set (load the network's file, or set chain.* in Settings)"
+        report["earnings"] = {"configured": False, "text": text}
     else:
         # computed now from what the last sync stored (no RPC): the estimate counts the tokens served until now
         try:
