@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from farnode_desktop.core import process_tree
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import FarNodeError
@@ -80,6 +82,7 @@ class LocalChain:
     def start(self, timeout: float = 30.0) -> ChainInfo:
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self._read_meta()
+        self._end_leftover(meta)
         port = meta.get("port")
         if not isinstance(port, int) or not loopback_port_free(port):
             port = free_loopback_port()  # the remembered port is taken (or none yet): a free one
@@ -115,9 +118,30 @@ class LocalChain:
             self.stop()
             raise
         client.close()
-        atomic_write_json(self._meta, {"port": port, "token_address": token, "operator": OPERATOR})
+        atomic_write_json(self._meta, {"port": port, "token_address": token, "operator": OPERATOR,
+                                       "pid": self.proc.pid, "started": _create_time(self.proc.pid)})
         self.info = ChainInfo(url, CHAIN_ID, token, OPERATOR, lost)
         return self.info
+
+    def _end_leftover(self, meta: dict) -> None:
+        """An anvil of this folder that outlived its app (killed: anvil has no pipe to the app that would tell
+        it) still holds the port and writes the same state file: it gets SIGINT (it saves its state), then is
+        killed. Only that very process: its pid, start time and state file must match."""
+        pid, started = meta.get("pid"), meta.get("started")
+        if not isinstance(pid, int) or not isinstance(started, (int, float)):
+            return
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - started) > 1.0 or str(self.dir / "state.json") not in proc.cmdline():
+                return
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        except psutil.Error:
+            return
 
     def _token(self, client: ChainClient, remembered: str | None) -> tuple[str, bool]:
         if remembered and client.call("eth_getCode", [remembered, "latest"]) not in ("0x", "0x0", None):
@@ -157,3 +181,10 @@ class LocalChain:
             self.tree.kill()
         self.proc.wait(5)
         self.proc = None
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None

@@ -80,3 +80,39 @@ def test_operator_address_is_its_keys():
 
     from farnode_desktop.core.localchain.node import OPERATOR_KEY
     assert Account.from_key(OPERATOR_KEY).address == OPERATOR
+
+
+def test_an_anvil_left_by_a_killed_app_is_ended_at_the_next_start(tmp_path, anvil_bin):
+    """The app killed (SIGKILL, taskkill /f) leaves its anvil running: nothing tells it. The next start ends
+    that very process (its state saved), takes its port back and keeps the token; a process that only reuses
+    the remembered pid is left alone."""
+    import json
+    import subprocess
+    import sys
+
+    import psutil
+
+    first = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
+    info = first.start()
+    orphan = first.proc.pid  # the app "dies" here: no stop
+    second = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
+    try:
+        again = second.start()
+        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+        first.proc.wait(5)  # (this test is its parent: reap it)
+        assert again.rpc_url == info.rpc_url and again.token_address == info.token_address
+        assert not again.state_lost
+    finally:
+        second.stop()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        meta = json.loads((tmp_path / "chain" / "chain.json").read_text())
+        meta.update(pid=other.pid, started=psutil.Process(other.pid).create_time())
+        (tmp_path / "chain" / "chain.json").write_text(json.dumps(meta))
+        third = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
+        third.start()
+        third.stop()
+        assert other.poll() is None  # not an anvil of this folder: untouched
+    finally:
+        other.kill()
+        other.wait()
