@@ -38,6 +38,7 @@ log = logging.getLogger("farnode.demo_operator")
 HISTORY_BATCHES = 100  # how far back a chain that lost its newest blocks is checked
 POLL_S = 0.5
 REHAND_S = 60.0  # a transaction not mined this long after it was handed to the node is handed to it again
+TAKEN_GRACE_S = 10.0  # a nonce passed with no receipt or log of the payment this long: another transaction took it
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class PayoutService:
         self.stop = stop
         self._ledger: ServedLedger | None = None
         self._handed: dict[str, float] = {}  # transaction hash -> when this run last handed it to the node
+        self._taken: dict[str, float] = {}  # transaction hash -> when its nonce was first seen passed without it
         self.next_batch_at = time.time()
         self._idle_at: int | None = None  # the ledger row the service last said it had nothing after
 
@@ -224,7 +226,14 @@ class PayoutService:
                     log.info("batch %d: paid %s to %s found in transaction %s (block %d)", batch.id,
                              self._units(p.amount), p.wallet, found[0], found[1])
                     return False
+                # The node may count a mined transaction in the nonce before its receipt and logs can be
+                # read (seen with anvil under load: the payment was signed again and paid twice). Only what
+                # stays so for TAKEN_GRACE_S is another transaction's.
+                first = self._taken.setdefault(p.tx_hash, time.monotonic())
+                if time.monotonic() - first < TAKEN_GRACE_S:
+                    return False
                 failed = True
+                self._taken.pop(p.tx_hash, None)
                 log.warning("batch %d: nonce %d of the transaction paying %s to %s was used by another "
                             "transaction; signing it again", batch.id, p.nonce, self._units(p.amount), p.wallet)
         return failed

@@ -490,6 +490,14 @@ def test_settings_load_network_file_lists_problems_then_joins(qtbot, gui, tmp_pa
     assert not gui.core.paths.settings_file.exists()
     peer = "/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
     f.write_text(json.dumps({"farnode_network": 1, "name": "Lab", "initial_peers": [peer]}))
+    page.load_network_file(str(f))  # no model: a node could not start on it
+    qtbot.waitUntil(lambda: page.network_file_button.isEnabled() and "names no model" in page.saved_label.text(),
+                    timeout=20_000)
+    assert not gui.core.paths.settings_file.exists()
+    model = tmp_path / "lab-model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA))
+    f.write_text(json.dumps({"farnode_network": 1, "name": "Lab", "initial_peers": [peer], "model": str(model)}))
     page.load_network_file(str(f))
     qtbot.waitUntil(lambda: "Joined the network 'Lab'" in page.saved_label.text(), timeout=20_000)
     assert page.peers.toPlainText().strip() == peer

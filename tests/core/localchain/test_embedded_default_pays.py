@@ -94,12 +94,14 @@ def test_the_embedded_default_pays_this_node_for_its_share(engine_paths, free_po
         assert wait_until(lambda: abs(total() - want) <= want * Decimal("0.02"), 90), (total(), want)
         assert wait_until(lambda: core.earnings.latest.pending_total == 0, 10)  # counted once mined
         last_batch = total() - before
-        # The estimate counts this node's own tokens since the last payout's block time (whole seconds), the
-        # service the client's rows after its last batch's cut: they may differ by the traffic of about two
-        # seconds (the block time's rounding and the request in flight at the cut). With the app's own
-        # 180 s batches that is under 2%; these 20 s batches allow that slack on top of the 2%.
+        # The estimate counts this node's own tokens since the last payout's block time (whole seconds), spread
+        # over the seconds between the server's counter reports; the service pays the client's rows after its
+        # last batch's cut (each at its request's end). They may differ by the traffic of a few seconds (the
+        # block time's rounding, the request in flight at the cut, a counter report's spread, more under
+        # load). With the app's own 180 s batches that is within 2% (0.8% measured headless); these 20 s
+        # batches allow five seconds of traffic on top of the 2%.
         per_s = Decimal(served) / Decimal(max(rows[-1].at - rows[0].at, 1.0))
-        slack = 2 * per_s * rate / 1000
+        slack = 5 * per_s * rate / 1000
         print(f"served {served} tokens to the client; paid {total()} FMR for {want} expected; estimate before "
               f"the last payout {estimate} for {last_batch} (slack {slack:.4f})")
         assert estimate is not None and abs(estimate - last_batch) <= last_batch * Decimal("0.02") + slack, (
