@@ -47,6 +47,14 @@ def running(p: psutil.Process) -> bool:
         return False
 
 
+def pid_gone(pid: int) -> bool:
+    """Whether the process ``pid`` has ended (gone, or a zombie); a process that ends while asked counts."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
 def descendants(pid: int | None = None) -> list[psutil.Process]:
     """The running descendants of ``pid`` (this process by default); [] when it is gone."""
     try:

@@ -13,13 +13,13 @@ import os
 from decimal import Decimal
 from pathlib import Path
 
-import psutil
 import pytest
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
 from farnode_desktop.core.payout.served import ServedLedger
 from farnode_desktop.core.policies.runner import PolicyInputs
+from tests.support.processes import pid_gone
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.engine, pytest.mark.keyring]
@@ -110,7 +110,7 @@ def test_the_embedded_default_pays_this_node_for_its_share(engine_paths, free_po
     finally:
         core.close()
     assert core.local_payouts.pids() == []
-    assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE for p in service_pids)
+    assert all(pid_gone(p) for p in service_pids)
 
     # The app again on the same data folder: the chain starts with the app (it exists now) from its kept
     # state, and the earnings history reads the same: nothing lost, nothing counted twice.

@@ -10,6 +10,7 @@ import pytest
 from farnode_desktop.core.localchain.install import install_anvil
 from farnode_desktop.core.localchain.node import OPERATOR, LocalChain
 from farnode_desktop.core.payout.chain import ChainClient
+from tests.support.processes import pid_gone
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACT = REPO / "resources/contracts/RewardToken.json"
@@ -43,8 +44,7 @@ def test_restart_keeps_token_and_balance_and_lost_state_is_reported(tmp_path, an
         pid = chain.proc.pid
     finally:
         chain.stop()
-    import psutil
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert pid_gone(pid)
     again = chain.start()
     try:
         assert again.token_address == first.token_address and not again.state_lost
@@ -98,7 +98,7 @@ def test_an_anvil_left_by_a_killed_app_is_ended_at_the_next_start(tmp_path, anvi
     second = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
     try:
         again = second.start()
-        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+        assert pid_gone(orphan)
         first.proc.wait(5)  # (this test is its parent: reap it)
         assert again.rpc_url == info.rpc_url and again.token_address == info.token_address
         assert not again.state_lost

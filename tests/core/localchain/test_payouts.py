@@ -15,6 +15,7 @@ from farnode_desktop.core.localchain.payouts import LocalPayouts
 from farnode_desktop.core.payout.chain import ChainClient
 from farnode_desktop.core.payout.served import ServedLedger
 from tests.demo_operator.helpers import Server, serve
+from tests.support.processes import pid_gone
 from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -42,7 +43,7 @@ def _balance(url: str, token: str, who: str) -> int:
 
 
 def _gone(pids: list[int]) -> bool:
-    return all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE for p in pids)
+    return all(pid_gone(p) for p in pids)
 
 
 def test_the_local_chain_pays_what_was_served_and_stops_clean(payouts):

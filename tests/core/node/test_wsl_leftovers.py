@@ -17,6 +17,7 @@ from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.runtimes.wsl import Wsl2Runtime
 from farnode_desktop.core.node.supervisor import Supervisor
+from tests.support.processes import cmdline
 from tests.support.wait import wait_until
 from tests.support.wsl_standin import WslStandin
 
@@ -44,10 +45,31 @@ def start_inside(sup: Supervisor, machine: WslStandin, *tag: str) -> tuple[subpr
     (as the launcher leads its group there: ``setsid -w``). Returns wsl.exe and the leader's pid."""
     argv = sup.runtime.wsl_cmd("setsid", "-w", "python3", "-c", "import time; time.sleep(300)", *tag)
     host = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
-    leader = wait_until(lambda: [p for p in machine.inside_pids() if psutil.Process(p).cmdline()[:2] == [
-        "python3", "-c"] and os.getpgid(p) == p], 30)
-    assert leader
+    try:
+        leader = wait_until(lambda: [p for p in machine.inside_pids() if _leads_python(p)], 30)
+        assert leader
+    except BaseException:  # nothing of it for a later test to find (its pipe unclosed, a warning there)
+        host.kill()
+        host.wait()
+        host.stdin.close()
+        raise
     return host, leader[0]
+
+
+def _leads_python(pid: int) -> bool:
+    """``pid`` runs ``python3 -c`` and leads its process group (a process that vanished does neither)."""
+    try:
+        proc = psutil.Process(pid)
+    except psutil.Error:
+        return False
+    return cmdline(proc).startswith("python3 -c ") and _pgid(pid) == pid
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def dead_app() -> tuple[int, float]:

@@ -25,6 +25,7 @@ from farnode_desktop.core.engine_lock import env_folder_name, lock_digest, lock_
 from farnode_desktop.core.node.runtimes.wsl import Wsl2Runtime
 from tests.support import REPO
 from tests.support.ports import port_is_free
+from tests.support.processes import cmdline
 from tests.support.wait import wait_until
 from tests.support.wsl_standin import WslStandin
 
@@ -160,7 +161,7 @@ def test_the_windows_path_end_to_end(windows_pc, engine_root, free_port):
         inside = set(m.inside_pids())  # on this machine they are the stand-in's children: not on Windows
         hosts = [p for p in psutil.Process(app.proc.pid).children(recursive=True) if p.pid not in inside]
         hosts.append(psutil.Process(app.proc.pid))
-        assert any(str(m.home) in " ".join(p.cmdline()) for p in hosts)
+        assert any(str(m.home) in cmdline(p) for p in hosts)
         for p in hosts:
             p.kill()
         app.proc.wait()
