@@ -118,6 +118,15 @@ def test_only_wslenv_variables_cross_and_paths_map_to_the_drives(machine):
     assert wsl(machine, "-d", "Nope", "--exec", "true").returncode != 0
 
 
+def _settled(machine, program: str) -> list[int] | None:
+    """The processes inside once ``program`` runs there and the set stays the same for 0.3 s; else None."""
+    before = machine.inside_pids()
+    if not any(c.startswith(program + " ") for c in machine.inside_cmdlines()):
+        return None
+    time.sleep(0.3)
+    return before if machine.inside_pids() == before else None
+
+
 def test_a_killed_wsl_exe_leaves_its_linux_process_running_with_stdin_closed(machine, tmp_path):
     machine.add_distro("Ubuntu")
     flag = machine.drive_c / "eof.txt"
@@ -125,8 +134,8 @@ def test_a_killed_wsl_exe_leaves_its_linux_process_running_with_stdin_closed(mac
               "time.sleep(300)\n")
     proc = subprocess.Popen([str(machine.exe), "-d", "Ubuntu", "--exec", "python3", "-c", script,
                              "/mnt/c/eof.txt"], stdin=subprocess.PIPE, start_new_session=True)
-    assert wait_until(lambda: machine.inside_pids(), 30)
-    inner = machine.inside_pids()
+    inner = wait_until(lambda: _settled(machine, "python3"), 30)  # its start done (under load, a while)
+    assert inner
     assert os.getsid(inner[0]) != os.getsid(proc.pid)  # a session of its own: taskkill /t does not reach it
     os.killpg(proc.pid, signal.SIGKILL)  # taskkill /f /t of wsl.exe
     proc.wait()
