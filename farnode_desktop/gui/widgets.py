@@ -146,9 +146,10 @@ class Notice(QFrame):
 # (a click or Tab gives it), so scrolling past a spin box never changes a setting. A wheel event the widget
 # ignores goes on to its parents: the scroll area.
 
-class SpinBox(QSpinBox):
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+class _WheelWhenFocused:
+    """Mixed in before the Qt class: the wheel changes the value only while the widget has the focus."""
+
+    def _take_focus_on_click(self) -> None:
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
     def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802 (Qt API)
@@ -158,25 +159,19 @@ class SpinBox(QSpinBox):
             e.ignore()
 
 
-class DoubleSpinBox(QDoubleSpinBox):
+class SpinBox(_WheelWhenFocused, QSpinBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-
-    def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802 (Qt API)
-        if self.hasFocus():
-            super().wheelEvent(e)
-        else:
-            e.ignore()
+        self._take_focus_on_click()
 
 
-class ComboBox(QComboBox):
+class DoubleSpinBox(_WheelWhenFocused, QDoubleSpinBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._take_focus_on_click()
 
-    def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802 (Qt API)
-        if self.hasFocus():
-            super().wheelEvent(e)
-        else:
-            e.ignore()
+
+class ComboBox(_WheelWhenFocused, QComboBox):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._take_focus_on_click()
