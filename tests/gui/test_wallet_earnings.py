@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
 
 import pytest
 from eth_account import Account
@@ -17,6 +16,7 @@ from farnode_desktop.core.policies.runner import PolicyInputs
 from farnode_desktop.gui.errors import OPEN_DIALOGS
 from farnode_desktop.gui.pages.wallet import PhraseDialog
 from tests.gui.conftest import shot
+from tests.support.secret_service import private_keystore
 
 
 def _gui(qtbot, core):
@@ -38,9 +38,7 @@ def _quit(qtbot, g):
 
 @pytest.fixture
 def keyring_core(app_paths, secret_service):  # noqa: F811
-    from keyring.backends.SecretService import Keyring
-
-    ks = Keystore(Keyring(), service=f"farnode-desktop-test-{uuid.uuid4().hex[:8]}")
+    ks = private_keystore()
     core = AppCore(app_paths, policy_inputs=PolicyInputs(), keystore=ks)
     core.start()
     yield core, ks

@@ -52,6 +52,19 @@ class Anvil:
         self.proc.stderr.close()
 
 
+def token_balance(url: str, token: str, who: str) -> int:
+    """``who``'s balance of the ERC-20 ``token`` in its smallest units (balanceOf, through the app's own JSON-RPC
+    client: it closes the connection itself, so the node's port is not left in TIME_WAIT for its next start)."""
+    from farnode_desktop.core.payout.chain import ChainClient
+
+    c = ChainClient(url, max_attempts=1)
+    try:
+        data = "0x70a08231" + bytes.fromhex(who[2:]).rjust(32, b"\0").hex()
+        return int(c.call("eth_call", [{"to": token, "data": data}, "latest"]), 16)
+    finally:
+        c.close()
+
+
 def start_anvil(*args: str, port: int | None = None) -> Anvil:
     if not ANVIL.exists():
         pytest.skip(f"anvil is not installed at {ANVIL.relative_to(REPO)}: run scripts/system-deps.sh "

@@ -132,9 +132,14 @@ def secret_service(tmp_path_factory):
                 os.environ["DBUS_SESSION_BUS_ADDRESS"] = saved
 
 
-@pytest.fixture
-def keystore(secret_service) -> Keystore:
-    """The real Secret Service backend, under a service name private to this test."""
+def private_keystore() -> Keystore:
+    """The real Secret Service backend (the session's, see ``secret_service``) under a service name of its own."""
     from keyring.backends.SecretService import Keyring
 
     return Keystore(Keyring(), service=f"farnode-desktop-test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def keystore(secret_service) -> Keystore:
+    """The real Secret Service backend, under a service name private to this test."""
+    return private_keystore()

@@ -29,14 +29,6 @@ REPO = Path(__file__).resolve().parents[3]
 TARBALL = REPO / "tools/foundry-rs-anvil-linux-amd64-1.7.1.tgz"
 
 
-def _own_tokens(ledger_path: Path, peer_id: str) -> int:
-    ledger = ServedLedger(ledger_path)
-    try:
-        return ledger.totals().get(peer_id, 0)
-    finally:
-        ledger.close()
-
-
 def test_the_embedded_default_pays_this_node_for_its_share(engine_paths, free_port, keystore, monkeypatch):
     src = os.environ.get("FARNODE_ANVIL_SOURCE") or str(TARBALL)
     if not Path(src).is_file():

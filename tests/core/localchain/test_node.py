@@ -9,7 +9,7 @@ import pytest
 
 from farnode_desktop.core.localchain.install import install_anvil
 from farnode_desktop.core.localchain.node import OPERATOR, LocalChain
-from farnode_desktop.core.payout.chain import ChainClient
+from tests.support.chain import token_balance
 from tests.support.processes import pid_gone
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,21 +26,12 @@ def anvil_bin(tmp_path_factory):
     return install_anvil(tmp_path_factory.mktemp("anvil"), source=src).path
 
 
-def _balance(url: str, token: str, who: str) -> int:
-    c = ChainClient(url, max_attempts=1)
-    try:
-        data = "0x70a08231" + bytes.fromhex(who[2:]).rjust(32, b"\0").hex()
-        return int(c.call("eth_call", [{"to": token, "data": data}, "latest"]), 16)
-    finally:
-        c.close()
-
-
 def test_restart_keeps_token_and_balance_and_lost_state_is_reported(tmp_path, anvil_bin):
     chain = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
     first = chain.start()
     try:
         assert not first.state_lost and first.operator == OPERATOR
-        assert _balance(first.rpc_url, first.token_address, OPERATOR) == 10**30
+        assert token_balance(first.rpc_url, first.token_address, OPERATOR) == 10**30
         pid = chain.proc.pid
     finally:
         chain.stop()
@@ -49,7 +40,7 @@ def test_restart_keeps_token_and_balance_and_lost_state_is_reported(tmp_path, an
     try:
         assert again.token_address == first.token_address and not again.state_lost
         assert again.rpc_url == first.rpc_url  # the remembered port
-        assert _balance(again.rpc_url, again.token_address, OPERATOR) == 10**30
+        assert token_balance(again.rpc_url, again.token_address, OPERATOR) == 10**30
     finally:
         chain.stop()
     (tmp_path / "chain" / "state.json").unlink()

@@ -12,9 +12,9 @@ import pytest
 
 from farnode_desktop.core.localchain.node import CHAIN_ID
 from farnode_desktop.core.localchain.payouts import LocalPayouts
-from farnode_desktop.core.payout.chain import ChainClient
 from farnode_desktop.core.payout.served import ServedLedger
 from tests.demo_operator.helpers import Server, serve
+from tests.support.chain import token_balance
 from tests.support.processes import pid_gone
 from tests.support.wait import wait_until
 
@@ -31,15 +31,6 @@ def payouts(tmp_path, monkeypatch, app_paths):
     lp = LocalPayouts(app_paths, rate_per_1k_tokens=0.5, batch_interval_s=1.0, tools_root=tmp_path / "tools")
     yield lp
     lp.stop()
-
-
-def _balance(url: str, token: str, who: str) -> int:
-    c = ChainClient(url, max_attempts=1)
-    try:
-        data = "0x70a08231" + bytes.fromhex(who[2:]).rjust(32, b"\0").hex()
-        return int(c.call("eth_call", [{"to": token, "data": data}, "latest"]), 16)
-    finally:
-        c.close()
 
 
 def _gone(pids: list[int]) -> bool:
@@ -64,9 +55,9 @@ def test_the_local_chain_pays_what_was_served_and_stops_clean(payouts):
     finally:
         ledger.close()
     want = 4000 * 5 * 10**17 // 1000  # 4,000 tokens at 0.5 per 1,000, 18 decimals
-    assert wait_until(lambda: _balance(info.rpc_url, info.token_address, server.address) == want, 60), \
+    assert wait_until(lambda: token_balance(info.rpc_url, info.token_address, server.address) == want, 60), \
         payouts.service_log.read_text()[-3000:]
-    assert _balance(info.rpc_url, info.token_address, unbound.address) == 0
+    assert token_balance(info.rpc_url, info.token_address, unbound.address) == 0
     assert "create a wallet to be paid" in payouts.service_log.read_text()
 
     psutil.Process(pids[0]).kill()  # the payout service dies
@@ -80,7 +71,7 @@ def test_the_local_chain_pays_what_was_served_and_stops_clean(payouts):
 
     restarted = payouts.ensure()  # the chain's state survived: same token, the payment still there
     assert restarted.token_address == info.token_address and not restarted.state_lost
-    assert _balance(restarted.rpc_url, restarted.token_address, server.address) == want
+    assert token_balance(restarted.rpc_url, restarted.token_address, server.address) == want
 
 
 def test_an_anvil_that_cannot_be_installed_is_one_clear_problem(tmp_path, monkeypatch, app_paths):

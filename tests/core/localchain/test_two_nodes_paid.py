@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,13 +15,13 @@ import pytest
 
 from farnode_desktop.core import snapshots as C
 from farnode_desktop.core.app_core import AppCore
-from farnode_desktop.core.keystore import Keystore
 from farnode_desktop.core.node.demo_swarm import DEMO_DHT_PREFIX, demo_model_path
 from farnode_desktop.core.paths import AppPaths
-from farnode_desktop.core.payout.chain import ChainClient
 from farnode_desktop.core.payout.served import ServedLedger
 from farnode_desktop.core.policies.runner import PolicyInputs
+from tests.support.chain import token_balance
 from tests.support.ports import free_port
+from tests.support.secret_service import private_keystore
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.engine, pytest.mark.keyring, pytest.mark.serial]
@@ -34,19 +33,8 @@ REPO = Path(__file__).resolve().parents[3]
 TARBALL = REPO / "tools/foundry-rs-anvil-linux-amd64-1.7.1.tgz"
 
 
-def _keystore() -> Keystore:
-    from keyring.backends.SecretService import Keyring
-
-    return Keystore(Keyring(), service=f"farnode-desktop-test-{uuid.uuid4().hex[:8]}")
-
-
-def _balance(url: str, token: str, who: str) -> Decimal:
-    c = ChainClient(url, max_attempts=1)
-    try:
-        data = "0x70a08231" + bytes.fromhex(who[2:]).rjust(32, b"\0").hex()
-        return Decimal(int(c.call("eth_call", [{"to": token, "data": data}, "latest"]), 16)).scaleb(-18)
-    finally:
-        c.close()
+def _paid(url: str, token: str, who: str) -> Decimal:
+    return Decimal(token_balance(url, token, who)).scaleb(-18)
 
 
 def test_two_nodes_each_paid_for_their_own_share(tmp_path, engine_root, secret_service, monkeypatch):
@@ -61,7 +49,7 @@ def test_two_nodes_each_paid_for_their_own_share(tmp_path, engine_root, secret_s
                   tmp_path / "b" / "cache").ensure()
     pa.settings_file.write_text(json.dumps({"network": {"port": free_port(), "num_blocks": 2,
                                                         "demo_traffic_per_minute": 60}}))
-    a = AppCore(pa, face="headless", policy_inputs=PolicyInputs(), keystore=_keystore(),
+    a = AppCore(pa, face="headless", policy_inputs=PolicyInputs(), keystore=private_keystore(),
                 earnings_interval_s=2.0, payout_interval_s=20.0)
     b = None
     try:
@@ -81,7 +69,7 @@ def test_two_nodes_each_paid_for_their_own_share(tmp_path, engine_root, secret_s
         pb.settings_file.write_text(json.dumps({"network": {
             "port": free_port(), "host": "127.0.0.1", "announce_address": "127.0.0.1", "nat_traversal": False,
             "metered": True, "device": "cpu", "num_blocks": 2}}))
-        b = AppCore(pb, face="headless", policy_inputs=PolicyInputs(), keystore=_keystore(), earnings_interval_s=2.0)
+        b = AppCore(pb, face="headless", policy_inputs=PolicyInputs(), keystore=private_keystore(), earnings_interval_s=2.0)
         b.start()
         b.join_network(str(network))
         b.wallet.import_key(KEY_B)
@@ -89,8 +77,8 @@ def test_two_nodes_each_paid_for_their_own_share(tmp_path, engine_root, secret_s
         assert b.node.supervisor.wait_for(C.ONLINE, 240).state == C.ONLINE
         assert b.node.stats().blocks == (2, 3), b.node.stats()
         wa, wb = a.settings.wallet.address, b.settings.wallet.address
-        assert wait_until(lambda: _balance(info.rpc_url, info.token_address, wa) > 0
-                          and _balance(info.rpc_url, info.token_address, wb) > 0, 240), \
+        assert wait_until(lambda: _paid(info.rpc_url, info.token_address, wa) > 0
+                          and _paid(info.rpc_url, info.token_address, wb) > 0, 240), \
             a.local_payouts.service_log.read_text()[-3000:]
         peer_a, peer_b = a.node.supervisor.peer.peer_id, b.node.supervisor.peer.peer_id
         a.stop_node()  # the traffic ends first; then B leaves
@@ -104,12 +92,12 @@ def test_two_nodes_each_paid_for_their_own_share(tmp_path, engine_root, secret_s
         assert want[wa] > 0 and want[wb] > 0, served
 
         def settled() -> bool:
-            return all(abs(_balance(info.rpc_url, info.token_address, w) - v) <= v * Decimal("0.02")
+            return all(abs(_paid(info.rpc_url, info.token_address, w) - v) <= v * Decimal("0.02")
                        for w, v in want.items())
 
-        assert wait_until(settled, 90), ({w: _balance(info.rpc_url, info.token_address, w) for w in want}, want)
-        print(f"client counted {served}; paid A {_balance(info.rpc_url, info.token_address, wa)} FMR for "
-              f"{want[wa]}, B {_balance(info.rpc_url, info.token_address, wb)} FMR for {want[wb]}")
+        assert wait_until(settled, 90), ({w: _paid(info.rpc_url, info.token_address, w) for w in want}, want)
+        print(f"client counted {served}; paid A {_paid(info.rpc_url, info.token_address, wa)} FMR for "
+              f"{want[wa]}, B {_paid(info.rpc_url, info.token_address, wb)} FMR for {want[wb]}")
         # B reads what it was paid through its own earnings, from the chain the network file named
         b.earnings.sync_now()
         assert wait_until(lambda: b.earnings.latest is not None and b.earnings.latest.paid_total > 0, 30)

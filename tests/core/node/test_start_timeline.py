@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import time
 
-import psutil
 import pytest
 
 from farnode_desktop.core import snapshots as C
@@ -16,6 +15,7 @@ from farnode_desktop.core.node.runtimes.base import NativeRuntime
 from farnode_desktop.core.node.supervisor import PREPARE_PHASE, Supervisor
 from farnode_desktop.engine import protocol as P
 from tests.support import REPO
+from tests.support.processes import pid_gone
 from tests.support.wait import wait_until
 
 FAKE = "tests.core.node.fake_launcher"
@@ -29,13 +29,6 @@ def sup(app_paths):
                    runtime=NativeRuntime(sys.executable, REPO), launcher=FAKE)
     yield s
     s.close()
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_a_start_records_every_phase_in_order_in_the_timeline_and_the_log(sup):
@@ -78,7 +71,7 @@ def test_a_standby_takes_the_next_start_with_its_imports_done_ahead(sup):
     assert timeline[2]["at_s"] < 0.3  # the wait for the order is no phase: the start went on at once
     assert "standby launcher (pid" in sup.log_path.read_text()
     assert sup.stop().state == C.STOPPED
-    assert wait_until(lambda: _gone(standby_pid), 5)
+    assert wait_until(lambda: pid_gone(standby_pid), 5)
 
 
 def test_a_standby_for_another_environment_is_replaced_and_a_dead_one_is_not_used(sup):
@@ -86,7 +79,7 @@ def test_a_standby_for_another_environment_is_replaced_and_a_dead_one_is_not_use
     other = sup._standby.proc.pid
     sup.start({"model": "fake", "port": 0}, {"CUDA_VISIBLE_DEVICES": "0"})
     assert sup.wait_for(C.ONLINE, 10).state == C.ONLINE
-    assert sup.pid != other and wait_until(lambda: _gone(other), 5)  # ended, not left behind
+    assert sup.pid != other and wait_until(lambda: pid_gone(other), 5)  # ended, not left behind
     assert sup.stop().state == C.STOPPED
 
     assert sup.keep_standby()  # the last start's environment
@@ -109,7 +102,7 @@ def test_a_standby_exits_by_itself_when_its_control_pipe_closes_and_close_ends_i
     assert sup.keep_standby({})
     pid = sup._standby.proc.pid
     sup.close()
-    assert _gone(pid) and not sup.has_standby
+    assert pid_gone(pid) and not sup.has_standby
 
 
 def test_status_json_carries_the_start_timeline(sup, app_paths):
@@ -172,7 +165,7 @@ def test_the_controller_keeps_a_standby_while_paused_only(ctl, monkeypatch):
     ctl.pause("again")
     kept = sup._standby.proc.pid
     assert ctl.stop().state == C.STOPPED and not sup.has_standby
-    assert wait_until(lambda: _gone(kept), 5)
+    assert wait_until(lambda: pid_gone(kept), 5)
 
     ctl._user_wants_running = True
     ctl._start_specs(specs)
@@ -180,7 +173,7 @@ def test_the_controller_keeps_a_standby_while_paused_only(ctl, monkeypatch):
     ctl.pause("and the app closes")
     kept = sup._standby.proc.pid
     ctl.close()
-    assert _gone(kept)
+    assert pid_gone(kept)
 
 
 def test_the_last_start_in_words_for_the_status_command():

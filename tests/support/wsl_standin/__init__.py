@@ -8,14 +8,12 @@ and reads back what crossed it (``calls()``) and what runs inside (``inside_pids
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
 
-from tests.support.wsl_standin.wsl import MARK, inside_pids
+from tests.support.wsl_standin.wsl import MARK, inside_pids, kill_inside
 
 SCRIPT = Path(__file__).with_name("wsl.py")
 __all__ = ["MARK", "WslStandin", "inside_pids"]
@@ -108,13 +106,5 @@ class WslStandin:
 
     def kill_everything(self) -> None:
         """Test clean-up: every process inside every distribution."""
-        for _ in range(50):
-            pids = [p for d in (self.home / "distros").iterdir() for p in inside_pids(d)]
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        for distro in (self.home / "distros").iterdir():
+            kill_inside(distro, rounds=50)

@@ -130,8 +130,9 @@ def inside_pids(distro_dir: Path | None = None) -> list[int]:
     return pids
 
 
-def kill_inside(distro_dir: Path) -> None:
-    for _ in range(20):
+def kill_inside(distro_dir: Path, rounds: int = 20) -> None:
+    """SIGKILL every process inside the distribution, again until none is left (at most ``rounds`` times)."""
+    for _ in range(rounds):
         pids = inside_pids(distro_dir)
         if not pids:
             return
