@@ -4,9 +4,10 @@ Starts the app on the embedded default (the local demo swarm with its client tra
 each on its own data folder: ``headless`` (``farnode-desktop node``) and ``window`` (``farnode-desktop gui`` on
 a private Xvfb with a system tray). Every ``--cycle`` minutes (default 10) each node is paused for a minute and
 resumed, through ``farnode-desktop pause`` / ``resume``. Every minute it samples, per face: the app process's
-RSS, threads and open files, the CPU it used since the last sample, the metrics database's size (with its WAL)
-and the size of the log folder. At the end it prints, after the warm-up (default 10 minutes): growth per hour
-of each (least-squares slope over the samples), the range, and the database and logs projected to 30 days.
+RSS, threads and open files, the CPU it used since the last sample, the metrics database's file and its WAL
+apart, and every log the app and its children write (log folder and the local chain's). At the end it prints,
+after the warm-up (default 10 minutes): growth per hour of each (least-squares slope over the samples), the
+range, and the database (from its rows and retention) and the logs projected to 30 days against their budgets.
 Nothing is asserted: the figures are the result. Samples go to ``--csv`` too.
 
     PYTHONPATH=. .venv/bin/python benchmarks/soak.py [--minutes 120] [--faces headless,window]
@@ -39,7 +40,11 @@ from farnode_desktop.core.control import NotRunning, request  # noqa: E402
 from farnode_desktop.core.paths import AppPaths  # noqa: E402
 from farnode_desktop.core.ports import free_loopback_port  # noqa: E402
 
-FIELDS = ("rss_mb", "threads", "open_files", "cpu_pct", "db_mb", "logs_mb")
+FIELDS = ("rss_mb", "threads", "open_files", "cpu_pct", "db_mb", "wal_mb", "logs_mb")
+HOUR = 3600.0
+DB_BUDGET_MB = 100.0  # the metrics database after 30 days online
+LOGS_BUDGET_MB = 50.0  # all logs together after 30 days online
+DAYS_30 = 30 * 24 * HOUR
 
 
 def _size_mb(paths: list[Path]) -> float:
@@ -102,10 +107,41 @@ class Face:
         row["cpu_pct"] = (100.0 * (used - self.cpu_last[1]) / (now - self.cpu_last[0])) if self.cpu_last else 0.0
         self.cpu_last = (now, used)
         db = self.paths.metrics_db
-        row["db_mb"] = _size_mb([db, db.with_name(db.name + "-wal")])
-        row["logs_mb"] = _size_mb([self.paths.log_dir])
+        row["db_mb"] = _size_mb([db])
+        row["wal_mb"] = _size_mb([db.with_name(db.name + "-wal")])  # reused after each checkpoint: bounded
+        row["logs_mb"] = _size_mb(self.log_files())
         self.samples.append(row)
         return row
+
+    def log_files(self) -> list[Path]:
+        """Every log the app and its children write: the log folder and the local chain's."""
+        chain = self.paths.chain_dir
+        return [*self.paths.log_dir.glob("*.log*"), *chain.glob("*.log*")] if chain.exists() else \
+            [*self.paths.log_dir.glob("*.log*")]
+
+    def db_projection(self, hours_run: float) -> tuple[float, str]:
+        """The metrics database after 30 days, from what it holds now and its retention (raw samples 48 h,
+        minute rollups 90 days, hour rollups for ever): rows per hour of each table times the hours each is
+        kept within 30 days, at the bytes per row the file shows now. A straight line through the file's size
+        would count the raw samples 30 days over although they are deleted after two."""
+        import sqlite3
+
+        from farnode_desktop.core.metrics.queries import MINUTE_KEEP_S, RAW_KEEP_S
+        conn = sqlite3.connect(f"file:{self.paths.metrics_db}?mode=ro", uri=True)
+        try:
+            rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
+                    for t in ("raw", "roll_1m", "roll_1h", "events")}
+            used = (conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count")
+                    .fetchone()[0]) * conn.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            conn.close()
+        total = sum(rows.values()) or 1
+        per_row = used / total
+        keep = {"raw": min(RAW_KEEP_S, DAYS_30), "roll_1m": min(MINUTE_KEEP_S, DAYS_30), "roll_1h": DAYS_30,
+                "events": DAYS_30}
+        projected = sum(rows[t] / hours_run * keep[t] / HOUR for t in rows) * per_row
+        detail = ", ".join(f"{t} {rows[t] / hours_run:.0f}/h" for t in rows) + f"; {per_row:.0f} B per row"
+        return projected / 1e6, detail
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -211,7 +247,7 @@ def main() -> int:
                         row = f.sample(now - t0)
                         print(f"{f.face:8s} {row['t_min']:6.1f} min  rss {row['rss_mb']:7.1f} MB  threads "
                               f"{row['threads']:3d}  files {row['open_files']:4d}  cpu {row['cpu_pct']:5.1f} %  "
-                              f"db {row['db_mb']:6.2f} MB  logs {row['logs_mb']:6.2f} MB  {f.state()}", flush=True)
+                              f"db {row['db_mb']:6.2f} MB  wal {row['wal_mb']:5.2f} MB  logs {row['logs_mb']:6.2f} MB  {f.state()}", flush=True)
                     next_sample += 60
                 time.sleep(1)
         finally:
@@ -234,9 +270,13 @@ def main() -> int:
         for key in FIELDS:
             vals = [r[key] for r in rows]
             print(f"  {key:10s} {min(vals):9.2f} .. {max(vals):9.2f}   growth {slope_per_hour(rows, key):+9.3f} /h")
-        for key, what in (("db_mb", "metrics database"), ("logs_mb", "logs")):
-            projected = rows[-1][key] + slope_per_hour(rows, key) * 24 * 30
-            print(f"  {what} after 30 days: {projected:.1f} MB (projected)")
+        hours_run = max(f.samples[-1]["t_min"] / 60.0, 1e-6)
+        db_30, detail = f.db_projection(hours_run)
+        print(f"  metrics database after 30 days: {db_30:.1f} MB (budget {DB_BUDGET_MB:g} MB; {detail})")
+        logs_30 = rows[-1]["logs_mb"] + max(slope_per_hour(rows, "logs_mb"), 0.0) * 24 * 30
+        print(f"  logs after 30 days: {logs_30:.1f} MB at the measured rate (budget {LOGS_BUDGET_MB:g} MB)")
+        for path in sorted(f.log_files()):
+            print(f"    {path.relative_to(f.home)}: {path.stat().st_size / 1e3:.1f} kB")
     print(json.dumps({"root": str(root), "csv": str(out)}))
     return 0
 

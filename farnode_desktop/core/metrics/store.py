@@ -47,7 +47,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ SCHEMA_VERSION = 2
 COMMIT_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 60.0
 _SERIES_NAME = re.compile(r"^[A-Za-z0-9_.:@\-]{1,120}$")
+_IDLE_READERS = 4  # reader connections kept open between reads (the GUI reads from a small thread pool)
 
 _SCHEMA_V2 = """
 CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -221,9 +222,10 @@ class MetricsStore(MetricsQueries):
         self._check_integrity = check_integrity
         self._queue: queue.Queue[tuple] = queue.Queue()
         self._generation = 0  # bumped whenever the file is replaced; readers reopen
-        self._readers: list[sqlite3.Connection] = []
+        # Reader connections are lent to whichever thread reads and given back, at most _IDLE_READERS kept
+        # open: per-thread connections leaked a file pair for every thread a pool started and retired.
+        self._idle_readers: list[tuple[int, sqlite3.Connection]] = []
         self._readers_lock = threading.Lock()
-        self._local = threading.local()
         self._closed = False
         self._writer_error: BaseException | None = None
         self.dropped_samples = 0  # stale (older than raw retention) or not finite
@@ -356,10 +358,10 @@ class MetricsStore(MetricsQueries):
         self._queue.put(("close", done))
         self._thread.join(timeout)
         with self._readers_lock:
-            for conn in self._readers:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            self._readers.clear()
+            idle, self._idle_readers = self._idle_readers, []
+        for _, conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
         if self._thread.is_alive():
             raise MetricsStoreError("The metrics history did not finish saving in time.")
 
@@ -527,21 +529,43 @@ class MetricsStore(MetricsQueries):
 
     # ---- reading (any thread) --------------------------------------------------------------------
 
-    def _reader(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """Lend a read-only connection to the file of the current generation; it goes back to the idle set
+        (or is closed, past the set's size, after the file was replaced or the store closed)."""
         if self._closed:
             raise MetricsStoreError("The metrics history is closed.")
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.generation != self._generation:
+        conn, generation = None, self._generation
+        stale: list[sqlite3.Connection] = []
+        with self._readers_lock:
+            while self._idle_readers and conn is None:
+                gen, candidate = self._idle_readers.pop()
+                if gen == generation:
+                    conn = candidate
+                else:
+                    stale.append(candidate)
+        for old in stale:
+            with contextlib.suppress(Exception):
+                old.close()
+        if conn is None:
             conn = _connect(self.path)
             conn.execute("PRAGMA query_only=1")
-            self._local.conn, self._local.generation = conn, self._generation
+        try:
+            yield conn
+        finally:
             with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+                keep = not self._closed and generation == self._generation and \
+                    len(self._idle_readers) < _IDLE_READERS
+                if keep:
+                    self._idle_readers.append((generation, conn))
+            if not keep:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         try:
-            return self._reader().execute(sql, params).fetchall()
+            with self._reader() as conn:
+                return conn.execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
             if _is_corrupt(exc):
                 # The writer notices on its next commit and starts a new file; show nothing meanwhile.
