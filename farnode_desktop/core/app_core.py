@@ -34,11 +34,13 @@ from farnode_desktop.core.gpu.report import GpuReport, gpu_report
 from farnode_desktop.core.instance import InstanceLock
 from farnode_desktop.core.localchain.effective import effective_settings
 from farnode_desktop.core.localchain.payouts import DEMO_BATCH_INTERVAL_S, LocalPayouts
+from farnode_desktop.core.logfiles import LogTrimmer
 from farnode_desktop.core.metrics.recorder import MetricsRecorder
 from farnode_desktop.core.metrics.store import MetricsStore
 from farnode_desktop.core.metrics.today import TodaySummary, today
 from farnode_desktop.core.network import peers
 from farnode_desktop.core.node.controller import NodeController
+from farnode_desktop.core.node.demo_swarm import TRAFFIC_LOG_NAME
 from farnode_desktop.core.node.engine_venv import EngineStatus
 from farnode_desktop.core.paths import AppPaths
 from farnode_desktop.core.payout.rate import EarningsRate
@@ -98,6 +100,9 @@ class AppCore:
         self.local_payouts = LocalPayouts(self.paths, batch_interval_s=payout_interval_s)
         self._payouts_lock = threading.Lock()
         self._payouts_wanted = False
+        # the logs children write straight into, kept within their size while they run for weeks
+        self.log_trimmer = LogTrimmer(lambda: [self.paths.log_dir / TRAFFIC_LOG_NAME,
+                                               *self.local_payouts.child_logs])
         self.earnings_rate = EarningsRate(self.bus, lambda: self.chain_settings().chain.reward_per_1k_tokens)
         inputs = policy_inputs if policy_inputs is not None else self._default_policy_inputs()
         self.policies = PolicyRunner(PolicyRules(self.node.settings.policies), self.bus,
@@ -162,6 +167,7 @@ class AppCore:
         self.telemetry.start()
         self.policies.start()
         self.earnings.start()
+        self.log_trimmer.start()
         self._follow_local_payouts()
         try:
             self.control.start()
@@ -182,6 +188,7 @@ class AppCore:
         self.earnings_rate.close()
         self.telemetry.stop()
         self.earnings.stop()
+        self.log_trimmer.stop()
         try:
             self.node.stop()
         finally:

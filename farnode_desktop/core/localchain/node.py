@@ -37,6 +37,9 @@ OPERATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b7869
 _MINT = "40c10f19"  # mint(address,uint256)
 
 
+LOG_NAME = "anvil.log"
+
+
 class LocalChainError(FarNodeError):
     title = "Local chain problem"
 
@@ -73,6 +76,11 @@ class LocalChain:
     def _meta(self) -> Path:
         return self.dir / "chain.json"
 
+    @property
+    def log_path(self) -> Path:
+        """What anvil writes (a line per JSON-RPC call): the app's log trimmer keeps it within its size."""
+        return self.dir / LOG_NAME
+
     def _read_meta(self) -> dict:
         try:
             return json.loads(self._meta.read_text())
@@ -86,7 +94,7 @@ class LocalChain:
         port = meta.get("port")
         if not isinstance(port, int) or not loopback_port_free(port):
             port = free_loopback_port()  # the remembered port is taken (or none yet): a free one
-        log = open(self.dir / "anvil.log", "ab")  # noqa: SIM115 - the child keeps it
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         try:
             self.proc, self.tree = process_tree.spawn(
                 [str(self.anvil), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID),

@@ -20,6 +20,7 @@ from pathlib import Path
 from farnode_desktop.core import process_tree
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.localchain.install import install_anvil
+from farnode_desktop.core.localchain.node import LOG_NAME as CHAIN_LOG_NAME
 from farnode_desktop.core.localchain.node import ChainInfo, LocalChain
 from farnode_desktop.core.localchain.operator import service_config, start_payout_service
 from farnode_desktop.core.paths import AppPaths
@@ -56,6 +57,11 @@ class LocalPayouts:
     @property
     def service_log(self) -> Path:
         return self.paths.log_dir / "payout-service.log"
+
+    @property
+    def child_logs(self) -> list[Path]:
+        """The logs this part's processes write straight into (the chain's and the payout service's)."""
+        return [self.paths.chain_dir / CHAIN_LOG_NAME, self.service_log]
 
     def ensure(self, progress: Callable[[str], None] | None = None) -> ChainInfo:
         """Install what is missing and start what is not running; the chain's info. Raises a

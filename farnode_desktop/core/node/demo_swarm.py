@@ -158,6 +158,9 @@ class TrafficStats:
     last_error: str = ""
 
 
+TRAFFIC_LOG_NAME = "traffic.log"  # kept within its size by the app's log trimmer (core/logfiles.py)
+
+
 class TrafficGenerator:
     """A real FarMesh client process sending checked requests to the local swarm."""
 
@@ -170,7 +173,7 @@ class TrafficGenerator:
         self._run_id = ""
         self.runtime = engine.runtime() if isinstance(engine, EngineEnv) else engine
         self.bus = bus
-        self.log_path = Path(log_dir) / "traffic.log"
+        self.log_path = Path(log_dir) / TRAFFIC_LOG_NAME
         self._proc: subprocess.Popen | None = None
         self._tree: process_tree.ProcessTree | None = None
         self._stats = TrafficStats()

@@ -103,6 +103,11 @@ def test_the_embedded_default_pays_this_node_for_its_share(engine_paths, free_po
         core.close()
     assert core.local_payouts.pids() == []
     assert all(pid_gone(p) for p in service_pids)
+    # Every log a child wrote straight into is one the app keeps within its size (the app's own rotates).
+    trimmed = {p.resolve() for p in core.log_trimmer._logs()}
+    written = {p.resolve() for d in (engine_paths.log_dir, engine_paths.chain_dir) for p in d.glob("*.log")}
+    assert written - {(engine_paths.log_dir / "node-main.log").resolve()} <= trimmed, written - trimmed
+    assert len(written & trimmed) == 3, written
 
     # The app again on the same data folder: the chain starts with the app (it exists now) from its kept
     # state, and the earnings history reads the same: nothing lost, nothing counted twice.

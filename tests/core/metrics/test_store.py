@@ -276,8 +276,8 @@ def test_reads_from_threads_that_come_and_go_keep_few_files_open(store, app_path
     store.flush()
     before = _open_handles(app_paths.metrics_db)
     for _ in range(40):
-        out = []
-        t = threading.Thread(target=lambda: out.append(store.query("s", NOW - 60, NOW)))
+        out: list = []
+        t = threading.Thread(target=lambda out=out: out.append(store.query("s", NOW - 60, NOW)))
         t.start()
         t.join()
         assert out and out[0]
