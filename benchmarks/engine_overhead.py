@@ -4,6 +4,12 @@ Same engine environment, same demo model, same arguments, same client load (a re
 greedy generations back to back), alternating runs. Prints time-to-online and client-side throughput of each
 and their ratios. Targets: throughput ratio app/bare >= 0.97 and under 1 s of start-up.
 
+On a noisy machine a round's throughput moves a lot (one run read 30-68 tokens/s for the same server), so the
+figure is the median of per-round ratios (each round runs both, back to back, in alternating order), printed
+with its spread: the range and the interquartile range, as a share of the median. With two cores or more the
+server (its whole process tree, every thread) runs on one core and the client on another, so that they do not
+take turns on the same core; ``--no-pin`` leaves placement to the kernel.
+
 The bare server runs through the smallest possible wrapper: the hivemind re-export bridge (without it FarMesh
 cannot import hivemind 1.1.12 at all), NAT traversal off and no PyPI version check (as the app does on the
 local swarm: nothing leaves this computer). Both read the same cached throughput measurement, so neither
@@ -13,7 +19,7 @@ Then a table of tokens/s per model family: a tiny model of each family the engin
 Mixtral, BLOOM; engine/make_model.py) served by the app's supervisor, generated through by a real client
 (tests/engine/family_client.py), greedy tokens checked against plain transformers.
 
-Usage: python benchmarks/engine_overhead.py [--rounds 3] [--requests 40] [--families-only | --no-families]
+Usage: python benchmarks/engine_overhead.py [--rounds 8] [--requests 60] [--no-pin] [--families-only | --no-families]
 (FARNODE_ENGINE_ROOT may point at a ready engine environment; otherwise the default one is used/set up.)
 """
 
@@ -95,13 +101,48 @@ class BareServer:
                 pass
 
 
-def client_load(engine, bus, log_dir, model, addrs, dht_prefix, requests) -> float:
+def placement() -> tuple[set[int], set[int]] | None:
+    """(server cores, client cores): the last allowed core for the server, the one before it for the client;
+    None with fewer than two cores or where the OS cannot pin (not Linux)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    return ({cores[-1]}, {cores[-2]}) if len(cores) >= 2 else None
+
+
+def pin_tree(pid: int, cores: set[int]) -> int:
+    """Pin every thread of ``pid`` and of its descendants to ``cores`` (threads and processes started later
+    inherit it); the number of threads pinned. Threads that end meanwhile are skipped."""
+    import psutil
+
+    pinned = 0
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for proc in procs:
+        try:
+            tids = [t.id for t in proc.threads()]
+        except psutil.Error:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cores)
+                pinned += 1
+            except OSError:
+                continue
+    return pinned
+
+
+def client_load(engine, bus, log_dir, model, addrs, dht_prefix, requests, cores: set[int] | None = None) -> float:
     """Tokens/s the client got (tokens sent to the server / time spent waiting on the server)."""
     lat: list[tuple[int, float]] = []
     sub = bus.subscribe("traffic.request", lambda _t, ev: lat.append((ev.tokens_sent, ev.latency_s)))
     gen = TrafficGenerator(engine, bus, log_dir)
     gen.start(model=model, initial_peers=addrs, dht_prefix=dht_prefix, rate_per_minute=0, count=requests,
               forward_every=0, max_new_tokens=16, prompt_len=8)
+    if cores is not None and gen._proc is not None:
+        pin_tree(gen._proc.pid, cores)
     ok = gen.wait_for(lambda s: s.requests + s.errors >= requests, 600)
     gen.stop()
     sub.close()
@@ -113,8 +154,9 @@ def client_load(engine, bus, log_dir, model, addrs, dht_prefix, requests) -> flo
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--requests", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=60)
+    ap.add_argument("--no-pin", action="store_true", help="leave the server and client where the kernel puts them")
     ap.add_argument("--families-only", action="store_true")
     ap.add_argument("--no-families", action="store_true")
     args = ap.parse_args()
@@ -139,6 +181,10 @@ def overhead(args, paths: AppPaths, engine: EngineEnv) -> None:
     cfg = launcher_config(settings, paths, model_path=model)
     bus = EventBus()
     results: dict[str, dict[str, list[float]]] = {m: {"online": [], "tps": []} for m in ("app", "bare")}
+    place = None if args.no_pin else placement()
+    server_cores, client_cores = place if place else (None, None)
+    print(f"server on core {sorted(server_cores)}, client on core {sorted(client_cores)}" if place else
+          "server and client where the kernel puts them", flush=True)
 
     # Warm-up: measure and cache the throughput once (both modes then read the same cache entry).
     sup = Supervisor(engine, bus, log_dir=paths.log_dir, run_dir=paths.run_dir)
@@ -154,14 +200,20 @@ def overhead(args, paths: AppPaths, engine: EngineEnv) -> None:
                 st = sup.wait_for({C.ONLINE, C.FAILED, C.HELD}, 300)
                 online = time.perf_counter() - t0
                 assert st.state == C.ONLINE, st
+                if server_cores:
+                    pin_tree(sup.pid, server_cores)
                 addrs = list(sup.peer.addrs)
-                tps = client_load(engine, bus, paths.log_dir, model, addrs, cfg["dht_prefix"], args.requests)
+                tps = client_load(engine, bus, paths.log_dir, model, addrs, cfg["dht_prefix"], args.requests,
+                                  client_cores)
                 sup.stop()
             else:
                 bare = BareServer(engine, cfg)
                 assert bare.started.wait(300), "bare server did not start"
                 online = bare.online_s
-                tps = client_load(engine, bus, paths.log_dir, model, bare.addrs, cfg["dht_prefix"], args.requests)
+                if server_cores:
+                    pin_tree(bare.proc.pid, server_cores)
+                tps = client_load(engine, bus, paths.log_dir, model, bare.addrs, cfg["dht_prefix"], args.requests,
+                                  client_cores)
                 bare.stop()
             results[mode]["online"].append(online)
             results[mode]["tps"].append(tps)
@@ -182,6 +234,14 @@ def overhead(args, paths: AppPaths, engine: EngineEnv) -> None:
     print(f"{'throughput (tokens/s)':22}{med['app']['tps']:12.1f}{med['bare']['tps']:12.1f}"
           f"{med['app']['tps'] / med['bare']['tps']:10.3f}")
     print(f"\nper-round throughput ratios app/bare: {', '.join(f'{r:.3f}' for r in paired)}")
+    q1, _, q3 = statistics.quantiles(paired, n=4, method="inclusive") if len(paired) >= 2 else (ratio, 0, ratio)
+    print(f"spread of the ratios: range {min(paired):.3f}-{max(paired):.3f} "
+          f"({100 * (max(paired) - min(paired)) / ratio:.1f} % of the median), interquartile range "
+          f"{q1:.3f}-{q3:.3f} ({100 * (q3 - q1) / ratio:.1f} % of the median; target < 5 %)")
+    for mode in ("app", "bare"):
+        tps = results[mode]["tps"]
+        print(f"{mode} throughput per round: {min(tps):.1f}-{max(tps):.1f} tokens/s "
+              f"(range {100 * (max(tps) - min(tps)) / statistics.median(tps):.0f} % of its median)")
     print(f"throughput cost of the app: {100 * (1 - ratio):+.2f} % (median of the per-round ratios; target < 3 %)")
     print(f"start-up cost of the app:   {delta:+.2f} s (median of the per-round differences; target < 1 s)")
     print(f"(medians of {args.rounds} alternating rounds, {args.requests} requests each, on {os.cpu_count()} CPUs)")
