@@ -18,6 +18,7 @@ Each cycle, in this order (a cycle that cannot go on logs why and leaves the res
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from farnode_desktop.core.atomic import atomic_write_json
 from farnode_desktop.core.errors import FarNodeError
-from farnode_desktop.core.payout.served import ServedLedger
+from farnode_desktop.core.payout.served import KEEP_SETTLED_S, ServedLedger
 from farnode_desktop.demo_operator.amounts import settle, units_per_token, whole_units
 from farnode_desktop.demo_operator.chain import OperatorChain, OutOfFunds
 from farnode_desktop.demo_operator.decide import decide
@@ -304,6 +305,7 @@ class PayoutService:
         batch_id = self.progress.record_batch(after_id=after, upto_id=upto, chain_id=self.config.chain_id,
                                               token=self.chain.token_address, from_block=from_block,
                                               shares=shares, carries=carries, payments=signed)
+        self._prune(upto)
         if not amounts:
             log.info("batch %d done: ledger rows %d-%d, nothing to pay", batch_id, after + 1, upto)
             return batch_id
@@ -317,6 +319,17 @@ class PayoutService:
                 break
             self._hand(batch_id, p.id)
         return batch_id
+
+    def _prune(self, settled_upto: int) -> None:
+        """Delete the ledger rows this and earlier batches settled once they are old enough (the batches keep
+        what each server was owed); a failure only leaves them for the next batch."""
+        try:
+            gone = self.ledger().prune(settled_upto, time.time() - KEEP_SETTLED_S)
+        except sqlite3.Error as exc:
+            log.warning("settled ledger rows could not be deleted (%s); tried again at the next batch", exc)
+            return
+        if gone:
+            log.info("deleted %d settled ledger rows older than %.0f days", gone, KEEP_SETTLED_S / 86400)
 
     _decimals: int | None = None
 

@@ -279,3 +279,28 @@ def test_a_batch_is_done_only_after_its_confirmations(harness, chain):
     assert status["paid_upto_id"] == 1 and "3 confirmation(s)" in svc.log()
     assert paid_to(chain, op.address) == {a.address: owed(400, harness.rate)}
     assert svc.stop() == 0
+
+
+def test_settled_rows_are_deleted_once_old_and_paid_for_first(harness, chain):
+    """The ledger does not grow for as long as the app runs: rows a batch settled go once they are two days
+    old, once a batch has settled them (the batch keeps what each server is owed); newer rows stay."""
+    from farnode_desktop.core.payout.served import KEEP_SETTLED_S
+
+    op = new_operator(chain, 10**15)
+    a = Server.new()
+    a.announce(harness.ledger, harness.chain_id)
+    old = time.time() - KEEP_SETTLED_S - 3600
+    for i in range(4):
+        harness.ledger.record(f"old-{i}", old + i, {a.peer_id: 100})
+    serve(harness.ledger, {a.peer_id: 50})
+    svc = harness.start(op)
+    status = svc.wait_batches(1)
+    assert status["paid_upto_id"] == harness.ledger.last_id() == 5
+    assert paid_to(chain, op.address) == {a.address: owed(450, harness.rate)}
+    assert [r.id for r in harness.ledger.rows_after(0)] == [5]  # the old rows went once settled
+    assert "deleted 4 settled ledger rows" in svc.log()
+    serve(harness.ledger, {a.peer_id: 10})
+    status = svc.wait_batches(2)
+    assert paid_to(chain, op.address) == {a.address: owed(460, harness.rate)}
+    assert status["paid_upto_id"] == 6
+    assert svc.stop() == 0

@@ -10,6 +10,10 @@ One SQLite file (WAL mode, so the app writes while the payout service reads), sc
 ``PRAGMA user_version``. Writing the same (request, server) twice keeps the first row: a replayed event is not
 counted twice. A file SQLite cannot read is left where it is and reported (:class:`LedgerError`); nothing starts
 a fresh ledger in its place.
+
+Rows a payout batch has settled (the batch keeps each server's total) are deleted by the payout service once they
+are :data:`KEEP_SETTLED_S` old: the demo traffic adds about 16,000 rows a day, which would otherwise grow the file
+by some 80 MB a month. Row ids are never reused (AUTOINCREMENT), so a service's "last row paid" stays right.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from farnode_desktop.core.errors import FarNodeError
 
 SCHEMA_VERSION = 1
+KEEP_SETTLED_S = 2 * 86400.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS served (
@@ -119,8 +124,18 @@ class ServedLedger:
             return {peer: int(total) for peer, total in cur.fetchall()}
 
     def last_id(self) -> int:
+        """The id of the last row ever recorded (also when settled rows were deleted since)."""
         with self._lock:
-            return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM served").fetchone()[0])
+            return int(self._db.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM served), 0), "
+                "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'served'), 0))").fetchone()[0])
+
+    def prune(self, settled_upto_id: int, before: float) -> int:
+        """Delete the rows up to ``settled_upto_id`` (settled by a payout batch) recorded before ``before``
+        (epoch seconds); the number deleted. Freed pages are reused: the file stops growing."""
+        with self._lock, self._db:
+            return self._db.execute("DELETE FROM served WHERE id <= ? AND at < ?",
+                                    (settled_upto_id, before)).rowcount
 
     def peer(self, peer_id: str) -> AnnouncedPeer | None:
         with self._lock:

@@ -49,3 +49,20 @@ def test_newer_schema_is_refused(tmp_path):
     db.close()
     with pytest.raises(LedgerError, match="newer FarNode Desktop"):
         ServedLedger(path)
+
+
+def test_settled_old_rows_are_deleted_and_ids_never_come_back(tmp_path):
+    led = ServedLedger(tmp_path / "served.sqlite3")
+    led.record("old1", 100.0, {"PeerA": 3})
+    led.record("old2", 200.0, {"PeerA": 4})
+    led.record("new1", 5000.0, {"PeerA": 5})
+    led.record("unsettled-old", 300.0, {"PeerB": 6})  # row 4: not settled by any batch yet
+    assert led.prune(settled_upto_id=3, before=1000.0) == 2  # old and settled only
+    assert [r.request_id for r in led.rows_after(0)] == ["new1", "unsettled-old"]
+    assert led.prune(settled_upto_id=3, before=10_000.0) == 1
+    assert led.last_id() == 4
+    assert led.prune(settled_upto_id=4, before=10_000.0) == 1
+    assert led.rows_after(0) == [] and led.last_id() == 4  # all deleted: the last id is still the last id
+    led.record("next", 6000.0, {"PeerA": 1})
+    assert led.rows_after(0)[0].id == 5 and led.last_id() == 5
+    led.close()
