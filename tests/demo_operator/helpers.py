@@ -115,8 +115,13 @@ class Service:
         assert out.count(text) >= count, f"{text!r} not logged {count}x within {timeout} s:\n{out}"
         return out
 
-    def status(self) -> dict:
-        return json.loads((self.state_dir / "operator.json").read_text())
+    def status(self, timeout: float = 30) -> dict:
+        """operator.json; waits for its first writing (the service logs its start line just before it)."""
+        path = self.state_dir / "operator.json"
+        if not path.exists():
+            wait_until(lambda: path.exists() or self.proc.poll() is not None, timeout)
+            assert path.exists(), f"operator.json not written within {timeout} s:\n{self.log()}"
+        return json.loads(path.read_text())
 
     def wait_batches(self, n: int, timeout: float = 60) -> dict:
         def done():

@@ -19,7 +19,7 @@ from eth_account import Account
 from tests.demo_operator.helpers import HoldingProxy, Server, new_operator, paid_to, serve, transfers_from
 from tests.support import REPO
 from tests.support.chain import DECIMALS, deploy, start_anvil
-from tests.support.wait import wait_until
+from tests.support.wait import scaled, wait_until
 
 pytestmark = pytest.mark.chain
 
@@ -230,8 +230,8 @@ def test_it_stops_within_seconds(harness, chain, how):
         svc.close_stdin()
     else:
         svc.proc.send_signal(getattr(signal, how))
-    assert svc.proc.wait(10) == 0
-    assert time.monotonic() - t0 < 5
+    assert svc.proc.wait(scaled(10)) == 0
+    assert time.monotonic() - t0 < scaled(5)  # seconds on an idle machine, more under load
     assert "stopping" in svc.log() and svc.log().rstrip().endswith("stopped")
     svc.close_stdin()
 
