@@ -221,6 +221,18 @@ def test_logs_page_live_filter_and_redacted_diagnostics(qtbot, gui, artifacts_di
     assert text == logs.last_diagnostics
     assert key not in text and "<redacted>" in text
     assert '"settings"' in text and "line 39" in text and "farnode" in text.lower()
+    # The view shows the last VIEW_LINES (each shown line costs the window kB); the filter searches all kept.
+    from farnode_desktop.gui.pages.logs import VIEW_LINES
+    for i in range(VIEW_LINES + 200):
+        gui.core.bus.publish("node.log", f"[INFO] filler {i}")
+    last = f"[INFO] filler {VIEW_LINES + 199}"
+    qtbot.waitUntil(lambda: last in logs.visible_text(), timeout=10_000)
+    assert logs.view.document().blockCount() == VIEW_LINES and "line 39" not in logs.visible_text()
+    logs.filter.setText("line 3")
+    assert logs.visible_text().splitlines() == ["[INFO] line 3 ", "[INFO] line 30 Announced that blocks are online",
+                                                *[f"[INFO] line {i} " for i in range(31, 40)]]
+    logs.filter.setText("")
+    assert logs.view.document().blockCount() == VIEW_LINES
 
 
 # ---------------------------------------------------------------------------------------------- errors, runner
