@@ -91,14 +91,19 @@ class BareServer:
                 self.started.set()
 
     def stop(self) -> None:
+        """SIGINT, as the app stops its server; one that has not exited 30 s later is killed with its group and
+        said so (FarMesh's run_server can hang in its shutdown: the app's supervisor does the same)."""
         self.proc.send_signal(2)
         try:
             self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            print("  (the bare server did not exit within 30 s of SIGINT: killed)", flush=True)
         finally:
             try:
                 os.killpg(self.proc.pid, 9)
             except ProcessLookupError:
                 pass
+            self.proc.wait(10)
 
 
 def placement() -> tuple[set[int], set[int]] | None:
