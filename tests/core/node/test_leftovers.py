@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -25,6 +26,12 @@ def group():
     def start() -> subprocess.Popen:
         p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
         procs.append(p)
+        # Popen returns when the exec has begun (the close-on-exec pipe closes), which is before the kernel has
+        # set the new command line: until then /proc shows none (or the parent's), and the clean-up (which kills only processes
+        # whose command line is an engine's) would pass this one by. A real leftover has run for a while.
+        deadline = time.monotonic() + 10
+        while "time.sleep(120)" not in psutil.Process(p.pid).cmdline() and time.monotonic() < deadline:
+            time.sleep(0.005)
         return p
 
     yield start
