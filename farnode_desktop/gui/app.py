@@ -282,6 +282,7 @@ class GuiApp(QObject):
         self.window.hide()
         if self._test_file:
             self.write_test_state(quit_done=True)
+        self.tasks.close()  # the worker threads end once what was given has run
         self.quitted.emit()
 
     # ------------------------------------------------------------------ test hook

@@ -4,18 +4,22 @@
 event as a signal; since the bridge lives on the GUI thread and the publishers run on worker threads, Qt
 queues the delivery, so every slot runs on the GUI thread.
 
-:class:`TaskRunner` runs callables on a ``QThreadPool`` and hands results and errors back through signals
+:class:`TaskRunner` runs callables on a few worker threads and hands results and errors back through signals
 (Electrum's ``add(task, on_success, on_error)``). Unhandled errors go to :func:`errors.show_error`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
+import threading
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, Signal
 
 from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus, Subscription
@@ -67,72 +71,144 @@ class BusBridge(QObject):
         self._subs.clear()
 
 
-class _Signals(QObject):
-    done = Signal(object)
-    failed = Signal(object, str)  # exception, formatted traceback
+class _Workers:
+    """Up to ``size`` daemon threads that run queued jobs. They are started as work comes and kept for the
+    runner's life: a steady thread count over weeks, and a job still running at exit (a slow RPC) does not
+    hold the app's exit up."""
 
+    def __init__(self, size: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._size, self._name = max(1, size), name
+        self._threads: list[threading.Thread] = []
+        self._running = 0
+        self._cond = threading.Condition()
+        self._closed = False
 
-class _Task(QRunnable):
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        super().__init__()
-        self.fn = fn
-        self.signals = _Signals()
-        self.setAutoDelete(False)  # the runner keeps it until its signal was delivered
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the task runner is closed")
+            self._running += 1
+            if len(self._threads) < min(self._size, self._running):
+                t = threading.Thread(target=self._loop, name=f"{self._name}-{len(self._threads) + 1}", daemon=True)
+                self._threads.append(t)
+                t.start()
+        self._jobs.put(job)
 
-    def run(self) -> None:
-        try:
-            result = self.fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread, never swallowed
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
             try:
-                self.signals.failed.emit(exc, tb)
-            except RuntimeError:
-                pass
-            return
-        try:
-            self.signals.done.emit(result)
-        except RuntimeError:
-            pass
+                job()
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._running == 0, timeout)
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return [t for t in self._threads if t.is_alive()]
+
+    def close(self) -> None:
+        """No new jobs; each thread ends after the jobs queued before."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(None)
 
 
 class TaskRunner(QObject):
     """Runs blocking callables off the GUI thread. ``on_done``/``on_error`` run on the GUI thread;
-    without ``on_error`` an error is shown to the user (title + message, or a report dialog)."""
+    without ``on_error`` an error is shown to the user (title + message, or a report dialog).
+
+    One pair of signals carries every result (a task is a number and its two callbacks until its result
+    is delivered): a Qt object per task, with the task's callbacks connected to it, was kept alive by the
+    connection for the app's life, ~4.4 kB a task, and the dashboard alone runs two tasks every 5 s."""
+
+    _done = Signal(int, object)
+    _failed = Signal(int, object, str)  # task, exception, formatted traceback
 
     def __init__(self, parent: QObject | None = None, *, threads: int = 4,
                  default_error: Callable[[BaseException, str], None] | None = None) -> None:
         super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(threads)
-        self._tasks: set[_Task] = set()
+        self._workers = _Workers(threads, "farnode-task")
+        self._callbacks: dict[int, tuple[Callable[[Any], None] | None, Callable[[BaseException, str], None] | None]] = {}
+        self._ids = itertools.count(1)
         self.default_error = default_error
+        self._done.connect(self._deliver_done)
+        self._failed.connect(self._deliver_failed)
+        weakref.finalize(self, self._workers.close)  # a runner dropped without close() ends its threads too
 
     def run(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
-               on_error: Callable[[BaseException, str], None] | None = None) -> None:
-        task = _Task(fn)
-        self._tasks.add(task)
+            on_error: Callable[[BaseException, str], None] | None = None) -> None:
+        task = next(self._ids)
+        self._callbacks[task] = (on_done, on_error)
+        try:
+            self._workers.submit(lambda: self._work(task, fn))
+        except RuntimeError:  # the app has quit: nothing is run any more
+            del self._callbacks[task]
+            log.info("a task given after the app quit was not run: %r", fn)
 
-        def finished(result: Any) -> None:
-            self._tasks.discard(task)
-            if on_done is not None:
-                on_done(result)
+    def _work(self, task: int, fn: Callable[[], Any]) -> None:  # on a worker thread
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread, never swallowed
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            try:
+                self._failed.emit(task, exc, tb)
+            except RuntimeError:  # the runner was deleted meanwhile
+                pass
+            return
+        try:
+            self._done.emit(task, result)
+        except RuntimeError:
+            pass
 
-        def failed(exc: BaseException, tb: str) -> None:
-            self._tasks.discard(task)
-            handler = on_error or self.default_error
-            if handler is None:
-                log.error("background task failed:\n%s", tb)
-            else:
-                handler(exc, tb)
+    def _deliver_done(self, task: int, result: Any) -> None:
+        on_done, _on_error = self._callbacks.pop(task, (None, None))
+        if on_done is not None:
+            on_done(result)
 
-        task.signals.done.connect(finished)
-        task.signals.failed.connect(failed)
-        self.pool.start(task)
+    def _deliver_failed(self, task: int, exc: BaseException, tb: str) -> None:
+        _on_done, on_error = self._callbacks.pop(task, (None, None))
+        handler = on_error or self.default_error
+        if handler is None:
+            log.error("background task failed:\n%s", tb)
+        else:
+            handler(exc, tb)
 
     @property
     def pending(self) -> int:
-        return len(self._tasks)
+        """Tasks whose result has not been delivered yet (running, or waiting in the GUI thread's queue)."""
+        return len(self._callbacks)
+
+    @property
+    def running(self) -> int:
+        """Tasks still running on a worker thread."""
+        return self._workers.running
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """The runner's worker threads that are alive."""
+        return self._workers.threads
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Wait for running tasks (tests, quit). True when all finished."""
-        return self.pool.waitForDone(timeout_ms)
+        return self._workers.wait(timeout_ms / 1000)
+
+    def close(self) -> None:
+        """No new tasks; the worker threads end after the tasks already given."""
+        self._workers.close()

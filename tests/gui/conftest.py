@@ -15,6 +15,18 @@ from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.policies.runner import PolicyInputs  # noqa: E402
 
 
+@pytest.fixture
+def tasks():
+    """A task runner for a test that builds windows or wizards without the app: closed (its worker threads
+    ended) when the test ends."""
+    from farnode_desktop.gui.bridge import TaskRunner
+
+    runner = TaskRunner()
+    yield runner
+    runner.wait(10_000)
+    runner.close()
+
+
 def engine_ready(paths) -> bool:
     """The shared engine environment (FARNODE_ENGINE_ROOT, set by scripts/test.sh) is set up."""
     return EngineEnv(paths, "cpu").is_ready()
@@ -53,6 +65,14 @@ def _no_qt_work_left():
             if not pool.waitForDone(5_000):
                 busy.append(f"{pool.activeThreadCount()} task(s) still running in a Qt thread pool")
         except RuntimeError:  # its C++ object is deleted
+            continue
+    from farnode_desktop.gui.bridge import TaskRunner
+
+    for runner in (o for o in gc.get_objects() if isinstance(o, TaskRunner)):
+        try:
+            if not runner.wait(5_000):
+                busy.append(f"{runner.running} task(s) still running in a task runner")
+        except RuntimeError:
             continue
     QCoreApplication.processEvents()  # deleteLater() of what the test closed
     left = [desc for key, desc in _active_timers().items() if key not in before] + busy

@@ -255,36 +255,13 @@ def test_errors_known_as_message_unknown_as_report(qtbot):
     report.close()
 
 
-def test_task_runner_delivers_results_and_errors_on_the_gui_thread(qtbot):
-    from farnode_desktop.gui.bridge import TaskRunner
-
-    runner = TaskRunner()
-    got, errs = [], []
-    workers = []
-
-    def work():
-        workers.append(threading.current_thread())
-        time.sleep(0.05)
-        return 42
-
-    runner.run(work, lambda r: got.append((r, QThread.currentThread())))
-    runner.run(lambda: 1 / 0, None, lambda e, tb: errs.append((e, tb, QThread.currentThread())))
-    qtbot.waitUntil(lambda: bool(got and errs), timeout=5000)
-    gui_thread = QApplication.instance().thread()
-    assert got[0][0] == 42 and got[0][1] is gui_thread
-    assert workers[0] is not threading.main_thread()
-    assert isinstance(errs[0][0], ZeroDivisionError) and "ZeroDivisionError" in errs[0][1] and errs[0][2] is gui_thread
-    assert runner.wait(5000) and runner.pending == 0
-
-
 # ---------------------------------------------------------------------------------------------- first run
 
-def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
-    from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+def test_first_run_wizard_every_step_skippable(qtbot, core, tasks, artifacts_dir):
+    from farnode_desktop.gui.bridge import BusBridge
     from farnode_desktop.gui.first_run import FirstRunWizard
 
     assert core.first_run
-    tasks = TaskRunner()
     bridge = BusBridge(core.bus)
     wiz = FirstRunWizard(core, tasks, bridge)
     qtbot.addWidget(wiz)
@@ -332,15 +309,14 @@ def test_first_run_wizard_every_step_skippable(qtbot, core, artifacts_dir):
     qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
 
 
-def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, artifacts_dir, tmp_path, chain):
+def test_first_run_wizard_joins_a_network_from_its_file(qtbot, core, tasks, artifacts_dir, tmp_path, chain):
     """The network step takes a network file: nothing given, a bad file (its problems in red, nothing written)
     and a good one (checked off the GUI thread, joined, the wizard moves on by itself); finishing keeps what
     the file gave."""
-    from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+    from farnode_desktop.gui.bridge import BusBridge
     from farnode_desktop.gui.first_run import FirstRunWizard
 
     peer = "/ip4/127.0.0.1/tcp/31337/p2p/12D3KooWQ5vMGpGRtrFkaDrEWvMN9Vz3wUYBHozWctYfHZmVK7TX"
-    tasks = TaskRunner()
     bridge = BusBridge(core.bus)
     wiz = FirstRunWizard(core, tasks, bridge)
     qtbot.addWidget(wiz)

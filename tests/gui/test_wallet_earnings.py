@@ -65,13 +65,13 @@ def confirm_phrase(dlg: PhraseDialog, words: list[str]) -> None:
     assert dlg.confirmed
 
 
-def test_first_run_wallet_step_confirms_the_new_phrase_by_typed_words(qtbot, keyring_core, artifacts_dir):
+def test_first_run_wallet_step_confirms_the_new_phrase_by_typed_words(qtbot, keyring_core, tasks, artifacts_dir):
     """The wizard's wallet step creates the wallet the same way: numbered words, three typed back."""
-    from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+    from farnode_desktop.gui.bridge import BusBridge
     from farnode_desktop.gui.first_run import FirstRunWizard
 
     core, _ks = keyring_core
-    tasks, bridge = TaskRunner(), BusBridge(core.bus)
+    bridge = BusBridge(core.bus)
     wiz = FirstRunWizard(core, tasks, bridge)
     qtbot.addWidget(wiz)
     wiz.show()

@@ -35,11 +35,11 @@ def _network_file(tmp_path, model: str):
     return f
 
 
-def _wizard(qtbot, core):
-    from farnode_desktop.gui.bridge import BusBridge, TaskRunner
+def _wizard(qtbot, core, tasks):
+    from farnode_desktop.gui.bridge import BusBridge
     from farnode_desktop.gui.first_run import FirstRunWizard
 
-    tasks, bridge = TaskRunner(), BusBridge(core.bus)
+    bridge = BusBridge(core.bus)
     wiz = FirstRunWizard(core, tasks, bridge)
     qtbot.addWidget(wiz)
     wiz.show()
@@ -59,10 +59,10 @@ def _finish(qtbot, wiz) -> None:
 
 
 @pytest.mark.parametrize("choice", [LOCAL_SWARM, PUBLIC_SWARM, CUSTOM_SWARM])
-def test_every_network_choice_finishes_with_settings_the_node_accepts(qtbot, core, tmp_path, model_folder, choice):
+def test_every_network_choice_finishes_with_settings_the_node_accepts(qtbot, core, tasks, tmp_path, model_folder, choice):
     if choice != PUBLIC_SWARM and not engine_ready(core.paths):
         pytest.skip("the shared engine (FARNODE_ENGINE_ROOT) is not set up: the node's set-up would install it")
-    wiz, tasks, bridge = _wizard(qtbot, core)
+    wiz, _tasks, bridge = _wizard(qtbot, core, tasks)
     step = wiz.network_step
     {LOCAL_SWARM: step.local, PUBLIC_SWARM: step.public, CUSTOM_SWARM: step.custom}[choice].setChecked(True)
     if choice == CUSTOM_SWARM:
@@ -89,10 +89,10 @@ def test_every_network_choice_finishes_with_settings_the_node_accepts(qtbot, cor
         assert plan.model == str(model_folder) and list(plan.initial_peers) == [PEER]
 
 
-def test_a_network_file_without_a_model_is_refused_by_the_wizard(qtbot, core, tmp_path):
+def test_a_network_file_without_a_model_is_refused_by_the_wizard(qtbot, core, tasks, tmp_path):
     """The node cannot start on a joined network that names no model (it chooses one only on the public
     network): the wizard says so in red and joins nothing."""
-    wiz, tasks, bridge = _wizard(qtbot, core)
+    wiz, _tasks, bridge = _wizard(qtbot, core, tasks)
     step = wiz.network_step
     step.custom.setChecked(True)
     step.source.setText(str(_network_file(tmp_path, "")))
@@ -107,12 +107,12 @@ def test_a_network_file_without_a_model_is_refused_by_the_wizard(qtbot, core, tm
     qtbot.waitUntil(lambda: tasks.pending == 0, timeout=10_000)  # results delivered before the wizard goes
 
 
-def test_skip_on_the_network_step_keeps_the_network(qtbot, core, tmp_path):
+def test_skip_on_the_network_step_keeps_the_network(qtbot, core, tasks, tmp_path):
     """Skip leaves the network as it is, even with 'join a network file' chosen and nothing (or a file not
     yet joined) given: the wizard moves on and finishes with the network it had."""
     from PySide6.QtWidgets import QWizard
 
-    wiz, tasks, bridge = _wizard(qtbot, core)
+    wiz, _tasks, bridge = _wizard(qtbot, core, tasks)
     step = wiz.network_step
     step.custom.setChecked(True)
     step.source.setText(str(_network_file(tmp_path, "")))

@@ -107,7 +107,7 @@ def test_every_node_is_reachable_directly(three_nodes):
 
 @pytest.mark.display
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs an X display (scripts/test.sh starts Xvfb)")
-def test_network_page_draws_every_server_and_the_coverage(three_nodes, qtbot, artifacts_dir):
+def test_network_page_draws_every_server_and_the_coverage(three_nodes, qtbot, artifacts_dir, request):
     """The window's Network page for node B under the real display (Xvfb in scripts/test.sh)."""
     from farnode_desktop.gui.bridge import BusBridge, TaskRunner
     from farnode_desktop.gui.main_window import MainWindow
@@ -115,6 +115,7 @@ def test_network_page_draws_every_server_and_the_coverage(three_nodes, qtbot, ar
     a, b, c = three_nodes
     bridge = BusBridge(b.core.bus)
     tasks = TaskRunner()
+    request.addfinalizer(tasks.close)  # (after the test's other finalizers: its window is gone by then)
     window = MainWindow(b.core, bridge, tasks)
     qtbot.addWidget(window)
     window.resize(1060, 900)
