@@ -3,7 +3,11 @@
 stdin: the first line is the config as JSON::
 
     {"rpc_url": str, "chain_id": int, "token_address": str, "ledger_path": str, "state_dir": str,
-     "rate_per_1k_tokens": float, "batch_interval_s": float (default 180), "confirmations": int (default 1)}
+     "rate_per_1k_tokens": float, "batch_interval_s": float (default 180), "confirmations": int (default 1),
+     "quick_payments": int (default 0), "later_interval_s": float or null (default null)}
+
+After ``quick_payments`` payments the batches come every ``later_interval_s`` seconds (null: always
+``batch_interval_s``).
 
 the second line the operator's private key (hex); never on the command line or in the environment. stdin stays
 open: its end (the app closed), SIGINT or SIGTERM stop the service within a few seconds; a batch in flight is
@@ -29,7 +33,8 @@ log = logging.getLogger("farnode.demo_operator")
 
 _REQUIRED = {"rpc_url": str, "chain_id": int, "token_address": str, "ledger_path": str, "state_dir": str,
              "rate_per_1k_tokens": (int, float)}
-_OPTIONAL = {"batch_interval_s": ((int, float), 180.0), "confirmations": (int, 1)}
+_OPTIONAL = {"batch_interval_s": ((int, float), 180.0), "confirmations": (int, 1), "quick_payments": (int, 0),
+             "later_interval_s": ((int, float, type(None)), None)}
 
 
 class ConfigError(FarNodeError):
@@ -68,6 +73,10 @@ def parse_config(line: bytes) -> Config:
             problems.append("batch_interval_s must be more than 0")
         if raw["confirmations"] < 1:
             problems.append("confirmations must be 1 or more")
+        if raw["quick_payments"] < 0:
+            problems.append("quick_payments must be 0 or more")
+        if raw["later_interval_s"] is not None and not (raw["later_interval_s"] > 0):
+            problems.append("later_interval_s must be more than 0 (or null)")
         if not raw["ledger_path"] or not raw["state_dir"]:
             problems.append("ledger_path and state_dir must name files and folders")
     if problems:
@@ -75,7 +84,9 @@ def parse_config(line: bytes) -> Config:
     return Config(rpc_url=raw["rpc_url"], chain_id=raw["chain_id"], token_address=raw["token_address"],
                   ledger_path=Path(raw["ledger_path"]), state_dir=Path(raw["state_dir"]),
                   rate_per_1k_tokens=float(raw["rate_per_1k_tokens"]),
-                  batch_interval_s=float(raw["batch_interval_s"]), confirmations=raw["confirmations"])
+                  batch_interval_s=float(raw["batch_interval_s"]), confirmations=raw["confirmations"],
+                  quick_payments=raw["quick_payments"],
+                  later_interval_s=None if raw["later_interval_s"] is None else float(raw["later_interval_s"]))
 
 
 def _watch_stdin(fd: int, stop: threading.Event) -> None:

@@ -164,6 +164,10 @@ class Progress:
     def next_batch_id(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM batches").fetchone()[0])
 
+    def payment_count(self) -> int:
+        """Payments (one transaction each) ever made or in flight."""
+        return int(self._db.execute("SELECT COUNT(*) FROM payments").fetchone()[0])
+
     def done_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM batches WHERE status = 'done'").fetchone()[0])
 

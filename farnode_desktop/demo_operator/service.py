@@ -52,6 +52,10 @@ class Config:
     rate_per_1k_tokens: float
     batch_interval_s: float = 180.0
     confirmations: int = 1
+    #: After this many payments (transactions) the batches come every ``later_interval_s`` instead (None: never).
+    #: A chain keeps every transaction for good: the embedded default's local chain would grow by ~4 kB for each.
+    quick_payments: int = 0
+    later_interval_s: float | None = None
 
 
 class PayoutService:
@@ -74,15 +78,30 @@ class PayoutService:
                  "tokens, a batch every %s s, %s confirmation(s)", self.chain.address, self.chain.token_address,
                  self.config.chain_id, self.config.rpc_url, self.config.rate_per_1k_tokens,
                  self.config.batch_interval_s, self.config.confirmations)
-        self.next_batch_at = time.time() + self.config.batch_interval_s
+        if self.config.later_interval_s is not None:
+            log.info("after %d payments, a batch every %s s", self.config.quick_payments,
+                     self.config.later_interval_s)
+        started = time.time()
+        self.next_batch_at = started + self.interval()
         self.write_status()
-        self.cycle(new_batch=False)
+        self.cycle(new_batch=False, started=started)
         while not self.stop.wait(max(0.0, self.next_batch_at - time.time())):
-            self.next_batch_at = time.time() + self.config.batch_interval_s
-            self.cycle()
+            started = time.time()
+            self.next_batch_at = started + self.interval()
+            self.cycle(started=started)
         log.info("stopped")
 
-    def cycle(self, new_batch: bool = True) -> None:
+    def interval(self) -> float:
+        """The time from one batch to the next: ``batch_interval_s`` until ``quick_payments`` payments were made,
+        then ``later_interval_s`` (when set)."""
+        c = self.config
+        if c.later_interval_s is not None and self.progress.payment_count() >= c.quick_payments:
+            return c.later_interval_s
+        return c.batch_interval_s
+
+    def cycle(self, new_batch: bool = True, started: float | None = None) -> None:
+        """Resolve open batches, then (``new_batch``) pay what was served since. The next batch is planned from
+        ``started`` with the interval that holds after this cycle's payments."""
         try:
             self.chain.check()
             self.check_history()
@@ -96,6 +115,8 @@ class PayoutService:
         except Exception as e:  # a bug or a node answering nonsense: said, never swallowed, retried
             log.error("unexpected %s: %s; retrying at the next batch", type(e).__name__, e, exc_info=True)
         finally:
+            if started is not None:
+                self.next_batch_at = started + self.interval()
             try:
                 self.write_status()
             except FarNodeError as e:

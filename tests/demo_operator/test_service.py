@@ -304,3 +304,31 @@ def test_settled_rows_are_deleted_once_old_and_paid_for_first(harness, chain):
     assert paid_to(chain, op.address) == {a.address: owed(460, harness.rate)}
     assert status["paid_upto_id"] == 6
     assert svc.stop() == 0
+
+
+def test_after_its_quick_payments_it_pays_at_the_later_interval(harness, chain):
+    """A chain keeps every transaction: the embedded default pays every 3 minutes for its first payments (a new
+    user sees the flow at once), then hourly. Here: quick every second for 2 payments, then every 40 s."""
+    op = new_operator(chain, 10**15)
+    a = Server.new()
+    a.announce(harness.ledger, harness.chain_id)
+    serve(harness.ledger, {a.peer_id: 100})
+    svc = harness.start(op, quick_payments=2, later_interval_s=40)
+    first = svc.wait_batches(1)
+    serve(harness.ledger, {a.peer_id: 100})
+    second = svc.wait_batches(2)
+    assert second["last_batch_at"] - first["last_batch_at"] <= scaled(5)  # a batch a second: the quick ones
+    assert 30 <= second["next_batch_at"] - second["last_batch_at"] <= 41  # two payments made: the next in 40 s
+    serve(harness.ledger, {a.peer_id: 100})
+    time.sleep(3)
+    status = svc.status()
+    assert status["batches"] == 2 and len(transfers_from(chain, op.address)) == 2
+    assert "after 2 payments, a batch every 40" in svc.log()
+    assert svc.stop() == 0
+
+
+def test_a_later_interval_that_is_not_positive_is_refused(harness, chain):
+    svc = harness.start(None, stdin_text=json.dumps(harness.config(later_interval_s=0)) + "\n0x" + "11" * 32 + "\n")
+    svc.close_stdin()
+    assert svc.proc.wait(30) == 2
+    assert "later_interval_s must be more than 0 (or null)" in svc.log()

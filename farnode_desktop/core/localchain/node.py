@@ -1,8 +1,11 @@
 """One anvil node per data folder: loopback only, state kept in chain_dir, the reward token deployed once.
 
-anvil keeps its state with ``--state FILE --state-interval N``: verified with anvil 1.7.1, SIGINT and SIGTERM
-both write the file before exit; a SIGKILL loses what happened since the last interval's dump. The stop here
-is SIGINT, then a kill of the whole process tree after a timeout.
+anvil keeps its state with ``--state FILE``: it loads the file at start and, verified with anvil 1.7.1, writes it
+at SIGINT and SIGTERM before exit. While it runs, :meth:`LocalChain.save_state` writes the file when a block was
+mined since its last writing (``anvil_dumpState``: the same JSON, gzipped); a SIGKILL loses what was mined since.
+anvil's own ``--state-interval`` rewrites the whole file every interval whether anything changed or not: the
+state holds every block and transaction ever mined, so after a month of payouts that was megabytes written every
+few seconds. The stop here is SIGINT, then a kill of the whole process tree after a timeout.
 
 Accounts: this chain is local-only (loopback, a throwaway demo chain), so the operator is one of anvil's dev
 accounts from its fixed, public test mnemonic; its key protects nothing of value, and no secret needs the OS
@@ -12,6 +15,7 @@ account 1.
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import subprocess
@@ -22,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from farnode_desktop.core import process_tree
-from farnode_desktop.core.atomic import atomic_write_json
+from farnode_desktop.core.atomic import atomic_write_bytes, atomic_write_json
 from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.eth_address import checksum
 from farnode_desktop.core.payout.chain import ChainClient, ChainError
@@ -38,6 +42,7 @@ _MINT = "40c10f19"  # mint(address,uint256)
 
 
 LOG_NAME = "anvil.log"
+STATE_NAME = "state.json"
 
 
 class LocalChainError(FarNodeError):
@@ -71,6 +76,11 @@ class LocalChain:
         self.proc: subprocess.Popen | None = None
         self.tree: process_tree.ProcessTree | None = None
         self.info: ChainInfo | None = None
+        self._saved_block: int | None = None  # the newest block in the state file this run wrote
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / STATE_NAME
 
     @property
     def _meta(self) -> Path:
@@ -98,7 +108,7 @@ class LocalChain:
         try:
             self.proc, self.tree = process_tree.spawn(
                 [str(self.anvil), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID),
-                 "--state", str(self.dir / "state.json"), "--state-interval", "5"],
+                 "--state", str(self.state_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except OSError as e:
             raise LocalChainError(f"anvil could not be started: {e.strerror}.") from e
@@ -129,7 +139,31 @@ class LocalChain:
         atomic_write_json(self._meta, {"port": port, "token_address": token, "operator": OPERATOR,
                                        "pid": self.proc.pid, "started": _create_time(self.proc.pid)})
         self.info = ChainInfo(url, CHAIN_ID, token, OPERATOR, lost)
+        self._saved_block = None
+        self.save_state()  # the token's deployment is kept even if the app is killed next
         return self.info
+
+    def save_state(self) -> bool:
+        """Write the state file if a block was mined since this run last wrote it; True when written. Raises
+        ChainError (anvil did not answer) or OSError (the disk): the file is then as it was."""
+        if self.info is None or self.proc is None or self.proc.poll() is not None:
+            return False
+        client = ChainClient(self.info.rpc_url, timeout_s=30.0, max_attempts=1)
+        try:
+            head = client.block_number()
+            if head == self._saved_block:
+                return False
+            raw = client.call("anvil_dumpState", [])
+        finally:
+            client.close()
+        try:
+            data = gzip.decompress(bytes.fromhex(str(raw).removeprefix("0x")))
+            json.loads(data)  # what anvil loads at its next start: only a whole, valid state replaces the file
+        except (ValueError, OSError, EOFError) as e:
+            raise ChainError(f"anvil_dumpState returned no usable state ({e})") from None
+        atomic_write_bytes(self.state_path, data, mode=0o644)
+        self._saved_block = head
+        return True
 
     def _end_leftover(self, meta: dict) -> None:
         """An anvil of this folder that outlived its app (killed: anvil has no pipe to the app that would tell
@@ -140,7 +174,7 @@ class LocalChain:
             return
         try:
             proc = psutil.Process(pid)
-            if abs(proc.create_time() - started) > 1.0 or str(self.dir / "state.json") not in proc.cmdline():
+            if abs(proc.create_time() - started) > 1.0 or str(self.state_path) not in proc.cmdline():
                 return
             proc.send_signal(signal.SIGINT)
             try:

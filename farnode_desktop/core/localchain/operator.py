@@ -19,11 +19,12 @@ MODULE = "farnode_desktop.demo_operator"
 
 
 def service_config(info: ChainInfo, ledger_path: Path, state_dir: Path, rate_per_1k_tokens: float,
-                   batch_interval_s: float = 180.0, confirmations: int = 1) -> dict:
+                   batch_interval_s: float = 180.0, confirmations: int = 1, quick_payments: int = 0,
+                   later_interval_s: float | None = None) -> dict:
     return {"rpc_url": info.rpc_url, "chain_id": info.chain_id, "token_address": info.token_address,
             "ledger_path": str(ledger_path), "state_dir": str(state_dir),
             "rate_per_1k_tokens": rate_per_1k_tokens, "batch_interval_s": batch_interval_s,
-            "confirmations": confirmations}
+            "confirmations": confirmations, "quick_payments": quick_payments, "later_interval_s": later_interval_s}
 
 
 def start_payout_service(config: dict, log_path: Path, *, module: str = MODULE

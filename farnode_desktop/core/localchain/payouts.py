@@ -24,6 +24,7 @@ from farnode_desktop.core.localchain.node import LOG_NAME as CHAIN_LOG_NAME
 from farnode_desktop.core.localchain.node import ChainInfo, LocalChain
 from farnode_desktop.core.localchain.operator import service_config, start_payout_service
 from farnode_desktop.core.paths import AppPaths
+from farnode_desktop.core.payout.chain import ChainError
 from farnode_desktop.core.resources import reward_token_artifact
 
 log = logging.getLogger("farnode.localchain")
@@ -31,15 +32,24 @@ log = logging.getLogger("farnode.localchain")
 #: What the demo payout service pays per 1,000 tokens served, in the local token (its published rate).
 DEMO_RATE_PER_1K_TOKENS = 0.5
 DEMO_BATCH_INTERVAL_S = 180.0
+#: A chain keeps every transaction for good (~4 kB of the local chain's state each): the first payments come every
+#: 3 minutes, so that a new user sees the whole flow at once, then every hour (~24 a day, ~3 MB a month).
+DEMO_QUICK_PAYMENTS = 20
+DEMO_LATER_INTERVAL_S = 3600.0
 SERVICE_STOP_S = 10.0
+#: How often the chain's state file is brought up to date (written only when a block was mined since).
+STATE_SAVE_S = 30.0
 
 
 class LocalPayouts:
     def __init__(self, paths: AppPaths, *, rate_per_1k_tokens: float = DEMO_RATE_PER_1K_TOKENS,
-                 batch_interval_s: float = DEMO_BATCH_INTERVAL_S, tools_root: Path | None = None) -> None:
+                 batch_interval_s: float = DEMO_BATCH_INTERVAL_S, quick_payments: int = DEMO_QUICK_PAYMENTS,
+                 later_interval_s: float | None = DEMO_LATER_INTERVAL_S, tools_root: Path | None = None) -> None:
         self.paths = paths
         self.rate_per_1k_tokens = rate_per_1k_tokens
         self.batch_interval_s = batch_interval_s
+        self.quick_payments = quick_payments
+        self.later_interval_s = later_interval_s
         # anvil is installed beside the engine environments (shared between data folders when they are)
         self.tools_root = Path(tools_root) if tools_root is not None else paths.engine_root
         self._lock = threading.Lock()
@@ -48,6 +58,10 @@ class LocalPayouts:
         self._service_tree: process_tree.ProcessTree | None = None
         self._info: ChainInfo | None = None
         self.problem = ""  # the last failure, in words (empty when all is well)
+        self.state_save_s = STATE_SAVE_S
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
+        self._save_failed = False
 
     @property
     def info(self) -> ChainInfo | None:
@@ -70,6 +84,7 @@ class LocalPayouts:
             try:
                 info = self._ensure_chain(progress)
                 self._ensure_service(info)
+                self._ensure_keeper()
             except FarNodeError as exc:
                 self.problem = exc.message
                 raise
@@ -103,10 +118,38 @@ class LocalPayouts:
                         proc.returncode, self.service_log)
             self._close_service()
         config = service_config(info, self.paths.served_ledger, self.paths.chain_dir / "payouts",
-                                self.rate_per_1k_tokens, batch_interval_s=self.batch_interval_s)
+                                self.rate_per_1k_tokens, batch_interval_s=self.batch_interval_s,
+                                quick_payments=self.quick_payments, later_interval_s=self.later_interval_s)
         self._service, self._service_tree = start_payout_service(config, self.service_log)
-        log.info("demo payout service started (pid %d), %.4g per 1,000 tokens every %.0f s", self._service.pid,
-                 self.rate_per_1k_tokens, self.batch_interval_s)
+        later = (f", every {self.later_interval_s:.0f} s after {self.quick_payments} payments"
+                 if self.later_interval_s is not None else "")
+        log.info("demo payout service started (pid %d), %.4g per 1,000 tokens every %.0f s%s", self._service.pid,
+                 self.rate_per_1k_tokens, self.batch_interval_s, later)
+
+    def _ensure_keeper(self) -> None:
+        if self._keeper is not None and self._keeper.is_alive():
+            return
+        self._keeper_stop = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_state, args=(self._keeper_stop,), daemon=True,
+                                        name="farnode-chain-state")
+        self._keeper.start()
+
+    def _keep_state(self, stop: threading.Event) -> None:
+        """Every :data:`STATE_SAVE_S`, the chain's state file is written if a block was mined since (a payout)."""
+        while not stop.wait(self.state_save_s):
+            with self._lock:
+                chain = self._chain
+                if stop.is_set() or chain is None:
+                    return
+                try:
+                    if chain.save_state():
+                        log.debug("local chain state written")
+                    self._save_failed = False
+                except (ChainError, OSError) as e:
+                    if not self._save_failed:  # said once, not every half minute
+                        log.warning("the local chain's state could not be written (%s); anvil writes it when "
+                                    "it stops, and this is tried again every %.0f s", e, self.state_save_s)
+                    self._save_failed = True
 
     def _close_service(self) -> None:
         proc, tree = self._service, self._service_tree
@@ -128,6 +171,7 @@ class LocalPayouts:
 
     def stop(self) -> None:
         """Stop the payout service, then the chain (it writes its state at SIGINT)."""
+        self._keeper_stop.set()
         with self._lock:
             self._close_service()
             if self._chain is not None:
@@ -151,7 +195,8 @@ class LocalPayouts:
         return {"running": info is not None, "rpc_url": info.rpc_url if info else None,
                 "chain_id": info.chain_id if info else None, "token_address": info.token_address if info else None,
                 "payout_sender": info.operator if info else None, "rate_per_1k_tokens": self.rate_per_1k_tokens,
-                "batch_interval_s": self.batch_interval_s,
+                "batch_interval_s": self.batch_interval_s, "quick_payments": self.quick_payments,
+                "later_interval_s": self.later_interval_s,
                 "payout_service": ("running" if service is not None and service.poll() is None else
                                    f"exited ({service.returncode})" if service is not None else "not started"),
                 "problem": self.problem or None}

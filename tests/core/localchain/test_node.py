@@ -107,3 +107,44 @@ def test_an_anvil_left_by_a_killed_app_is_ended_at_the_next_start(tmp_path, anvi
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_state_file_is_written_when_a_block_was_mined_and_only_then(tmp_path, anvil_bin):
+    """anvil's own --state-interval rewrote the whole state (every block ever mined) every 5 s: the app writes
+    it when something was mined, and a killed anvil keeps what was written (the token, then a payment)."""
+    import time
+
+    from farnode_desktop.core.localchain.node import DEPLOYER
+    from farnode_desktop.core.payout.chain import ChainClient
+
+    chain = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
+    info = chain.start()
+    state = tmp_path / "chain" / "state.json"
+    try:
+        assert state.is_file()  # the token's deployment, written at start
+        written = state.stat().st_mtime_ns
+        time.sleep(6)  # longer than the old interval
+        assert not chain.save_state()  # nothing mined since
+        assert state.stat().st_mtime_ns == written
+        client = ChainClient(info.rpc_url, timeout_s=10, max_attempts=1)
+        try:
+            client.call("eth_sendTransaction", [{"from": DEPLOYER, "to": OPERATOR, "value": hex(12345)}])
+            before = int(client.call("eth_getBalance", [OPERATOR, "latest"]), 16)
+        finally:
+            client.close()
+        assert chain.save_state()
+        assert state.stat().st_mtime_ns != written
+        chain.tree.kill()  # SIGKILL: anvil writes nothing itself
+        chain.proc.wait(5)
+    finally:
+        chain.stop()
+    again = chain.start()
+    try:
+        assert not again.state_lost and again.token_address == info.token_address
+        client = ChainClient(again.rpc_url, timeout_s=10, max_attempts=1)
+        try:
+            assert int(client.call("eth_getBalance", [OPERATOR, "latest"]), 16) == before
+        finally:
+            client.close()
+    finally:
+        chain.stop()

@@ -17,7 +17,8 @@ INFO = ChainInfo("http://127.0.0.1:1", 31337, "0x5FbDB2315678afecb367f032d93F642
 def test_config_has_the_interface_keys(tmp_path):
     cfg = service_config(INFO, tmp_path / "served.sqlite3", tmp_path / "op", 0.05)
     assert set(cfg) == {"rpc_url", "chain_id", "token_address", "ledger_path", "state_dir",
-                        "rate_per_1k_tokens", "batch_interval_s", "confirmations"}
+                        "rate_per_1k_tokens", "batch_interval_s", "confirmations", "quick_payments",
+                        "later_interval_s"}
 
 
 def test_missing_service_is_a_clear_error(tmp_path):

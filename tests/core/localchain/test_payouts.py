@@ -29,8 +29,29 @@ def payouts(tmp_path, monkeypatch, app_paths):
         pytest.skip(f"the anvil tarball {src} is missing: run scripts/system-deps.sh")
     monkeypatch.setenv("FARNODE_ANVIL_SOURCE", src)
     lp = LocalPayouts(app_paths, rate_per_1k_tokens=0.5, batch_interval_s=1.0, tools_root=tmp_path / "tools")
+    lp.state_save_s = 0.5
     yield lp
     lp.stop()
+
+
+def _rpc(url: str, method: str, params: list | None = None):
+    from farnode_desktop.core.payout.chain import ChainClient
+
+    client = ChainClient(url, timeout_s=10, max_attempts=1)
+    try:
+        return client.call(method, params or [])
+    finally:
+        client.close()
+
+
+def _best_block(state: Path) -> int:
+    import json
+
+    try:
+        value = json.loads(state.read_text()).get("best_block_number", 0)
+    except (OSError, ValueError):
+        return -1
+    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def _gone(pids: list[int]) -> bool:
@@ -70,6 +91,23 @@ def test_the_local_chain_pays_what_was_served_and_stops_clean(payouts):
     assert _gone(pids) and payouts.info is None and not payouts.status()["running"]
 
     restarted = payouts.ensure()  # the chain's state survived: same token, the payment still there
+    assert restarted.token_address == info.token_address and not restarted.state_lost
+    assert token_balance(restarted.rpc_url, restarted.token_address, server.address) == want
+
+    # Paid, then the chain is killed (anvil writes nothing at SIGKILL): the state written since has the payment.
+    ledger = ServedLedger(payouts.paths.served_ledger)
+    try:
+        serve(ledger, {server.peer_id: 2000})
+    finally:
+        ledger.close()
+    want += 2000 * 5 * 10**17 // 1000
+    assert wait_until(lambda: token_balance(info.rpc_url, info.token_address, server.address) == want, 60)
+    head = int(_rpc(restarted.rpc_url, "eth_blockNumber"), 16)
+    state = payouts.paths.chain_dir / "state.json"
+    assert wait_until(lambda: _best_block(state) >= head, 10), "the keeper did not write the state"
+    payouts._chain.tree.kill()  # (the test reaches into the part it checks)
+    payouts.stop()
+    restarted = payouts.ensure()
     assert restarted.token_address == info.token_address and not restarted.state_lost
     assert token_balance(restarted.rpc_url, restarted.token_address, server.address) == want
 
