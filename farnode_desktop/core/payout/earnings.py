@@ -433,11 +433,16 @@ class EarningsSync:
     def _next_payout(payouts: list[Payout]) -> tuple[float | None, float | None]:
         """(when the next payout is expected, the interval it is expected from): the last payout's time plus
         the median interval between the last :data:`PAYOUT_INTERVALS_KEPT` payouts (several transfers of one
-        block count once); (None, None) before two payouts."""
+        block count once), or, when the last two intervals agree (within 10 %), their mean: a network that
+        changed how often it pays (the embedded default goes from every 3 minutes to hourly) is followed from
+        its second payout on, while one late payout alone moves nothing. (None, None) before two payouts."""
         times = sorted({p.time for p in payouts})[-(PAYOUT_INTERVALS_KEPT + 1):]
-        gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
-        if not gaps:
+        in_order = [b - a for a, b in zip(times, times[1:], strict=False)]
+        if not in_order:
             return None, None
+        if len(in_order) >= 2 and abs(in_order[-1] - in_order[-2]) <= 0.1 * max(in_order[-1], in_order[-2]):
+            return float(times[-1]) + (in_order[-1] + in_order[-2]) / 2, float(in_order[-1] + in_order[-2]) / 2
+        gaps = sorted(in_order)
         mid = len(gaps) // 2
         interval = float(gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2)
         return float(times[-1]) + interval, interval

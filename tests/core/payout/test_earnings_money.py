@@ -65,6 +65,17 @@ def test_the_next_payout_is_expected_from_the_intervals_between_payouts(chain, t
     assert snap.payout_interval_s == pytest.approx(600, abs=2)  # the median of ~600, ~660, ~540
     assert snap.next_payout_time == pytest.approx(times[-1] + snap.payout_interval_s)
 
+    # The network now pays hourly: one long gap is one late payout (the median holds); two agreeing ones are
+    # the new cadence, followed at once rather than after most of the kept intervals.
+    rpc(chain.url, "evm_increaseTime", [3600])
+    chain.pay(wallet, chain.units(1))
+    assert sync.sync_once().payout_interval_s == pytest.approx(630, abs=2)  # the median of 600, 660, 540, 3600
+    rpc(chain.url, "evm_increaseTime", [3580])
+    chain.pay(wallet, chain.units(1))
+    snap = sync.sync_once()
+    assert snap.payout_interval_s == pytest.approx(3590, abs=3)
+    assert snap.next_payout_time == pytest.approx(max(p.time for p in sync.payouts()) + snap.payout_interval_s)
+
 
 def test_what_is_missing_before_anything_can_be_read(tmp_path):
     db = tmp_path / "earnings.sqlite3"
