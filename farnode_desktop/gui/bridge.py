@@ -10,12 +10,11 @@ queues the delivery, so every slot runs on the GUI thread.
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
-import queue
 import threading
 import traceback
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from farnode_desktop.core import topics as T
 from farnode_desktop.core.events import EventBus, Subscription
 
 log = logging.getLogger(__name__)
+_RUNNERS = itertools.count(1)  # names each runner's threads apart
 
 TOPICS = (T.NODE_OVERALL_STATE, T.NODE_OVERALL_STATS, T.NODE_EVENT, T.NODE_LOG, T.GPU_TELEMETRY,
           T.ENGINE_PROGRESS, T.POLICY_DECISION, T.EARNINGS_UPDATE, T.NETWORK_VIEW, T.NETWORK_ERROR,
@@ -71,72 +71,14 @@ class BusBridge(QObject):
         self._subs.clear()
 
 
-class _Workers:
-    """Up to ``size`` daemon threads that run queued jobs. They are started as work comes and kept for the
-    runner's life: a steady thread count over weeks, and a job still running at exit (a slow RPC) does not
-    hold the app's exit up."""
-
-    def __init__(self, size: int, name: str) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._size, self._name = max(1, size), name
-        self._threads: list[threading.Thread] = []
-        self._running = 0
-        self._cond = threading.Condition()
-        self._closed = False
-
-    def submit(self, job: Callable[[], None]) -> None:
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("the task runner is closed")
-            self._running += 1
-            if len(self._threads) < min(self._size, self._running):
-                t = threading.Thread(target=self._loop, name=f"{self._name}-{len(self._threads) + 1}", daemon=True)
-                self._threads.append(t)
-                t.start()
-        self._jobs.put(job)
-
-    def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                job()
-            finally:
-                with self._cond:
-                    self._running -= 1
-                    self._cond.notify_all()
-
-    def wait(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._running == 0, timeout)
-
-    @property
-    def running(self) -> int:
-        return self._running
-
-    @property
-    def threads(self) -> list[threading.Thread]:
-        return [t for t in self._threads if t.is_alive()]
-
-    def close(self) -> None:
-        """No new jobs; each thread ends after the jobs queued before."""
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            threads = list(self._threads)
-        for _ in threads:
-            self._jobs.put(None)
-
-
 class TaskRunner(QObject):
     """Runs blocking callables off the GUI thread. ``on_done``/``on_error`` run on the GUI thread;
     without ``on_error`` an error is shown to the user (title + message, or a report dialog).
 
     One pair of signals carries every result (a task is a number and its two callbacks until its result
     is delivered): a Qt object per task, with the task's callbacks connected to it, was kept alive by the
-    connection for the app's life, ~4.4 kB a task, and the dashboard alone runs two tasks every 5 s."""
+    connection for the app's life, ~4.4 kB a task, and the dashboard alone runs two tasks every 5 s. The tasks run
+    on a thread pool like the core's own (its threads are started as work comes and kept: a steady count)."""
 
     _done = Signal(int, object)
     _failed = Signal(int, object, str)  # task, exception, formatted traceback
@@ -144,23 +86,27 @@ class TaskRunner(QObject):
     def __init__(self, parent: QObject | None = None, *, threads: int = 4,
                  default_error: Callable[[BaseException, str], None] | None = None) -> None:
         super().__init__(parent)
-        self._workers = _Workers(threads, "farnode-task")
+        self._prefix = f"farnode-task-{next(_RUNNERS)}"
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=self._prefix)
+        self._running: set[concurrent.futures.Future] = set()
         self._callbacks: dict[int, tuple[Callable[[Any], None] | None, Callable[[BaseException, str], None] | None]] = {}
         self._ids = itertools.count(1)
         self.default_error = default_error
         self._done.connect(self._deliver_done)
         self._failed.connect(self._deliver_failed)
-        weakref.finalize(self, self._workers.close)  # a runner dropped without close() ends its threads too
 
     def run(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
             on_error: Callable[[BaseException, str], None] | None = None) -> None:
         task = next(self._ids)
         self._callbacks[task] = (on_done, on_error)
         try:
-            self._workers.submit(lambda: self._work(task, fn))
+            future = self._pool.submit(self._work, task, fn)
         except RuntimeError:  # the app has quit: nothing is run any more
             del self._callbacks[task]
             log.info("a task given after the app quit was not run: %r", fn)
+            return
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
 
     def _work(self, task: int, fn: Callable[[], Any]) -> None:  # on a worker thread
         try:
@@ -197,18 +143,19 @@ class TaskRunner(QObject):
 
     @property
     def running(self) -> int:
-        """Tasks still running on a worker thread."""
-        return self._workers.running
+        """Tasks still running on a worker thread (or waiting for one)."""
+        return len(self._running)
 
     @property
     def threads(self) -> list[threading.Thread]:
         """The runner's worker threads that are alive."""
-        return self._workers.threads
+        return [t for t in threading.enumerate() if t.name.startswith(self._prefix + "_")]
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Wait for running tasks (tests, quit). True when all finished."""
-        return self._workers.wait(timeout_ms / 1000)
+        _done, not_done = concurrent.futures.wait(list(self._running), timeout=timeout_ms / 1000)
+        return not not_done
 
     def close(self) -> None:
         """No new tasks; the worker threads end after the tasks already given."""
-        self._workers.close()
+        self._pool.shutdown(wait=False)

@@ -58,17 +58,17 @@ def _no_qt_work_left():
     yield
     if QCoreApplication.instance() is None:
         return
-    pools = [QThreadPool.globalInstance(), *(o for o in gc.get_objects() if isinstance(o, QThreadPool))]
+    from farnode_desktop.gui.bridge import TaskRunner
+
+    found = [o for o in gc.get_objects() if isinstance(o, (QThreadPool, TaskRunner))]  # one pass over the heap
     busy = []
-    for pool in pools:
+    for pool in [QThreadPool.globalInstance(), *(o for o in found if isinstance(o, QThreadPool))]:
         try:
             if not pool.waitForDone(5_000):
                 busy.append(f"{pool.activeThreadCount()} task(s) still running in a Qt thread pool")
         except RuntimeError:  # its C++ object is deleted
             continue
-    from farnode_desktop.gui.bridge import TaskRunner
-
-    for runner in (o for o in gc.get_objects() if isinstance(o, TaskRunner)):
+    for runner in (o for o in found if isinstance(o, TaskRunner)):
         try:
             if not runner.wait(5_000):
                 busy.append(f"{runner.running} task(s) still running in a task runner")
