@@ -152,13 +152,15 @@ def main() -> int:
         import pyqtgraph as pg
         from PySide6.QtWidgets import QApplication
 
+        from farnode_desktop.gui.bridge import TaskRunner
         from farnode_desktop.gui.charts import ThroughputChart
 
         app = QApplication.instance() or QApplication(sys.argv[:1])
-        chart = ThroughputChart(store, live=False, clock=lambda: float(NOW))
+        runner = TaskRunner()
+        chart = ThroughputChart(store, live=False, clock=lambda: float(NOW), runner=runner)
         chart.resize(1000, 400)
         chart._lines = chart.lines()
-        result = chart._query(chart._lines, 1000, 30 * 86400)  # what the pool thread hands over
+        result = chart._query(chart._lines, 1000, 30 * 86400)  # what the worker thread hands over
         n_points = len(result["tokens_inference_per_s"][0])
         chart.show()
         app.processEvents()
@@ -182,6 +184,8 @@ def main() -> int:
             w.close()
             w.deleteLater()
         app.processEvents()
+        runner.wait()
+        runner.close()
         naive.close()
         store.close()
     return 0

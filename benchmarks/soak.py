@@ -4,8 +4,8 @@ Starts the app on the embedded default (the local demo swarm with its client tra
 each on its own data folder: ``headless`` (``farnode-desktop node``) and ``window`` (``farnode-desktop gui`` on
 a private Xvfb with a system tray). Every ``--cycle`` minutes (default 10) each node is paused for a minute and
 resumed, through ``farnode-desktop pause`` / ``resume``. Every minute it samples, per face: the app process's
-RSS, threads and open files, the CPU it used since the last sample, the metrics database's file and its WAL
-apart, and every log the app and its children write (log folder and the local chain's). At the end it prints,
+RSS and its anonymous part (its heap, without the shared libraries paged in), threads and open files, the CPU it
+used since the last sample, the metrics database's file and its WAL apart, and every log the app and its children write (log folder and the local chain's). At the end it prints,
 after the warm-up (default 10 minutes): growth per hour of each (least-squares slope over the samples), the
 range, and the database (from its rows and retention) and the logs projected to 30 days against their budgets.
 Nothing is asserted: the figures are the result. Samples go to ``--csv`` too.
@@ -40,7 +40,7 @@ from farnode_desktop.core.control import NotRunning, request  # noqa: E402
 from farnode_desktop.core.paths import AppPaths  # noqa: E402
 from farnode_desktop.core.ports import free_loopback_port  # noqa: E402
 
-FIELDS = ("rss_mb", "threads", "open_files", "cpu_pct", "db_mb", "wal_mb", "logs_mb")
+FIELDS = ("rss_mb", "anon_mb", "threads", "open_files", "cpu_pct", "db_mb", "wal_mb", "logs_mb")
 HOUR = 3600.0
 DB_BUDGET_MB = 100.0  # the metrics database after 30 days online
 LOGS_BUDGET_MB = 50.0  # all logs together after 30 days online
@@ -101,7 +101,11 @@ class Face:
         with p.oneshot():
             cpu = p.cpu_times()
             used = cpu.user + cpu.system
-            row = {"t_min": t / 60.0, "rss_mb": p.memory_info().rss / 1e6, "threads": p.num_threads(),
+            mem = p.memory_info()
+            # anon: the process's own memory (heap, stacks, mmaps); the rest of RSS is shared files (libraries,
+            # fonts) paged in as code runs for the first time, which is not growth of what the app holds.
+            anon = mem.rss - getattr(mem, "shared", 0)
+            row = {"t_min": t / 60.0, "rss_mb": mem.rss / 1e6, "anon_mb": anon / 1e6, "threads": p.num_threads(),
                    "open_files": p.num_fds() if hasattr(p, "num_fds") else len(p.open_files())}
         now = time.monotonic()
         row["cpu_pct"] = (100.0 * (used - self.cpu_last[1]) / (now - self.cpu_last[0])) if self.cpu_last else 0.0
@@ -245,7 +249,7 @@ def main() -> int:
                 if now >= next_sample:
                     for f in faces:
                         row = f.sample(now - t0)
-                        print(f"{f.face:8s} {row['t_min']:6.1f} min  rss {row['rss_mb']:7.1f} MB  threads "
+                        print(f"{f.face:8s} {row['t_min']:6.1f} min  rss {row['rss_mb']:7.1f} MB (anon {row['anon_mb']:6.1f})  threads "
                               f"{row['threads']:3d}  files {row['open_files']:4d}  cpu {row['cpu_pct']:5.1f} %  "
                               f"db {row['db_mb']:6.2f} MB  wal {row['wal_mb']:5.2f} MB  logs {row['logs_mb']:6.2f} MB  {f.state()}", flush=True)
                     next_sample += 60

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from farnode_desktop.core.metrics.store import MetricsStore
-from farnode_desktop.gui.charts import RANGES, EarningsChart, ThroughputChart, query_pool
+from farnode_desktop.gui.charts import RANGES, EarningsChart, ThroughputChart
 
 NOW = 1_772_452_800.0  # 2026-03-02 12:00 UTC
 
@@ -56,8 +56,7 @@ def filled(tmp_path_factory):
     clock = Clock()
     store = MetricsStore(tmp_path_factory.mktemp("charts") / "metrics.sqlite3", clock=clock)
     _fill(store, clock)
-    yield store, clock
-    query_pool().waitForDone(10_000)
+    yield store, clock  # each test's runner has finished its queries (its `tasks` fixture waits for them)
     store.close()
 
 
@@ -83,9 +82,9 @@ def _shot(chart, artifacts_dir, name):
     return path
 
 
-def test_throughput_chart_draws_store_data_and_hover(qtbot, filled, artifacts_dir):
+def test_throughput_chart_draws_store_data_and_hover(qtbot, tasks, filled, artifacts_dir):
     store, clock = filled
-    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False, runner=tasks))
     _loaded(qtbot, chart, "tokens_inference_per_s")
     t, mean, lo, hi = chart.data("tokens_inference_per_s")
     expected = store.query("tokens_inference_per_s", NOW - 3600, NOW, chart.max_points(), amounts=True)
@@ -110,9 +109,9 @@ def test_throughput_chart_draws_store_data_and_hover(qtbot, filled, artifacts_di
                     timeout=10_000)
 
 
-def test_earnings_chart_line_and_daily_bars(qtbot, filled, artifacts_dir):
+def test_earnings_chart_line_and_daily_bars(qtbot, tasks, filled, artifacts_dir):
     store, clock = filled
-    chart = _show(qtbot, EarningsChart(store, clock=clock, live=False))
+    chart = _show(qtbot, EarningsChart(store, clock=clock, live=False, runner=tasks))
     chart.set_range("30 d")
     _loaded(qtbot, chart, "earnings.total")
     qtbot.waitUntil(lambda: len(chart.daily) >= 30, timeout=10_000)
@@ -123,7 +122,7 @@ def test_earnings_chart_line_and_daily_bars(qtbot, filled, artifacts_dir):
     _shot(chart, artifacts_dir, "chart-earnings-30d.png")
 
 
-def test_live_update_off_the_gui_thread(qtbot, filled, monkeypatch):
+def test_live_update_off_the_gui_thread(qtbot, tasks, filled, monkeypatch):
     store, clock = filled
     threads = []
     real_query = store.query
@@ -133,7 +132,7 @@ def test_live_update_off_the_gui_thread(qtbot, filled, monkeypatch):
         return real_query(*args, **kwargs)
 
     monkeypatch.setattr(store, "query", spy)
-    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=True))
+    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=True, runner=tasks))
     _loaded(qtbot, chart, "tokens_inference_per_s")
     assert chart.timer.isActive() and chart.timer.interval() == 1000
     # A new sample arrives a few seconds later; the 1 Hz refresh shows it without anyone asking.
@@ -147,14 +146,14 @@ def test_live_update_off_the_gui_thread(qtbot, filled, monkeypatch):
     clock.now = NOW
 
 
-def test_a_failing_query_is_shown_not_lost(qtbot, filled, monkeypatch):
+def test_a_failing_query_is_shown_not_lost(qtbot, tasks, filled, monkeypatch):
     store, clock = filled
     from farnode_desktop.core.metrics.store import MetricsStoreError
 
     def broken(*_a, **_k):
         raise MetricsStoreError("The metrics history could not be read (disk I/O error).")
 
-    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False, runner=tasks))
     _loaded(qtbot, chart, "tokens_inference_per_s")
     monkeypatch.setattr(store, "query", broken)
     chart.refresh()
@@ -162,7 +161,7 @@ def test_a_failing_query_is_shown_not_lost(qtbot, filled, monkeypatch):
     assert "disk I/O error" in chart.last_error and not chart._in_flight
 
 
-def test_a_refresh_repaints_the_plot_once_and_shows_all_data(qtbot, filled):
+def test_a_refresh_repaints_the_plot_once_and_shows_all_data(qtbot, tasks, filled):
     """The live chart's cost is its repaints: a new result must cost one, not two (pyqtgraph applies a
     range change at paint time, which used to trigger a second full repaint), and the y range chosen
     once per refresh must hold every min-max band."""
@@ -170,7 +169,7 @@ def test_a_refresh_repaints_the_plot_once_and_shows_all_data(qtbot, filled):
     from PySide6.QtWidgets import QApplication
 
     store, clock = filled
-    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+    chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False, runner=tasks))
     _loaded(qtbot, chart, "tokens_inference_per_s")
 
     class Count(QObject):
@@ -234,11 +233,11 @@ def _young_store(tmp_path, clock, age_s: int, gap: tuple[int, int] | None = None
 
 
 @pytest.mark.parametrize(("age_s", "expected"), [(120, "5 min"), (600, "15 min"), (2400, "1 h"), (86400, "1 h")])
-def test_a_young_node_gets_a_short_range_until_the_user_picks_one(qtbot, tmp_path, age_s, expected):
+def test_a_young_node_gets_a_short_range_until_the_user_picks_one(qtbot, tasks, tmp_path, age_s, expected):
     clock = Clock()
     store = _young_store(tmp_path, clock, age_s)
     try:
-        chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+        chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False, runner=tasks))
         assert {"5 min", "15 min"} <= {chart.range_box.itemText(i) for i in range(chart.range_box.count())}
         qtbot.waitUntil(lambda: not chart._in_flight and chart.range_box.currentText() == expected, timeout=10_000)
         qtbot.waitUntil(lambda: not chart._in_flight and len(chart.data("tokens_inference_per_s")[0]) > 0,
@@ -253,15 +252,15 @@ def test_a_young_node_gets_a_short_range_until_the_user_picks_one(qtbot, tmp_pat
         qtbot.wait(50)
         assert chart.range_box.currentText() == "24 h" and not chart.auto_range
     finally:
-        query_pool().waitForDone(10_000)
+        tasks.wait(10_000)
         store.close()
 
 
-def test_no_line_before_the_node_existed_nor_across_a_stretch_without_data(qtbot, tmp_path, artifacts_dir):
+def test_no_line_before_the_node_existed_nor_across_a_stretch_without_data(qtbot, tasks, tmp_path, artifacts_dir):
     clock = Clock()
     store = _young_store(tmp_path, clock, 40 * 60, gap=(25 * 60, 15 * 60))  # app closed 25 to 15 min ago
     try:
-        chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False))
+        chart = _show(qtbot, ThroughputChart(store, clock=clock, live=False, runner=tasks))
         qtbot.waitUntil(lambda: chart.range_box.currentText() == "1 h", timeout=10_000)
         _loaded(qtbot, chart, "tokens_inference_per_s")
         t = chart.data("tokens_inference_per_s")[0]
@@ -273,5 +272,5 @@ def test_no_line_before_the_node_existed_nor_across_a_stretch_without_data(qtbot
         assert not np.any((xs > NOW - 25 * 60 + 30) & (xs < NOW - 15 * 60 - 30) & ~np.isnan(ys))
         _shot(chart, artifacts_dir, "chart-throughput-gap.png")
     finally:
-        query_pool().waitForDone(10_000)
+        tasks.wait(10_000)
         store.close()

@@ -153,7 +153,7 @@ class DashboardPage(QWidget):
             def lines(self):
                 return [ln for ln in super().lines() if ln.series != "reported_throughput"]
 
-        self.chart = ServedChart(self.core.store)
+        self.chart = ServedChart(self.core.store, runner=self.tasks)
         self.chart.setMinimumHeight(240)
         self.chart_slot.replaceWidget(self._chart_placeholder, self.chart)
         self._chart_placeholder.deleteLater()

@@ -180,7 +180,7 @@ class EarningsPage(QWidget):
         if self.chart is None:
             from farnode_desktop.gui.charts import EarningsChart
 
-            self.chart = EarningsChart(self.core.store)
+            self.chart = EarningsChart(self.core.store, runner=self.tasks)
             self.chart.setMinimumHeight(320)
             self.chart_slot.addWidget(self.chart)
 
