@@ -1,11 +1,14 @@
 """One anvil node per data folder: loopback only, state kept in chain_dir, the reward token deployed once.
 
-anvil keeps its state with ``--state FILE``: it loads the file at start and, verified with anvil 1.7.1, writes it
-at SIGINT and SIGTERM before exit. While it runs, :meth:`LocalChain.save_state` writes the file when a block was
-mined since its last writing (``anvil_dumpState``: the same JSON, gzipped); a SIGKILL loses what was mined since.
-anvil's own ``--state-interval`` rewrites the whole file every interval whether anything changed or not: the
-state holds every block and transaction ever mined, so after a month of payouts that was megabytes written every
-few seconds. The stop here is SIGINT, then a kill of the whole process tree after a timeout.
+The app alone writes the chain's state file: anvil loads it at start (``--load-state FILE``) and
+:meth:`LocalChain.save_state` writes it (``anvil_dumpState``: the same JSON, gzipped, written atomically) when a
+block was mined since its last writing: every 30 s while the chain runs (:mod:`.payouts`) and at the stop, before
+anvil's SIGINT. anvil's own ``--state FILE`` writes the file at its exit, but not reliably: after an
+``anvil_dumpState`` call its exit writing left out the last block in 2 of 6 stops here (anvil 1.7.1), and the
+app's writing and anvil's raced for the same file. Its ``--state-interval`` rewrote the whole file every interval
+whether anything changed or not (the state holds every block ever mined: megabytes after a month of payouts).
+A SIGKILLed app loses what was mined since the last writing (at most 30 s; the payout service reopens payments
+the chain no longer has). The stop is SIGINT, then a kill of the whole process tree after a timeout.
 
 Accounts: this chain is local-only (loopback, a throwaway demo chain), so the operator is one of anvil's dev
 accounts from its fixed, public test mnemonic; its key protects nothing of value, and no secret needs the OS
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,8 @@ from farnode_desktop.core.errors import FarNodeError
 from farnode_desktop.core.eth_address import checksum
 from farnode_desktop.core.payout.chain import ChainClient, ChainError
 from farnode_desktop.core.ports import free_loopback_port, loopback_port_free
+
+log = logging.getLogger(__name__)
 
 CHAIN_ID = 31337
 DECIMALS = 18
@@ -77,6 +84,10 @@ class LocalChain:
         self.tree: process_tree.ProcessTree | None = None
         self.info: ChainInfo | None = None
         self._saved_block: int | None = None  # the newest block in the state file this run wrote
+        # save_state() runs on the payouts' keeper thread and in stop(): a state read earlier must never be written
+        # over a newer one, so the file is written under this lock, and only with a newer block than it has.
+        self._write_lock = threading.Lock()
+        self._stopping = False
 
     @property
     def state_path(self) -> Path:
@@ -105,10 +116,10 @@ class LocalChain:
         if not isinstance(port, int) or not loopback_port_free(port):
             port = free_loopback_port()  # the remembered port is taken (or none yet): a free one
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        load = ["--load-state", str(self.state_path)] if self.state_path.is_file() else []
         try:
             self.proc, self.tree = process_tree.spawn(
-                [str(self.anvil), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID),
-                 "--state", str(self.state_path)],
+                [str(self.anvil), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(CHAIN_ID), *load],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except OSError as e:
             raise LocalChainError(f"anvil could not be started: {e.strerror}.") from e
@@ -140,42 +151,48 @@ class LocalChain:
                                        "pid": self.proc.pid, "started": _create_time(self.proc.pid)})
         self.info = ChainInfo(url, CHAIN_ID, token, OPERATOR, lost)
         self._saved_block = None
+        self._stopping = False
         self.save_state()  # the token's deployment is kept even if the app is killed next
         return self.info
 
     def save_state(self) -> bool:
         """Write the state file if a block was mined since this run last wrote it; True when written. Raises
-        ChainError (anvil did not answer) or OSError (the disk): the file is then as it was."""
-        if self.info is None or self.proc is None or self.proc.poll() is not None:
+        ChainError (anvil did not answer) or OSError (the disk): the file is then as it was. Safe to call from
+        another thread than stop()'s: an older state never replaces a newer one, and nothing is written once the
+        chain has stopped."""
+        if self._stopping or self.info is None or self.proc is None or self.proc.poll() is not None:
             return False
-        client = ChainClient(self.info.rpc_url, timeout_s=30.0, max_attempts=1)
-        try:
-            head = client.block_number()
-            if head == self._saved_block:
+        head, data = _read_state(self.info.rpc_url, self._saved_block)
+        if data is None:
+            return False
+        with self._write_lock:
+            if self._stopping or (self._saved_block is not None and head <= self._saved_block):
                 return False
-            raw = client.call("anvil_dumpState", [])
-        finally:
-            client.close()
-        try:
-            data = gzip.decompress(bytes.fromhex(str(raw).removeprefix("0x")))
-            json.loads(data)  # what anvil loads at its next start: only a whole, valid state replaces the file
-        except (ValueError, OSError, EOFError) as e:
-            raise ChainError(f"anvil_dumpState returned no usable state ({e})") from None
-        atomic_write_bytes(self.state_path, data, mode=0o644)
-        self._saved_block = head
+            atomic_write_bytes(self.state_path, data, mode=0o644)
+            self._saved_block = head
         return True
 
     def _end_leftover(self, meta: dict) -> None:
         """An anvil of this folder that outlived its app (killed: anvil has no pipe to the app that would tell
-        it) still holds the port and writes the same state file: it gets SIGINT (it saves its state), then is
-        killed. Only that very process: its pid, start time and state file must match."""
-        pid, started = meta.get("pid"), meta.get("started")
+        it) still holds the port and has what was mined since the app last wrote the state file: its state is
+        written from it, then it gets SIGINT, then is killed. Only that very process: its pid, start time and
+        program must match."""
+        pid, started, port = meta.get("pid"), meta.get("started"), meta.get("port")
         if not isinstance(pid, int) or not isinstance(started, (int, float)):
             return
         try:
             proc = psutil.Process(pid)
-            if abs(proc.create_time() - started) > 1.0 or str(self.state_path) not in proc.cmdline():
+            cmd = proc.cmdline()
+            if abs(proc.create_time() - started) > 1.0 or not cmd or cmd[0] != str(self.anvil):
                 return
+            if isinstance(port, int):
+                try:
+                    _head, data = _read_state(f"http://127.0.0.1:{port}", None)
+                    if data is not None:
+                        atomic_write_bytes(self.state_path, data, mode=0o644)
+                except (ChainError, OSError) as e:
+                    log.warning("the state of the local chain left running could not be read (%s); the state "
+                                "file has what was written before", e)
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(10)
@@ -210,9 +227,18 @@ class LocalChain:
         raise LocalChainError("The local chain did not mine the reward token's deployment.")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGINT (anvil writes its state), then kill the tree if it has not exited."""
+        """The state written (if a block was mined since its last writing), then SIGINT, then a kill of the tree
+        if it has not exited."""
         if self.proc is None:
+            self._stopping = True
             return
+        try:
+            self.save_state()
+        except (ChainError, OSError) as e:
+            log.warning("the local chain's state could not be written at its stop (%s); the file has what was "
+                        "written before", e)
+        with self._write_lock:  # no writing from another thread after this point
+            self._stopping = True
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGINT)
@@ -223,6 +249,25 @@ class LocalChain:
             self.tree.kill()
         self.proc.wait(5)
         self.proc = None
+
+
+def _read_state(rpc_url: str, known_block: int | None) -> tuple[int, bytes | None]:
+    """(newest block, the state as anvil loads it), or (block, None) when no block was mined since
+    ``known_block``. Raises ChainError when anvil does not answer or its state is not whole JSON."""
+    client = ChainClient(rpc_url, timeout_s=30.0, max_attempts=1)
+    try:
+        head = client.block_number()
+        if head == known_block:
+            return head, None
+        raw = client.call("anvil_dumpState", [])
+    finally:
+        client.close()
+    try:
+        data = gzip.decompress(bytes.fromhex(str(raw).removeprefix("0x")))
+        json.loads(data)  # what anvil loads at its next start: only a whole, valid state replaces the file
+    except (ValueError, OSError, EOFError) as e:
+        raise ChainError(f"anvil_dumpState returned no usable state ({e})") from None
+    return head, data
 
 
 def _create_time(pid: int) -> float | None:

@@ -139,17 +139,19 @@ class LocalPayouts:
         while not stop.wait(self.state_save_s):
             with self._lock:
                 chain = self._chain
-                if stop.is_set() or chain is None:
+            if stop.is_set() or chain is None:
+                return
+            try:  # outside the lock: a stop does not wait behind a slow anvil (the chain guards its own file)
+                if chain.save_state():
+                    log.debug("local chain state written")
+                self._save_failed = False
+            except (ChainError, OSError) as e:
+                if stop.is_set():
                     return
-                try:
-                    if chain.save_state():
-                        log.debug("local chain state written")
-                    self._save_failed = False
-                except (ChainError, OSError) as e:
-                    if not self._save_failed:  # said once, not every half minute
-                        log.warning("the local chain's state could not be written (%s); anvil writes it when "
-                                    "it stops, and this is tried again every %.0f s", e, self.state_save_s)
-                    self._save_failed = True
+                if not self._save_failed:  # said once, not every half minute
+                    log.warning("the local chain's state could not be written (%s); this is tried again "
+                                "every %.0f s and at the stop", e, self.state_save_s)
+                self._save_failed = True
 
     def _close_service(self) -> None:
         proc, tree = self._service, self._service_tree
@@ -170,7 +172,7 @@ class LocalPayouts:
         proc.wait(5)
 
     def stop(self) -> None:
-        """Stop the payout service, then the chain (it writes its state at SIGINT)."""
+        """Stop the payout service, then the chain (its state is written before anvil's SIGINT)."""
         self._keeper_stop.set()
         with self._lock:
             self._close_service()

@@ -148,3 +148,80 @@ def test_the_state_file_is_written_when_a_block_was_mined_and_only_then(tmp_path
             client.close()
     finally:
         chain.stop()
+
+
+def test_a_state_read_before_a_stop_is_not_written_over_the_one_anvil_writes(tmp_path, anvil_bin, monkeypatch):
+    """The app's periodic writing runs on its own thread: a state read from anvil, then a payment, then the
+    stop (which writes the state, payment included) must not end with the older state written last. (anvil's
+    own writing at its exit, which this used to rely on, left the payment out in 2 of 6 such stops.)"""
+    from farnode_desktop.core.localchain import node
+    from farnode_desktop.core.localchain.node import DEPLOYER
+    from farnode_desktop.core.payout.chain import ChainClient
+
+    chain = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
+    info = chain.start()
+    client = ChainClient(info.rpc_url, timeout_s=10, max_attempts=1)
+    real_call = ChainClient.call
+
+    interleaved = []
+
+    def call(self, method, params=()):
+        out = real_call(self, method, params)
+        if method == "anvil_dumpState" and not interleaved:  # between the reading and the writing: a payment,
+            interleaved.append(method)  # then the stop (on another thread in the app)
+            client.call("eth_sendTransaction", [{"from": DEPLOYER, "to": OPERATOR, "value": hex(777)}])
+            chain.stop()
+        return out
+
+    try:
+        start_balance = int(client.call("eth_getBalance", [OPERATOR, "latest"]), 16)
+        client.call("eth_sendTransaction", [{"from": DEPLOYER, "to": OPERATOR, "value": hex(12345)}])
+        monkeypatch.setattr(node.ChainClient, "call", call)
+        assert not chain.save_state()
+        monkeypatch.undo()
+    finally:
+        client.close()
+        chain.stop()
+    again = chain.start()
+    try:
+        client = ChainClient(again.rpc_url, timeout_s=10, max_attempts=1)
+        try:
+            assert int(client.call("eth_getBalance", [OPERATOR, "latest"]), 16) == start_balance + 12345 + 777
+        finally:
+            client.close()
+        assert not chain.save_state()  # nothing mined since the start's own writing
+    finally:
+        chain.stop()
+
+
+def test_an_anvil_left_running_by_a_killed_app_gives_its_state_to_the_next_start(tmp_path, anvil_bin):
+    """The app was SIGKILLed after a payment it had not written yet: the next start reads the state from the
+    anvil left running (the payment with it), then ends that anvil and starts its own on that state."""
+    from farnode_desktop.core.localchain.node import DEPLOYER
+    from farnode_desktop.core.payout.chain import ChainClient
+
+    first = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
+    info = first.start()
+    left = first.proc.pid
+    try:
+        client = ChainClient(info.rpc_url, timeout_s=10, max_attempts=1)
+        try:
+            before = int(client.call("eth_getBalance", [OPERATOR, "latest"]), 16)
+            client.call("eth_sendTransaction", [{"from": DEPLOYER, "to": OPERATOR, "value": hex(4242)}])
+        finally:
+            client.close()
+        second = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)  # the next app, the first one gone
+        again = second.start()
+        try:
+            assert pid_gone(left)
+            assert again.token_address == info.token_address and not again.state_lost
+            client = ChainClient(again.rpc_url, timeout_s=10, max_attempts=1)
+            try:
+                assert int(client.call("eth_getBalance", [OPERATOR, "latest"]), 16) == before + 4242
+            finally:
+                client.close()
+        finally:
+            second.stop()
+    finally:
+        first.tree.kill()
+        first.proc.wait(5)
