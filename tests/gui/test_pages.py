@@ -235,6 +235,26 @@ def test_logs_page_live_filter_and_redacted_diagnostics(qtbot, gui, artifacts_di
     assert logs.view.document().blockCount() == VIEW_LINES
 
 
+def test_logs_reach_the_text_view_only_when_the_page_is_shown(qtbot, gui):
+    """A text view lays out every line it is given, shown or not (~1.3 kB a line): lines that come while the
+    Logs page is not shown are kept, and given to the view when the page is shown."""
+    gui.window.show()
+    qtbot.waitExposed(gui.window)
+    gui.window.show_page("Dashboard")
+    logs = gui.window.logs
+    for i in range(300):
+        gui.core.bus.publish("node.log", f"[INFO] hidden {i}")
+    qtbot.waitUntil(lambda: "[INFO] hidden 299" in logs.lines, timeout=5000)
+    qtbot.wait(2 * 300)  # the page's flush interval, twice
+    assert "hidden" not in logs.view.toPlainText() and logs.view.document().blockCount() <= 1
+    gui.window.show_page("Logs")
+    qtbot.waitUntil(lambda: "[INFO] hidden 299" in logs.view.toPlainText(), timeout=5000)
+    assert logs.view.toPlainText().count("hidden") == 300
+    gui.core.bus.publish("node.log", "[INFO] shown now")  # while shown: appended as it comes
+    qtbot.waitUntil(lambda: logs.view.toPlainText().endswith("[INFO] shown now"), timeout=5000)
+    assert logs.view.document().blockCount() == 301
+
+
 # ---------------------------------------------------------------------------------------------- errors, runner
 
 def test_errors_known_as_message_unknown_as_report(qtbot):
