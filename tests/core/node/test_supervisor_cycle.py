@@ -235,5 +235,6 @@ def test_a_binding_that_cannot_be_signed_is_reported_and_the_node_serves_on(make
     sup.start({"model": "fake", "port": 0}, binding=signer)
     assert wait_until(lambda: sup.binding is not None, 10)
     assert not sup.binding.stored and "the keyring is locked" in sup.binding.error
-    assert sup.state.state == C.ONLINE
+    # the binding is asked for when the server reports its peer id, which comes before it is online
+    assert sup.wait_for(C.ONLINE, 10).state == C.ONLINE
     assert sup.stop().state == C.STOPPED
