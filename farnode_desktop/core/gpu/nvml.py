@@ -21,6 +21,7 @@ import importlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
@@ -110,10 +111,16 @@ class Nvml:
     """A funnel for every NVML call. Thread-safe; one instance per process is enough (:func:`default_nvml`).
 
     ``module`` is a pynvml-like module (tests pass a fake); by default ``pynvml`` is imported on first use.
+    After NVML could not be initialised (no driver, a driver that did not start), the same answer is given for
+    ``retry_after_s`` before it is tried again: the app asks every few seconds (policies, telemetry), and each
+    failed ``nvmlInit`` of pynvml loads the library anew and defines a new ctypes class, which stays (the soak
+    run found ~1.4 kB a minute of them on a machine without a driver, headless and window alike).
     """
 
-    def __init__(self, module: ModuleType | Any | None = None):
+    def __init__(self, module: ModuleType | Any | None = None, *, retry_after_s: float = 60.0):
         self._module = module
+        self.retry_after_s = retry_after_s
+        self._failed_at = 0.0
         self._lib: Any = None  # the module, once NVML is initialised
         self._lock = threading.RLock()
         self._handles: dict[int, Any] = {}
@@ -146,6 +153,10 @@ class Nvml:
             if self._final:
                 raise NvmlUnavailable("The app is shutting down; GPU information is no longer read.",
                                       reason=CLOSED, title="GPU monitoring stopped")
+            known = self._unavailable
+            if known is not None and time.monotonic() - self._failed_at < self.retry_after_s:
+                # a new exception each time: one raised again keeps growing its traceback
+                raise NvmlUnavailable(known.message, reason=known.reason, title=known.title, detail=known.detail)
             mod = self._load_module()
             self._codes = {
                 "uninitialized": getattr(mod, "NVML_ERROR_UNINITIALIZED", _ERR_UNINITIALIZED),
@@ -161,7 +172,7 @@ class Nvml:
                 if code is None and not isinstance(exc, OSError):
                     raise  # a bug, not a missing driver
                 err = _unavailable_for(code, exc)
-                self._unavailable = err
+                self._unavailable, self._failed_at = err, time.monotonic()
                 raise err from exc
             self._lib = mod
             self._unavailable = None

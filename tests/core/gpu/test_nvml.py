@@ -65,6 +65,45 @@ def test_driver_not_loaded(make_nvml):
     assert "Restart the computer" in ei.value.message
 
 
+def test_without_a_driver_nvml_is_tried_again_once_a_minute_not_at_every_call(make_nvml, monkeypatch):
+    """The app asks NVML every few seconds (policies, telemetry). Without a driver each attempt of the real
+    pynvml loads the library anew and leaves a ctypes class behind (~27 objects an attempt): after a failure
+    the same answer is given, as a new exception, until ``retry_after_s`` has passed."""
+    import gc
+
+    fake = FakePynvml(driver_not_loaded=True)
+    tries: list[int] = []
+    real_init = fake.nvmlInit
+    monkeypatch.setattr(fake, "nvmlInit", lambda: (tries.append(1), real_init()))
+    clock = [1000.0]
+    monkeypatch.setattr(nvml_mod.time, "monotonic", lambda: clock[0])
+    n = make_nvml(fake)
+    errors = []
+    for _ in range(50):
+        with pytest.raises(NvmlUnavailable) as ei:
+            n.ensure()
+        errors.append(ei.value)
+    assert len(tries) == 1 and len({id(e) for e in errors}) == 50
+    assert {e.reason for e in errors} == {nvml_mod.DRIVER_NOT_LOADED}
+    clock[0] += n.retry_after_s
+    fake.driver_not_loaded = False  # the driver came up meanwhile
+    assert n.device_count() == 1 and len(tries) == 2
+
+    if ctypes.util.find_library("nvidia-ml") is None:  # the real pynvml, here without a driver: nothing stays
+        monkeypatch.undo()
+        real = Nvml()
+
+        def attempts(times: int) -> int:
+            for _ in range(times):
+                with pytest.raises(NvmlUnavailable):
+                    real.ensure()
+            gc.collect()
+            return len(gc.get_objects())
+
+        before = attempts(5)
+        assert attempts(500) - before < 100
+
+
 def test_missing_pynvml_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
     with pytest.raises(NvmlUnavailable) as ei:
