@@ -27,6 +27,7 @@ from farnode_desktop.core.engine_lock import LOCKS_ENV, lock_path, read_lock
 from farnode_desktop.core.node.engine_venv import EngineEnv, find_uv
 from farnode_desktop.core.paths import AppPaths
 from tests.support import REPO
+from tests.support.wait import load_factor
 
 from .package_index import PackageIndex, make_wheel
 
@@ -121,7 +122,12 @@ def test_ctrl_c_during_engine_setup_stops_uv_at_once_and_the_next_start_resumes(
         app.ctrl_c()
         time.sleep(2.0)
         assert setup_processes(engine_root) == [], "still running 2 s after Ctrl-C"
-        assert app.proc.poll() is not None, "the app did not exit 2 s after Ctrl-C:\n" + "\n".join(app.lines)
+        # The app has said "Stopped." by then; its interpreter's own exit can take longer on a loaded machine
+        # (a fresh-clone run beside two soak runs, load average 16 on 2 cores: still exiting after 2 s).
+        try:
+            app.proc.wait(10 * load_factor())
+        except subprocess.TimeoutExpired:
+            pytest.fail("the app did not exit after Ctrl-C:\n" + "\n".join(app.lines))
     finally:
         app.close()
     engine = EngineEnv(AppPaths.default(), "cpu")
