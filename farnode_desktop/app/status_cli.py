@@ -93,6 +93,9 @@ def status_rows(r: dict) -> list[tuple[str, str]]:
         rows.append(("Paid to", binding.get("text", "")))
     if r.get("policy") and r.get("state") == "paused":
         rows.append(("Paused for", "; ".join(r["policy"])))
+    memory = app.get("memory")
+    if memory and memory.get("text"):
+        rows.append(("App memory", memory["text"]))
     return rows
 
 

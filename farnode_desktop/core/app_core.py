@@ -35,6 +35,7 @@ from farnode_desktop.core.instance import InstanceLock
 from farnode_desktop.core.localchain.effective import effective_settings
 from farnode_desktop.core.localchain.payouts import DEMO_BATCH_INTERVAL_S, LocalPayouts
 from farnode_desktop.core.logfiles import LogTrimmer
+from farnode_desktop.core.memory import HeapKeeper
 from farnode_desktop.core.metrics.recorder import MetricsRecorder
 from farnode_desktop.core.metrics.store import MetricsStore
 from farnode_desktop.core.metrics.today import TodaySummary, today
@@ -103,6 +104,8 @@ class AppCore:
         # the logs children write straight into, kept within their size while they run for weeks
         self.log_trimmer = LogTrimmer(lambda: [self.paths.log_dir / TRAFFIC_LOG_NAME,
                                                *self.local_payouts.child_logs])
+        # freed memory the allocator holds goes back to the system every few minutes (weeks of running)
+        self.heap_keeper = HeapKeeper()
         self.earnings_rate = EarningsRate(self.bus, lambda: self.chain_settings().chain.reward_per_1k_tokens)
         inputs = policy_inputs if policy_inputs is not None else self._default_policy_inputs()
         self.policies = PolicyRunner(PolicyRules(self.node.settings.policies), self.bus,
@@ -168,6 +171,7 @@ class AppCore:
         self.policies.start()
         self.earnings.start()
         self.log_trimmer.start()
+        self.heap_keeper.start()
         self._follow_local_payouts()
         try:
             self.control.start()
@@ -189,6 +193,7 @@ class AppCore:
         self.telemetry.stop()
         self.earnings.stop()
         self.log_trimmer.stop()
+        self.heap_keeper.stop()
         try:
             self.node.stop()
         finally:
@@ -348,7 +353,15 @@ class AppCore:
         """How the node is doing, for ``farnode-desktop status [--json]`` (see :mod:`core.report`)."""
         return report.status_report(face=self.face, data_dir=self.paths.data_dir, node=self.node,
                                     reachability=self.reachability(), decision=self.policies.last_decision,
-                                    earnings=self.earnings, local_chain=self.local_chain_status())
+                                    earnings=self.earnings, local_chain=self.local_chain_status(),
+                                    memory=self._memory_report())
+
+    def _memory_report(self) -> dict | None:
+        try:
+            return self.heap_keeper.report()
+        except Exception:  # noqa: BLE001 - the status answers without it
+            log.exception("the app's memory figures could not be read")
+            return None
 
     # ------------------------------------------------------------------ the local chain and its payouts
     def chain_settings(self) -> Settings:

@@ -47,17 +47,19 @@ def redact_settings(d: Any) -> Any:
 
 
 def status_report(*, face: str, data_dir: Path, node: Any, reachability: dict, decision: Any, earnings: Any,
-                  local_chain: dict | None = None) -> dict:
+                  local_chain: dict | None = None, memory: dict | None = None) -> dict:
     """How the node is doing, for ``farnode-desktop status [--json]``: state in words, blocks, tokens/s,
     requests, uptime, reachability, earnings, and which process runs it. ``node`` is the node controller,
     ``reachability`` what the network probe found per server, ``decision`` the policies' last one,
-    ``earnings`` the earnings runner, ``local_chain`` the embedded default's chain and payout service."""
+    ``earnings`` the earnings runner, ``local_chain`` the embedded default's chain and payout service, ``memory``
+    the app process's own (:meth:`core.memory.HeapKeeper.report`)."""
     st, stats = node.state, node.stats()
     peer = node.supervisor.peer
     net = node.settings.network
     report: dict = {
         "time": time.time(),
-        "app": {"pid": os.getpid(), "face": face, "version": __version__, "data_folder": str(data_dir)},
+        "app": {"pid": os.getpid(), "face": face, "version": __version__, "data_folder": str(data_dir),
+                **({"memory": memory} if memory is not None else {})},
         "state": st.state, "words": describe(st, stats), "message": st.message,
         # the model served: the local swarm serves its demo model, whatever network.model holds for later
         "network": {"swarm": net.swarm, "port": net.port,

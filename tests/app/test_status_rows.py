@@ -25,3 +25,9 @@ def test_without_a_wallet_the_status_says_to_create_one():
                                                         "or farnode-desktop wallet create)"},
                  wallet_binding={"announced": False, "text": "no payout wallet: create a wallet to be paid"})
     assert rows["Earnings"].startswith("no payout wallet: create one to be paid") and "Paid to" not in rows
+
+
+def test_the_apps_own_memory_is_a_row_when_the_app_tells_it():
+    text = "resident 150.2 MB, anonymous 80.1 MB, heap in use 28.0 MB, held free 1.2 MB"
+    assert _rows(app={"pid": 7, "face": "headless", "memory": {"text": text}})["App memory"] == text
+    assert "App memory" not in _rows(app={"pid": 7, "face": "headless"})

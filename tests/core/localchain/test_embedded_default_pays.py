@@ -63,6 +63,8 @@ def test_the_embedded_default_pays_this_node_for_its_share(engine_paths, free_po
         assert snap.symbol == "FMR" and snap.rate_per_1k_tokens == 0.5 and snap.setup_missing == ""
         report = core.status_report()
         assert report["earnings"]["configured"] and Decimal(str(report["earnings"]["paid_total"])) > 0
+        memory = report["app"]["memory"]  # the app's own, as its allocator counts it (glibc here)
+        assert memory["resident_mb"] > memory["heap_in_use_mb"] > 1 and memory["held_free_mb"] >= 0
 
         core.stop_node()  # the traffic ends; its last rows are in the ledger
         ledger = ServedLedger(engine_paths.served_ledger)
