@@ -8,6 +8,9 @@ RSS and its anonymous part (its heap, without the shared libraries paged in), th
 used since the last sample, the metrics database's file and its WAL apart, and every log the app and its children write (log folder and the local chain's). At the end it prints,
 after the warm-up (default 10 minutes): growth per hour of each (least-squares slope over the samples), the
 range, and the database (from its rows and retention) and the logs projected to 30 days against their budgets.
+Beside RSS it reads, from the app's ``status``, its heap as its allocator counts it: the bytes in use and the free
+bytes it holds (the app gives free memory back every 5 minutes): a leak grows the first, allocator retention the
+second.
 Nothing is asserted: the figures are the result. Samples go to ``--csv`` too.
 
     PYTHONPATH=. .venv/bin/python benchmarks/soak.py [--minutes 120] [--faces headless,window]
@@ -40,7 +43,8 @@ from farnode_desktop.core.control import NotRunning, request  # noqa: E402
 from farnode_desktop.core.paths import AppPaths  # noqa: E402
 from farnode_desktop.core.ports import free_loopback_port  # noqa: E402
 
-FIELDS = ("rss_mb", "anon_mb", "threads", "open_files", "cpu_pct", "db_mb", "wal_mb", "logs_mb")
+FIELDS = ("rss_mb", "anon_mb", "heap_mb", "held_free_mb", "threads", "open_files", "cpu_pct", "db_mb", "wal_mb",
+          "logs_mb")
 HOUR = 3600.0
 DB_BUDGET_MB = 100.0  # the metrics database after 30 days online
 LOGS_BUDGET_MB = 50.0  # all logs together after 30 days online
@@ -108,6 +112,9 @@ class Face:
             row = {"t_min": t / 60.0, "rss_mb": mem.rss / 1e6, "anon_mb": anon / 1e6, "threads": p.num_threads(),
                    "open_files": p.num_fds() if hasattr(p, "num_fds") else len(p.open_files())}
         now = time.monotonic()
+        memory = self.status().get("app", {}).get("memory") or {}
+        row["heap_mb"] = memory.get("heap_in_use_mb")  # None where the allocator does not tell (not glibc)
+        row["held_free_mb"] = memory.get("held_free_mb")
         row["cpu_pct"] = (100.0 * (used - self.cpu_last[1]) / (now - self.cpu_last[0])) if self.cpu_last else 0.0
         self.cpu_last = (now, used)
         db = self.paths.metrics_db
@@ -249,7 +256,8 @@ def main() -> int:
                 if now >= next_sample:
                     for f in faces:
                         row = f.sample(now - t0)
-                        print(f"{f.face:8s} {row['t_min']:6.1f} min  rss {row['rss_mb']:7.1f} MB (anon {row['anon_mb']:6.1f})  threads "
+                        heap = "" if row["heap_mb"] is None else f", heap {row['heap_mb']:6.1f} + free {row['held_free_mb']:5.1f}"
+                        print(f"{f.face:8s} {row['t_min']:6.1f} min  rss {row['rss_mb']:7.1f} MB (anon {row['anon_mb']:6.1f}{heap})  threads "
                               f"{row['threads']:3d}  files {row['open_files']:4d}  cpu {row['cpu_pct']:5.1f} %  "
                               f"db {row['db_mb']:6.2f} MB  wal {row['wal_mb']:5.2f} MB  logs {row['logs_mb']:6.2f} MB  {f.state()}", flush=True)
                     next_sample += 60
@@ -272,8 +280,12 @@ def main() -> int:
             continue
         print(f"\n{f.face}: {len(rows)} samples from {rows[0]['t_min']:.0f} to {rows[-1]['t_min']:.0f} min")
         for key in FIELDS:
-            vals = [r[key] for r in rows]
-            print(f"  {key:10s} {min(vals):9.2f} .. {max(vals):9.2f}   growth {slope_per_hour(rows, key):+9.3f} /h")
+            have = [r for r in rows if r[key] is not None]
+            if len(have) < 2:
+                print(f"  {key:10s} not known here")
+                continue
+            vals = [r[key] for r in have]
+            print(f"  {key:12s} {min(vals):9.2f} .. {max(vals):9.2f}   growth {slope_per_hour(have, key):+9.3f} /h")
         hours_run = max(f.samples[-1]["t_min"] / 60.0, 1e-6)
         db_30, detail = f.db_projection(hours_run)
         print(f"  metrics database after 30 days: {db_30:.1f} MB (budget {DB_BUDGET_MB:g} MB; {detail})")
