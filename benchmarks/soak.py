@@ -9,8 +9,8 @@ used since the last sample, the metrics database's file and its WAL apart, and e
 after the warm-up (default 10 minutes): growth per hour of each (least-squares slope over the samples), the
 range, and the database (from its rows and retention) and the logs projected to 30 days against their budgets.
 Beside RSS it reads, from the app's ``status``, its heap as its allocator counts it: the bytes in use and the free
-bytes it holds (the app gives free memory back every 5 minutes): a leak grows the first, allocator retention the
-second.
+bytes it holds (the app gives free memory back every 5 minutes), and the number of Python's live small objects
+(its own arenas): a leak grows the first or the last, allocator retention the second.
 Nothing is asserted: the figures are the result. Samples go to ``--csv`` too.
 
     PYTHONPATH=. .venv/bin/python benchmarks/soak.py [--minutes 120] [--faces headless,window]
@@ -43,7 +43,7 @@ from farnode_desktop.core.control import NotRunning, request  # noqa: E402
 from farnode_desktop.core.paths import AppPaths  # noqa: E402
 from farnode_desktop.core.ports import free_loopback_port  # noqa: E402
 
-FIELDS = ("rss_mb", "anon_mb", "heap_mb", "held_free_mb", "threads", "open_files", "cpu_pct", "db_mb", "wal_mb",
+FIELDS = ("rss_mb", "anon_mb", "heap_mb", "held_free_mb", "py_blocks", "threads", "open_files", "cpu_pct", "db_mb", "wal_mb",
           "logs_mb")
 HOUR = 3600.0
 DB_BUDGET_MB = 100.0  # the metrics database after 30 days online
@@ -115,6 +115,7 @@ class Face:
         memory = self.status().get("app", {}).get("memory") or {}
         row["heap_mb"] = memory.get("heap_in_use_mb")  # None where the allocator does not tell (not glibc)
         row["held_free_mb"] = memory.get("held_free_mb")
+        row["py_blocks"] = memory.get("python_blocks")  # Python's live objects (in its own arenas, not malloc's)
         row["cpu_pct"] = (100.0 * (used - self.cpu_last[1]) / (now - self.cpu_last[0])) if self.cpu_last else 0.0
         self.cpu_last = (now, used)
         db = self.paths.metrics_db

@@ -82,6 +82,9 @@ def test_the_report_for_status_is_a_fresh_reading_with_what_the_trims_gave_back(
         assert second["trims"] == 1 and second["given_back_mb"] > 20 and second["held_free_mb"] > 25
         assert second["anonymous_mb"] < first["anonymous_mb"] - 20
         assert second["text"].startswith(f"resident {second['resident_mb']:.1f} MB, anonymous ")
+        many = [object() for _ in range(50_000)]  # Python objects are counted apart
+        assert keeper.report()["python_blocks"] - second["python_blocks"] >= 50_000
+        del many
     finally:
         libc = ctypes.CDLL(None)
         libc.free.argtypes = [ctypes.c_void_p]
