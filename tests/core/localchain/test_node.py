@@ -11,6 +11,7 @@ from farnode_desktop.core.localchain.install import install_anvil
 from farnode_desktop.core.localchain.node import OPERATOR, LocalChain
 from tests.support.chain import token_balance
 from tests.support.processes import pid_gone
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACT = REPO / "resources/contracts/RewardToken.json"
@@ -165,17 +166,22 @@ def test_a_state_read_before_a_stop_is_not_written_over_the_one_anvil_writes(tmp
 
     interleaved = []
 
+    def mined(tx_hash):
+        """As the payout service does, a payment counts once its receipt is there (anvil answers
+        eth_sendTransaction with the hash; under load the block can come a moment later)."""
+        assert wait_until(lambda: real_call(client, "eth_getTransactionReceipt", [tx_hash]) is not None, 10)
+
     def call(self, method, params=()):
         out = real_call(self, method, params)
         if method == "anvil_dumpState" and not interleaved:  # between the reading and the writing: a payment,
             interleaved.append(method)  # then the stop (on another thread in the app)
-            client.call("eth_sendTransaction", [{"from": DEPLOYER, "to": OPERATOR, "value": hex(777)}])
+            mined(client.call("eth_sendTransaction", [{"from": DEPLOYER, "to": OPERATOR, "value": hex(777)}]))
             chain.stop()
         return out
 
     try:
         start_balance = int(client.call("eth_getBalance", [OPERATOR, "latest"]), 16)
-        client.call("eth_sendTransaction", [{"from": DEPLOYER, "to": OPERATOR, "value": hex(12345)}])
+        mined(client.call("eth_sendTransaction", [{"from": DEPLOYER, "to": OPERATOR, "value": hex(12345)}]))
         monkeypatch.setattr(node.ChainClient, "call", call)
         assert not chain.save_state()
         monkeypatch.undo()
