@@ -3,6 +3,7 @@ use goes back to the system when it trims, and the figures it logs are the alloc
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import sys
@@ -17,14 +18,21 @@ glibc_only = pytest.mark.skipif(not isinstance(memory.allocator(), memory.GlibcA
                                 reason="glibc's allocator (Linux) is what is trimmed")
 
 
-def _fragment_a_thread_arena(megabytes: int) -> list[int]:
-    """On a thread of its own (its own arena, as the app's threads have), allocate ``megabytes`` in 1 kB
-    blocks, then free all but every 16th: the freed space lies between blocks in use, where malloc keeps it.
-    Returns the blocks still held (to be freed by the caller)."""
+def _libc() -> ctypes.CDLL:
+    """The C library this interpreter runs on, with malloc and free typed for pointers."""
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
+@contextlib.contextmanager
+def _fragmented_thread_arena(megabytes: int):
+    """On a thread of its own (its own arena, as the app's threads have), allocate ``megabytes`` in 1 kB
+    blocks, then free all but every 16th: the freed space lies between blocks in use, where malloc keeps it.
+    The blocks still held are freed on leaving."""
+    libc = _libc()
     kept: list[int] = []
 
     def work():
@@ -42,14 +50,17 @@ def _fragment_a_thread_arena(megabytes: int) -> list[int]:
     t = threading.Thread(target=work)
     t.start()
     t.join()
-    return kept
+    try:
+        yield
+    finally:
+        for p in kept:
+            libc.free(p)
 
 
 @glibc_only
 def test_free_memory_held_between_blocks_in_use_goes_back_when_the_keeper_trims(caplog):
     keeper = HeapKeeper()
-    kept = _fragment_a_thread_arena(64)
-    try:
+    with _fragmented_thread_arena(64):
         held = keeper.allocator.stats()
         assert held.free_held is not None and held.free_held > 50e6  # 60 MB freed, kept by malloc
         caplog.set_level(logging.INFO, logger="farnode.memory")
@@ -63,18 +74,12 @@ def test_free_memory_held_between_blocks_in_use_goes_back_when_the_keeper_trims(
         assert "MB given back to the system" in line
         given = float(line.rsplit("; ", 1)[1].split()[0])
         assert given > 40
-    finally:
-        libc = ctypes.CDLL(None)
-        libc.free.argtypes = [ctypes.c_void_p]
-        for p in kept:
-            libc.free(p)
 
 
 @glibc_only
 def test_the_report_for_status_is_a_fresh_reading_with_what_the_trims_gave_back():
     keeper = HeapKeeper()
-    kept = _fragment_a_thread_arena(32)
-    try:
+    with _fragmented_thread_arena(32):
         first = keeper.report()
         assert first["trims"] == 0 and first["given_back_mb"] == 0 and first["held_free_mb"] > 25
         keeper.trim_now()
@@ -85,20 +90,12 @@ def test_the_report_for_status_is_a_fresh_reading_with_what_the_trims_gave_back(
         many = [object() for _ in range(50_000)]  # Python objects are counted apart
         assert keeper.report()["python_blocks"] - second["python_blocks"] >= 50_000
         del many
-    finally:
-        libc = ctypes.CDLL(None)
-        libc.free.argtypes = [ctypes.c_void_p]
-        for p in kept:
-            libc.free(p)
 
 
 @glibc_only
 def test_the_heap_in_use_is_the_allocators_own_figure():
     keeper = HeapKeeper()
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
+    libc = _libc()
     base = keeper.allocator.stats().in_use
     blocks = [libc.malloc(4096) for _ in range(5000)]  # 20 MB in small blocks
     try:
