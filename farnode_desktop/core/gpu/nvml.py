@@ -171,9 +171,12 @@ class Nvml:
                 code = getattr(exc, "value", None) if isinstance(exc, getattr(mod, "NVMLError", ())) else None
                 if code is None and not isinstance(exc, OSError):
                     raise  # a bug, not a missing driver
-                err = _unavailable_for(code, exc)
-                self._unavailable, self._failed_at = err, time.monotonic()
-                raise err from exc
+                # Kept for the retry window as an exception that was never raised, so without a traceback. A
+                # raised one holds every frame it went through, this one's included, whose ``known`` held the
+                # failure before it: every minute without a driver added one link (nine tracebacks, their
+                # frames and what the callers' frames held) to a chain that lived as long as the app.
+                self._unavailable, self._failed_at = _unavailable_for(code, exc), time.monotonic()
+                raise _unavailable_for(code, exc) from exc
             self._lib = mod
             self._unavailable = None
             self._fns = {}

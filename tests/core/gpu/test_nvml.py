@@ -104,6 +104,32 @@ def test_without_a_driver_nvml_is_tried_again_once_a_minute_not_at_every_call(ma
         assert attempts(500) - before < 100
 
 
+def test_a_failed_start_is_freed_at_once_not_kept_by_the_next_one(make_nvml):
+    """Each retry without a driver (once a minute, for the app's whole life) used to keep the one before it:
+    the failure kept for the retry window was the raised exception, whose traceback held the frame whose
+    ``known`` was the previous failure, and so on (the soak's window: ~9 tracebacks a minute, never freed,
+    not even by a full collection). Reference counting alone must free each one."""
+    import gc
+
+    def alive() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, NvmlUnavailable) or type(o).__name__ == "traceback")
+
+    n = make_nvml(FakePynvml(driver_not_loaded=True))
+    n.retry_after_s = 0.0
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()
+        for _ in range(20):
+            try:
+                n.ensure()
+            except NvmlUnavailable:
+                pass
+        assert alive() - before <= 2  # the failure kept for the retry window (no traceback) and the last one
+    finally:
+        gc.enable()
+
+
 def test_missing_pynvml_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
     with pytest.raises(NvmlUnavailable) as ei:
