@@ -61,6 +61,10 @@ class NvmlUnavailable(FarNodeError):
         super().__init__(message, title=title, detail=detail)
         self.reason = reason
 
+    def again(self) -> NvmlUnavailable:
+        """A new exception with the same fields, to raise (one raised again keeps growing its traceback)."""
+        return NvmlUnavailable(self.message, reason=self.reason, title=self.title, detail=self.detail)
+
 
 class GpuLostError(Exception):
     """The GPU fell off the bus or needs a reset (NVML_ERROR_GPU_IS_LOST / RESET_REQUIRED).
@@ -155,8 +159,7 @@ class Nvml:
                                       reason=CLOSED, title="GPU monitoring stopped")
             known = self._unavailable
             if known is not None and time.monotonic() - self._failed_at < self.retry_after_s:
-                # a new exception each time: one raised again keeps growing its traceback
-                raise NvmlUnavailable(known.message, reason=known.reason, title=known.title, detail=known.detail)
+                raise known.again()
             mod = self._load_module()
             self._codes = {
                 "uninitialized": getattr(mod, "NVML_ERROR_UNINITIALIZED", _ERR_UNINITIALIZED),
@@ -176,7 +179,7 @@ class Nvml:
                 # failure before it: every minute without a driver added one link (nine tracebacks, their
                 # frames and what the callers' frames held) to a chain that lived as long as the app.
                 self._unavailable, self._failed_at = _unavailable_for(code, exc), time.monotonic()
-                raise _unavailable_for(code, exc) from exc
+                raise self._unavailable.again() from exc
             self._lib = mod
             self._unavailable = None
             self._fns = {}
