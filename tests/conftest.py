@@ -82,6 +82,23 @@ def app_paths(farnode_home) -> AppPaths:
 ENGINE_ARCHIVE = "farmesh-75a473e.tar.gz"  # `git archive` of the commit the engine lock pins
 
 
+@pytest.fixture
+def clock_step(monkeypatch):
+    """Step the wall clock as psutil sees it on Linux (NTP, a VM resumed): its boot time, read from /proc/stat at
+    each call, is the wall clock now less the time since boot, so a step moves it and every create_time with it."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("psutil reads the boot time from the wall clock on Linux")
+    from psutil import _pslinux
+
+    real = _pslinux.boot_time
+
+    def step(seconds: float) -> None:
+        monkeypatch.setattr(_pslinux, "boot_time", lambda: real() + seconds)
+    return step
+
+
 @pytest.fixture(scope="session")
 def engine_archive() -> Path:
     """The engine's source archive for offline installs: FARNODE_ENGINE_SOURCE (scripts/test.sh sets it), else

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from farnode_desktop.core.errors import FarNodeError
+from farnode_desktop.core.process_tree import start_mark, started_as
 
 LOCK_NAME = "instance.lock"
 #: Windows locks a byte range; the range lies past the holder's record so that the record stays readable.
@@ -37,6 +38,8 @@ class Holder:
     pid: int
     face: str
     started: float
+    #: the holder's start mark (process_tree.start_mark): known again whatever the clock did since
+    mark: str | None = None
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started)) if self.started else "?"
@@ -85,7 +88,7 @@ class InstanceLock:
         try:
             if not self._lock_or_wait(fd):
                 raise AlreadyRunning(self._read_holder(), self.run_dir.parent)
-            record = json.dumps(asdict(Holder(os.getpid(), face, time.time()))).encode()
+            record = json.dumps(asdict(Holder(os.getpid(), face, time.time(), start_mark(os.getpid())))).encode()
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
             os.write(fd, record)
@@ -144,7 +147,9 @@ class InstanceLock:
                 with open(self.path, "rb") as f:
                     data = json.loads(f.read(_WIN_LOCK_OFFSET - 1) or b"null")
                 if isinstance(data, dict):
-                    found = Holder(int(data["pid"]), str(data.get("face", "")), float(data.get("started", 0)))
+                    mark = data.get("mark")
+                    found = Holder(int(data["pid"]), str(data.get("face", "")), float(data.get("started", 0)),
+                                   mark if isinstance(mark, str) else None)
                     if _alive(found):
                         return found
             except (OSError, ValueError, KeyError, TypeError):
@@ -161,7 +166,10 @@ class InstanceLock:
 
 
 def _alive(holder: Holder) -> bool:
-    """Whether the process of a holder's record still runs (not a later process that reuses its pid)."""
+    """Whether the process of a holder's record still runs (not a later process that reuses its pid). By the
+    start mark; a record without one (an app of an older version holds the folder) by the wall clock."""
+    if holder.mark is not None:
+        return started_as(holder.pid, holder.mark)
     try:
         proc = psutil.Process(holder.pid)
         return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= holder.started + 1.0

@@ -33,6 +33,50 @@ import psutil
 POLL_S = 0.1  # how often run() checks its cancel function
 
 
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+_BOOT_ID = _boot_id()  # Linux: this boot's id (fixed for as long as this process lives)
+
+
+def start_mark(pid: int) -> str | None:
+    """When process ``pid`` started, as a mark that tells it from any later process given the same pid, kept
+    in records (the instance lock, pid files) to know a recorded process again. None when no such process.
+
+    Not psutil's ``create_time`` on Linux: that is the boot time as the wall clock reads it *now* plus the
+    start's offset from boot, so every step of the clock since the process started (NTP, a VM resumed from a
+    snapshot) moves it, and a process compared with what it recorded of itself seemed to be another one.
+    There the mark is this boot's id and the start's offset from boot in clock ticks, which nothing changes.
+    Elsewhere (Windows, macOS) the OS keeps the creation time itself; the mark is that."""
+    if _BOOT_ID is not None:
+        try:
+            with open(f"/proc/{int(pid)}/stat", "rb") as f:
+                stat = f.read()
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses; starttime is field 22
+            return f"{_BOOT_ID}+{int(stat[stat.rindex(b')') + 2:].split()[19])}"
+        except (OSError, ValueError, IndexError):
+            return None
+    try:
+        return f"t{psutil.Process(pid).create_time():.6f}"
+    except psutil.Error:
+        return None
+
+
+def started_as(pid: int, mark: str) -> bool:
+    """Whether process ``pid`` runs (not a zombie) and is the very process ``mark`` was taken of."""
+    if start_mark(pid) != mark:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def has_process_groups() -> bool:
     """Whether this OS has POSIX process groups (checked at call time: tests take them away)."""
     return all(hasattr(os, name) for name in ("killpg", "getpgid", "setsid"))

@@ -134,3 +134,26 @@ def test_a_start_after_a_crash_is_not_refused_by_a_process_that_only_looks(tmp_p
     finally:
         looker.wait()
         looker.stdout.close()
+
+
+@pytest.mark.parametrize("seconds", [30, -30])
+def test_the_holder_is_still_named_after_the_wall_clock_stepped(tmp_path, holder, clock_step, seconds):
+    """A clock step while the app runs (NTP, a VM resumed) moved psutil's create_time of the holder past the start
+    it had recorded: `status` and a second launch found the folder held by nobody (a CI run met it)."""
+    proc, _child = holder("window")
+    clock_step(seconds)
+    found = InstanceLock(tmp_path / "run").holder()
+    assert found is not None and found.pid == proc.pid and found.face == "window"
+
+
+def test_the_record_of_an_older_version_is_read_by_its_start_time(tmp_path, holder):
+    """A holder of an older version wrote no start mark: it is known by the wall clock, and a live process that
+    started after the record's time (a reused pid) is still nobody."""
+    proc, _child = holder("headless")
+    path = tmp_path / "run" / "instance.lock"
+    record = json.loads(path.read_bytes())
+    assert record.pop("mark")
+    path.write_text(json.dumps(record))  # (the holder's lock is on the open file; its content is this record)
+    assert InstanceLock(tmp_path / "run").holder().pid == proc.pid
+    path.write_text(json.dumps(dict(record, started=record["started"] - 60)))
+    assert InstanceLock(tmp_path / "run").holder() is None

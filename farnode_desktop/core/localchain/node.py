@@ -148,7 +148,8 @@ class LocalChain:
             raise
         client.close()
         atomic_write_json(self._meta, {"port": port, "token_address": token, "operator": OPERATOR,
-                                       "pid": self.proc.pid, "started": _create_time(self.proc.pid)})
+                                       "pid": self.proc.pid, "started": _create_time(self.proc.pid),
+                                       "mark": process_tree.start_mark(self.proc.pid)})
         self.info = ChainInfo(url, CHAIN_ID, token, OPERATOR, lost)
         self._saved_block = None
         self._stopping = False
@@ -176,14 +177,15 @@ class LocalChain:
         """An anvil of this folder that outlived its app (killed: anvil has no pipe to the app that would tell
         it) still holds the port and has what was mined since the app last wrote the state file: its state is
         written from it, then it gets SIGINT, then is killed. Only that very process: its pid, start time and
-        program must match."""
-        pid, started, port = meta.get("pid"), meta.get("started"), meta.get("port")
+        program must match (the start by its mark; by the wall clock in the file of an older version)."""
+        pid, started, port, mark = meta.get("pid"), meta.get("started"), meta.get("port"), meta.get("mark")
         if not isinstance(pid, int) or not isinstance(started, (int, float)):
             return
         try:
             proc = psutil.Process(pid)
             cmd = proc.cmdline()
-            if abs(proc.create_time() - started) > 1.0 or not cmd or cmd[0] != str(self.anvil):
+            same = process_tree.started_as(pid, mark) if isinstance(mark, str) else abs(proc.create_time() - started) <= 1.0
+            if not same or not cmd or cmd[0] != str(self.anvil):
                 return
             if isinstance(port, int):
                 try:

@@ -719,7 +719,7 @@ class Supervisor:
         tree = self._run.tree if self._run is not None else None
         info = {"pid": pid, "grouped": bool(tree and tree.grouped), "started": tree.started if tree else time.time(),
                 "port": self._config.get("port"), "app_pid": os.getpid(), "app_started": _started_at(os.getpid()),
-                "runtime": self.runtime.name}
+                "app_mark": process_tree.start_mark(os.getpid()), "runtime": self.runtime.name}
         if engine_pid is not None:
             info["engine_pid"] = int(engine_pid)
         atomic_write_json(self.pid_file, info)
@@ -784,12 +784,16 @@ def _started_at(pid: int) -> float | None:
 
 
 def recorded_app_alive(info: dict) -> bool:
-    """Whether the app that wrote a pid file (``app_pid``, ``app_started``) still runs. A file without
-    ``app_pid`` was written before apps recorded themselves: its app is taken as gone."""
+    """Whether the app that wrote a pid file (``app_pid``, ``app_mark``) still runs. A file without
+    ``app_pid`` was written before apps recorded themselves: its app is taken as gone; one without
+    ``app_mark`` (an older version) is checked by the wall-clock start time ``app_started``."""
     try:
         app_pid = int(info["app_pid"])
     except (KeyError, TypeError, ValueError):
         return False
+    mark = info.get("app_mark")
+    if isinstance(mark, str):
+        return process_tree.started_as(app_pid, mark)
     started = _started_at(app_pid)
     if started is None:
         return False

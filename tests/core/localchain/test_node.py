@@ -74,10 +74,12 @@ def test_operator_address_is_its_keys():
     assert Account.from_key(OPERATOR_KEY).address == OPERATOR
 
 
-def test_an_anvil_left_by_a_killed_app_is_ended_at_the_next_start(tmp_path, anvil_bin):
+@pytest.mark.parametrize("step", [0, 30])
+def test_an_anvil_left_by_a_killed_app_is_ended_at_the_next_start(tmp_path, anvil_bin, clock_step, step):
     """The app killed (SIGKILL, taskkill /f) leaves its anvil running: nothing tells it. The next start ends
-    that very process (its state saved), takes its port back and keeps the token; a process that only reuses
-    the remembered pid is left alone."""
+    that very process (its state saved), takes its port back and keeps the token, also when the wall clock
+    stepped in between (``step`` s: psutil's create_time moved with it); a process that only reuses the
+    remembered pid is left alone."""
     import json
     import subprocess
     import sys
@@ -87,6 +89,7 @@ def test_an_anvil_left_by_a_killed_app_is_ended_at_the_next_start(tmp_path, anvi
     first = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
     info = first.start()
     orphan = first.proc.pid  # the app "dies" here: no stop
+    clock_step(step)
     second = LocalChain(tmp_path / "chain", anvil_bin, ARTIFACT)
     try:
         again = second.start()

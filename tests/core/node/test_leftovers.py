@@ -16,6 +16,7 @@ import pytest
 from farnode_desktop.core.events import EventBus
 from farnode_desktop.core.node.engine_venv import EngineEnv
 from farnode_desktop.core.node.supervisor import Supervisor
+from farnode_desktop.core.process_tree import start_mark
 
 
 @pytest.fixture
@@ -50,10 +51,10 @@ def supervisor(app_paths):
     sup.close()
 
 
-def _record(sup: Supervisor, node: subprocess.Popen, app_pid: int, app_started: float | None) -> None:
+def _record(sup: Supervisor, node: subprocess.Popen, app_pid: int, app_started: float | None, **more) -> None:
     sup.run_dir.mkdir(parents=True, exist_ok=True)
     sup.pid_file.write_text(json.dumps({"pid": node.pid, "pgid": node.pid, "app_pid": app_pid,
-                                        "app_started": app_started}))
+                                        "app_started": app_started, **more}))
 
 
 def test_a_live_apps_node_is_left_alone(supervisor, group):
@@ -66,6 +67,22 @@ def test_a_live_apps_node_is_left_alone(supervisor, group):
     _record(supervisor, node, os.getpid(), psutil.Process().create_time())  # this very process: alive
     assert supervisor.cleanup_leftovers() == 0
     assert node.poll() is None
+
+
+def test_a_live_app_is_known_by_its_start_mark_after_the_wall_clock_stepped(supervisor, group, clock_step):
+    """What this version records (app_mark): a clock step since the app started (which moves psutil's create_time)
+    does not make the live app look dead, and its node is left alone; a reused pid is still not the app."""
+    app = group()
+    node = group()
+    _record(supervisor, node, app.pid, psutil.Process(app.pid).create_time(), app_mark=start_mark(app.pid))
+    clock_step(-30)
+    assert supervisor.cleanup_leftovers() == 0
+    assert node.poll() is None and supervisor.pid_file.exists()
+    other = group()
+    _record(supervisor, node, other.pid, psutil.Process(other.pid).create_time(), app_mark=start_mark(app.pid))
+    assert supervisor.cleanup_leftovers() == 1
+    node.wait(5)  # (psutil may have reaped it already)
+    assert not psutil.pid_exists(node.pid)
 
 
 def test_a_dead_apps_node_is_removed(supervisor, group):
