@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from farnode_desktop.core import databases
 from farnode_desktop.core import snapshots as c
 from farnode_desktop.core.atomic import quarantine
 from farnode_desktop.core.errors import FarNodeError, user_facing_os_errors
@@ -105,7 +106,7 @@ def _is_corrupt(exc: BaseException) -> bool:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn = databases.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
 
