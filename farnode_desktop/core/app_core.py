@@ -517,6 +517,10 @@ class AppCore:
         """The last lines of the node's log file (blocking file read)."""
         return report.log_tail(self.node.supervisor.log_path, max_lines)
 
+    def log_search(self, text: str, max_lines: int = 1000) -> list[str]:
+        """The last lines of the node's log files that contain ``text`` (blocking file reads)."""
+        return report.log_search(self.node.supervisor.log_path, text, max_lines)
+
     def diagnostics(self, extra_lines: list[str] | None = None) -> str:
         """A text bundle for a bug report: versions, settings and the last log lines, secrets redacted."""
         try:

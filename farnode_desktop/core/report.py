@@ -7,6 +7,7 @@ in the parts it owns.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import platform
@@ -133,6 +134,33 @@ def log_tail(path: Path, max_lines: int = 2000) -> list[str]:
     except OSError:
         return []
     return data.splitlines()[-max_lines:]
+
+
+def log_search(path: Path, text: str, max_lines: int = 1000) -> list[str]:
+    """The last ``max_lines`` lines that contain ``text`` (case aside) in a log file and the files it rotated to
+    (``.1`` older, ``.2`` older still...), oldest first. Blocking file reads, line by line (a 5 MB file is never
+    held whole); the newest file first, an older one only while fewer were found. [] when there is no log."""
+    needle = text.lower()
+    found: list[str] = []
+    for i in range(0, 100):
+        p = path if i == 0 else path.with_name(f"{path.name}.{i}")
+        hits: collections.deque[str] = collections.deque(maxlen=max_lines - len(found))
+        try:
+            with open(p, "rb") as f:
+                for raw in f:
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    if needle in line.lower():
+                        hits.append(line)
+        except FileNotFoundError:
+            if i == 0:
+                continue  # rotated just now, or not written yet: the older files may still have lines
+            break
+        except OSError:
+            break
+        found[:0] = hits
+        if len(found) >= max_lines:
+            break
+    return found
 
 
 def diagnostics(*, state: Any, engine: dict, inventory: Any, settings: dict, lines: list[str]) -> str:

@@ -203,15 +203,28 @@ def test_settings_engine_status_is_shown(qtbot, gui):
 
 # ---------------------------------------------------------------------------------------------- logs
 
+def _server_line(gui, line: str) -> None:
+    """What the supervisor does with a line the server prints: into the node's log file, then on the bus."""
+    gui.core.node.supervisor._logger.info(line)
+    gui.core.bus.publish("node.log", line)
+
+
+def _filtered(qtbot, logs, text: str) -> str:
+    """Type a filter and wait for the page's search of the log files to answer."""
+    logs.filter.setText(text)
+    qtbot.waitUntil(lambda: not logs.searching, timeout=10_000)
+    return logs.visible_text()
+
+
 def test_logs_page_live_filter_and_redacted_diagnostics(qtbot, gui, artifacts_dir):
     logs = gui.window.logs
     key = "ab" * 32
     for i in range(40):
-        gui.core.bus.publish("node.log", f"[INFO] line {i} {'Announced that blocks are online' if i % 10 == 0 else ''}")
-    gui.core.bus.publish("node.log", f"[WARN] leaked {key}")
+        _server_line(gui, f"[INFO] line {i} {'Announced that blocks are online' if i % 10 == 0 else ''}")
+    _server_line(gui, f"[WARN] leaked {key}")
     qtbot.waitUntil(lambda: "line 39" in logs.visible_text(), timeout=5000)
-    logs.filter.setText("announced")
-    assert logs.visible_text().count("\n") == 3 and "line 10" in logs.visible_text()
+    assert _filtered(qtbot, logs, "announced").count("\n") == 3 and "line 10" in logs.visible_text()
+    assert "4 matching lines" in logs.status.text()
     logs.filter.setText("")
     gui.window.show_page("Logs")
     shot(gui.window, artifacts_dir, "gui-logs.png")
@@ -221,18 +234,63 @@ def test_logs_page_live_filter_and_redacted_diagnostics(qtbot, gui, artifacts_di
     assert text == logs.last_diagnostics
     assert key not in text and "<redacted>" in text
     assert '"settings"' in text and "line 39" in text and "farnode" in text.lower()
-    # The view shows the last VIEW_LINES (each shown line costs the window kB); the filter searches all kept.
+    # The page keeps and shows the last VIEW_LINES (each shown line costs the window kB); the filter searches the
+    # log files, which have every line.
     from farnode_desktop.gui.pages.logs import VIEW_LINES
     for i in range(VIEW_LINES + 200):
-        gui.core.bus.publish("node.log", f"[INFO] filler {i}")
+        _server_line(gui, f"[INFO] filler {i}")
     last = f"[INFO] filler {VIEW_LINES + 199}"
     qtbot.waitUntil(lambda: last in logs.visible_text(), timeout=10_000)
     assert logs.view.document().blockCount() == VIEW_LINES and "line 39" not in logs.visible_text()
-    logs.filter.setText("line 3")
-    assert logs.visible_text().splitlines() == ["[INFO] line 3 ", "[INFO] line 30 Announced that blocks are online",
-                                                *[f"[INFO] line {i} " for i in range(31, 40)]]
+    assert len(logs.lines) == VIEW_LINES
+    assert _filtered(qtbot, logs, "line 3").splitlines() == [
+        "[INFO] line 3 ", "[INFO] line 30 Announced that blocks are online", *[f"[INFO] line {i} " for i in range(31, 40)]]
+    # while filtered, a matching new line is added as it comes, the others are not shown
+    _server_line(gui, "[INFO] line 3000 late")
+    _server_line(gui, "[INFO] other")
+    qtbot.waitUntil(lambda: logs.visible_text().endswith("[INFO] line 3000 late"), timeout=5000)
+    assert "other" not in logs.visible_text()
+    assert _filtered(qtbot, logs, "no such text") == "" and "0 matching lines" in logs.status.text()
     logs.filter.setText("")
-    assert logs.view.document().blockCount() == VIEW_LINES
+    assert logs.view.document().blockCount() == VIEW_LINES and logs.visible_text().endswith("[INFO] other")
+
+
+def test_the_logs_filter_finds_lines_in_rotated_files_and_lines_that_come_while_it_searches(qtbot, gui, tmp_path):
+    """The files the log rotated to are searched too (newest last); a line that comes while the search runs is
+    shown once, whether the search found it in the file or not."""
+    from farnode_desktop.core import report
+
+    logs = gui.window.logs
+    path = gui.core.log_path()
+    path.with_name(path.name + ".2").write_text("[INFO] needle oldest\n[INFO] hay\n")
+    path.with_name(path.name + ".1").write_text("[INFO] needle older\n")
+    _server_line(gui, "[INFO] needle newest")
+    assert report.log_search(path, "NEEDLE", 2) == ["[INFO] needle older", "[INFO] needle newest"]
+    assert report.log_search(path, "needle") == ["[INFO] needle oldest", "[INFO] needle older", "[INFO] needle newest"]
+    assert report.log_search(tmp_path / "none.log", "needle") == []
+
+    real = gui.core.log_search
+    expected = ["[INFO] needle oldest", "[INFO] needle older", "[INFO] needle newest"]
+    for reads_first, line in ((True, "[INFO] needle during"), (False, "[INFO] needle in the file too")):
+        def slow_search(text, max_lines, reads_first=reads_first):
+            if reads_first:  # read before the line is written: it comes only on the bus
+                found = real(text, max_lines)
+                time.sleep(1.0)
+                return found
+            time.sleep(1.0)  # read after: it is in the file and on the bus
+            return real(text, max_lines)
+
+        gui.core.log_search = slow_search
+        try:
+            logs.filter.setText("")
+            logs.filter.setText("needle")
+            qtbot.waitUntil(lambda: logs._since_search is not None, timeout=5000)
+            _server_line(gui, line)
+            qtbot.waitUntil(lambda: not logs.searching, timeout=10_000)
+        finally:
+            gui.core.log_search = real
+        expected.append(line)
+        assert logs.visible_text().splitlines() == expected
 
 
 def test_logs_reach_the_text_view_only_when_the_page_is_shown(qtbot, gui):

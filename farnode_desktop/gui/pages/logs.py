@@ -1,5 +1,6 @@
-"""Logs: the node's server log live (``node.log`` events) after the tail of its log file; a filter; and a
-"Copy diagnostics" button that bundles settings, versions and the last lines with secrets redacted."""
+"""Logs: the node's server log live (``node.log`` events) after the tail of its log file; a filter that searches
+the log files; and a "Copy diagnostics" button that bundles settings, versions and the last lines with secrets
+redacted."""
 
 from __future__ import annotations
 
@@ -22,20 +23,24 @@ from farnode_desktop.gui.bridge import BusBridge, TaskRunner
 from farnode_desktop.gui.errors import show_error
 from farnode_desktop.gui.widgets import page_header
 
-MAX_LINES = 5000  # kept in memory: what the filter searches and diagnostics copy
-#: Shown at once. A shown line costs the text view about 6.5 kB (3,000 real log lines: +19 MB against +1 MB for
+#: Shown at once, and all the page keeps in memory (the last lines, for the view and diagnostics): the filter
+#: searches the log files themselves, which hold all of it (the page used to keep 5,000 lines for the filter,
+#: ~0.35 MB more each hour of the window's first two, with demo traffic). A shown line costs the text view about 6.5 kB (3,000 real log lines: +19 MB against +1 MB for
 #: the same strings in a list); with demo traffic the server logs ~2,000 lines an hour, so 5,000 shown lines
 #: grew the window by ~15 MB an hour for its first 2.5 hours (the soak run). The whole log is in its file.
 VIEW_LINES = 1000
 FLUSH_MS = 300  # new lines are appended in batches (a chatty server must not cost a repaint per line)
+SEARCH_MS = 250  # the filter searches the files once typing pauses this long
 
 
 class LogsPage(QWidget):
     def __init__(self, core: AppCore, bridge: BusBridge, tasks: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.core, self.tasks = core, tasks
-        self.lines: collections.deque[str] = collections.deque(maxlen=MAX_LINES)
+        self.lines: collections.deque[str] = collections.deque(maxlen=VIEW_LINES)
         self._pending: list[str] = []
+        self._search_generation = 0
+        self._since_search: list[str] | None = None  # the lines that came while a search of the files ran
         # While the page is not shown, new lines are kept (for the filter and diagnostics) but not given to the
         # text view: a view lays out every line it gets, shown or not (heaptrack: ~1.3 kB of layout per line,
         # the window's largest growth once the chart leak was gone), and the app mostly runs with the window
@@ -47,9 +52,13 @@ class LogsPage(QWidget):
                                              f"it in {core.log_path()}."))
         bar = QHBoxLayout()
         self.filter = QLineEdit()
-        self.filter.setPlaceholderText("Filter: show only lines containing…")
+        self.filter.setPlaceholderText("Filter: show only lines containing… (searches the whole log)")
         self.filter.setClearButtonEnabled(True)
-        self.filter.textChanged.connect(self._rerender)
+        self.filter.textChanged.connect(self._filter_changed)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_MS)
+        self._search_timer.timeout.connect(self._rerender)
         self.copy_button = QPushButton("Copy diagnostics")
         self.copy_button.setToolTip("Copies versions, settings and the last log lines for a bug report. "
                                     "Never includes your wallet key or recovery phrase.")
@@ -73,10 +82,12 @@ class LogsPage(QWidget):
         self._timer.setInterval(FLUSH_MS)
         self._timer.timeout.connect(self._flush)
         self.last_diagnostics = ""
-        tasks.run(core.log_tail, self._loaded_tail, lambda e, tb: self.status.setText(f"Log file: {e}"))
+        tasks.run(lambda: core.log_tail(VIEW_LINES), self._loaded_tail,
+                  lambda e, tb: self.status.setText(f"Log file: {e}"))
 
     def _loaded_tail(self, old: list[str]) -> None:
-        self.lines.extendleft(reversed(old[-(MAX_LINES - len(self.lines)):]) if old else [])
+        room = VIEW_LINES - len(self.lines)
+        self.lines.extendleft(reversed(old[-room:]) if old and room else [])
         if self.isVisible():
             self._rerender()
         else:
@@ -87,9 +98,26 @@ class LogsPage(QWidget):
         if not self._timer.isActive():
             self._timer.start()
 
+    def _needle(self) -> str:
+        return self.filter.text().strip().lower()
+
     def _matches(self, line: str) -> bool:
-        f = self.filter.text().strip().lower()
+        f = self._needle()
         return not f or f in line.lower()
+
+    @property
+    def searching(self) -> bool:
+        """A search of the log files for the filter is under way (or waits for typing to pause)."""
+        return self._since_search is not None or self._search_timer.isActive()
+
+    def _filter_changed(self, _text: str) -> None:
+        self._search_generation += 1  # a search still running is for the old text: its answer is dropped
+        self._since_search = None
+        if self._needle():
+            self._search_timer.start()  # (restarted at each key)
+        else:
+            self._search_timer.stop()
+            self._rerender()
 
     def shutdown(self) -> None:
         """Show what is pending now; no more lines come (the bridge is closed)."""
@@ -101,6 +129,9 @@ class LogsPage(QWidget):
             return
         new, self._pending = self._pending, []
         self.lines.extend(new)
+        if self._since_search is not None:  # shown with the search's answer (those it did not find already)
+            self._since_search.extend(new)
+            return
         if self._stale or not self.isVisible():
             self._stale = True
             return
@@ -119,12 +150,49 @@ class LogsPage(QWidget):
 
     def _rerender(self) -> None:
         self._stale = False
-        matching = [ln for ln in self.lines if self._matches(ln)]
-        self.view.setPlainText("\n".join(matching[-VIEW_LINES:]))
+        needle = self._needle()
+        if not needle:
+            self.status.setText("")
+            self._show(list(self.lines))
+            return
+        # The filter: the log files hold every line (the page keeps only the last ones), searched off the GUI
+        # thread; lines that come meanwhile are held and added after the answer.
+        self._search_timer.stop()
+        self._search_generation += 1
+        generation, self._since_search = self._search_generation, []
+        self.status.setText(f"Searching the log for “{self.filter.text().strip()}”…")
+        self.tasks.run(lambda: self.core.log_search(needle, VIEW_LINES),
+                       lambda found: self._found(generation, needle, found),
+                       lambda e, tb: self._search_failed(generation, e))
+
+    def _found(self, generation: int, needle: str, found: list[str]) -> None:
+        if generation != self._search_generation:
+            return
+        since, self._since_search = self._since_search or [], None
+        later = [ln for ln in since if needle in ln.lower()]
+        # A line is written to the file before it is published: the last of those found may be among the later.
+        k = min(len(found), len(later))
+        while k and found[-k:] != later[:k]:
+            k -= 1
+        matching = (found + later[k:])[-VIEW_LINES:]
+        self.status.setText(f"{len(matching):,} matching line{'s' if len(matching) != 1 else ''}"
+                            + (f" (the last {VIEW_LINES:,})" if len(matching) >= VIEW_LINES else "")
+                            + f" in {self.core.log_path().name} and the files it rotated to.")
+        self._show(matching)
+
+    def _search_failed(self, generation: int, exc: BaseException) -> None:
+        if generation != self._search_generation:
+            return
+        self._since_search = None
+        self.status.setText(f"The log file could not be searched: {exc}")
+
+    def _show(self, lines: list[str]) -> None:
+        self.view.setPlainText("\n".join(lines[-VIEW_LINES:]))
         self.view.verticalScrollBar().setValue(self.view.verticalScrollBar().maximum())
 
     def visible_text(self) -> str:
-        """What the view shows (brought up to date first if lines came while the page was not shown)."""
+        """What the view shows (brought up to date first if lines came while the page was not shown; with a
+        filter, the answer of its search may still be on its way: see :attr:`searching`)."""
         if self._stale:
             self._rerender()
         return self.view.toPlainText()
