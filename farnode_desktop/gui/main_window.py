@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QSize, QTimer, Signal
@@ -134,6 +135,11 @@ class MainWindow(QMainWindow):
             attach = getattr(page, "attach_chart", None)
             if attach is not None and page is not self.dashboard:
                 attach()
+        # Start-up's imports are done. PySide6's __feature__ switch reads the source of every module imported after
+        # it (inspect.getsource, to see whether the module uses PySide6), and linecache keeps what it read: ~50,000
+        # lines of typing, inspect, pydoc, numpy, pyqtgraph... (~3 MB) for the app's life. Nothing needs them: a
+        # traceback reads the lines it shows again.
+        linecache.clearcache()
 
     def changeEvent(self, e: QEvent) -> None:  # noqa: N802 (Qt API)
         """Light/dark switch at run time: style sheets resolve palette() once, so re-apply them."""

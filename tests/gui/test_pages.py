@@ -568,3 +568,15 @@ def test_settings_load_network_file_lists_problems_then_joins(qtbot, gui, tmp_pa
     qtbot.waitUntil(lambda: "Joined the network 'Lab'" in page.saved_label.text(), timeout=20_000)
     assert page.peers.toPlainText().strip() == peer
     assert json.loads(gui.core.paths.settings_file.read_text())["network"]["swarm"] == "custom"
+
+
+def test_the_source_lines_read_at_start_up_are_not_kept(gui):
+    """PySide6 reads the source of every module imported after it (to see whether it uses PySide6) and linecache
+    kept those lines for the app's life (~3 MB in the window); once the charts are attached they are dropped."""
+    import linecache
+
+    import pyqtgraph
+
+    kept = [name for name in linecache.cache if "pyqtgraph" in name or "numpy" in name]
+    assert not kept, f"{len(kept)} files of source lines kept, e.g. {kept[:3]}"
+    assert pyqtgraph.__file__ not in linecache.cache
