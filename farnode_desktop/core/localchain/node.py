@@ -184,7 +184,10 @@ class LocalChain:
         try:
             proc = psutil.Process(pid)
             cmd = proc.cmdline()
-            same = process_tree.started_as(pid, mark) if isinstance(mark, str) else abs(proc.create_time() - started) <= 1.0
+            if isinstance(mark, str):
+                same = process_tree.started_as(pid, mark)
+            else:
+                same = abs(proc.create_time() - started) <= 1.0
             if not same or not cmd or cmd[0] != str(self.anvil):
                 return
             if isinstance(port, int):
