@@ -25,9 +25,10 @@ from farnode_desktop.gui.widgets import page_header
 
 #: Shown at once, and all the page keeps in memory (the last lines, for the view and diagnostics): the filter
 #: searches the log files themselves, which hold all of it (the page used to keep 5,000 lines for the filter,
-#: ~0.35 MB more each hour of the window's first two, with demo traffic). A shown line costs the text view about 6.5 kB (3,000 real log lines: +19 MB against +1 MB for
-#: the same strings in a list); with demo traffic the server logs ~2,000 lines an hour, so 5,000 shown lines
-#: grew the window by ~15 MB an hour for its first 2.5 hours (the soak run). The whole log is in its file.
+#: ~0.35 MB more each hour of the window's first two, with demo traffic). A shown line costs the text view about
+#: 6.5 kB (3,000 real log lines: +19 MB against +1 MB for the same strings in a list); with demo traffic the
+#: server logs ~2,000 lines an hour, so 5,000 shown lines grew the window by ~15 MB an hour for its first 2.5
+#: hours (the soak run).
 VIEW_LINES = 1000
 FLUSH_MS = 300  # new lines are appended in batches (a chatty server must not cost a repaint per line)
 SEARCH_MS = 250  # the filter searches the files once typing pauses this long
@@ -101,10 +102,6 @@ class LogsPage(QWidget):
     def _needle(self) -> str:
         return self.filter.text().strip().lower()
 
-    def _matches(self, line: str) -> bool:
-        f = self._needle()
-        return not f or f in line.lower()
-
     @property
     def searching(self) -> bool:
         """A search of the log files for the filter is under way (or waits for typing to pause)."""
@@ -135,7 +132,8 @@ class LogsPage(QWidget):
         if self._stale or not self.isVisible():
             self._stale = True
             return
-        shown = [ln for ln in new if self._matches(ln)][-VIEW_LINES:]
+        needle = self._needle()
+        shown = [ln for ln in new if not needle or needle in ln.lower()][-VIEW_LINES:]
         if shown:
             bar = self.view.verticalScrollBar()
             at_end = bar.value() >= bar.maximum() - 2
