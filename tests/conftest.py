@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -86,8 +87,6 @@ ENGINE_ARCHIVE = "farmesh-75a473e.tar.gz"  # `git archive` of the commit the eng
 def clock_step(monkeypatch):
     """Step the wall clock as psutil sees it on Linux (NTP, a VM resumed): its boot time, read from /proc/stat at
     each call, is the wall clock now less the time since boot, so a step moves it and every create_time with it."""
-    import sys
-
     if not sys.platform.startswith("linux"):
         pytest.skip("psutil reads the boot time from the wall clock on Linux")
     from psutil import _pslinux

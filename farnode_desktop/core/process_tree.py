@@ -67,6 +67,15 @@ def start_mark(pid: int) -> str | None:
         return None
 
 
+def created_at(pid: int) -> float | None:
+    """When process ``pid`` started, by the wall clock as psutil reads it now; None when no such process. Records
+    keep it beside the start mark for the versions before marks (and for display)."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
 def started_as(pid: int, mark: str) -> bool:
     """Whether process ``pid`` runs (not a zombie) and is the very process ``mark`` was taken of."""
     if start_mark(pid) != mark:

@@ -148,7 +148,7 @@ class LocalChain:
             raise
         client.close()
         atomic_write_json(self._meta, {"port": port, "token_address": token, "operator": OPERATOR,
-                                       "pid": self.proc.pid, "started": _create_time(self.proc.pid),
+                                       "pid": self.proc.pid, "started": process_tree.created_at(self.proc.pid),
                                        "mark": process_tree.start_mark(self.proc.pid)})
         self.info = ChainInfo(url, CHAIN_ID, token, OPERATOR, lost)
         self._saved_block = None
@@ -273,10 +273,3 @@ def _read_state(rpc_url: str, known_block: int | None) -> tuple[int, bytes | Non
     except (ValueError, OSError, EOFError) as e:
         raise ChainError(f"anvil_dumpState returned no usable state ({e})") from None
     return head, data
-
-
-def _create_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None

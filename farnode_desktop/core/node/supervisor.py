@@ -718,7 +718,7 @@ class Supervisor:
     def _write_pid_file(self, pid: int, engine_pid: int | None = None) -> None:
         tree = self._run.tree if self._run is not None else None
         info = {"pid": pid, "grouped": bool(tree and tree.grouped), "started": tree.started if tree else time.time(),
-                "port": self._config.get("port"), "app_pid": os.getpid(), "app_started": _started_at(os.getpid()),
+                "port": self._config.get("port"), "app_pid": os.getpid(), "app_started": process_tree.created_at(os.getpid()),
                 "app_mark": process_tree.start_mark(os.getpid()), "runtime": self.runtime.name}
         if engine_pid is not None:
             info["engine_pid"] = int(engine_pid)
@@ -773,16 +773,6 @@ class Supervisor:
         return len(victims) + inside
 
 
-def _started_at(pid: int) -> float | None:
-    """When process ``pid`` started (epoch s), to tell it from a later process given the same pid."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
 def recorded_app_alive(info: dict) -> bool:
     """Whether the app that wrote a pid file (``app_pid``, ``app_mark``) still runs. A file without
     ``app_pid`` was written before apps recorded themselves: its app is taken as gone; one without
@@ -794,7 +784,7 @@ def recorded_app_alive(info: dict) -> bool:
     mark = info.get("app_mark")
     if isinstance(mark, str):
         return process_tree.started_as(app_pid, mark)
-    started = _started_at(app_pid)
+    started = process_tree.created_at(app_pid)
     if started is None:
         return False
     recorded = info.get("app_started")
