@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import importlib
 import inspect
+import threading
 import traceback
 import typing
 from dataclasses import dataclass
@@ -349,17 +350,32 @@ def install_load_aborts(launcher, m: EngineModules) -> None:
 
 
 def install_shutdown_safety(launcher, m: EngineModules) -> None:
-    """Interrupts never leave a started container or DHT behind, and the Hugging Face token reaches the server
-    in memory only."""
+    """Interrupts never leave a started container or DHT behind, a serving server is stopped through its stop
+    event and never interrupted (``launcher.phase``, see Launcher.on_signal), and the Hugging Face token
+    reaches the server in memory only."""
     srv, cli = m.server, m.cli
     container_cls, server_cls = srv.ModuleContainer, srv.Server
     orig_container_shutdown = container_cls.shutdown
 
     def container_shutdown(self):
         self._farnode_shut = True
-        return orig_container_shutdown(self)
+        try:
+            return orig_container_shutdown(self)
+        finally:
+            if launcher.phase == launcher.SERVING:  # Server.run moves blocks, or restarts a crashed container:
+                launcher.phase = launcher.STARTING  # it starts again, where only an interrupt stops it
 
     container_cls.shutdown = container_shutdown
+
+    class StopEvent(threading.Event):
+        """Server.run's stop event, which it waits on between balance checks: it says when the main thread
+        leaves on it (from there to the end, nothing may interrupt the shutdown)."""
+
+        def wait(self, timeout=None):
+            stopped = super().wait(timeout)
+            if stopped:
+                launcher.phase = launcher.LEAVING
+            return stopped
 
     class FarServer(server_cls):
         @property
@@ -368,10 +384,12 @@ def install_shutdown_safety(launcher, m: EngineModules) -> None:
 
         @module_container.setter
         def module_container(self, container):
-            # Server.run stores a new container right before its try/finally: interrupts may land again.
+            # Server.run stores a new container right before its try/finally: from here, its stop event
+            # stops it (the deferral ends; interrupts are not raised again until it starts another one).
             self.__dict__["_farnode_container"] = container
             if container is not None:
                 launcher.deferred = False
+                launcher.phase = launcher.SERVING  # its stop event stops it from here
 
         def __init__(self, *args, **kwargs):
             launcher.server = self
@@ -379,6 +397,10 @@ def install_shutdown_safety(launcher, m: EngineModules) -> None:
                 kwargs["token"] = launcher.hf_token
             try:
                 super().__init__(*args, **kwargs)
+                stop = StopEvent()
+                if self.stop.is_set() or launcher.stop_requested.is_set():  # a stop came while it was made
+                    stop.set()
+                self.stop = stop
                 launcher.emit_peer()  # inside the try: an interrupt here must still stop the DHT
             except BaseException:
                 # Interrupted or failed half-way: the DHT (and its p2pd) may already run.

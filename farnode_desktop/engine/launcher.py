@@ -128,6 +128,7 @@ class Launcher:
         self.interrupted = False  # the main thread got its one KeyboardInterrupt
         self.in_engine = False  # the main thread is inside run()'s engine part (a KeyboardInterrupt is caught)
         self.deferred = False  # the main thread is where a KeyboardInterrupt would orphan a started container
+        self.phase = self.STARTING  # where the main thread is in Server.run (set by hooks.py; see on_signal)
         self.server = None
         self.engine = None
         self.pid = os.getpid()
@@ -136,35 +137,46 @@ class Launcher:
         self._binding_lock = threading.Lock()
 
     # ---------------------------------------------------------------- control: stdin, signals, watchdog
-    # FarMesh stops cleanly on one KeyboardInterrupt in the main thread (a second one aborts that clean-up).
+    # FarMesh stops cleanly in two ways: Server.run returns when its ``stop`` event is set (it waits on it
+    # between balance checks), and a KeyboardInterrupt in the main thread stops it anywhere (Ctrl-C; a second
+    # one aborts that clean-up). An interrupt is raised wherever the main thread happens to be, including
+    # inside threading's own lock code: landing between a lock's acquire and the ``with`` that would release
+    # it (Event.wait, Condition.__enter__) leaves that lock held, and the shutdown that follows hangs on it
+    # (Server.shutdown's stop.set()) or fails. A stop right after the server came online lands there: the
+    # main thread then runs through ready.wait() and stop.wait(). So a stop request always sets the server's
+    # stop event, and interrupts the main thread only while it is starting (``phase`` STARTING: imports, the
+    # DHT, the throughput test, loading blocks; rebalancing), where nothing else would stop it. While it
+    # serves (SERVING: from the moment Server.run holds the container inside its try/finally) and once it
+    # leaves on the stop event (LEAVING), the signal handler raises nothing.
     # A SIGINT sent to the process may be taken by any of its threads: Python then only marks it, and the
-    # main thread raises KeyboardInterrupt when it next wakes up, which in Server.run's balance-check wait
-    # is up to 2 x mean_balance_check_period later (minutes). So every stop request (the control pipe, a
-    # broken event pipe, SIGINT/SIGTERM seen through the wake-up pipe) interrupts the main thread itself,
-    # with SIGINT aimed at that thread (pthread_kill), repeated until the handler has run; the handler
-    # raises KeyboardInterrupt once, and only while the engine runs and the main thread is not in a deferred
-    # stretch: from the start of ModuleContainer.__init__ (handlers forked, the container thread started)
-    # until Server.run holds the container inside its try/finally, an interrupt would leave a running
-    # container that nothing shuts down (no OFFLINE announcement). There the handler ignores the signal and
-    # the watching thread's next one, 0.2 s later, lands once the stretch is over. (Left open: the few
-    # bytecodes between the end of ModuleContainer.create's try/except and the first line of __init__; the
-    # process group is still cleaned up then, only the OFFLINE announcement is missed.)
+    # main thread raises KeyboardInterrupt when it next wakes up, which in a long wait may be much later. So
+    # the watching thread (the control pipe, a broken event pipe, SIGINT/SIGTERM seen through the wake-up pipe)
+    # interrupts the main thread itself, with SIGINT aimed at that thread (pthread_kill), repeated until the
+    # handler has run; the handler raises KeyboardInterrupt once, and only while the engine runs, is starting,
+    # and is not in a deferred stretch: from the start of ModuleContainer.__init__ (handlers forked, the
+    # container thread started) until Server.run holds the container, an interrupt would leave a running
+    # container that nothing shuts down (no OFFLINE announcement). There the handler ignores the signal; the
+    # stretch ends in SERVING, where the stop event ends the server. (Left open: the few bytecodes between the
+    # end of ModuleContainer.create's try/except and the first line of __init__; the process group is still
+    # cleaned up then, only the OFFLINE announcement is missed.)
     # Linux only (pthread_kill, poll, /proc): the engine runs on Linux or inside WSL2, never natively on
     # Windows or macOS.
-    def on_signal(self, signum: int, _frame) -> None:
+    STARTING, SERVING, LEAVING = "starting", "serving", "leaving"
+
+    def on_signal(self, signum: int, frame) -> None:
         """SIGINT/SIGTERM handler (main thread). Takes no locks and does no I/O: it may run inside any code,
         send() included; the watching thread sends and enforces the deadline."""
         if os.getpid() != self.pid:  # a forked server process inherited the handler: default behaviour
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             os._exit(128 + signum)
-        if self.interrupted or not self.in_engine or self.deferred:
+        if self.interrupted or not self.in_engine or self.deferred or self.phase != self.STARTING:
             return
         self.interrupted = True
         raise KeyboardInterrupt
 
     def request_stop(self, why: str) -> None:
-        """Called once by the control thread: report, interrupt the main thread, enforce the deadline."""
+        """Called once by the control thread: report, stop the server, enforce the deadline."""
         with self._stop_lock:
             if self.stop_requested.is_set():
                 return
@@ -178,7 +190,10 @@ class Launcher:
         deadline = time.monotonic() + grace
         main = threading.main_thread()
         while not self.interrupted and main.is_alive() and time.monotonic() < deadline:
-            if self.in_engine:
+            stop = getattr(self.server, "stop", None)  # the server may not exist yet, or be half made
+            if stop is not None:
+                stop.set()
+            if self.in_engine and self.phase == self.STARTING:
                 try:
                     signal.pthread_kill(main.ident, signal.SIGINT)
                 except (ProcessLookupError, OSError):

@@ -73,6 +73,12 @@ class RawLauncher:
             self.events += [json.loads(raw) for raw in lines if raw.strip()]
         return False
 
+    def drain_events(self, timeout: float = 2.0) -> list[dict]:
+        """The events still in the pipe once the launcher is gone (its Failed event carries a crash's detail)."""
+        if self.events_fd >= 0:
+            self.wait_event(lambda e: False, timeout)
+        return self.events
+
     def close_events(self) -> None:
         if self.events_fd >= 0:
             os.close(self.events_fd)
@@ -114,7 +120,8 @@ def _assert_clean_stop(run: RawLauncher, port: int, *, was_online: bool = True) 
     gone = wait_until(lambda: run.proc.poll() is not None and not group_members(run.pgid), GONE_TIMEOUT_S)
     left = [(p.pid, p.name()) for p in group_members(run.pgid)]
     assert gone, f"engine processes still running {GONE_TIMEOUT_S:.0f} s later: {left}\n{run.log_text()[-3000:]}"
-    assert run.proc.returncode == 0, f"exit code {run.proc.returncode}\n{run.log_text()[-3000:]}"
+    failures = [e for e in run.drain_events() if e.get("e") == "failed"]
+    assert run.proc.returncode == 0, f"exit code {run.proc.returncode}, {failures}\n{run.log_text()[-3000:]}"
     assert port_is_free(port)
     if was_online:  # FarMesh's clean path ran: the blocks were announced offline before the DHT went down
         assert "are offline" in run.log_text(), run.log_text()[-3000:]
@@ -148,10 +155,17 @@ def test_event_pipe_breaks_while_starting(launcher, free_port):
 
 def test_sigint_to_the_process_stops_cleanly(launcher, free_port):
     """The supervisor's own stop: one SIGINT to the launcher's pid, which any of its threads may take. The
-    clean stop must not wait for the main thread's next wake-up (FarMesh's balance check, minutes away)."""
+    clean stop must not wait for the main thread's next wake-up (FarMesh's balance check, minutes away).
+    Sent as soon as the server is online, when its main thread runs through ready.wait() and stop.wait(): a
+    KeyboardInterrupt raised there could land inside threading's lock code and leave a lock held (the
+    shutdown then hung on stop.set() until the deadline killed the group, or failed). A serving server is
+    stopped through its stop event instead, never interrupted."""
     assert launcher.wait_state("online", ONLINE_TIMEOUT_S), launcher.log_text()[-3000:]
     launcher.proc.send_signal(signal.SIGINT)
     _assert_clean_stop(launcher, free_port)
+    log = launcher.log_text()
+    assert "Module container shut down successfully" in log, log[-3000:]
+    assert "Caught KeyboardInterrupt" not in log, log[-3000:]  # Server.run returned on its stop event
 
 
 def test_sigint_while_the_container_starts_stops_cleanly(launcher, free_port):
