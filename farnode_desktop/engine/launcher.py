@@ -35,7 +35,7 @@ import traceback
 if __package__ in (None, ""):  # run as a file (frozen app or tests): make the sibling imports work
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from farnode_desktop.engine import hooks  # noqa: E402
+from farnode_desktop.engine import hooks, interrupts  # noqa: E402
 from farnode_desktop.engine import protocol as P  # noqa: E402
 from farnode_desktop.engine.channel import (  # noqa: E402
     ControlPipe,
@@ -165,13 +165,16 @@ class Launcher:
 
     def on_signal(self, signum: int, frame) -> None:
         """SIGINT/SIGTERM handler (main thread). Takes no locks and does no I/O: it may run inside any code,
-        send() included; the watching thread sends and enforces the deadline."""
+        send() included; the watching thread sends and enforces the deadline. Inside the standard library's
+        lock code it raises only where that code restores its lock (interrupts.py)."""
         if os.getpid() != self.pid:  # a forked server process inherited the handler: default behaviour
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             os._exit(128 + signum)
         if self.interrupted or not self.in_engine or self.deferred or self.phase != self.STARTING:
             return
+        if not interrupts.safe_to_raise(frame):
+            return  # the next interrupt, 0.2 s later, lands once the thread is out of that lock code
         self.interrupted = True
         raise KeyboardInterrupt
 
