@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # What the test suite needs from the system: an X server with a tray, a Secret Service keyring, D-Bus,
-# xdotool, ImageMagick and libxss1 (idle time) (Debian packages), and an Ethereum node (anvil) plus solc-js (npm).
+# xdotool, ImageMagick, libxss1 (idle time) and heaptrack (benchmarks/heap_growth.py) (Debian packages), and an Ethereum node (anvil) plus solc-js (npm).
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PKGS="binutils xvfb xauth trayer libxcb-cursor0 libegl1 libgl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1
   libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-image0 libxcb-render-util0 libxcb-xkb1 libfontconfig1
-  libdbus-1-3 x11-utils xdotool imagemagick gnome-keyring dbus dbus-x11 fonts-dejavu-core libnotify-bin libxss1"
+  libdbus-1-3 x11-utils xdotool imagemagick gnome-keyring dbus dbus-x11 fonts-dejavu-core libnotify-bin libxss1
+  heaptrack zstd"
 missing=""
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
