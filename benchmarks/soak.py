@@ -12,6 +12,8 @@ Beside RSS it reads, from the app's ``status``, its heap as its allocator counts
 bytes it holds (the app gives free memory back every 5 minutes), and the number of Python's live small objects
 (its own arenas): a leak grows the first or the last, allocator retention the second.
 Nothing is asserted: the figures are the result. Samples go to ``--csv`` too.
+With ``--heaptrack`` each face runs under heaptrack, and the end adds where its heap grew after the warm-up, by
+the stack that allocated it (benchmarks/heap_growth.py).
 
     PYTHONPATH=. .venv/bin/python benchmarks/soak.py [--minutes 120] [--faces headless,window]
 
@@ -39,6 +41,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import heap_growth  # noqa: E402
 from farnode_desktop.core.control import NotRunning, request  # noqa: E402
 from farnode_desktop.core.paths import AppPaths  # noqa: E402
 from farnode_desktop.core.ports import free_loopback_port  # noqa: E402
@@ -62,13 +65,16 @@ def _size_mb(paths: list[Path]) -> float:
 
 
 class Face:
-    def __init__(self, face: str, root: Path, env: dict):
+    def __init__(self, face: str, root: Path, env: dict, heaptrack: bool = False):
         self.face = face
+        self.heaptrack = heaptrack
+        self.launched = 0.0  # monotonic time of the launch (heaptrack's clock starts there)
         self.home = root / face
         self.env = dict(env, FARNODE_HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / "xdg"))
         with _paths_of(self.home) as paths:
             self.paths = paths
         self.proc: subprocess.Popen | None = None
+        self.app: psutil.Process | None = None  # the app's own process (inside heaptrack's script, with --heaptrack)
         self.cpu_last: tuple[float, float] | None = None
         self.samples: list[dict] = []
 
@@ -80,10 +86,27 @@ class Face:
         (config / "settings.json").write_text(json.dumps({"network": {"port": port, "device": "cpu"}}))
         (config / "gui-state.json").write_text(json.dumps({"contributing": True}))
         cmd = [sys.executable, "-m", "farnode_desktop", "gui" if self.face == "window" else "node"]
+        if self.heaptrack:
+            cmd = ["heaptrack", "-o", str(self.home / "heaptrack"), *cmd]
         log = open(self.home / "stdout.log", "wb")  # noqa: SIM115 - kept open while the app runs
+        self.launched = time.monotonic()
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()
+        self.app = psutil.Process(self.proc.pid)
+        if self.heaptrack:  # heaptrack's script runs the app as its child
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                kids = [k for k in self.app.children(recursive=True) if "farnode_desktop" in " ".join(k.cmdline())]
+                if kids:
+                    self.app = kids[0]
+                    break
+                time.sleep(0.1)
+
+    @property
+    def recording(self) -> Path | None:
+        """heaptrack's recording: .zst, or .gz where zstd is not installed."""
+        return next(iter(sorted(self.home.glob("heaptrack.*"))), None)
 
     def status(self) -> dict:
         try:
@@ -101,7 +124,7 @@ class Face:
             print(f"{self.face}: {cmd} not delivered: {exc.message}", flush=True)
 
     def sample(self, t: float) -> dict:
-        p = psutil.Process(self.proc.pid)
+        p = self.app
         with p.oneshot():
             cpu = p.cpu_times()
             used = cpu.user + cpu.system
@@ -158,7 +181,7 @@ class Face:
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.poll() if self.proc else None
-        self.proc.send_signal(signal.SIGINT)
+        self.app.send_signal(signal.SIGINT)  # the app itself, not heaptrack's script around it
         try:
             return self.proc.wait(120)
         except subprocess.TimeoutExpired:
@@ -222,16 +245,22 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=10.0, help="minutes left out of the growth figures")
     ap.add_argument("--cycle", type=float, default=10.0, help="pause for a minute every this many minutes")
     ap.add_argument("--faces", default="headless,window", help="headless, window or both (comma-separated)")
+    ap.add_argument("--heaptrack", action="store_true",
+                    help="run each face under heaptrack and print where its heap grew after the warm-up, by "
+                         "allocating stack (benchmarks/heap_growth.py)")
     ap.add_argument("--csv", default=str(REPO / "test-artifacts" / "soak.csv"), help="where the samples go")
     args = ap.parse_args()
     faces_asked = [f.strip() for f in args.faces.split(",") if f.strip()]
+    if args.heaptrack and not shutil.which("heaptrack"):
+        print("--heaptrack: heaptrack is not installed (Debian/Ubuntu: apt install heaptrack)", file=sys.stderr)
+        return 2
     root = Path(tempfile.mkdtemp(prefix="farnode-soak-"))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with contextlib.ExitStack() as stack:
         if "window" in faces_asked:
             env["DISPLAY"] = stack.enter_context(display())
             env["QT_QPA_PLATFORM"] = "xcb"
-        faces = [Face(f, root, env) for f in faces_asked]
+        faces = [Face(f, root, env, args.heaptrack) for f in faces_asked]
         for f in faces:
             f.home.mkdir(parents=True, exist_ok=True)
             f.start(free_loopback_port())
@@ -263,6 +292,7 @@ def main() -> int:
                               f"db {row['db_mb']:6.2f} MB  wal {row['wal_mb']:5.2f} MB  logs {row['logs_mb']:6.2f} MB  {f.state()}", flush=True)
                     next_sample += 60
                 time.sleep(1)
+            t_last = time.monotonic()  # before the stop: what the app frees as it quits is not growth
         finally:
             codes = {f.face: f.stop() for f in faces}
     print(f"stopped: {codes}")
@@ -294,6 +324,9 @@ def main() -> int:
         print(f"  logs after 30 days: {logs_30:.1f} MB at the measured rate (budget {LOGS_BUDGET_MB:g} MB)")
         for path in sorted(f.log_files()):
             print(f"    {path.relative_to(f.home)}: {path.stat().st_size / 1e3:.1f} kB")
+        if f.heaptrack and f.recording is not None:
+            print()
+            heap_growth.report(f.recording, (t0 - f.launched) / 60 + args.warmup, (t_last - f.launched) / 60)
     print(json.dumps({"root": str(root), "csv": str(out)}))
     return 0
 
