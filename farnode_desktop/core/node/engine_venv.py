@@ -599,6 +599,9 @@ class EngineEnv:
             # broken (its base Python moved, or its creation was cut short): make it again
             shutil.rmtree(self.venv, ignore_errors=True)
         py = base_python()
+        uv = find_uv()
+        if uv is not None and self._create_venv_with_uv(uv, py, cancel):
+            return
         try:
             done = process_tree.run([py, "-m", "venv", str(self.venv)], timeout=300, cancel=cancel)
         except OSError as exc:
@@ -609,6 +612,39 @@ class EngineEnv:
                 f"Could not create the engine environment with {py}: "
                 f"{done.output.decode(errors='replace').strip()[-400:]}. "
                 "Install the Python 'venv' module (on Debian/Ubuntu: apt install python3-venv) and retry.")
+
+    def _create_venv_with_uv(self, uv: str, py: str, cancel=None) -> bool:
+        """Make the venv with uv and put in it the pip (and, before Python 3.12, setuptools) that ``python -m
+        venv`` would: ensurepip's own wheels, bundled with ``py``, installed offline. The same environment in
+        ~0.3 s instead of ~2.7 s (ensurepip unpacking pip with pip). False, with nothing left behind, where
+        any of it fails: ``python -m venv`` then makes it as before."""
+        try:
+            found = process_tree.run([py, "-c", "import ensurepip, os; print(os.path.dirname(ensurepip.__file__))"],
+                                     timeout=60, cancel=cancel)
+        except OSError:
+            return False
+        _check_cancel(lambda: found.cancelled)
+        bundled = Path(found.output.decode(errors="replace").strip().splitlines()[-1] or ".") / "_bundled" \
+            if found.returncode == 0 and found.output.strip() else None
+        wheels = sorted(str(w) for w in bundled.glob("*.whl")) if bundled is not None else []
+        if not any(Path(w).name.startswith("pip-") for w in wheels):
+            return False
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k == "UV_CACHE_DIR"}
+        env["UV_NO_CONFIG"] = "1"
+        steps = ([uv, "venv", "--quiet", "--no-project", "--python", py, str(self.venv)],
+                 [uv, "pip", "install", "--quiet", "--python", str(self.python), "--no-deps", "--no-index", *wheels])
+        for argv in steps:
+            try:
+                done = process_tree.run(argv, timeout=300, cancel=cancel, env=env)
+            except OSError as exc:
+                done = process_tree.Finished(127, str(exc).encode())
+            _check_cancel(lambda done=done: done.cancelled)
+            if done.returncode != 0:
+                log.warning("uv could not make the engine's environment (%s); making it with python -m venv",
+                            done.output.decode(errors="replace").strip()[-300:])
+                shutil.rmtree(self.venv, ignore_errors=True)
+                return False
+        return True
 
     def _drop_unfinished(self, req: Requirement) -> None:
         """Remove the metadata of an install of ``req`` that was cut short (no RECORD): pip would take it as

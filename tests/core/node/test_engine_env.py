@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from farnode_desktop.core import engine_lock
@@ -253,7 +256,8 @@ def test_a_tampered_wheel_is_refused_by_its_hash(tiny, package_index):
     and nothing of the lock is installed."""
     wheels = package_index.folder
     a, b = sorted(wheels.glob("farnode_probe_a-*.whl"))[0], sorted(wheels.glob("farnode_probe_b-*.whl"))[0]
-    tiny.lock_file.write_text(f"farnode-probe-a==1.0 --hash={_sha256(a)}\nfarnode-probe-b==2.0 --hash={_sha256(b)}\n")
+    locked = _sha256(b)
+    tiny.lock_file.write_text(f"farnode-probe-a==1.0 --hash={_sha256(a)}\nfarnode-probe-b==2.0 --hash={locked}\n")
     assert engine_lock.lock_is_hashed(read_lock(tiny.lock_file))
     with open(b, "ab") as f:  # a byte more: still a valid zip to most readers, but not the locked file
         f.write(b"\0")
@@ -265,7 +269,9 @@ def test_a_tampered_wheel_is_refused_by_its_hash(tiny, package_index):
     b.unlink()
     from tests.core.node.package_index import make_wheel
 
-    make_wheel(wheels, "farnode-probe-b", "2.0")  # a new build of the same version: other bytes, other hash
+    # a new build of the same version: other bytes, other hash (a payload, since two builds of the same files
+    # within zip's 2-second timestamps would be the same bytes)
+    assert _sha256(make_wheel(wheels, "farnode-probe-b", "2.0", payload_bytes=16)) != locked
     with pytest.raises(EngineEnvError, match="does not match the hash"):
         tiny.ensure(verify=False)
 
@@ -276,6 +282,49 @@ def test_the_lock_with_hashes_installs_with_uv_and_with_pip(tiny, package_index,
     tiny.lock_file.write_text(f"farnode-probe-a==1.0 \\\n    --hash={_sha256(a)}\nfarnode-probe-b==2.0 --hash={_sha256(b)}\n")
     tiny.ensure(verify=False)
     assert tiny.missing() == []
+
+
+def _bundled_wheels() -> set[str]:
+    """name-version of the wheels ensurepip of this Python installs (pip; setuptools before 3.12)."""
+    import ensurepip
+
+    return {"-".join(w.name.split("-")[:2]) for w in (Path(ensurepip.__file__).parent / "_bundled").glob("*.whl")}
+
+
+def _venv_packages(env: EngineEnv) -> set[str]:
+    return {"-".join(d.name[: -len(".dist-info")].split("-")[:2]) for d in env.site_packages().glob("*.dist-info")}
+
+
+def test_uv_makes_the_venv_with_the_pip_python_m_venv_would_put_in_it(tiny, monkeypatch):
+    """uv makes the environment (a fraction of ensurepip's time) with ensurepip's own wheels in it, offline:
+    the same pip and setuptools as ``python -m venv`` gives, and pip runs."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tiny.root / "empty-uv-cache"))  # nothing cached: from the wheels only
+    tiny.ensure(verify=False)
+    assert "uv = " in (tiny.venv / "pyvenv.cfg").read_text()
+    bundled = _bundled_wheels()
+    assert any(b.startswith("pip-") for b in bundled)
+    assert _venv_packages(tiny) == bundled | {"farnode_probe_a-1.0", "farnode_probe_b-2.0"}
+    done = subprocess.run([str(tiny.python), "-m", "pip", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith(f"pip {next(b for b in bundled if b.startswith('pip-'))[4:]} ")
+
+
+def test_where_uv_cannot_make_the_venv_python_m_venv_does(tiny, monkeypatch, caplog):
+    """A uv that fails at ``uv venv`` (an old uv, a Python it does not accept) costs nothing but the time:
+    ``python -m venv`` makes the environment, uv still installs the lock."""
+    real = engine_env.find_uv()
+    standin = tiny.root / "uv-without-venv"
+    tiny.root.mkdir(parents=True, exist_ok=True)
+    standin.write_text(f'#!/bin/sh\nif [ "$1" = venv ]; then echo "error: no venv here" >&2; exit 2; fi\n'
+                       f'exec "{real}" "$@"\n')
+    standin.chmod(0o755)
+    monkeypatch.setenv(engine_env.UV_ENV, str(standin))
+    seen = []
+    with caplog.at_level("WARNING"):
+        tiny.ensure(seen.append, verify=False)
+    assert "uv could not make the engine's environment (error: no venv here)" in caplog.text
+    assert "uv = " not in (tiny.venv / "pyvenv.cfg").read_text()  # python -m venv's
+    assert [p.step for p in seen][1] == "installing 2 packages with uv (farnode-probe-a, farnode-probe-b)"
+    assert tiny.missing() == [] and _venv_packages(tiny) >= _bundled_wheels()
 
 
 def test_without_uv_the_setup_falls_back_to_pip_and_says_so(tiny, monkeypatch):
