@@ -192,7 +192,7 @@ def report(path: Path, t1_min: float, t2_min: float, *, depth: int = 4, top: int
     p(f"  the rest, by allocating stack ({rest / 1e3:+.1f} kB):")
     for key, v, n in g.by_stack[:top]:
         p(f"    {v / 1e3:+9.1f} kB {n:+7d}  {key}")
-    shrunk = [r for r in g.by_stack if r[1] < 0][-3:]
+    shrunk = [r for r in g.by_stack[top:] if r[1] < 0][-3:]  # the most shrunk, unless listed above
     for key, v, n in shrunk:
         p(f"    {v / 1e3:+9.1f} kB {n:+7d}  {key}")
     return g

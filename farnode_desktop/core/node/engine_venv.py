@@ -103,6 +103,14 @@ def find_uv() -> str | None:
         return None
 
 
+def _uv_env() -> dict[str, str]:
+    """The environment every uv run of the set-up gets: the app's, without uv settings of the user's (only its
+    cache folder is kept) and without uv's configuration files: what the set-up asks is what uv does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k == "UV_CACHE_DIR"}
+    env["UV_NO_CONFIG"] = "1"
+    return env
+
+
 def pip_config_options(env: dict[str, str] | None = None) -> list[str]:
     """pip's configured indexes and find-links (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_FIND_LINKS``,
     ``PIP_NO_INDEX``, else pip.conf as ``pip config list`` of the base interpreter reads it) as uv options:
@@ -624,13 +632,13 @@ class EngineEnv:
         except OSError:
             return False
         _check_cancel(lambda: found.cancelled)
-        bundled = Path(found.output.decode(errors="replace").strip().splitlines()[-1] or ".") / "_bundled" \
-            if found.returncode == 0 and found.output.strip() else None
-        wheels = sorted(str(w) for w in bundled.glob("*.whl")) if bundled is not None else []
+        where = found.output.decode(errors="replace").strip()
+        if found.returncode != 0 or not where:
+            return False
+        wheels = sorted(str(w) for w in (Path(where.splitlines()[-1]) / "_bundled").glob("*.whl"))
         if not any(Path(w).name.startswith("pip-") for w in wheels):
             return False
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k == "UV_CACHE_DIR"}
-        env["UV_NO_CONFIG"] = "1"
+        env = _uv_env()
         steps = ([uv, "venv", "--quiet", "--no-project", "--python", py, str(self.venv)],
                  [uv, "pip", "install", "--quiet", "--python", str(self.python), "--no-deps", "--no-index", *wheels])
         for argv in steps:
@@ -732,8 +740,7 @@ class EngineEnv:
                 # without --require-hashes (the CUDA torch's run) uv still verifies the hashes given
                 *(["--require-hashes"] if hashed and deps else []), "--index-strategy", "unsafe-best-match",
                 "--no-progress", "-r", str(reqs)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k == "UV_CACHE_DIR"}
-        env["UV_NO_CONFIG"] = "1"
+        env = _uv_env()
         try:
             done = process_tree.run(argv, timeout=3600, cancel=cancel, env=env)
         except OSError as exc:
