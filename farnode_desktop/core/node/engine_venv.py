@@ -593,12 +593,7 @@ class EngineEnv:
 
     def _run(self, module: str, args: list[str], *, timeout: float, cancel) -> process_tree.Finished:
         spec = self.runtime().command_spec(module, args)
-        try:
-            done = process_tree.run(spec.argv, timeout=timeout, cancel=cancel, env=spec.env, cwd=spec.cwd)
-        except OSError as exc:
-            return process_tree.Finished(127, str(exc).encode())
-        _check_cancel(lambda: done.cancelled)
-        return done
+        return _run_to_end(spec.argv, timeout=timeout, cancel=cancel, env=spec.env, cwd=spec.cwd)
 
     def _create_venv(self, cancel=None) -> None:
         if self.python.exists():
@@ -626,12 +621,8 @@ class EngineEnv:
         venv`` would: ensurepip's own wheels, bundled with ``py``, installed offline. The same environment in
         ~0.3 s instead of ~2.7 s (ensurepip unpacking pip with pip). False, with nothing left behind, where
         any of it fails: ``python -m venv`` then makes it as before."""
-        try:
-            found = process_tree.run([py, "-c", "import ensurepip, os; print(os.path.dirname(ensurepip.__file__))"],
-                                     timeout=60, cancel=cancel)
-        except OSError:
-            return False
-        _check_cancel(lambda: found.cancelled)
+        found = _run_to_end([py, "-c", "import ensurepip, os; print(os.path.dirname(ensurepip.__file__))"],
+                            timeout=60, cancel=cancel)
         where = found.output.decode(errors="replace").strip()
         if found.returncode != 0 or not where:
             return False
@@ -642,11 +633,7 @@ class EngineEnv:
         steps = ([uv, "venv", "--quiet", "--no-project", "--python", py, str(self.venv)],
                  [uv, "pip", "install", "--quiet", "--python", str(self.python), "--no-deps", "--no-index", *wheels])
         for argv in steps:
-            try:
-                done = process_tree.run(argv, timeout=300, cancel=cancel, env=env)
-            except OSError as exc:
-                done = process_tree.Finished(127, str(exc).encode())
-            _check_cancel(lambda done=done: done.cancelled)
+            done = _run_to_end(argv, timeout=300, cancel=cancel, env=env)
             if done.returncode != 0:
                 log.warning("uv could not make the engine's environment (%s); making it with python -m venv",
                             done.output.decode(errors="replace").strip()[-300:])
@@ -740,12 +727,7 @@ class EngineEnv:
                 # without --require-hashes (the CUDA torch's run) uv still verifies the hashes given
                 *(["--require-hashes"] if hashed and deps else []), "--index-strategy", "unsafe-best-match",
                 "--no-progress", "-r", str(reqs)]
-        env = _uv_env()
-        try:
-            done = process_tree.run(argv, timeout=3600, cancel=cancel, env=env)
-        except OSError as exc:
-            done = process_tree.Finished(127, str(exc).encode())
-        _check_cancel(lambda: done.cancelled)
+        done = _run_to_end(argv, timeout=3600, cancel=cancel, env=_uv_env())
         if done.returncode == 0:
             return
         self._install_failed(batch[0] if len(batch) == 1 else None, done.output.decode(errors="replace")[-3000:])
@@ -840,6 +822,18 @@ def _inside(path: Path, root: Path) -> bool:
         return Path(os.path.abspath(path)).is_relative_to(root)
     except ValueError:
         return False
+
+
+def _run_to_end(argv: list[str], *, timeout: float, cancel, env: dict[str, str] | None = None,
+                cwd: str | None = None) -> process_tree.Finished:
+    """Run one command of the set-up to its end. A command that cannot be started at all reads as not found
+    (127, with the reason as its output); a cancelled one raises the set-up's "cancelled" error."""
+    try:
+        done = process_tree.run(argv, timeout=timeout, cancel=cancel, env=env, cwd=cwd)
+    except OSError as exc:
+        return process_tree.Finished(127, str(exc).encode())
+    _check_cancel(lambda: done.cancelled)
+    return done
 
 
 def _check_cancel(cancel: Callable[[], bool] | None) -> None:
