@@ -151,7 +151,8 @@ def growth(rec: Recording, t1: float, t2: float, depth: int = 4) -> Growth:
     np_sizes: set[int] = set()
     grown: collections.Counter[str] = collections.Counter()
     count: collections.Counter[str] = collections.Counter()
-    numpy_trace: dict[int, bool] = {}
+    numpy_trace: dict[int, bool] = {}  # per trace: many allocation kinds (sizes) share one
+    callers: dict[int, str] = {}
     for k, (size, trace) in enumerate(rec.infos):
         na = a[k] if k < len(a) else 0
         nb = b[k] if k < len(b) else 0
@@ -167,7 +168,9 @@ def growth(rec: Recording, t1: float, t2: float, depth: int = 4) -> Growth:
                     np_sizes.add(size)
                 continue
         if na != nb:
-            key = rec.caller(trace, depth)
+            if trace not in callers:
+                callers[trace] = rec.caller(trace, depth)
+            key = callers[trace]
             grown[key] += (nb - na) * size
             count[key] += nb - na
     stacks = sorted(((k, v, count[k]) for k, v in grown.items()), key=lambda r: -r[1])
