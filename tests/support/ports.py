@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
+
+_LOWEST = 10000  # below: well-known services' ports
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the OS's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the OS hands out to outgoing connections and to bind(0) (Linux's default where unreadable)."""
+    try:
+        low, high = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive TCP ports on 127.0.0.1 that nothing listens on now.
+
+    Taken at random from below the OS's ephemeral range: a port the OS picked (bind to 0) is let go again when
+    this returns, and any outgoing connection of a test running beside this one could be given it (or the port
+    after it, which a multi-GPU node's second server uses) before the test's server binds it.
+    """
+    low, high = _ephemeral_range()
+    # The wider of the two stretches outside the ephemeral range: below it (from _LOWEST) or above it.
+    start, end = max((_LOWEST, low), (high + 1, 65536), key=lambda r: r[1] - r[0])
+    for _ in range(1000):
+        first = random.randrange(start, end - count + 1)
+        if all(port_is_free(p) for p in range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free loopback ports found between {start} and {end - 1}")
 
 
 def port_is_free(port: int) -> bool:

@@ -24,7 +24,7 @@ UUIDS = ("GPU-aaaaaaaa-0000-0000-0000-000000000001", "GPU-bbbbbbbb-0000-0000-000
 
 def _node(engine_paths, bus, contributing=()):
     settings = Settings()
-    settings.network.port = free_port()
+    settings.network.port = free_port(2)  # the second GPU's server takes the port after it
     settings.network.demo_traffic_per_minute = 60
     settings.gpus.contributing = list(contributing)
     nvml = Nvml(module=FakePynvml([FakeGpu(name="NVIDIA GeForce RTX 4070", uuid=UUIDS[0]),
