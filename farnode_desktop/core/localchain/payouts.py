@@ -127,7 +127,9 @@ class LocalPayouts:
                  self.rate_per_1k_tokens, self.batch_interval_s, later)
 
     def _ensure_keeper(self) -> None:
-        if self._keeper is not None and self._keeper.is_alive():
+        # A keeper told to stop may still be alive (waiting for the lock a stop held, or on a slow anvil): it ends
+        # by itself, and this chain gets a keeper of its own.
+        if self._keeper is not None and self._keeper.is_alive() and not self._keeper_stop.is_set():
             return
         self._keeper_stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep_state, args=(self._keeper_stop,), daemon=True,

@@ -5,12 +5,13 @@ published rate, a dead service started again, both stopped with nothing left, th
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import psutil
 import pytest
 
-from farnode_desktop.core.localchain.node import CHAIN_ID
+from farnode_desktop.core.localchain.node import CHAIN_ID, LocalChain
 from farnode_desktop.core.localchain.payouts import LocalPayouts
 from farnode_desktop.core.payout.served import ServedLedger
 from tests.demo_operator.helpers import Server, serve
@@ -123,3 +124,30 @@ def test_an_anvil_that_cannot_be_installed_is_one_clear_problem(tmp_path, monkey
         lp.ensure()
     assert lp.problem == err.value.message and lp.status()["problem"] == lp.problem
     assert lp.info is None and lp.pids() == []
+
+
+def test_a_chain_started_again_while_the_old_keeper_is_still_busy_gets_its_own_keeper(payouts, monkeypatch):
+    """A stop, then a start, while the first chain's state keeper is still in a write (a slow anvil; on a loaded
+    machine, or waiting for the lock the stop held): the new chain's state is still written as blocks are mined,
+    and the old keeper ends by itself."""
+    entered, gate = threading.Event(), threading.Event()
+    real_save = LocalChain.save_state
+
+    def save_state(chain):
+        if threading.current_thread().name == "farnode-chain-state" and not gate.is_set():
+            entered.set()
+            gate.wait(60)  # the first keeper, in the middle of a write
+        return real_save(chain)
+
+    monkeypatch.setattr(LocalChain, "save_state", save_state)
+    payouts.ensure()
+    first = payouts._keeper
+    assert entered.wait(30), "the keeper never wrote"
+    payouts.stop()
+    info = payouts.ensure()
+    gate.set()
+    assert wait_until(lambda: not first.is_alive(), 10)
+    _rpc(info.rpc_url, "evm_mine")
+    head = int(_rpc(info.rpc_url, "eth_blockNumber"), 16)
+    state = payouts.paths.chain_dir / "state.json"
+    assert wait_until(lambda: _best_block(state) >= head, 10), "no keeper writes the new chain's state"
