@@ -7,6 +7,9 @@ import socket
 from pathlib import Path
 
 _LOWEST = 10000  # below: well-known services' ports
+# The app's default port (network.port) and those after it (one server per GPU): tests that start a node on the
+# default settings use them, so no test is handed one.
+_DEFAULTS = range(31337, 31337 + 16)
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -30,7 +33,8 @@ def free_port(count: int = 1) -> int:
     start, end = max((_LOWEST, low), (high + 1, 65536), key=lambda r: r[1] - r[0])
     for _ in range(1000):
         first = random.randrange(start, end - count + 1)
-        if all(port_is_free(p) for p in range(first, first + count)):
+        run = range(first, first + count)
+        if not any(p in _DEFAULTS for p in run) and all(port_is_free(p) for p in run):
             return first
     raise RuntimeError(f"no {count} consecutive free loopback ports found between {start} and {end - 1}")
 
