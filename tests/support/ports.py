@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import random
-import socket
 from pathlib import Path
+
+from farnode_desktop.core.ports import loopback_port_free as port_is_free
+from farnode_desktop.core.settings import NetworkSettings
+
+__all__ = ["free_port", "port_is_free"]
 
 _LOWEST = 10000  # below: well-known services' ports
 # The app's default port (network.port) and those after it (one server per GPU): tests that start a node on the
 # default settings use them, so no test is handed one.
-_DEFAULTS = range(31337, 31337 + 16)
+_DEFAULT_PORT = NetworkSettings().port
+_DEFAULTS = range(_DEFAULT_PORT, _DEFAULT_PORT + 16)
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -37,13 +42,3 @@ def free_port(count: int = 1) -> int:
         if not any(p in _DEFAULTS for p in run) and all(port_is_free(p) for p in run):
             return first
     raise RuntimeError(f"no {count} consecutive free loopback ports found between {start} and {end - 1}")
-
-
-def port_is_free(port: int) -> bool:
-    """Whether ``port`` on 127.0.0.1 can be bound now (what a stopped server held has been let go)."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
